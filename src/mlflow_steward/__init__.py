@@ -1,0 +1,40 @@
+"""mlflow-steward: governance, deployment and monitoring for MLflow, as a pluggy plugin host.
+
+Importing this package is cheap: MLflow, pandas and the built-in plugins are imported only when a
+function that needs them is called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+__version__ = "0.1.0"
+
+PROJECT_NAME = "mlflow_steward"
+#: Marks a function or method as an implementation of a steward hook.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+if TYPE_CHECKING:
+    from mlflow_steward.governance.engine import Decision
+    from mlflow_steward.plugins.manager import StewardPluginManager
+
+__all__ = ["Decision", "__version__", "check", "create_plugin_manager", "hookimpl"]
+
+
+def create_plugin_manager(**kwargs: Any) -> StewardPluginManager:
+    """Build a fresh plugin manager; see :func:`mlflow_steward.plugins.manager.create_plugin_manager`."""
+    from mlflow_steward.plugins.manager import create_plugin_manager as _create
+
+    return _create(**kwargs)
+
+
+def check(model_uri: str, **kwargs: Any) -> Decision:
+    """Ask every applicable policy about an action without writing anything.
+
+    See :func:`mlflow_steward.governance.api.check` for the arguments.
+    """
+    from mlflow_steward.governance.api import check as _check
+
+    return _check(model_uri, **kwargs)

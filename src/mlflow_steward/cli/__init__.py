@@ -1,0 +1,1 @@
+"""The ``steward`` command line (click). Subcommands are imported only when used."""

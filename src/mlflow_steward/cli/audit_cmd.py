@@ -1,0 +1,85 @@
+"""``steward audit``: read, verify and export the hash-chained audit log."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mlflow_steward.cli.main import StewardContext, echo_json
+
+
+def _audit(obj: StewardContext):
+    from mlflow_steward import db
+    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.registry import governed_uri, resolve_registry_uri
+
+    uri = governed_uri(resolve_registry_uri(obj.registry_uri, obj.config.registry_uri))
+    return AuditLog(db.get_engine(uri.removeprefix("steward+")))
+
+
+@click.group()
+def audit() -> None:
+    """Read, verify and export the audit log."""
+
+
+@audit.command("log")
+@click.option("--model", help="Only entries for this registered model.")
+@click.option("--limit", type=int, help="Only the newest N entries.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def log(obj: StewardContext, model: str | None, limit: int | None, as_json: bool) -> None:
+    """Show audit entries, oldest first."""
+    entries = _audit(obj).entries(model=model, limit=limit, newest_first=limit is not None)
+    if limit is not None:
+        entries.reverse()
+    if as_json:
+        echo_json([e.to_dict() for e in entries])
+        return
+    for e in entries:
+        target = (
+            e.model + (f"/{e.version}" if e.version else "") + (f"@{e.alias}" if e.alias else "")
+        )
+        click.echo(
+            f"#{e.seq} {e.ts} {e.actor} {e.action} {target} {e.decision.upper()} ({e.outcome})"
+        )
+        for r in e.reasons:
+            click.echo(f"    {'PASS' if r['allowed'] else 'FAIL'} {r['policy']}: {r['reason']}")
+
+
+@audit.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def verify(obj: StewardContext, as_json: bool) -> None:
+    """Check the hash chain. Exit 1, naming the first bad entry, if anything was changed."""
+    result = _audit(obj).verify()
+    if as_json:
+        echo_json(
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "bad_seq": result.bad_seq,
+                "problem": result.problem,
+                "head": dict(result.head),
+            }
+        )
+    elif result.ok:
+        click.echo(f"audit log OK: {result.entries} entries, head {result.head.get('hash', '')}")
+    else:
+        click.echo(f"audit log BROKEN at entry {result.bad_seq}: {result.problem}", err=True)
+    click.get_current_context().exit(0 if result.ok else 1)
+
+
+@audit.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default: stdout).")
+@click.pass_obj
+def export(obj: StewardContext, fmt: str, output: str | None) -> None:
+    """Export every entry with its hashes (one JSON object per line)."""
+    log_ = _audit(obj)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            n = log_.export_jsonl(fh)
+        click.echo(f"exported {n} entries to {output}", err=True)
+    else:
+        log_.export_jsonl(sys.stdout)

@@ -1,0 +1,201 @@
+"""``steward``: the entry point. Keep imports here light: no MLflow, pandas or scikit-learn."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Any
+
+import click
+
+from mlflow_steward import __version__
+from mlflow_steward.errors import StewardError
+
+#: name -> (module, attribute, short help). Imported only when the command runs.
+BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "plugins": (
+        "mlflow_steward.cli.plugins_cmd",
+        "plugins",
+        "List plugins, their hooks and what they provide.",
+    ),
+    "check": (
+        "mlflow_steward.cli.lifecycle_cmd",
+        "check",
+        "Dry run: each policy's verdict on a move.",
+    ),
+    "promote": (
+        "mlflow_steward.cli.lifecycle_cmd",
+        "promote",
+        "Move an alias (or legacy stage) to a version.",
+    ),
+    "rollback": (
+        "mlflow_steward.cli.lifecycle_cmd",
+        "rollback",
+        "Move an alias back to its previous holder.",
+    ),
+    "history": (
+        "mlflow_steward.cli.lifecycle_cmd",
+        "history_cmd",
+        "Where aliases and stages pointed over time.",
+    ),
+    "approve": ("mlflow_steward.cli.lifecycle_cmd", "approve", "Approve a version for an alias."),
+    "audit": ("mlflow_steward.cli.audit_cmd", "audit", "Read, verify and export the audit log."),
+    "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
+    "quickstart": (
+        "mlflow_steward.cli.quickstart",
+        "quickstart",
+        "Run the guided demo end to end.",
+    ),
+}
+
+
+#: Errors whose message is written for users already; others get their type and a --debug hint.
+_PLAIN_ERRORS = frozenset({"PolicyDenied", "MlflowException", "RestException"})
+
+
+class StewardContext:
+    """Global options, and the plugin manager / configuration built on first use."""
+
+    def __init__(
+        self,
+        config_path: str | None,
+        registry_uri: str | None,
+        disabled: tuple[str, ...],
+        debug: bool,
+    ) -> None:
+        self.config_path = config_path
+        self.registry_uri = registry_uri
+        self.disabled = disabled
+        self.debug = debug
+        self._pm = None
+        self._config = None
+
+    @property
+    def pm(self) -> Any:
+        if self._pm is None:
+            from mlflow_steward.plugins.manager import create_plugin_manager
+
+            self._pm = create_plugin_manager(disable=self.disabled)
+        return self._pm
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from mlflow_steward.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def session(self) -> Any:
+        from mlflow_steward.lifecycle.session import StewardSession
+
+        return StewardSession(registry_uri=self.registry_uri, config=self.config, pm=self.pm)
+
+
+class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            obj = ctx.find_object(StewardContext)
+            if (obj is not None and obj.debug) or os.environ.get("MLFLOW_STEWARD_DEBUG") == "1":
+                raise
+            message = getattr(exc, "message", None) or str(exc)
+            if not isinstance(exc, StewardError) and type(exc).__name__ not in _PLAIN_ERRORS:
+                message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
+            raise StewardCommandError(str(message)) from exc
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(BUILTIN_COMMANDS)
+        obj = ctx.find_object(StewardContext)
+        if obj is not None:
+            names |= set(obj.pm.hooks.commands())
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BUILTIN_COMMANDS:
+            module, attr, _ = BUILTIN_COMMANDS[name]
+            return getattr(importlib.import_module(module), attr)
+        obj = ctx.find_object(StewardContext)
+        if obj is None:
+            return None
+        registered = obj.pm.hooks.commands().get(name)
+        return registered.command.load() if registered else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_, _, short) in BUILTIN_COMMANDS.items()]
+        obj = ctx.find_object(StewardContext)
+        extra = []
+        if obj is not None:
+            try:
+                extra = [(n, r.command.help) for n, r in obj.pm.hooks.commands().items()]
+            except StewardError as exc:
+                extra = [("(plugins)", f"not loaded: {exc}")]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+        if extra:
+            with formatter.section("Plugin commands"):
+                formatter.write_dl(sorted(extra))
+
+
+def _check_shadowing(obj: StewardContext) -> None:
+    from mlflow_steward.errors import PluginConflictError
+
+    for name, registered in obj.pm.hooks.commands().items():
+        if name in BUILTIN_COMMANDS:
+            raise PluginConflictError(
+                f"plugin {obj.pm.hooks.describe_plugin(registered.plugin)} provides command "
+                f"{name!r}, which is a built-in steward command; plugin commands cannot replace "
+                "built-ins"
+            )
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="steward")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Configuration file (default: $MLFLOW_STEWARD_CONFIG, then ./steward.yaml).",
+)
+@click.option(
+    "--registry-uri",
+    help="Registry database (default: $MLFLOW_REGISTRY_URI, "
+    "$MLFLOW_TRACKING_URI, or registry_uri: in the config).",
+)
+@click.option(
+    "--no-plugin",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
+    help="Do not load this plugin (repeatable); also MLFLOW_STEWARD_DISABLE_PLUGINS.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    registry_uri: str | None,
+    disabled: tuple[str, ...],
+    debug: bool,
+) -> None:
+    """Governance, deployment and monitoring for MLflow models."""
+    ctx.obj = StewardContext(config_path, registry_uri, disabled, debug)
+    if ctx.invoked_subcommand is not None:
+        _check_shadowing(ctx.obj)
+
+
+class StewardCommandError(click.ClickException):
+    """Any failure of a command, shown as one ``Error: ...`` line with exit code 1."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script ``steward``."""
+    cli.main(args=argv, prog_name="steward")
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

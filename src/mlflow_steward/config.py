@@ -1,0 +1,440 @@
+"""The ``steward.yaml`` configuration: discovery, parsing with line numbers, validation.
+
+Discovery: ``--config`` (or ``path=``), then ``MLFLOW_STEWARD_CONFIG``, then ``./steward.yaml``;
+with none of them the configuration is empty. Unknown keys and bad values are :class:`ConfigError`
+naming the file, the key path (``policies[2].with.metric``) and the line, with the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mlflow_steward.errors import ConfigError
+from mlflow_steward.plugins.types import ACTIONS, Option
+
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
+
+CONFIG_ENV = "MLFLOW_STEWARD_CONFIG"
+DEFAULT_CONFIG_NAME = "steward.yaml"
+DEFAULT_POLICY_TIMEOUT = 10.0
+
+TOP_LEVEL_KEYS = {
+    "registry_uri": "registry URI to govern (else MLFLOW_REGISTRY_URI / MLFLOW_TRACKING_URI)",
+    "policy_timeout": "seconds (or 10s, 2m) a policy may take before it counts as a deny",
+    "policies": "list of policies to enforce",
+}
+POLICY_KEYS = {
+    "use": "name of the policy (see `steward plugins`)",
+    "id": "a label for this entry in reasons and the audit log (default: the policy name)",
+    "when": "which actions the entry applies to",
+    "with": "the policy's options",
+    "timeout": "seconds this policy may take",
+}
+WHEN_KEYS = {
+    "action": "action name or list",
+    "alias": "alias name, glob or list",
+    "stage": "legacy stage name or list",
+    "model": "registered model name, glob or list",
+    "actor": "actor name, glob or list",
+}
+
+Path_ = tuple[str | int, ...]
+
+
+def _fmt(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "<top level>"
+
+
+@dataclass
+class Located:
+    """Parsed YAML plus the line of every key and list item, for error messages."""
+
+    data: Any
+    lines: dict[Path_, int]
+    path: str | None
+
+    def error(self, key: Path_, message: str) -> ConfigError:
+        line = None
+        probe = key
+        while probe and line is None:
+            line = self.lines.get(probe)
+            probe = probe[:-1]
+        return ConfigError(message, path=self.path, line=line, key=_fmt(key))
+
+
+def _compose(text: str, path: str | None) -> Located:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        # The context mark (where the broken construct starts) is where a person should look;
+        # the problem mark is where the parser gave up, often at the end of the file.
+        start = getattr(exc, "context_mark", None)
+        end = getattr(exc, "problem_mark", None)
+        mark = start or end
+        line = mark.line + 1 if mark is not None else None
+        detail = str(getattr(exc, "problem", None) or exc)
+        if start is not None and end is not None and end.line != start.line:
+            detail += f" (noticed at line {end.line + 1})"
+        raise ConfigError(f"not valid YAML: {detail}", path=path, line=line) from exc
+    lines: dict[Path_, int] = {}
+    constructor = yaml.constructor.SafeConstructor()
+
+    def convert(node: yaml.Node, where: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    raise ConfigError(
+                        f"keys must be strings, got {key!r}",
+                        path=path,
+                        line=key_node.start_mark.line + 1,
+                        key=_fmt(where),
+                    )
+                if key in out:
+                    raise ConfigError(
+                        "duplicate key",
+                        path=path,
+                        line=key_node.start_mark.line + 1,
+                        key=_fmt((*where, key)),
+                    )
+                lines[(*where, key)] = key_node.start_mark.line + 1
+                out[key] = convert(value_node, (*where, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                lines[(*where, i)] = item.start_mark.line + 1
+                items.append(convert(item, (*where, i)))
+            return items
+        return constructor.construct_object(node, deep=True)
+
+    data = convert(root, ()) if root is not None else {}
+    return Located(data, lines, path)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"2h"``, ``"7d"``, ``"1w"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m, 2h or 7d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m, 2h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _unknown(loc: Located, where: Path_, key: str, valid: Iterable[str], what: str) -> ConfigError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return loc.error((*where, key), f"unknown {what} {key!r}{hint}; valid: {', '.join(valid)}")
+
+
+def _check_keys(
+    loc: Located, where: Path_, value: Any, valid: Mapping[str, str], what: str
+) -> dict:
+    if not isinstance(value, dict):
+        raise loc.error(
+            where,
+            f"expected a mapping with keys {', '.join(sorted(valid))}, got {type(value).__name__}",
+        )
+    for key in value:
+        if key not in valid:
+            raise _unknown(loc, where, key, valid, what)
+    return value
+
+
+def _str_list(loc: Located, where: Path_, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            raise loc.error(
+                (*where, i) if isinstance(value, list) else where,
+                f"expected a string or a list of strings, got {item!r}",
+            )
+    return tuple(str(i) for i in items)
+
+
+def coerce_option(option: Option, value: Any) -> Any:
+    """Check one policy option's value; raises ValueError with a user-facing message."""
+    kind = option.kind
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+    elif kind == "str_list":
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(i, str) for i in items):
+            raise ValueError(f"expected a string or a list of strings, got {value!r}")
+        value = list(items)
+    elif kind == "list":
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+    elif kind == "mapping":
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+    elif kind == "duration":
+        value = parse_duration(value)
+    if option.choices is not None:
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if v not in option.choices]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not one of {', '.join(map(str, option.choices))}")
+    return value
+
+
+@dataclass(frozen=True)
+class When:
+    """Which events a configured policy applies to; empty fields match everything."""
+
+    actions: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    actors: tuple[str, ...] = ()
+
+    def matches(
+        self,
+        action: str,
+        *,
+        alias: str | None,
+        stage: str | None,
+        model: str,
+        actor: str,
+        default_actions: frozenset[str],
+    ) -> bool:
+        if action not in (self.actions or default_actions):
+            return False
+        if self.aliases and not (
+            alias and any(fnmatch.fnmatchcase(alias, p) for p in self.aliases)
+        ):
+            return False
+        if self.stages and not (stage and stage.lower() in {s.lower() for s in self.stages}):
+            return False
+        if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
+            return False
+        return not (self.actors and not any(fnmatch.fnmatchcase(actor, p) for p in self.actors))
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One ``policies:`` entry, before it is matched with a registered policy."""
+
+    use: str
+    label: str
+    when: When
+    options: Mapping[str, Any]
+    timeout: float | None
+    where: Path_
+
+
+@dataclass
+class StewardConfig:
+    """The parsed configuration. ``source`` is the file it came from (``None``: no file)."""
+
+    source: str | None = None
+    registry_uri: str | None = None
+    policy_timeout: float = DEFAULT_POLICY_TIMEOUT
+    policies: list[PolicyEntry] = field(default_factory=list)
+    located: Located | None = None
+
+    def error(self, where: Path_, message: str) -> ConfigError:
+        if self.located is None:
+            return ConfigError(message, key=_fmt(where))
+        return self.located.error(where, message)
+
+
+def _parse_when(loc: Located, where: Path_, value: Any) -> When:
+    if value is None:
+        return When()
+    _check_keys(loc, where, value, WHEN_KEYS, "key under when")
+    actions = _str_list(loc, (*where, "action"), value["action"]) if "action" in value else ()
+    for action in actions:
+        if action not in ACTIONS:
+            close = difflib.get_close_matches(action, ACTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise loc.error(
+                (*where, "action"), f"unknown action {action!r}{hint}; valid: {', '.join(ACTIONS)}"
+            )
+    return When(
+        actions=actions,
+        aliases=_str_list(loc, (*where, "alias"), value["alias"]) if "alias" in value else (),
+        stages=_str_list(loc, (*where, "stage"), value["stage"]) if "stage" in value else (),
+        models=_str_list(loc, (*where, "model"), value["model"]) if "model" in value else (),
+        actors=_str_list(loc, (*where, "actor"), value["actor"]) if "actor" in value else (),
+    )
+
+
+def parse_config(text: str, *, path: str | None = None) -> StewardConfig:
+    """Parse and check the structure of a configuration (policy names are checked later)."""
+    loc = _compose(text, path)
+    data = _check_keys(loc, (), loc.data, TOP_LEVEL_KEYS, "top-level key")
+    config = StewardConfig(source=path, located=loc)
+    if "registry_uri" in data:
+        if not isinstance(data["registry_uri"], str):
+            raise loc.error(("registry_uri",), "expected a URI string")
+        config.registry_uri = data["registry_uri"]
+    if "policy_timeout" in data:
+        try:
+            config.policy_timeout = parse_duration(data["policy_timeout"])
+        except ValueError as exc:
+            raise loc.error(("policy_timeout",), str(exc)) from None
+    policies = data.get("policies") or []
+    if not isinstance(policies, list):
+        raise loc.error(("policies",), "expected a list of policies (each `- use: NAME`)")
+    labels: dict[str, Path_] = {}
+    for i, entry in enumerate(policies):
+        where: Path_ = ("policies", i)
+        if isinstance(entry, str):
+            entry = {"use": entry}
+        _check_keys(loc, where, entry, POLICY_KEYS, "key in a policy entry")
+        if "use" not in entry or not isinstance(entry["use"], str):
+            raise loc.error(where, "each policy entry needs `use: NAME`")
+        label = entry.get("id", entry["use"])
+        if not isinstance(label, str):
+            raise loc.error((*where, "id"), "expected a string")
+        if label in labels:
+            raise loc.error(
+                (*where, "id") if "id" in entry else (*where, "use"),
+                f"{label!r} is used by two entries; give one an `id:`",
+            )
+        labels[label] = where
+        options = entry.get("with") or {}
+        if not isinstance(options, dict):
+            raise loc.error((*where, "with"), "expected a mapping of options")
+        timeout = None
+        if "timeout" in entry:
+            try:
+                timeout = parse_duration(entry["timeout"])
+            except ValueError as exc:
+                raise loc.error((*where, "timeout"), str(exc)) from None
+        config.policies.append(
+            PolicyEntry(
+                use=entry["use"],
+                label=label,
+                when=_parse_when(loc, (*where, "when"), entry.get("when")),
+                options=options,
+                timeout=timeout,
+                where=where,
+            )
+        )
+    return config
+
+
+def default_value(option: Option) -> Any:
+    """An option's default, checked like a configured value (so ``"7d"`` becomes seconds)."""
+    return None if option.default is None else coerce_option(option, option.default)
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> StewardConfig:
+    """Find and parse the configuration; an explicitly named file must exist."""
+    found = find_config_path(path)
+    if found is None:
+        return StewardConfig()
+    try:
+        text = found.read_text(encoding="utf-8")
+    except OSError as exc:
+        origin = "--config" if path else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "")
+        hint = f" (from {origin})" if origin else ""
+        raise ConfigError(
+            f"cannot read the configuration file{hint}: {exc.strerror}", path=str(found)
+        ) from exc
+    return parse_config(text, path=str(found))
+
+
+def validate_options(
+    config: StewardConfig, entry: PolicyEntry, registered: RegisteredPolicy
+) -> dict[str, Any]:
+    """Check an entry's ``with:`` against the policy's declared options; fill in defaults."""
+    declared = {o.name: o for o in registered.policy.options}
+    out: dict[str, Any] = {}
+    for key, value in entry.options.items():
+        if key not in declared:
+            valid = sorted(declared) or ["(this policy takes no options)"]
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise config.error(
+                (*entry.where, "with", key),
+                f"policy {entry.use!r} has no option {key!r}{hint}; valid: {', '.join(valid)}",
+            )
+        try:
+            out[key] = coerce_option(declared[key], value)
+        except ValueError as exc:
+            raise config.error((*entry.where, "with", key), str(exc)) from None
+    for name, option in declared.items():
+        if name not in out:
+            if option.required:
+                raise config.error(
+                    (*entry.where, "with"),
+                    f"policy {entry.use!r} needs option {name!r}: {option.help}",
+                )
+            out[name] = default_value(option)
+    if registered.policy.validate is not None:
+        try:
+            registered.policy.validate(out)
+        except ValueError as exc:
+            raise config.error((*entry.where, "with"), f"policy {entry.use!r}: {exc}") from None
+    return out
+
+
+def resolve_policies(
+    config: StewardConfig, pm: StewardPluginManager
+) -> list[tuple[PolicyEntry, RegisteredPolicy, dict[str, Any]]]:
+    """Match configured entries with registered policies; unknown names list the valid ones."""
+    registered = pm.hooks.policies()
+    resolved = []
+    for entry in config.policies:
+        if entry.use not in registered:
+            valid = sorted(registered)
+            close = difflib.get_close_matches(entry.use, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            blocked = [name for name, plugin in pm.list_name_plugin() if plugin is None]
+            if blocked:
+                hint += f" (disabled plugins, whose policies are unknown: {', '.join(blocked)})"
+            raise config.error(
+                (*entry.where, "use"),
+                f"unknown policy {entry.use!r}{hint}; valid: {', '.join(valid)}",
+            )
+        reg = registered[entry.use]
+        resolved.append((entry, reg, validate_options(config, entry, reg)))
+    return resolved

@@ -1,0 +1,186 @@
+"""Steward's own tables, kept in the same database as the MLflow registry (SQLite or PostgreSQL).
+
+All steward state lives here and nowhere in process memory, so several processes (and later several
+servers) share one audit chain, one approval list and one lifecycle history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+
+from mlflow_steward.errors import RegistryURIError
+
+metadata = sa.MetaData()
+
+audit = sa.Table(
+    "steward_audit",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("alias", sa.String(256)),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_steward_audit_model", "model"),
+)
+
+# One row (id=1): the sequence number and hash of the newest entry. Updating it first serializes
+# appends in the database itself, across processes and servers.
+audit_head = sa.Table(
+    "steward_audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+alias_history = sa.Table(
+    "steward_alias_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("alias", sa.String(256)),
+    sa.Column("stage", sa.String(32)),
+    sa.Column("version", sa.String(32)),
+    sa.Column("previous_version", sa.String(32)),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("audit_seq", sa.Integer, nullable=False),
+    sa.Index("ix_steward_alias_history_model_alias", "model", "alias"),
+)
+
+approvals = sa.Table(
+    "steward_approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("alias", sa.String(256), nullable=False),
+    sa.Column("approver", sa.String(256), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("audit_seq", sa.Integer, nullable=False),
+    sa.Index("ix_steward_approvals_target", "model", "version", "alias"),
+)
+
+GENESIS_HASH = "0" * 64
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def sql_uri(registry_uri: str) -> str:
+    """The database URI behind a registry URI (``steward+sqlite:///x.db`` -> ``sqlite:///x.db``)."""
+    uri = registry_uri.removeprefix("steward+")
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in {"sqlite", "postgresql", "mysql", "mssql"}:
+        raise RegistryURIError(
+            f"steward keeps its tables in the registry's SQL database, but {registry_uri!r} is not "
+            "a database URI (sqlite:///..., postgresql://...)"
+        )
+    return uri
+
+
+def _install_sqlite_locking(engine: Engine) -> None:
+    """Every steward transaction on SQLite starts with BEGIN IMMEDIATE (SQLAlchemy's recipe):
+    the write lock is taken up front, so concurrent appends wait their turn instead of failing
+    with "database is locked" when a read lock cannot be upgraded."""
+
+    @sa_event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa_event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(registry_uri: str) -> Engine:
+    """A cached engine for the registry's database, with steward's tables created."""
+    uri = sql_uri(registry_uri)
+    with _engines_lock:
+        engine = _engines.get(uri)
+        if engine is None:
+            if uri.startswith("sqlite"):
+                engine = sa.create_engine(
+                    uri, connect_args={"timeout": 120, "check_same_thread": False}
+                )
+                _install_sqlite_locking(engine)
+            else:
+                engine = sa.create_engine(uri, pool_pre_ping=True)
+            _create_tables(engine)
+            _engines[uri] = engine
+        return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    # Two processes may create the tables at once; the loser sees "already exists" and retries.
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            with engine.begin() as conn:
+                if conn.execute(sa.select(audit_head.c.id)).first() is None:
+                    conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests that drop databases call this first)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextlib.contextmanager
+def write_lock(engine: Engine, key: str) -> Iterator[None]:
+    """Serialize governed writes on ``key`` (a registered model) across processes and servers.
+
+    MLflow's own alias write reads then inserts, so two concurrent writers of a new alias race to
+    a unique-constraint error; and a decision (e.g. "beats the current champion") must still hold
+    when the write happens. PostgreSQL: a transaction-independent advisory lock on the key.
+    SQLite: an exclusive lock on a file beside the database (SQLite is single-host anyway).
+    Other databases: no extra serialization.
+    """
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
+                conn.commit()
+    elif dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        lock_path = Path(engine.url.database).with_suffix(".steward-lock")
+        with open(lock_path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield

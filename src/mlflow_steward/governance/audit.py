@@ -1,0 +1,257 @@
+"""The audit log: an append-only, hash-chained table in the registry's database.
+
+Each entry's hash covers its canonical content and the previous entry's hash, so editing,
+deleting or reordering any entry breaks verification from that entry on. Appends are serialized
+in the database (the head row is updated first in the same transaction), never in process memory.
+With ``MLFLOW_STEWARD_AUDIT_KEY`` set, hashes are HMAC-SHA256 under that key, so someone with write
+access to the database but without the key cannot rebuild a consistent chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlflow_steward import db
+
+AUDIT_KEY_ENV = "MLFLOW_STEWARD_AUDIT_KEY"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    model: str
+    version: str | None
+    alias: str | None
+    details: Mapping[str, Any]
+    decision: str
+    outcome: str
+    reasons: list[Mapping[str, Any]]
+    prev_hash: str
+    hash: str = ""
+
+    def content(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("hash")
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    bad_seq: int | None = None
+    problem: str = ""
+    head: Mapping[str, Any] = field(default_factory=dict)
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, key: bytes | None = None) -> None:
+        self.engine = engine
+        if key is None and os.environ.get(AUDIT_KEY_ENV):
+            key = os.environ[AUDIT_KEY_ENV].encode()
+        self._key = key
+
+    def _digest(self, content: Mapping[str, Any]) -> str:
+        payload = canonical(content)
+        if self._key:
+            return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
+        return hashlib.sha256(payload).hexdigest()
+
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        model: str,
+        version: str | None,
+        alias: str | None,
+        details: Mapping[str, Any],
+        decision: str,
+        outcome: str,
+        reasons: list[Mapping[str, Any]],
+        also: Callable[[Connection, int], None] | None = None,
+    ) -> AuditEntry:
+        """Append one entry; ``also(conn, seq)`` writes related rows in the same transaction."""
+        with self.engine.begin() as conn:
+            # Updating the head row first takes the database's write lock (SQLite) or the row
+            # lock (PostgreSQL): concurrent appenders queue here, so the chain stays linear.
+            conn.execute(
+                db.audit_head.update()
+                .where(db.audit_head.c.id == 1)
+                .values(seq=db.audit_head.c.seq + 1)
+            )
+            seq, prev_hash = conn.execute(
+                sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
+            ).one()
+            entry = AuditEntry(
+                seq=seq,
+                ts=utc_now(),
+                actor=actor,
+                action=action,
+                model=model,
+                version=version,
+                alias=alias,
+                details=dict(details),
+                decision=decision,
+                outcome=outcome,
+                reasons=list(reasons),
+                prev_hash=prev_hash,
+            )
+            digest = self._digest(entry.content())
+            conn.execute(
+                db.audit.insert().values(
+                    seq=seq,
+                    ts=entry.ts,
+                    actor=actor,
+                    action=action,
+                    model=model,
+                    version=version,
+                    alias=alias,
+                    details=json.dumps(entry.details, sort_keys=True),
+                    decision=decision,
+                    outcome=outcome,
+                    reasons=json.dumps(entry.reasons),
+                    prev_hash=prev_hash,
+                    hash=digest,
+                )
+            )
+            conn.execute(db.audit_head.update().where(db.audit_head.c.id == 1).values(hash=digest))
+            if also is not None:
+                also(conn, seq)
+        return AuditEntry(**{**entry.to_dict(), "hash": digest})
+
+    @staticmethod
+    def _from_row(row: Any) -> AuditEntry:
+        return AuditEntry(
+            seq=row.seq,
+            ts=row.ts,
+            actor=row.actor,
+            action=row.action,
+            model=row.model,
+            version=row.version,
+            alias=row.alias,
+            details=_json_or_raw(row.details),
+            decision=row.decision,
+            outcome=row.outcome,
+            reasons=_json_or_raw(row.reasons),
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+
+    def entries(
+        self, *, model: str | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[AuditEntry]:
+        query = sa.select(db.audit)
+        if model is not None:
+            query = query.where(db.audit.c.model == model)
+        query = query.order_by(db.audit.c.seq.desc() if newest_first else db.audit.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._from_row(r) for r in conn.execute(query)]
+
+    def iter_all(self, batch: int = 5000) -> Iterator[AuditEntry]:
+        last = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(db.audit)
+                    .where(db.audit.c.seq > last)
+                    .order_by(db.audit.c.seq)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield self._from_row(row)
+            last = rows[-1].seq
+
+    def verify(self) -> VerifyResult:
+        expected_seq, prev_hash, count = 1, db.GENESIS_HASH, 0
+        for entry in self.iter_all():
+            count += 1
+            if entry.seq != expected_seq:
+                return VerifyResult(
+                    False,
+                    count,
+                    expected_seq,
+                    f"entry {expected_seq} is missing (next entry found is "
+                    f"{entry.seq}): entries were deleted",
+                )
+            if entry.prev_hash != prev_hash:
+                return VerifyResult(
+                    False,
+                    count,
+                    entry.seq,
+                    f"entry {entry.seq} does not link to entry {entry.seq - 1}: "
+                    "entries were reordered, replaced or inserted",
+                )
+            if self._digest(entry.content()) != entry.hash:
+                return VerifyResult(
+                    False,
+                    count,
+                    entry.seq,
+                    f"entry {entry.seq} does not match its hash: it was edited "
+                    f"({entry.action} on {entry.model} by {entry.actor} at "
+                    f"{entry.ts} as stored now)",
+                )
+            prev_hash, expected_seq = entry.hash, entry.seq + 1
+        with self.engine.connect() as conn:
+            head_seq, head_hash = conn.execute(
+                sa.select(db.audit_head.c.seq, db.audit_head.c.hash)
+            ).one()
+        head = {"seq": head_seq, "hash": head_hash}
+        if head_seq != expected_seq - 1 or head_hash != prev_hash:
+            return VerifyResult(
+                False,
+                count,
+                expected_seq,
+                f"the chain ends at entry {expected_seq - 1} but the head records "
+                f"entry {head_seq}: the newest entries were deleted or the head "
+                "was edited",
+                head,
+            )
+        return VerifyResult(True, count, head=head)
+
+    def export_jsonl(self, out: IO[str]) -> int:
+        n = 0
+        for entry in self.iter_all():
+            out.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+            n += 1
+        return n
+
+    def last_entry_for_model(self, model: str) -> AuditEntry | None:
+        found = self.entries(model=model, limit=1, newest_first=True)
+        return found[0] if found else None
+
+
+def _json_or_raw(text: str) -> Any:
+    """Stored JSON, or the raw text when someone broke it (verification then flags the entry)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text

@@ -1,0 +1,113 @@
+"""The event every governed action becomes, and the model facts policies read from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+class FactUnavailable(Exception):
+    """A fact a policy asked for cannot be determined (the policy then denies: fail closed)."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One recorded approval of a version for an alias. ``created`` is epoch seconds."""
+
+    model: str
+    version: str
+    alias: str
+    approver: str
+    comment: str
+    created: float
+
+
+@runtime_checkable
+class ModelFacts(Protocol):
+    """What is known about the model version an action concerns. Resolved lazily, once per event.
+
+    Each attribute may raise :class:`FactUnavailable` when it cannot be determined.
+    """
+
+    @property
+    def signature(self) -> Mapping[str, Any] | None: ...
+    @property
+    def has_input_example(self) -> bool: ...
+    @property
+    def requirements(self) -> list[str]: ...
+    @property
+    def run_metrics(self) -> Mapping[str, float]: ...
+    @property
+    def run_params(self) -> Mapping[str, str]: ...
+    @property
+    def run_tags(self) -> Mapping[str, str]: ...
+    @property
+    def author(self) -> str | None: ...
+    @property
+    def evaluation_metrics(self) -> Mapping[str, float]: ...
+    @property
+    def version_tags(self) -> Mapping[str, str]: ...
+    @property
+    def model_tags(self) -> Mapping[str, str]: ...
+    @property
+    def is_prompt(self) -> bool: ...
+    @property
+    def version(self) -> str | None: ...
+
+    def approvals(self, alias: str) -> list[Approval]:
+        """Approvals recorded for this version taking ``alias``."""
+        ...
+
+    def alias_holder(self, alias: str) -> ModelFacts | None:
+        """Facts of the version currently holding ``alias`` on this model, if any."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """One governed action: what is asked, on what, by whom, when."""
+
+    action: str
+    model: str
+    actor: str
+    time: datetime
+    version: str | None = None
+    alias: str | None = None
+    stage: str | None = None
+    tag_key: str | None = None
+    tag_value: str | None = None
+    new_name: str | None = None
+    facts: ModelFacts | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_prompt(self) -> bool:
+        if "is_prompt" in self.context:
+            return bool(self.context["is_prompt"])
+        if self.facts is None:
+            return False
+        try:
+            return self.facts.is_prompt
+        except FactUnavailable:
+            return False
+
+    @property
+    def target(self) -> str:
+        uri = f"models:/{self.model}"
+        if self.version:
+            uri += f"/{self.version}"
+        if self.alias:
+            uri += f"@{self.alias}"
+        return uri
+
+    def details(self) -> dict[str, Any]:
+        """The action's arguments beyond model/version/alias, for the audit log."""
+        out: dict[str, Any] = {}
+        for key in ("stage", "tag_key", "tag_value", "new_name"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update({k: v for k, v in self.context.items() if k != "is_prompt"})
+        return out

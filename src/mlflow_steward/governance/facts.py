@@ -1,0 +1,251 @@
+"""Model facts resolved from MLflow: the MLmodel file, requirements, the source run, evaluations.
+
+Everything is read lazily and at most once per event, so a policy set that needs no run metrics
+never queries the tracking store.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import yaml
+
+from mlflow_steward import _mlflow_adapter
+from mlflow_steward.governance.events import Approval, FactUnavailable
+
+PROMPT_TAG_KEYS = ("mlflow.prompt.is_prompt", "mlflow.prompt.text", "_mlflow_prompt_type")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(uri)
+    return None
+
+
+def _tags_dict(tags: Any) -> dict[str, str]:
+    if not tags:
+        return {}
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    return {t.key: t.value for t in tags}
+
+
+class MlflowContext:
+    """Access to the registry (the inner, ungoverned store) and the tracking server for facts."""
+
+    def __init__(
+        self, registry_store: Any, tracking_uri: str | None, db_engine: Any = None
+    ) -> None:
+        self.registry = registry_store
+        self.tracking_uri = tracking_uri
+        self.db_engine = db_engine
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            return self._client
+
+    def read_model_file(self, source: str, relpath: str) -> bytes | None:
+        """Read one file of a model from its source URI; ``None`` when it does not exist."""
+        if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
+            model_id = source[len("models:/") :].strip("/")
+            try:
+                source = self.client.get_logged_model(model_id).artifact_location
+            except Exception as exc:
+                raise FactUnavailable(f"cannot resolve logged model {model_id!r}: {exc}") from exc
+        local = _local_path(source)
+        if local is not None:
+            path = local / relpath
+            return path.read_bytes() if path.is_file() else None
+        try:
+            repo = _mlflow_adapter.artifact_repository(source, self.tracking_uri)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(repo.download_artifacts(relpath, dst_path=tmp))
+                return path.read_bytes() if path.is_file() else None
+        except Exception as exc:
+            message = str(exc)
+            if "No such file" in message or "does not exist" in message or "404" in message:
+                return None
+            raise FactUnavailable(f"cannot read {relpath} from {source}: {exc}") from exc
+
+
+class VersionFacts:
+    """Facts of one model version, existing or about to be created."""
+
+    def __init__(
+        self,
+        ctx: MlflowContext,
+        *,
+        name: str,
+        version: str | None,
+        source: str | None,
+        run_id: str | None,
+        model_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        local_model_path: str | None = None,
+        model_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self.name = name
+        self._version = version
+        self.source = source
+        self.run_id = run_id
+        self.model_id = model_id
+        self._tags = dict(tags or {})
+        self._local_model_path = local_model_path
+        self._model_tags = dict(model_tags) if model_tags is not None else None
+
+    @classmethod
+    def of_version(cls, ctx: MlflowContext, name: str, version: str) -> VersionFacts:
+        try:
+            mv = ctx.registry.get_model_version(name, str(version))
+        except Exception as exc:
+            raise FactUnavailable(f"model version {name!r} {version} not found: {exc}") from exc
+        return cls(
+            ctx,
+            name=name,
+            version=str(mv.version),
+            source=mv.source,
+            run_id=mv.run_id,
+            model_id=getattr(mv, "model_id", None),
+            tags=_tags_dict(mv.tags),
+        )
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    def _read(self, relpath: str) -> bytes | None:
+        if self._local_model_path:
+            path = Path(self._local_model_path) / relpath
+            return path.read_bytes() if path.is_file() else None
+        if not self.source:
+            raise FactUnavailable("the model version has no source to read the model from")
+        return self._ctx.read_model_file(self.source, relpath)
+
+    @cached_property
+    def mlmodel(self) -> Mapping[str, Any]:
+        raw = self._read("MLmodel")
+        if raw is None:
+            raise FactUnavailable(f"no MLmodel file at {self.source!r}: is this an MLflow model?")
+        data = yaml.load(raw, Loader=_Loader)
+        if not isinstance(data, Mapping):
+            raise FactUnavailable(f"the MLmodel file at {self.source!r} is not a mapping")
+        return data
+
+    @property
+    def signature(self) -> Mapping[str, Any] | None:
+        sig = self.mlmodel.get("signature")
+        return sig if sig else None
+
+    @property
+    def has_input_example(self) -> bool:
+        return bool(self.mlmodel.get("saved_input_example_info"))
+
+    @cached_property
+    def requirements(self) -> list[str]:
+        raw = self._read("requirements.txt")
+        if raw is None:
+            raise FactUnavailable(f"the model at {self.source!r} has no requirements.txt")
+        lines = (line.split("#", 1)[0].strip() for line in raw.decode().splitlines())
+        return [line for line in lines if line]
+
+    @cached_property
+    def _run(self) -> Any:
+        if not self.run_id:
+            raise FactUnavailable("the model version has no source run")
+        try:
+            return self._ctx.client.get_run(self.run_id)
+        except Exception as exc:
+            raise FactUnavailable(f"source run {self.run_id} cannot be read: {exc}") from exc
+
+    @property
+    def run_metrics(self) -> Mapping[str, float]:
+        return dict(self._run.data.metrics)
+
+    @property
+    def run_params(self) -> Mapping[str, str]:
+        return dict(self._run.data.params)
+
+    @property
+    def run_tags(self) -> Mapping[str, str]:
+        return dict(self._run.data.tags)
+
+    @property
+    def author(self) -> str | None:
+        tags = self.run_tags
+        return tags.get("mlflow.user") or self._run.info.user_id or None
+
+    @cached_property
+    def evaluation_metrics(self) -> Mapping[str, float]:
+        """Metrics logged on the version's logged model (``mlflow.models.evaluate``); latest wins."""
+        if not self.model_id:
+            return {}
+        try:
+            logged = self._ctx.client.get_logged_model(self.model_id)
+        except Exception as exc:
+            raise FactUnavailable(f"logged model {self.model_id} cannot be read: {exc}") from exc
+        latest: dict[str, tuple[int, float]] = {}
+        for metric in logged.metrics or ():
+            stamp = (metric.timestamp or 0, metric.step or 0)
+            if metric.key not in latest or stamp >= latest[metric.key][0]:
+                latest[metric.key] = (stamp, metric.value)
+        return {k: v for k, (_, v) in latest.items()}
+
+    @property
+    def version_tags(self) -> Mapping[str, str]:
+        return self._tags
+
+    @cached_property
+    def model_tags(self) -> Mapping[str, str]:
+        if self._model_tags is not None:
+            return self._model_tags
+        try:
+            return _tags_dict(self._ctx.registry.get_registered_model(self.name).tags)
+        except Exception as exc:
+            raise FactUnavailable(f"registered model {self.name!r} cannot be read: {exc}") from exc
+
+    @property
+    def is_prompt(self) -> bool:
+        if any(k in self._tags for k in PROMPT_TAG_KEYS):
+            return True
+        return str(self.model_tags.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+
+    def approvals(self, alias: str) -> list[Approval]:
+        """Approvals recorded for this version taking ``alias`` (oldest first)."""
+        if self._version is None:
+            return []
+        if self._ctx.db_engine is None:
+            raise FactUnavailable("no steward database to read approvals from")
+        from mlflow_steward.lifecycle.approvals import list_approvals
+
+        return list_approvals(self._ctx.db_engine, self.name, self._version, alias)
+
+    def alias_holder(self, alias: str) -> VersionFacts | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._ctx.registry.get_model_version_by_alias(self.name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None  # nobody holds the alias
+            raise FactUnavailable(f"cannot read who holds @{alias}: {exc}") from exc
+        return VersionFacts.of_version(self._ctx, self.name, str(mv.version))

@@ -1,0 +1,168 @@
+"""The governor: turns an action into an event, decides, writes, and records — in that order."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+from sqlalchemy.engine import Connection
+
+from mlflow_steward import db
+from mlflow_steward.config import StewardConfig, load_config
+from mlflow_steward.governance.audit import AuditEntry, AuditLog
+from mlflow_steward.governance.engine import Decision, PolicyEngine, PolicyOutcome
+from mlflow_steward.governance.events import ActionEvent
+from mlflow_steward.governance.facts import MlflowContext
+from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
+
+_logger = logging.getLogger(__name__)
+
+ACTOR_ENV = "MLFLOW_STEWARD_ACTOR"
+T = TypeVar("T")
+
+_action_context: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "steward_action_context", default=None
+)
+
+
+@contextmanager
+def action_context(**context: Any) -> Iterator[None]:
+    """Attach context (e.g. ``rollback=True``) to the governed actions made inside the block."""
+    token = _action_context.set({**(_action_context.get() or {}), **context})
+    try:
+        yield
+    finally:
+        _action_context.reset(token)
+
+
+def current_action_context() -> dict[str, Any]:
+    return dict(_action_context.get() or {})
+
+
+class PolicyDenied(MlflowException):
+    """A governed action was refused. Error code ``PERMISSION_DENIED`` (HTTP 403): never retried."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(decision.message(), error_code=PERMISSION_DENIED)
+
+
+def default_actor() -> str:
+    return os.environ.get(ACTOR_ENV) or getpass.getuser()
+
+
+class Governor:
+    """Policy engine + audit log + observers for one registry database."""
+
+    def __init__(
+        self,
+        *,
+        registry_uri: str,
+        inner_store: Any,
+        tracking_uri: str | None,
+        pm: StewardPluginManager | None = None,
+        config: StewardConfig | None = None,
+    ) -> None:
+        self.pm = pm or get_plugin_manager()
+        self.config = config if config is not None else load_config()
+        self.policies = PolicyEngine(self.pm, self.config)
+        self.db_engine = db.get_engine(registry_uri)
+        self.audit = AuditLog(self.db_engine)
+        self.ctx = MlflowContext(inner_store, tracking_uri, self.db_engine)
+
+    def actor(self) -> str:
+        return self.pm.hooks.resolve_actor(default=default_actor())
+
+    def event(self, action: str, model: str, **fields: Any) -> ActionEvent:
+        return ActionEvent(
+            action=action,
+            model=model,
+            actor=fields.pop("actor", None) or self.actor(),
+            time=datetime.now(UTC),
+            **fields,
+        )
+
+    def decide(self, event: ActionEvent) -> Decision:
+        """The decision without writing anything (a dry run)."""
+        return self.policies.decide(event)
+
+    def record(
+        self,
+        event: ActionEvent,
+        decision: Decision,
+        outcome: str,
+        *,
+        version: str | None = None,
+        also: Callable[[Connection, int], None] | None = None,
+    ) -> AuditEntry:
+        entry = self.audit.append(
+            actor=event.actor,
+            action=event.action,
+            model=event.model,
+            version=version if version is not None else event.version,
+            alias=event.alias,
+            details=event.details(),
+            decision="allowed" if decision.allowed else "refused",
+            outcome=outcome,
+            reasons=[o.to_dict() for o in decision.outcomes],
+            also=also,
+        )
+        self.pm.hooks.after_decision(event=event, decision=decision)
+        return entry
+
+    def refuse(self, event: ActionEvent, policy: str, reason: str) -> PolicyDenied:
+        """Record and return (for raising) a refusal by steward itself (reserved tags, ...)."""
+        decision = Decision(event, (PolicyOutcome(policy, policy, "steward", False, reason),))
+        self.record(event, decision, "refused")
+        return PolicyDenied(decision)
+
+    def governed(
+        self,
+        event: ActionEvent,
+        write: Callable[[], T],
+        *,
+        version_of: Callable[[T], str | None] | None = None,
+        also: Callable[[Connection, int, T], None] | None = None,
+    ) -> T:
+        """Decide; if refused, record and raise :class:`PolicyDenied`; else write, then record.
+
+        The whole sequence holds the model's write lock, so the facts a policy decided on (the
+        current alias holder, approvals) are still true when the write happens.
+        """
+        with db.write_lock(self.db_engine, event.model):
+            return self._governed(event, write, version_of=version_of, also=also)
+
+    def _governed(
+        self,
+        event: ActionEvent,
+        write: Callable[[], T],
+        *,
+        version_of: Callable[[T], str | None] | None,
+        also: Callable[[Connection, int, T], None] | None,
+    ) -> T:
+        decision = self.decide(event)
+        if not decision.allowed:
+            self.record(event, decision, "refused")
+            raise PolicyDenied(decision)
+        try:
+            result = write()
+        except Exception as exc:
+            self.record(event, decision, f"failed: {type(exc).__name__}: {exc}")
+            raise
+        version = version_of(result) if version_of else None
+        self.record(
+            event,
+            decision,
+            "applied",
+            version=version,
+            also=(lambda conn, seq: also(conn, seq, result)) if also else None,
+        )
+        return result

@@ -1,0 +1,465 @@
+"""The governed registry store behind ``steward+<inner>://`` registry URIs.
+
+It wraps MLflow's own store for ``<inner>`` and puts every registry write through the policy engine
+*before* the write: a refusal is a :class:`PolicyDenied` (``PERMISSION_DENIED``) and nothing is
+written. Reads go straight to the inner store. Prompt methods are inherited from MLflow's
+``AbstractStore``, whose defaults call the registry methods below, so they are governed too.
+
+``tests/test_store_surface.py`` fails when the installed MLflow adds a store method this module does
+not classify, so a new write path cannot slip past governance unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+
+from mlflow_steward import _mlflow_adapter, db
+from mlflow_steward.errors import RegistryURIError
+from mlflow_steward.governance.engine import Decision
+from mlflow_steward.governance.facts import VersionFacts, _tags_dict
+from mlflow_steward.governance.governor import Governor, current_action_context
+from mlflow_steward.lifecycle import history
+
+if TYPE_CHECKING:
+    from mlflow_steward.config import StewardConfig
+    from mlflow_steward.plugins.manager import StewardPluginManager
+
+SCHEME_PREFIX = "steward+"
+RESERVED_TAG_PREFIX = "steward."
+_AbstractStore = _mlflow_adapter.abstract_registry_store()
+
+#: Methods delegated unchanged: they read, or manage notifications (webhooks) and prompt links.
+READ_METHODS = (
+    "get_registered_model",
+    "search_registered_models",
+    "get_latest_versions",
+    "get_model_version",
+    "get_model_version_download_uri",
+    "search_model_versions",
+    "get_model_version_by_alias",
+    "create_webhook",
+    "get_webhook",
+    "list_webhooks",
+    "list_webhooks_by_event",
+    "update_webhook",
+    "delete_webhook",
+    "test_webhook",
+)
+#: Methods that write and are governed here.
+GOVERNED_METHODS = (
+    "create_registered_model",
+    "update_registered_model",
+    "rename_registered_model",
+    "delete_registered_model",
+    "set_registered_model_tag",
+    "delete_registered_model_tag",
+    "create_model_version",
+    "update_model_version",
+    "transition_model_version_stage",
+    "delete_model_version",
+    "set_model_version_tag",
+    "delete_model_version_tag",
+    "set_registered_model_alias",
+    "delete_registered_model_alias",
+)
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class GovernedRegistryStore(_AbstractStore):
+    def __init__(
+        self, store_uri: str, tracking_uri: str | None, inner: Any, governor: Governor
+    ) -> None:
+        super().__init__(store_uri=store_uri, tracking_uri=tracking_uri)
+        self.store_uri = store_uri
+        self.inner = inner
+        self.governor = governor
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the class does not define (e.g. the inner store's
+        # `engine`); registry methods are all defined explicitly above.
+        if name.startswith("__") or name in ("inner", "governor"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _facts(self, name: str, version: str) -> VersionFacts:
+        return VersionFacts.of_version(self.governor.ctx, name, str(version))
+
+    def _guard_reserved(self, action: str, name: str, key: str, version: str | None = None) -> None:
+        if key.startswith(RESERVED_TAG_PREFIX):
+            event = self.governor.event(action, name, version=version, tag_key=key)
+            raise self.governor.refuse(
+                event,
+                "reserved-tags",
+                f"tags starting with {RESERVED_TAG_PREFIX!r} are written only by steward itself",
+            )
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.inner.get_registered_model(name)
+            return True
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+
+    def holder_of(self, name: str, alias: str) -> str | None:
+        """The version holding ``alias`` on ``name``, or ``None``."""
+        try:
+            return str(self.inner.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if _not_found(exc):
+                return None
+            raise
+
+    # -- registered models --------------------------------------------------------------------
+
+    def create_registered_model(self, name, tags=None, description=None, deployment_job_id=None):
+        kwargs = {"deployment_job_id": deployment_job_id} if deployment_job_id else {}
+        if self._exists(name):
+            # Nothing can be written: let MLflow raise RESOURCE_ALREADY_EXISTS, which
+            # mlflow.register_model expects for a model that already exists.
+            return self.inner.create_registered_model(name, tags, description, **kwargs)
+        tag_map = _tags_dict(tags)
+        for key in tag_map:
+            self._guard_reserved("create_registered_model", name, key)
+        is_prompt = str(tag_map.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+        event = self.governor.event(
+            "create_registered_model", name, context={"is_prompt": is_prompt} if is_prompt else {}
+        )
+        return self.governor.governed(
+            event, lambda: self.inner.create_registered_model(name, tags, description, **kwargs)
+        )
+
+    def update_registered_model(self, name, description, deployment_job_id=None):
+        event = self.governor.event("update_registered_model", name)
+        kwargs = {"deployment_job_id": deployment_job_id} if deployment_job_id else {}
+        return self.governor.governed(
+            event, lambda: self.inner.update_registered_model(name, description, **kwargs)
+        )
+
+    def rename_registered_model(self, name, new_name):
+        event = self.governor.event("rename_registered_model", name, new_name=new_name)
+        return self.governor.governed(
+            event,
+            lambda: self.inner.rename_registered_model(name, new_name),
+            also=lambda conn, _seq, _r: history.rename_model(conn, name, new_name),
+        )
+
+    def delete_registered_model(self, name):
+        event = self.governor.event("delete_registered_model", name)
+        return self.governor.governed(event, lambda: self.inner.delete_registered_model(name))
+
+    def set_registered_model_tag(self, name, tag):
+        self._guard_reserved("set_registered_model_tag", name, tag.key)
+        event = self.governor.event(
+            "set_registered_model_tag", name, tag_key=tag.key, tag_value=tag.value
+        )
+        return self.governor.governed(event, lambda: self.inner.set_registered_model_tag(name, tag))
+
+    def delete_registered_model_tag(self, name, key):
+        self._guard_reserved("delete_registered_model_tag", name, key)
+        event = self.governor.event("delete_registered_model_tag", name, tag_key=key)
+        return self.governor.governed(
+            event, lambda: self.inner.delete_registered_model_tag(name, key)
+        )
+
+    # -- model versions -----------------------------------------------------------------------
+
+    def create_model_version(
+        self,
+        name,
+        source,
+        run_id=None,
+        tags=None,
+        run_link=None,
+        description=None,
+        local_model_path=None,
+        model_id=None,
+    ):
+        tag_map = _tags_dict(tags)
+        for key in tag_map:
+            self._guard_reserved("create_model_version", name, key)
+        facts = VersionFacts(
+            self.governor.ctx,
+            name=name,
+            version=None,
+            source=source,
+            run_id=run_id,
+            model_id=model_id,
+            tags=tag_map,
+            local_model_path=local_model_path,
+        )
+        event = self.governor.event(
+            "create_model_version", name, facts=facts, context={"source": source, "run_id": run_id}
+        )
+
+        def write():
+            return self.inner.create_model_version(
+                name,
+                source,
+                run_id=run_id,
+                tags=tags,
+                run_link=run_link,
+                description=description,
+                local_model_path=local_model_path,
+                model_id=model_id,
+            )
+
+        try:
+            return self.governor.governed(event, write, version_of=lambda mv: str(mv.version))
+        except MlflowException as exc:
+            if exc.error_code == "PERMISSION_DENIED":
+                self._remove_empty_model(event)
+            raise
+
+    def _remove_empty_model(self, event) -> None:
+        """Undo the registered model ``mlflow.register_model`` created for a refused first version.
+
+        Only when steward's own log shows the model was just created by the same actor, nothing
+        else happened to it since, and it holds no version: then the refused registration leaves
+        the registry as it found it.
+        """
+        name = event.model
+        entries = self.governor.audit.entries(model=name, limit=2, newest_first=True)
+        if len(entries) < 2:
+            return
+        refused, created = entries
+        if not (
+            refused.action == "create_model_version"
+            and refused.decision == "refused"
+            and created.action == "create_registered_model"
+            and created.outcome == "applied"
+            and created.actor == event.actor
+        ):
+            return
+        if self.inner.search_model_versions(f"name = '{_quote(name)}'", max_results=1):
+            return
+        cleanup = self.governor.event(
+            "delete_registered_model",
+            name,
+            actor=event.actor,
+            context={"reason": "its first version was refused"},
+        )
+        decision = Decision(cleanup, ())  # steward's own undo: no policy to ask
+        try:
+            self.inner.delete_registered_model(name)
+        except MlflowException as exc:
+            self.governor.record(cleanup, decision, f"failed: {exc}")
+            return
+        self.governor.record(cleanup, decision, "applied")
+
+    def update_model_version(self, name, version, description):
+        event = self.governor.event("update_model_version", name, version=str(version))
+        return self.governor.governed(
+            event, lambda: self.inner.update_model_version(name, version, description)
+        )
+
+    def delete_model_version(self, name, version):
+        event = self.governor.event(
+            "delete_model_version", name, version=str(version), facts=self._facts(name, version)
+        )
+        return self.governor.governed(event, lambda: self.inner.delete_model_version(name, version))
+
+    def set_model_version_tag(self, name, version, tag):
+        self._guard_reserved("set_model_version_tag", name, tag.key, str(version))
+        event = self.governor.event(
+            "set_model_version_tag",
+            name,
+            version=str(version),
+            tag_key=tag.key,
+            tag_value=tag.value,
+            facts=self._facts(name, version),
+        )
+        return self.governor.governed(
+            event, lambda: self.inner.set_model_version_tag(name, version, tag)
+        )
+
+    def delete_model_version_tag(self, name, version, key):
+        self._guard_reserved("delete_model_version_tag", name, key, str(version))
+        event = self.governor.event(
+            "delete_model_version_tag",
+            name,
+            version=str(version),
+            tag_key=key,
+            facts=self._facts(name, version),
+        )
+        return self.governor.governed(
+            event, lambda: self.inner.delete_model_version_tag(name, version, key)
+        )
+
+    def transition_model_version_stage(self, name, version, stage, archive_existing_versions):
+        event = self.governor.event(
+            "transition_stage",
+            name,
+            version=str(version),
+            stage=str(stage),
+            facts=self._facts(name, version),
+            context={"archive_existing_versions": bool(archive_existing_versions)},
+        )
+        return self.governor.governed(
+            event,
+            lambda: self.inner.transition_model_version_stage(
+                name, version, stage, archive_existing_versions
+            ),
+            also=lambda conn, seq, _r: history.insert_move(
+                conn,
+                model=name,
+                stage=str(stage),
+                version=str(version),
+                previous_version=None,
+                kind="stage",
+                actor=event.actor,
+                audit_seq=seq,
+            ),
+        )
+
+    # -- aliases ------------------------------------------------------------------------------
+
+    def set_registered_model_alias(self, name, alias, version):
+        context = current_action_context()
+        event = self.governor.event(
+            "set_alias",
+            name,
+            version=str(version),
+            alias=alias,
+            facts=self._facts(name, version),
+            context=context,
+        )
+        before: dict[str, str | None] = {}
+
+        def write():
+            # Read under the model's write lock (held by `governed`), so history is exact.
+            before["holder"] = self.holder_of(name, alias)
+            return self.inner.set_registered_model_alias(name, alias, version)
+
+        return self.governor.governed(
+            event,
+            write,
+            also=lambda conn, seq, _r: history.insert_move(
+                conn,
+                model=name,
+                alias=alias,
+                version=str(version),
+                previous_version=before.get("holder"),
+                kind="rollback" if context.get("rollback") else "set",
+                actor=event.actor,
+                audit_seq=seq,
+            ),
+        )
+
+    def delete_registered_model_alias(self, name, alias):
+        previous = self.holder_of(name, alias)
+        event = self.governor.event(
+            "delete_alias",
+            name,
+            alias=alias,
+            version=previous,
+            facts=self._facts(name, previous) if previous else None,
+        )
+        return self.governor.governed(
+            event,
+            lambda: self.inner.delete_registered_model_alias(name, alias),
+            also=lambda conn, seq, _r: history.insert_move(
+                conn,
+                model=name,
+                alias=alias,
+                version=None,
+                previous_version=previous,
+                kind="delete",
+                actor=event.actor,
+                audit_seq=seq,
+            ),
+        )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_registered_model(self, name):
+        return self.inner.get_registered_model(name)
+
+    def search_registered_models(
+        self, filter_string=None, max_results=None, order_by=None, page_token=None
+    ):
+        return self.inner.search_registered_models(filter_string, max_results, order_by, page_token)
+
+    def get_latest_versions(self, name, stages=None):
+        return self.inner.get_latest_versions(name, stages)
+
+    def get_model_version(self, name, version):
+        return self.inner.get_model_version(name, version)
+
+    def get_model_version_download_uri(self, name, version):
+        return self.inner.get_model_version_download_uri(name, version)
+
+    def search_model_versions(
+        self, filter_string=None, max_results=None, order_by=None, page_token=None
+    ):
+        return self.inner.search_model_versions(filter_string, max_results, order_by, page_token)
+
+    def get_model_version_by_alias(self, name, alias):
+        return self.inner.get_model_version_by_alias(name, alias)
+
+    def create_webhook(self, *args, **kwargs):
+        return self.inner.create_webhook(*args, **kwargs)
+
+    def get_webhook(self, *args, **kwargs):
+        return self.inner.get_webhook(*args, **kwargs)
+
+    def list_webhooks(self, *args, **kwargs):
+        return self.inner.list_webhooks(*args, **kwargs)
+
+    def list_webhooks_by_event(self, *args, **kwargs):
+        return self.inner.list_webhooks_by_event(*args, **kwargs)
+
+    def update_webhook(self, *args, **kwargs):
+        return self.inner.update_webhook(*args, **kwargs)
+
+    def delete_webhook(self, *args, **kwargs):
+        return self.inner.delete_webhook(*args, **kwargs)
+
+    def test_webhook(self, *args, **kwargs):
+        return self.inner.test_webhook(*args, **kwargs)
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def inner_uri(store_uri: str) -> str:
+    if not store_uri.startswith(SCHEME_PREFIX):
+        raise RegistryURIError(f"{store_uri!r} is not a steward+<inner> registry URI")
+    return store_uri[len(SCHEME_PREFIX) :]
+
+
+def build_governed_store(
+    store_uri: str,
+    tracking_uri: str | None = None,
+    *,
+    config: StewardConfig | None = None,
+    pm: StewardPluginManager | None = None,
+) -> GovernedRegistryStore:
+    """Entry point for group ``mlflow.model_registry_store`` (scheme ``steward+<inner>``).
+
+    MLflow calls it with the URIs only; then the configuration is found as usual
+    (``MLFLOW_STEWARD_CONFIG``, ``./steward.yaml``) and the default plugin manager is used.
+    """
+    inner = inner_uri(store_uri)
+    if inner.split(":", 1)[0] in ("http", "https"):
+        raise RegistryURIError(
+            f"{store_uri!r}: steward does not wrap a remote MLflow server on the client side, "
+            "because any client could switch to the plain URI and bypass it. Enforce on the server "
+            "instead (`mlflow server --app-name steward ...`) and use the plain "
+            f"{inner!r} URI on clients."
+        )
+    db.sql_uri(inner)  # a clear error for a URI steward cannot keep its tables in
+    inner_store = _mlflow_adapter.build_registry_store(inner, tracking_uri)
+    governor = Governor(
+        registry_uri=inner, inner_store=inner_store, tracking_uri=tracking_uri, pm=pm, config=config
+    )
+    return GovernedRegistryStore(store_uri, tracking_uri, inner_store, governor)

@@ -1,0 +1,1 @@
+"""Lifecycle: aliases first (legacy stages supported), history, rollback and approvals."""

@@ -1,0 +1,95 @@
+"""Where each alias (or legacy stage) pointed over time, as recorded by the governed store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlflow_steward import db
+from mlflow_steward.governance.audit import utc_now
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    model: str
+    alias: str | None
+    stage: str | None
+    version: str | None
+    previous_version: str | None
+    kind: str
+    actor: str
+    ts: str
+    audit_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def insert_move(
+    conn: Connection,
+    *,
+    model: str,
+    alias: str | None = None,
+    stage: str | None = None,
+    version: str | None,
+    previous_version: str | None,
+    kind: str,
+    actor: str,
+    audit_seq: int,
+) -> None:
+    conn.execute(
+        db.alias_history.insert().values(
+            model=model,
+            alias=alias,
+            stage=stage,
+            version=version,
+            previous_version=previous_version,
+            kind=kind,
+            actor=actor,
+            ts=utc_now(),
+            audit_seq=audit_seq,
+        )
+    )
+
+
+def rename_model(conn: Connection, old: str, new: str) -> None:
+    """Keep history and approvals attached to a renamed registered model."""
+    for table in (db.alias_history, db.approvals):
+        conn.execute(table.update().where(table.c.model == old).values(model=new))
+
+
+def history(engine: Engine, model: str, alias: str | None = None) -> list[HistoryEntry]:
+    query = sa.select(db.alias_history).where(db.alias_history.c.model == model)
+    if alias is not None:
+        query = query.where(db.alias_history.c.alias == alias)
+    query = query.order_by(db.alias_history.c.id)
+    with engine.connect() as conn:
+        return [
+            HistoryEntry(
+                r.model,
+                r.alias,
+                r.stage,
+                r.version,
+                r.previous_version,
+                r.kind,
+                r.actor,
+                r.ts,
+                r.audit_seq,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def rollback_target(entries: list[HistoryEntry], current: str | None) -> str | None:
+    """The version that held the alias before ``current`` was (last) promoted to it.
+
+    Rollback entries are skipped when looking for that promotion, so rolling back twice walks
+    back two promotions instead of flipping between two versions.
+    """
+    for entry in reversed(entries):
+        if entry.kind == "set" and entry.version == current:
+            return entry.previous_version
+    return None

@@ -1,0 +1,222 @@
+"""Lifecycle operations on one governed registry: check, promote, rollback, approve, history.
+
+Every move goes through the governed store, so it is decided by the same policies and recorded on
+the same audit log as any other client's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from mlflow_steward.config import StewardConfig, load_config
+from mlflow_steward.errors import LifecycleError
+from mlflow_steward.governance.engine import Decision
+from mlflow_steward.governance.facts import VersionFacts
+from mlflow_steward.governance.governor import PolicyDenied, action_context
+from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
+from mlflow_steward.lifecycle import approvals, history
+from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
+from mlflow_steward.registry import (
+    ModelRef,
+    governed_uri,
+    parse_model_uri,
+    resolve_registry_uri,
+    tracking_uri_for,
+)
+
+
+class StewardSession:
+    def __init__(
+        self,
+        *,
+        registry_uri: str | None = None,
+        tracking_uri: str | None = None,
+        config: StewardConfig | None = None,
+        pm: StewardPluginManager | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        self.pm = pm or get_plugin_manager()
+        uri = resolve_registry_uri(registry_uri, self.config.registry_uri)
+        self.registry_uri = governed_uri(uri)
+        self.tracking_uri = tracking_uri or tracking_uri_for(self.registry_uri)
+        self.store: GovernedRegistryStore = build_governed_store(
+            self.registry_uri, self.tracking_uri, config=self.config, pm=self.pm
+        )
+        self.governor = self.store.governor
+        self.audit = self.governor.audit
+
+    # -- resolving -----------------------------------------------------------------------------
+
+    def version_of(self, ref: ModelRef) -> str:
+        if ref.version:
+            self._require_version(ref.name, ref.version)
+            return ref.version
+        if ref.alias:
+            try:
+                return str(self.store.get_model_version_by_alias(ref.name, ref.alias).version)
+            except MlflowException as exc:
+                raise LifecycleError(f"models:/{ref.name}@{ref.alias}: {exc.message}") from None
+        raise LifecycleError(
+            "name a registered version: models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+
+    def _require_version(self, name: str, version: str) -> Any:
+        try:
+            return self.store.get_model_version(name, version)
+        except MlflowException as exc:
+            raise LifecycleError(
+                f"models:/{name}/{version} does not exist: {exc.message}"
+            ) from None
+
+    def registered(self, model_uri: str) -> tuple[str, str]:
+        ref = parse_model_uri(model_uri)
+        if not ref.registered:
+            raise LifecycleError(f"{model_uri!r} is not a registered model version")
+        return ref.name, self.version_of(ref)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def check(
+        self,
+        model_uri: str,
+        *,
+        action: str = "set_alias",
+        alias: str | None = None,
+        stage: str | None = None,
+        name: str | None = None,
+    ) -> Decision:
+        """Each applicable policy's verdict, without writing anything."""
+        ref = parse_model_uri(model_uri)
+        ctx = self.governor.ctx
+        if ref.registered:
+            version = self.version_of(ref)
+            facts = VersionFacts.of_version(ctx, ref.name, version)
+            event = self.governor.event(
+                action, ref.name, version=version, alias=alias, stage=stage, facts=facts
+            )
+            return self.governor.decide(event)
+        if not name:
+            raise LifecycleError(
+                f"{model_uri} is not registered yet: give the registered model "
+                "name it would be registered under (name=...)"
+            )
+        source, run_id, model_id = self._unregistered_source(ref)
+        facts = VersionFacts(
+            ctx, name=name, version=None, source=source, run_id=run_id, model_id=model_id
+        )
+        event = self.governor.event(
+            "create_model_version" if action == "set_alias" and not alias else action,
+            name,
+            alias=alias,
+            stage=stage,
+            facts=facts,
+        )
+        return self.governor.decide(event)
+
+    def _unregistered_source(self, ref: ModelRef) -> tuple[str, str | None, str | None]:
+        client = self.governor.ctx.client
+        if ref.model_id:
+            logged = client.get_logged_model(ref.model_id)
+            return f"models:/{ref.model_id}", logged.source_run_id, ref.model_id
+        run = client.get_run(ref.run_id)
+        logged = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{ref.run_id}' AND name = '{ref.path}'",
+        )
+        if logged:
+            return f"models:/{logged[0].model_id}", ref.run_id, logged[0].model_id
+        return f"{run.info.artifact_uri.rstrip('/')}/{ref.path}", ref.run_id, None
+
+    def promote(
+        self,
+        model_uri: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        archive_existing: bool = False,
+    ) -> str:
+        if bool(alias) == bool(stage):
+            raise LifecycleError("promote to exactly one of --to ALIAS or --stage STAGE")
+        name, version = self.registered(model_uri)
+        if alias:
+            self.store.set_registered_model_alias(name, alias, version)
+        else:
+            self.store.transition_model_version_stage(name, version, stage, archive_existing)
+        return version
+
+    def history(self, name: str, alias: str | None = None) -> list[history.HistoryEntry]:
+        return history.history(self.governor.db_engine, name, alias)
+
+    def rollback(
+        self, name: str, alias: str, *, to_version: str | None = None, load_check: bool = True
+    ) -> tuple[str | None, str]:
+        """Move ``alias`` back to the version that held it before; returns (from, to)."""
+        current = self.store.holder_of(name, alias)
+        target = to_version or history.rollback_target(self.history(name, alias), current)
+        if target is None:
+            raise LifecycleError(
+                f"no earlier holder of @{alias} on {name!r} in steward's history "
+                f"(current: {current or 'none'}); name one with --to-version"
+            )
+        if target == current:
+            raise LifecycleError(f"version {target} already holds @{alias}")
+        mv = self._require_version(name, target)
+        if load_check:
+            self._check_loads(name, target, mv.source)
+        with action_context(rollback=True, rolled_back_from=current):
+            self.store.set_registered_model_alias(name, alias, target)
+        return current, target
+
+    def _check_loads(self, name: str, version: str, source: str) -> None:
+        import mlflow.pyfunc
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = self._download(source, tmp)
+                mlflow.pyfunc.load_model(local)
+        except Exception as exc:
+            raise LifecycleError(
+                f"version {version} of {name!r} no longer loads, so it is not a "
+                f"safe rollback target: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _download(self, source: str, dst: str) -> str:
+        import mlflow.artifacts
+
+        return mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=dst, tracking_uri=self.tracking_uri
+        )
+
+    def approve(self, model_uri: str, *, alias: str, comment: str = "") -> Decision:
+        name, version = self.registered(model_uri)
+        facts = VersionFacts.of_version(self.governor.ctx, name, version)
+        event = self.governor.event(
+            "approve",
+            name,
+            version=version,
+            alias=alias,
+            facts=facts,
+            context={"comment": comment} if comment else {},
+        )
+        decision = self.governor.decide(event)
+        if not decision.allowed:
+            self.governor.record(event, decision, "refused")
+            raise PolicyDenied(decision)
+        self.governor.record(
+            event,
+            decision,
+            "applied",
+            also=lambda conn, seq: approvals.insert_approval(
+                conn,
+                model=name,
+                version=version,
+                alias=alias,
+                approver=event.actor,
+                comment=comment,
+                audit_seq=seq,
+            ),
+        )
+        return decision

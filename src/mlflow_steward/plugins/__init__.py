@@ -1,0 +1,1 @@
+"""The plugin host: hook specifications, registration types and the plugin manager."""

@@ -1,0 +1,114 @@
+"""Hook specifications: the contract between steward and its plugins.
+
+Hooks are grouped by phase. Every hook name starts with ``steward_``; call them with keyword
+arguments only (through :class:`mlflow_steward.plugins.manager.StewardHooks`). An implementation may
+accept fewer arguments than its specification. Arguments may be added in later releases, never renamed
+or removed.
+
+Failure contracts, by kind of hook:
+
+* registration hooks (plural nouns) yield frozen dataclasses from :mod:`mlflow_steward.plugins.types`;
+  an exception stops plugin loading with the plugin's name.
+* a policy's ``check`` **fails closed**: an exception, a wrong return type or a timeout is a deny
+  attributed to the plugin.
+* observer hooks (``steward_after_*``, ``steward_on_*_error``) are **isolated**: an exception is
+  logged with the plugin's name and never changes the decision nor stops the other observers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from mlflow_steward import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from mlflow_steward.governance.engine import Decision
+    from mlflow_steward.governance.events import ActionEvent
+    from mlflow_steward.plugins.types import Command, Policy
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+@hookspec
+def steward_policies() -> Iterable[Policy]:
+    """Yield the :class:`~mlflow_steward.plugins.types.Policy` objects this plugin offers.
+
+    Policy names are global: two plugins offering the same name stop loading with an error naming
+    both. A policy applies where the configuration's ``policies:`` list names it with ``use:``, or
+    everywhere when it is ``enabled_by_default``.
+
+    Example::
+
+        @hookimpl
+        def steward_policies():
+            yield Policy(name="owner-is-team", check=_check, description="...")
+    """
+
+
+@hookspec
+def steward_commands() -> Iterable[Command]:
+    """Yield :class:`~mlflow_steward.plugins.types.Command` objects to add to the ``steward`` CLI.
+
+    A command whose name is already taken (by a built-in or another plugin) stops the CLI with an
+    error naming both providers.
+
+    Example::
+
+        @hookimpl
+        def steward_commands():
+            yield Command(name="report", load=lambda: report_cli, help="Print the team report")
+    """
+
+
+# --- governance -----------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def steward_resolve_actor(default: str) -> str | None:
+    """Return the identity that performs the current action, or ``None`` to leave it to others.
+
+    Stops at the first non-``None`` result. ``default`` is what steward found itself
+    (``MLFLOW_STEWARD_ACTOR``, else the operating-system user). An exception propagates: an
+    action whose actor cannot be determined is not carried out.
+
+    Example::
+
+        @hookimpl
+        def steward_resolve_actor(default):
+            return os.environ.get("CI_COMMIT_AUTHOR")
+    """
+
+
+@hookspec
+def steward_after_decision(event: ActionEvent, decision: Decision) -> None:
+    """Observe every decision, allowed or refused, after it is written to the audit log.
+
+    Isolated: an exception is logged with the plugin's name and changes nothing.
+
+    Example::
+
+        @hookimpl
+        def steward_after_decision(event, decision):
+            if not decision.allowed:
+                metrics.increment("steward.denied", tags={"action": event.action})
+    """
+
+
+@hookspec
+def steward_on_policy_error(policy: str, event: ActionEvent, error: BaseException) -> None:
+    """Observe a policy that raised, returned a wrong type or timed out (the action is refused).
+
+    Isolated: an exception is logged with the plugin's name and changes nothing.
+
+    Example::
+
+        @hookimpl
+        def steward_on_policy_error(policy, event, error):
+            sentry_sdk.capture_exception(error)
+    """

@@ -1,0 +1,304 @@
+"""The plugin manager: loads built-ins, third-party entry points and in-process plugins.
+
+Load order (documented in docs/plugins.md):
+
+1. blocks: ``disable=`` / ``--no-plugin NAME`` and ``MLFLOW_STEWARD_DISABLE_PLUGINS=a,b`` are applied
+   *before* anything is imported, so a blocked plugin is never imported;
+2. built-in plugins (each built-in feature is a plugin module, see :data:`BUILTIN_PLUGINS`);
+3. entry points in group ``mlflow_steward`` unless ``MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD=1``
+   (a plugin that fails to import stops the run with its distribution name: a silently skipped
+   governance plugin is a policy that is not enforced);
+4. in-process plugins passed as ``plugins=[...]``;
+5. ``check_pending()``: an implementation of a hook that does not exist (a misspelt name) is an error.
+
+Nothing is loaded at import time: :func:`create_plugin_manager` builds a fresh manager,
+:func:`get_plugin_manager` caches the default one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from mlflow_steward import PROJECT_NAME
+from mlflow_steward.errors import PluginConflictError, PluginLoadError
+from mlflow_steward.plugins import hookspec
+from mlflow_steward.plugins.types import Command, PluginInfo, Policy, as_tuple
+
+if TYPE_CHECKING:
+    from mlflow_steward.governance.engine import Decision
+    from mlflow_steward.governance.events import ActionEvent
+
+_logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = PROJECT_NAME
+DISABLE_ENV = "MLFLOW_STEWARD_DISABLE_PLUGINS"
+DISABLE_AUTOLOAD_ENV = "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD"
+
+#: Built-in plugins: (name, module). Blockable by name like any other plugin.
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("builtin.require_signature", "mlflow_steward.governance.policies.require_signature"),
+    ("builtin.required_tags", "mlflow_steward.governance.policies.required_tags"),
+    ("builtin.metric_threshold", "mlflow_steward.governance.policies.metric_threshold"),
+    ("builtin.allowed_requirements", "mlflow_steward.governance.policies.allowed_requirements"),
+    ("builtin.freeze_window", "mlflow_steward.governance.policies.freeze_window"),
+    ("builtin.approvals", "mlflow_steward.governance.policies.approvals"),
+)
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _env_list(var: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(var, "").split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class RegisteredPolicy:
+    """A policy with the plugin that provided it."""
+
+    policy: Policy
+    plugin: str
+
+
+@dataclass(frozen=True)
+class RegisteredCommand:
+    command: Command
+    plugin: str
+
+
+class StewardPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self.add_hookspecs(hookspec)
+        self._origins: dict[str, tuple[str | None, str | None, bool]] = {}
+        self.hooks = StewardHooks(self)
+
+    def register_plugin(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+        builtin: bool = False,
+    ) -> None:
+        try:
+            self.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            who = f"distribution {distribution!r}" if distribution else f"plugin {name!r}"
+            raise PluginLoadError(f"{who} could not be registered: {exc}") from exc
+        self._origins[name] = (distribution, version, builtin)
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        policies = self.hooks.policies()
+        commands = self.hooks.commands()
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
+            dist, version, builtin = self._origins.get(name, (None, None, False))
+            hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ()))
+            provides = {
+                "policies": tuple(sorted(p for p, r in policies.items() if r.plugin == name)),
+                "commands": tuple(sorted(c for c, r in commands.items() if r.plugin == name)),
+            }
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist,
+                    version=version,
+                    builtin=builtin,
+                    hooks=hooks,
+                    provides={k: v for k, v in provides.items() if v},
+                )
+            )
+        return infos
+
+
+class StewardHooks:
+    """Typed façade over the hooks: the only code that calls ``pm.hook.*``."""
+
+    def __init__(self, pm: StewardPluginManager) -> None:
+        self._pm = pm
+        self._policies: dict[str, RegisteredPolicy] | None = None
+        self._commands: dict[str, RegisteredCommand] | None = None
+
+    def _registrations(
+        self, hook_name: str, kind: str, cls: type
+    ) -> dict[str, list[tuple[Any, str]]]:
+        found: dict[str, list[tuple[Any, str]]] = {}
+        for plugin_name, items in self._each_guarded(hook_name):
+            for item in as_tuple(items):
+                if not isinstance(item, cls):
+                    raise PluginLoadError(
+                        f"plugin {self._describe(plugin_name)} yielded {item!r} from {hook_name}(); "
+                        f"expected {cls.__name__} objects"
+                    )
+                found.setdefault(item.name, []).append((item, plugin_name))
+        for name, providers in found.items():
+            if len(providers) > 1:
+                who = " and ".join(self._describe(p) for _, p in providers)
+                raise PluginConflictError(
+                    f"{kind} name {name!r} is provided by {who}; "
+                    f"disable one with --no-plugin or {DISABLE_ENV}"
+                )
+        return found
+
+    def _each_guarded(self, hook_name: str) -> Iterable[tuple[str, Any]]:
+        caller = getattr(self._pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                yield impl.plugin_name, impl.function()
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {self._describe(impl.plugin_name)} failed in {hook_name}(): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+    def _describe(self, plugin_name: str) -> str:
+        dist, version, builtin = self._pm._origins.get(plugin_name, (None, None, False))
+        if dist:
+            return f"{plugin_name!r} (distribution {dist} {version})"
+        return f"{plugin_name!r}" + (" (built-in)" if builtin else "")
+
+    def policies(self) -> dict[str, RegisteredPolicy]:
+        """Every policy by name. Raises :class:`PluginConflictError` on duplicate names."""
+        if self._policies is None:
+            found = self._registrations("steward_policies", "policy", Policy)
+            self._policies = {n: RegisteredPolicy(p[0][0], p[0][1]) for n, p in found.items()}
+        return self._policies
+
+    def commands(self) -> dict[str, RegisteredCommand]:
+        if self._commands is None:
+            found = self._registrations("steward_commands", "command", Command)
+            self._commands = {n: RegisteredCommand(p[0][0], p[0][1]) for n, p in found.items()}
+        return self._commands
+
+    def describe_plugin(self, plugin_name: str) -> str:
+        return self._describe(plugin_name)
+
+    def resolve_actor(self, *, default: str) -> str:
+        result = self._pm.hook.steward_resolve_actor(default=default)
+        return result if result else default
+
+    def _observe(self, hook_name: str, **kwargs: Any) -> None:
+        caller = getattr(self._pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception:
+                _logger.exception(
+                    "plugin %s failed in %s() (ignored: observers are isolated)",
+                    self._describe(impl.plugin_name),
+                    hook_name,
+                )
+
+    def after_decision(self, *, event: ActionEvent, decision: Decision) -> None:
+        self._observe("steward_after_decision", event=event, decision=decision)
+
+    def on_policy_error(self, *, policy: str, event: ActionEvent, error: BaseException) -> None:
+        self._observe("steward_on_policy_error", policy=policy, event=event, error=error)
+
+
+def _load_entry_points(pm: StewardPluginManager) -> None:
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else ep.name
+        version = dist.version if dist is not None else None
+        if _canonical(dist_name) != _canonical(ep.name):
+            raise PluginLoadError(
+                f"distribution {dist_name!r} declares entry point {ep.name!r} in group "
+                f"{ENTRY_POINT_GROUP!r}; the entry point name must be the distribution name"
+            )
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginLoadError(
+                f"plugin distribution {dist_name!r} {version} failed to import "
+                f"({ep.name} = {ep.value}): {type(exc).__name__}: {exc}. "
+                f"Fix or uninstall it, or disable it with {DISABLE_ENV}={ep.name} "
+                "(its policies are then not enforced)"
+            ) from exc
+        pm.register_plugin(plugin, ep.name, distribution=dist_name, version=version)
+
+
+def create_plugin_manager(
+    *,
+    plugins: Iterable[object] = (),
+    disable: Iterable[str] = (),
+    autoload: bool | None = None,
+    builtins: bool = True,
+) -> StewardPluginManager:
+    """Build a fresh, fully loaded plugin manager.
+
+    Args:
+        plugins: in-process plugin objects (modules, classes or instances with ``@hookimpl``
+            methods), registered after the entry points. A team can keep a policy in its training
+            repository this way.
+        disable: plugin names to block before anything is imported (built-ins are named
+            ``builtin.<module>``, third-party plugins by their distribution name).
+        autoload: load third-party entry points; ``None`` means "unless
+            ``MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD=1``".
+        builtins: register the built-in plugins.
+    """
+    pm = StewardPluginManager()
+    for name in [*disable, *_env_list(DISABLE_ENV)]:
+        pm.set_blocked(name)
+    if builtins:
+        for name, module in BUILTIN_PLUGINS:
+            if not pm.is_blocked(name):
+                pm.register_plugin(importlib.import_module(module), name, builtin=True)
+    if autoload is None:
+        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in {
+            "1",
+            "true",
+            "yes",
+        }
+    if autoload:
+        _load_entry_points(pm)
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if pm.get_plugin(name) is not None:
+            name = f"{name}-{id(plugin):x}"
+        if not pm.is_blocked(name):
+            pm.register_plugin(plugin, name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(
+            f"plugin {pm.hooks.describe_plugin(pm.get_name(exc.plugin) or '?')}: {exc}. "
+            "Hook names start with 'steward_'; see docs/hooks.md"
+        ) from exc
+    pm.hooks.policies()
+    pm.hooks.commands()
+    return pm
+
+
+_default: StewardPluginManager | None = None
+
+
+def get_plugin_manager() -> StewardPluginManager:
+    """The cached default manager (built on first use)."""
+    global _default
+    if _default is None:
+        _default = create_plugin_manager()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the cached default manager (tests, or after installing a plugin in-process)."""
+    global _default
+    _default = None

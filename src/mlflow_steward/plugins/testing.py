@@ -1,0 +1,94 @@
+"""Test kit for plugin authors, loaded as a pytest plugin (entry point ``pytest11``).
+
+Fixtures:
+
+* ``steward_plugin_manager`` — a factory: ``steward_plugin_manager(plugins=[MyPlugin()])`` builds a
+  fresh manager with the built-ins, your in-process plugins, and no third-party autoload.
+* ``steward_event`` — a factory for :class:`~mlflow_steward.governance.events.ActionEvent` backed by
+  :class:`StaticFacts`, to unit-test a policy's ``check`` without MLflow.
+
+Importing this module is cheap (no MLflow), since pytest imports it in every session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mlflow_steward.governance.events import ActionEvent, Approval, FactUnavailable
+
+
+@dataclass
+class StaticFacts:
+    """In-memory :class:`~mlflow_steward.governance.events.ModelFacts` for unit tests.
+
+    A field set to ``None`` where a value is required raises :class:`FactUnavailable` when read,
+    like a fact MLflow cannot provide.
+    """
+
+    signature: Mapping[str, Any] | None = field(default_factory=lambda: {"inputs": "[]"})
+    has_input_example: bool = False
+    requirements: list[str] | None = field(default_factory=list)
+    run_metrics: Mapping[str, float] = field(default_factory=dict)
+    run_params: Mapping[str, str] = field(default_factory=dict)
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+    author: str | None = None
+    evaluation_metrics: Mapping[str, float] = field(default_factory=dict)
+    version_tags: Mapping[str, str] = field(default_factory=dict)
+    model_tags: Mapping[str, str] = field(default_factory=dict)
+    is_prompt: bool = False
+    version: str | None = "1"
+    holders: Mapping[str, StaticFacts] = field(default_factory=dict)
+    approval_list: list[Approval] = field(default_factory=list)
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name == "requirements" and value is None:
+            raise FactUnavailable("no requirements.txt")
+        return value
+
+    def approvals(self, alias: str) -> list[Approval]:
+        return [a for a in self.approval_list if a.alias == alias]
+
+    def alias_holder(self, alias: str) -> StaticFacts | None:
+        return self.holders.get(alias)
+
+
+def make_event(
+    action: str = "set_alias",
+    model: str = "model",
+    *,
+    actor: str = "tester",
+    time: datetime | None = None,
+    facts: Any = None,
+    **fields: Any,
+) -> ActionEvent:
+    """An event for unit tests; ``facts`` defaults to a fresh :class:`StaticFacts`."""
+    return ActionEvent(
+        action=action,
+        model=model,
+        actor=actor,
+        time=time or datetime.now(UTC),
+        facts=facts if facts is not None else StaticFacts(),
+        **fields,
+    )
+
+
+@pytest.fixture
+def steward_plugin_manager() -> Callable[..., Any]:
+    from mlflow_steward.plugins.manager import create_plugin_manager
+
+    def build(**kwargs: Any) -> Any:
+        kwargs.setdefault("autoload", False)
+        return create_plugin_manager(**kwargs)
+
+    return build
+
+
+@pytest.fixture
+def steward_event() -> Callable[..., ActionEvent]:
+    return make_event

@@ -1,0 +1,77 @@
+"""Which registry steward governs, and how model URIs given on the command line are read."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from mlflow_steward.errors import RegistryURIError
+
+STEWARD_PREFIX = "steward+"
+
+
+def resolve_registry_uri(explicit: str | None = None, configured: str | None = None) -> str:
+    """``--registry-uri``, then ``registry_uri:`` in steward.yaml, then MLflow's own resolution
+    (``MLFLOW_REGISTRY_URI``, ``MLFLOW_TRACKING_URI``, MLflow's default)."""
+    uri = explicit or configured or os.environ.get("MLFLOW_REGISTRY_URI")
+    if not uri:
+        import mlflow
+
+        uri = mlflow.get_registry_uri()
+    return uri
+
+
+def governed_uri(uri: str) -> str:
+    """The ``steward+<inner>`` form of a database registry URI."""
+    inner = uri.removeprefix(STEWARD_PREFIX)
+    scheme = inner.split(":", 1)[0].lower()
+    if scheme in ("http", "https", "databricks", "databricks-uc", "uc"):
+        raise RegistryURIError(
+            f"{uri!r} is a remote registry: steward enforces there through the server "
+            "(`mlflow server --app-name steward`), not from this client. Point --registry-uri at "
+            "the registry's database, or run the command where the server runs."
+        )
+    if scheme in ("", "file"):
+        raise RegistryURIError(
+            f"{uri!r} is a file-based registry; steward needs a database registry "
+            "(sqlite:///mlflow.db, postgresql://...) to keep its audit log and history"
+        )
+    return STEWARD_PREFIX + inner
+
+
+def tracking_uri_for(registry_uri: str) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or registry_uri.removeprefix(STEWARD_PREFIX)
+
+
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+_LOGGED_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
+_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model URI: a registered version (by number or alias) or an unregistered model."""
+
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    model_id: str | None = None
+    run_id: str | None = None
+    path: str | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.name is not None
+
+
+def parse_model_uri(uri: str) -> ModelRef:
+    for pattern in (_LOGGED_URI, _VERSION_URI, _ALIAS_URI, _RUNS_URI):
+        match = pattern.match(uri.strip())
+        if match:
+            return ModelRef(**match.groupdict())
+    raise RegistryURIError(
+        f"cannot read model URI {uri!r}: use models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "models:/<logged-model-id> or runs:/<run-id>/<path>"
+    )

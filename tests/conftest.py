@@ -1,0 +1,204 @@
+"""Shared fixtures: an isolated embedded registry per test, and real logged models."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlflow_steward import db
+from mlflow_steward.plugins.manager import reset_plugin_manager
+
+EXAMPLE_CONFIG = textwrap.dedent("""\
+    policies:
+      - use: require-signature
+      - use: required-tags
+        when: {action: set_alias, alias: production}
+        with: {tags: [owner]}
+      - use: metric-threshold
+        when: {action: set_alias, alias: production}
+        with: {metric: accuracy, min: 0.8}
+    """)
+
+_ENV_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_STEWARD_CONFIG",
+             "MLFLOW_STEWARD_DISABLE_PLUGINS", "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD",
+             "MLFLOW_STEWARD_ACTOR", "MLFLOW_STEWARD_AUDIT_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees another's environment, plugin manager or database engines."""
+    for var in _ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "tester")
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+    db.dispose_engines()
+
+
+@dataclass
+class Workspace:
+    """An embedded MLflow (SQLite + local artifacts) governed by ``steward+sqlite``."""
+
+    root: Path
+    db_uri: str
+    config_path: Path
+
+    @property
+    def registry_uri(self) -> str:
+        return f"steward+{self.db_uri}"
+
+    def write_config(self, text: str) -> Path:
+        self.config_path.write_text(text)
+        return self.config_path
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.db_uri, registry_uri=self.registry_uri)
+
+    def plain_client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.db_uri, registry_uri=self.db_uri)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess (``steward ...``) against this workspace."""
+        env = dict(os.environ)
+        env.update({"MLFLOW_TRACKING_URI": self.db_uri, "MLFLOW_REGISTRY_URI": self.registry_uri,
+                    "MLFLOW_STEWARD_CONFIG": str(self.config_path)})
+        return env
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "steward.yaml")
+    ws.write_config(EXAMPLE_CONFIG)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ws.db_uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", ws.registry_uri)
+    monkeypatch.setenv("MLFLOW_STEWARD_CONFIG", str(ws.config_path))
+    return ws
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    run_id: str
+    uri: str  # runs:/<run_id>/model
+    model_id: str
+
+
+def _log_model(tracking_uri: str, *, signature: bool, accuracy: float | None,
+               input_example: bool, requirements: list[str] | None,
+               user: str | None) -> LoggedModel:
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    # set_tracking_uri(None) below also unsets MLFLOW_TRACKING_URI: put back what was there.
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        tags = {"mlflow.user": user} if user else None
+        with mlflow.start_run(tags=tags) as run:
+            if accuracy is not None:
+                mlflow.log_metric("accuracy", accuracy)
+            info = mlflow.sklearn.log_model(
+                model, name="model",
+                signature=infer_signature(X, model.predict(X)) if signature else None,
+                input_example=X[:2] if input_example else None,
+                pip_requirements=requirements or ["scikit-learn", "numpy"],
+            )
+    finally:
+        mlflow.set_tracking_uri(None)
+        if previous_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+    return LoggedModel(run.info.run_id, f"runs:/{run.info.run_id}/model", info.model_id)
+
+
+@pytest.fixture
+def log_model_factory() -> Callable[..., LoggedModel]:
+    """Like ``log_model`` but for any tracking URI: ``log_model_factory(uri, accuracy=0.5)``."""
+
+    def make(tracking_uri: str, *, signature: bool = True, accuracy: float | None = 0.95,
+             input_example: bool = False, requirements: list[str] | None = None,
+             user: str | None = None) -> LoggedModel:
+        return _log_model(tracking_uri, signature=signature, accuracy=accuracy,
+                          input_example=input_example, requirements=requirements, user=user)
+
+    return make
+
+
+@pytest.fixture
+def log_model(workspace: Workspace, log_model_factory) -> Callable[..., LoggedModel]:
+    """Log a real (tiny) scikit-learn model in the workspace: ``log_model(accuracy=0.5)``."""
+    return functools.partial(log_model_factory, workspace.db_uri)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+PG_ADMIN_URI = os.environ.get("STEWARD_TEST_POSTGRES_URI",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(PG_ADMIN_URI, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards.
+
+    Skips when no server is reachable, except with STEWARD_REQUIRE_POSTGRES=1 (CI), where that
+    is a failure.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    problem = _postgres_reachable()
+    if problem:
+        if os.environ.get("STEWARD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (STEWARD_REQUIRE_POSTGRES=1) but not reachable at "
+                        f"{PG_ADMIN_URI}: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URI}: {problem}")
+    name = f"steward_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    uri = PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield uri
+    finally:
+        db.dispose_engines()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

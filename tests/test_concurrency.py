@@ -1,0 +1,89 @@
+"""8 processes promoting and tagging at once: clean outcomes and one valid audit chain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mlflow_steward import db
+from mlflow_steward.governance.audit import AuditLog
+from tests.conftest import EXAMPLE_CONFIG, _log_model
+
+WORKERS = 8
+ROUNDS = 12
+WORKER = Path(__file__).with_name("concurrency_worker.py")
+
+
+def _setup_registry(tracking_uri: str, registry_uri: str, config: Path) -> None:
+    good = _log_model(tracking_uri, signature=True, accuracy=0.95, input_example=False,
+                      requirements=None, user=None)
+    weak = _log_model(tracking_uri, signature=True, accuracy=0.5, input_example=False,
+                      requirements=None, user=None)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    client.create_registered_model("fraud")
+    for source in (good, good, good, weak):
+        mv = client.create_model_version("fraud", f"models:/{source.model_id}",
+                                         run_id=source.run_id, model_id=source.model_id)
+        client.set_model_version_tag("fraud", str(mv.version), "owner", "alice")
+
+
+def _run_concurrently(tmp_path: Path, tracking_uri: str, registry_uri: str) -> None:
+    config = tmp_path / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    # MLflow's SQL registry store resolves `models:/m-...` sources through a global MlflowClient,
+    # so the tracking URI must be in the environment, not only on the client.
+    env_patch = {"MLFLOW_STEWARD_CONFIG": str(config), "MLFLOW_TRACKING_URI": tracking_uri}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env_patch.items():
+            mp.setenv(k, v)
+        _setup_registry(tracking_uri, registry_uri, config)
+    engine = db.get_engine(registry_uri.removeprefix("steward+"))
+    before = AuditLog(engine).verify().entries
+
+    import os
+
+    env = {**os.environ, **env_patch, "MLFLOW_STEWARD_ACTOR": "worker"}
+    procs = [subprocess.Popen([sys.executable, str(WORKER), tracking_uri, registry_uri, str(i),
+                               str(ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=tmp_path)
+             for i in range(WORKERS)]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-2000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    errors = [e for r in results for e in r["errors"]]
+    assert errors == [], errors
+    applied = sum(r["applied"] for r in results)
+    refused = sum(r["refused"] for r in results)
+    assert applied + refused == WORKERS * ROUNDS
+    assert refused > 0  # the weak version was tried and refused
+    result = AuditLog(engine).verify()
+    assert result.ok, result.problem
+    assert result.entries - before == WORKERS * ROUNDS  # one entry per decision
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    assert str(client.get_model_version_by_alias("fraud", "production").version) in {"1", "2", "3"}
+
+
+@pytest.mark.slow
+def test_eight_processes_on_sqlite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _run_concurrently(tmp_path, uri, f"steward+{uri}")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_eight_processes_on_postgres(tmp_path, monkeypatch, postgres_uri):
+    monkeypatch.chdir(tmp_path)
+    _run_concurrently(tmp_path, postgres_uri, f"steward+{postgres_uri}")

@@ -1,0 +1,198 @@
+"""The policy engine and the plugin manager, with in-memory facts (pure logic)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from mlflow_steward import hookimpl
+from mlflow_steward.config import parse_config
+from mlflow_steward.errors import PluginConflictError, PluginLoadError
+from mlflow_steward.governance.engine import PolicyEngine
+from mlflow_steward.plugins.manager import create_plugin_manager
+from mlflow_steward.plugins.testing import StaticFacts, make_event
+from mlflow_steward.plugins.types import Policy, PolicyVerdict
+
+
+def _policy_plugin(name, check, **kw):
+    class Plugin:
+        @hookimpl
+        def steward_policies(self):
+            yield Policy(name=name, check=check, description="test", **kw)
+
+    Plugin.__name__ = f"plugin_{name.replace('-', '_')}"
+    return Plugin()
+
+
+def _engine(config_text: str, *plugins):
+    pm = create_plugin_manager(plugins=plugins, autoload=False)
+    return PolicyEngine(pm, parse_config(config_text, path="steward.yaml"))
+
+
+def _raise(event, options):
+    raise RuntimeError("database exploded")
+
+
+def test_one_deny_refuses_and_every_reason_names_its_policy():
+    engine = _engine("""
+policies:
+  - use: require-signature
+  - use: required-tags
+    with: {tags: [owner]}
+""")
+    decision = engine.decide(make_event(alias="production", facts=StaticFacts(signature=None)))
+    assert not decision.allowed
+    assert [(o.policy, o.allowed) for o in decision.outcomes] == [
+        ("require-signature", False), ("required-tags", False)]
+    assert "[require-signature] the model has no signature" in decision.message()
+    assert "[required-tags] missing tag owner on the version" in decision.message()
+    ok = engine.decide(make_event(alias="production",
+                                  facts=StaticFacts(version_tags={"owner": "alice"})))
+    assert ok.allowed
+    assert len(ok.outcomes) == 2
+
+
+def test_raising_policy_is_a_deny_naming_the_plugin():
+    engine = _engine("policies: [{use: boom}]\n", _policy_plugin("boom", _raise))
+    decision = engine.decide(make_event())
+    assert not decision.allowed
+    (outcome,) = decision.outcomes
+    assert outcome.error
+    assert outcome.policy == "boom"
+    assert "RuntimeError: database exploded" in outcome.reason
+    assert "plugin_boom" in outcome.reason
+    assert "fail closed" in outcome.reason
+
+
+@pytest.mark.parametrize("returned", [True, None, "allow", {"allowed": True}])
+def test_wrong_return_type_is_a_deny(returned):
+    engine = _engine("policies: [{use: sloppy}]\n",
+                     _policy_plugin("sloppy", lambda e, o: returned))
+    decision = engine.decide(make_event())
+    assert not decision.allowed
+    assert "instead of a PolicyVerdict" in decision.outcomes[0].reason
+
+
+def test_timeout_is_a_deny():
+    def slow(event, options):
+        time.sleep(5)
+        return PolicyVerdict.allow()
+
+    engine = _engine("policies: [{use: slow, timeout: 0.2}]\n", _policy_plugin("slow", slow))
+    started = time.perf_counter()
+    decision = engine.decide(make_event())
+    assert time.perf_counter() - started < 2
+    assert not decision.allowed
+    assert "no verdict after 0.2s" in decision.outcomes[0].reason
+
+
+def test_missing_fact_is_a_deny():
+    engine = _engine("policies: [{use: allowed-requirements, with: {deny: [tensorflow]}}]\n")
+    decision = engine.decide(make_event(facts=StaticFacts(requirements=None)))
+    assert not decision.allowed
+    assert "cannot decide: no requirements.txt" in decision.outcomes[0].reason
+
+
+def test_when_selects_actions_aliases_and_models():
+    engine = _engine("""
+policies:
+  - use: required-tags
+    when: {action: set_alias, alias: "prod*", model: "fraud-*"}
+    with: {tags: [owner]}
+""")
+    untagged = StaticFacts()
+    assert not engine.decide(make_event(model="fraud-eu", alias="production",
+                                        facts=untagged)).allowed
+    assert engine.decide(make_event(model="fraud-eu", alias="staging", facts=untagged)).outcomes \
+        == ()
+    assert engine.decide(make_event(model="churn", alias="production", facts=untagged)).outcomes \
+        == ()
+    assert engine.decide(make_event("set_model_version_tag", model="fraud-eu",
+                                    facts=untagged)).outcomes == ()
+
+
+def test_prompts_are_not_judged_by_model_policies():
+    engine = _engine("policies: [require-signature]\n")
+    event = make_event("create_model_version", facts=StaticFacts(signature=None, is_prompt=True))
+    assert engine.decide(event).outcomes == ()
+
+
+def test_enabled_by_default_policy_applies_without_config():
+    plugin = _policy_plugin("no-friday", lambda e, o: PolicyVerdict.deny("it is friday"),
+                            enabled_by_default=True)
+    decision = _engine("", plugin).decide(make_event())
+    assert [o.policy for o in decision.denials] == ["no-friday"]
+
+
+def test_duplicate_policy_names_refused_naming_every_provider():
+    first = _policy_plugin("require-signature", lambda e, o: PolicyVerdict.allow())
+    with pytest.raises(PluginConflictError) as err:
+        create_plugin_manager(plugins=[first], autoload=False)
+    msg = str(err.value)
+    assert "'require-signature'" in msg
+    assert "builtin.require_signature" in msg
+    assert "plugin_require_signature" in msg
+
+
+def test_misspelt_hook_is_an_error():
+    class Typo:
+        @hookimpl
+        def steward_polices(self):
+            return []
+
+    with pytest.raises(PluginLoadError, match="steward_polices"):
+        create_plugin_manager(plugins=[Typo()], autoload=False)
+
+
+def test_disabled_builtin_is_not_registered(monkeypatch):
+    monkeypatch.setenv("MLFLOW_STEWARD_DISABLE_PLUGINS", "builtin.freeze_window, builtin.approvals")
+    pm = create_plugin_manager(disable=["builtin.required_tags"], autoload=False)
+    names = set(pm.hooks.policies())
+    assert names == {"require-signature", "metric-threshold", "allowed-requirements"}
+    assert pm.is_blocked("builtin.approvals")
+
+
+def test_registration_hook_yielding_wrong_type_names_the_plugin():
+    class Bad:
+        @hookimpl
+        def steward_policies(self):
+            yield "require-everything"
+
+    with pytest.raises(PluginLoadError, match=r"Bad.*yielded 'require-everything'"):
+        create_plugin_manager(plugins=[Bad()], autoload=False)
+
+
+def test_observers_are_isolated(caplog):
+    seen = []
+
+    class Broken:
+        @hookimpl
+        def steward_after_decision(self, event, decision):
+            raise ValueError("observer bug")
+
+    class Recorder:
+        @hookimpl
+        def steward_after_decision(self, decision):
+            seen.append(decision.allowed)
+
+    pm = create_plugin_manager(plugins=[Broken(), Recorder()], autoload=False)
+    engine = PolicyEngine(pm, parse_config(""))
+    decision = engine.decide(make_event())
+    with caplog.at_level(logging.ERROR):
+        pm.hooks.after_decision(event=decision.event, decision=decision)
+    assert seen == [True]
+    assert "Broken" in caplog.text
+    assert "observers are isolated" in caplog.text
+
+
+def test_resolve_actor_hook_first_result():
+    class CI:
+        @hookimpl
+        def steward_resolve_actor(self, default):
+            return f"ci:{default}"
+
+    pm = create_plugin_manager(plugins=[CI()], autoload=False)
+    assert pm.hooks.resolve_actor(default="bob") == "ci:bob"
+    assert create_plugin_manager(autoload=False).hooks.resolve_actor(default="bob") == "bob"

@@ -1,0 +1,306 @@
+"""The governed registry through plain MLflow clients on a real SQLite registry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
+
+from mlflow_steward.cli.main import cli
+from mlflow_steward.errors import RegistryURIError
+
+
+def refused(excinfo) -> str:
+    assert excinfo.value.error_code == "PERMISSION_DENIED"
+    return excinfo.value.message
+
+
+def run_cli(*args: str, expect: int = 0):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+def test_register_without_signature_is_refused_and_leaves_nothing(workspace, log_model):
+    unsigned = log_model(signature=False)
+    with pytest.raises(MlflowException) as err:
+        mlflow.register_model(unsigned.uri, "fraud")
+    assert "[require-signature] the model has no signature" in refused(err)
+    plain = workspace.plain_client()
+    assert plain.search_registered_models("name = 'fraud'") == []
+    assert plain.search_model_versions("name = 'fraud'") == []
+    actions = [(e["action"], e["decision"]) for e in _audit_json(workspace)]
+    assert actions == [("create_registered_model", "allowed"),
+                       ("create_model_version", "refused"),
+                       ("delete_registered_model", "allowed")]
+
+
+def test_explicit_empty_model_with_history_is_kept(workspace, log_model):
+    client = workspace.client()
+    client.create_registered_model("kept")
+    client.set_registered_model_tag("kept", "team", "risk")
+    with pytest.raises(MlflowException):
+        mlflow.register_model(log_model(signature=False).uri, "kept")
+    assert workspace.plain_client().get_registered_model("kept").tags == {"team": "risk"}
+
+
+def test_issue_walkthrough_required_tags_metric_threshold_and_compliant(workspace, log_model):
+    client = workspace.client()
+    good = mlflow.register_model(log_model(accuracy=0.93).uri, "fraud")
+    weak = mlflow.register_model(log_model(accuracy=0.5).uri, "fraud")
+
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", good.version)
+    message = refused(err)
+    assert "[required-tags] missing tag owner on the version" in message
+    assert "metric-threshold" not in message  # 0.93 passes
+
+    client.set_model_version_tag("fraud", weak.version, "owner", "alice")
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", weak.version)
+    assert "[metric-threshold] accuracy=0.5 is below the minimum 0.8" in refused(err)
+
+    plain = workspace.plain_client()
+    assert plain.get_registered_model("fraud").aliases == {}
+
+    client.set_model_version_tag("fraud", good.version, "owner", "alice")
+    client.set_registered_model_alias("fraud", "production", good.version)
+    assert plain.get_model_version_by_alias("fraud", "production").version == good.version
+
+    run_cli("audit", "verify")
+    decisions = [(e["action"], e["decision"]) for e in _audit_json(workspace)]
+    assert decisions.count(("set_alias", "refused")) == 2
+    assert decisions[-1] == ("set_alias", "allowed")
+
+
+def _audit_json(workspace):
+    return json.loads(run_cli("audit", "log", "--json").output)
+
+
+@pytest.mark.parametrize("column", ["actor", "decision", "reasons", "ts"])
+def test_audit_verify_names_an_edited_entry(workspace, log_model, column):
+    mlflow.register_model(log_model().uri, "fraud")
+    workspace.client().set_model_version_tag("fraud", "1", "owner", "bob")
+    run_cli("audit", "verify")
+    conn = sqlite3.connect(workspace.root / "mlflow.db")
+    with conn:
+        conn.execute(f"UPDATE steward_audit SET {column} = {column} || 'x' WHERE seq = 2")
+    conn.close()
+    result = run_cli("audit", "verify", expect=1)
+    assert "BROKEN at entry 2" in result.output
+    assert "does not match its hash: it was edited" in result.output
+
+
+def test_audit_verify_detects_deleted_and_reordered_entries(workspace, log_model):
+    mlflow.register_model(log_model().uri, "fraud")
+    client = workspace.client()
+    for i in range(3):
+        client.set_model_version_tag("fraud", "1", f"k{i}", "v")
+    db_file = workspace.root / "mlflow.db"
+    conn = sqlite3.connect(db_file)
+    with conn:
+        conn.execute("DELETE FROM steward_audit WHERE seq = 3")
+    result = run_cli("audit", "verify", "--json", expect=1)
+    assert json.loads(result.output)["bad_seq"] == 3
+    with conn:  # put it back reordered: swap the contents of entries 4 and 5
+        conn.execute("UPDATE steward_audit SET seq = -1 WHERE seq = 4")
+        conn.execute("UPDATE steward_audit SET seq = 4 WHERE seq = 5")
+        conn.execute("UPDATE steward_audit SET seq = 5 WHERE seq = -1")
+    conn.close()
+    result = run_cli("audit", "verify", "--json", expect=1)
+    assert json.loads(result.output)["bad_seq"] == 3  # still the first problem
+
+
+def test_audit_verify_detects_truncated_tail_and_export(workspace, log_model):
+    mlflow.register_model(log_model().uri, "fraud")
+    out = workspace.root / "audit.jsonl"
+    run_cli("audit", "export", "--format", "jsonl", "--output", str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["seq"] for e in lines] == [1, 2]
+    assert lines[1]["prev_hash"] == lines[0]["hash"]
+    conn = sqlite3.connect(workspace.root / "mlflow.db")
+    with conn:
+        conn.execute("DELETE FROM steward_audit WHERE seq = 2")
+    conn.close()
+    result = run_cli("audit", "verify", expect=1)
+    assert "newest entries were deleted" in result.output
+
+
+def test_reserved_tags_are_refused(workspace, log_model):
+    mlflow.register_model(log_model().uri, "fraud")
+    client = workspace.client()
+    for call in (lambda: client.set_model_version_tag("fraud", "1", "steward.monitor.status", "ok"),
+                 lambda: client.set_registered_model_tag("fraud", "steward.x", "1"),
+                 lambda: client.delete_model_version_tag("fraud", "1", "steward.y")):
+        with pytest.raises(MlflowException) as err:
+            call()
+        assert "[reserved-tags]" in refused(err)
+    assert workspace.plain_client().get_model_version("fraud", "1").tags == {}
+
+
+def test_policy_plugin_that_raises_refuses_naming_the_plugin(workspace, log_model):
+    from mlflow_steward import hookimpl
+    from mlflow_steward.config import parse_config
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.plugins.manager import create_plugin_manager
+    from mlflow_steward.plugins.types import Policy
+
+    class TeamPolicies:
+        @hookimpl
+        def steward_policies(self):
+            def check(event, options):
+                raise KeyError("risk_score")
+
+            yield Policy(name="risk-review", check=check, description="needs risk score")
+
+    mlflow.register_model(log_model().uri, "fraud")
+    pm = create_plugin_manager(plugins=[TeamPolicies()], autoload=False)
+    session = StewardSession(config=parse_config("policies: [risk-review]"), pm=pm)
+    with pytest.raises(MlflowException) as err:
+        session.promote("models:/fraud/1", alias="champion")
+    message = refused(err)
+    assert "[risk-review] policy raised KeyError" in message
+    assert "TeamPolicies" in message
+    assert workspace.plain_client().get_registered_model("fraud").aliases == {}
+
+
+def test_check_promote_history_rollback_via_cli(workspace, log_model):
+    workspace.write_config("policies: [{use: metric-threshold, with: {metric: accuracy, "
+                           "min: 0.8}}]\n")
+    for acc in (0.85, 0.9, 0.5):
+        mlflow.register_model(log_model(accuracy=acc).uri, "fraud")
+    ok = run_cli("check", "models:/fraud/2", "--to", "production", "--json")
+    assert json.loads(ok.output)["allowed"] is True
+    bad = run_cli("check", "models:/fraud/3", "--to", "production", expect=1)
+    assert "FAIL  metric-threshold: accuracy=0.5 is below the minimum 0.8" in bad.output
+    assert workspace.plain_client().get_registered_model("fraud").aliases == {}  # dry run
+
+    run_cli("promote", "models:/fraud/1", "--to", "production")
+    run_cli("promote", "models:/fraud/2", "--to", "production")
+    result = CliRunner().invoke(cli, ["promote", "models:/fraud/3", "--to", "production"])
+    assert result.exit_code == 1
+    plain = workspace.plain_client()
+    assert str(plain.get_model_version_by_alias("fraud", "production").version) == "2"
+
+    run_cli("rollback", "fraud", "--alias", "production")
+    assert str(plain.get_model_version_by_alias("fraud", "production").version) == "1"
+    history = json.loads(run_cli("history", "fraud", "--alias", "production", "--json").output)
+    assert [(h["kind"], h["previous_version"], h["version"]) for h in history] == [
+        ("set", None, "1"), ("set", "1", "2"), ("rollback", "2", "1")]
+    again = CliRunner().invoke(cli, ["rollback", "fraud", "--alias", "production"])
+    assert again.exit_code == 1
+    assert "no earlier holder of @production" in again.output
+    run_cli("audit", "verify")
+
+
+def test_rollback_refuses_a_version_that_no_longer_loads(workspace, log_model):
+    import shutil
+
+    workspace.write_config("")
+    first = mlflow.register_model(log_model().uri, "fraud")
+    mlflow.register_model(log_model().uri, "fraud")
+    run_cli("promote", "models:/fraud/1", "--to", "production")
+    run_cli("promote", "models:/fraud/2", "--to", "production")
+    source = workspace.plain_client().get_model_version("fraud", first.version).source
+    logged = workspace.plain_client().get_logged_model(source.removeprefix("models:/"))
+    shutil.rmtree(logged.artifact_location.removeprefix("file://"))
+    result = CliRunner().invoke(cli, ["rollback", "fraud", "--alias", "production"])
+    assert result.exit_code == 1
+    assert "no longer loads" in result.output
+    holder = workspace.plain_client().get_model_version_by_alias("fraud", "production")
+    assert str(holder.version) == "2"
+
+
+def test_approvals_flow(workspace, log_model, monkeypatch):
+    workspace.write_config("""
+policies:
+  - use: approvals
+    when: {alias: production}
+    with: {count: 2}
+""")
+    mlflow.register_model(log_model(user="alice").uri, "fraud")
+    monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "alice")
+    denied = CliRunner().invoke(cli, ["approve", "models:/fraud/1", "--alias", "production"])
+    assert denied.exit_code == 1
+    assert "alice trained this version" in denied.output
+    result = CliRunner().invoke(cli, ["promote", "models:/fraud/1", "--to", "production"])
+    assert "0 of 2 required approvals" in result.output
+    for person in ("bob", "carol"):
+        monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", person)
+        run_cli("approve", "models:/fraud/1", "--alias", "production", "--comment", "lgtm")
+    monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "alice")
+    run_cli("promote", "models:/fraud/1", "--to", "production")
+    entries = _audit_json(workspace)
+    actors = {(e["actor"], e["action"], e["decision"]) for e in entries}
+    assert ("alice", "approve", "refused") in actors
+    assert ("bob", "approve", "allowed") in actors
+    assert ("carol", "approve", "allowed") in actors
+    assert ("alice", "set_alias", "allowed") in actors
+
+
+def test_legacy_stage_transition_is_governed(workspace, log_model):
+    workspace.write_config("""
+policies:
+  - use: metric-threshold
+    when: {action: transition_stage, stage: Production}
+    with: {metric: accuracy, min: 0.8}
+""")
+    mlflow.register_model(log_model(accuracy=0.6).uri, "fraud")
+    client = workspace.client()
+    with pytest.raises(MlflowException) as err:
+        client.transition_model_version_stage("fraud", "1", "Production")
+    assert "[metric-threshold]" in refused(err)
+    client.transition_model_version_stage("fraud", "1", "Staging")
+    assert workspace.plain_client().get_model_version("fraud", "1").current_stage == "Staging"
+
+
+def test_python_check_api_preflight_before_registering(workspace, log_model):
+    import mlflow_steward as steward
+
+    unsigned = log_model(signature=False)
+    decision = steward.check(unsigned.uri, name="fraud")
+    assert not decision.allowed
+    assert decision.event.action == "create_model_version"
+    assert [o.policy for o in decision.denials] == ["require-signature"]
+    assert workspace.plain_client().search_registered_models() == []
+    assert _audit_json(workspace) == []
+
+
+def test_prompt_registry_still_works(workspace):
+    prompt = mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}")
+    assert prompt.version == 1
+
+
+def test_steward_http_uri_is_refused_with_pointer_to_server(workspace):
+    from mlflow import MlflowClient
+
+    with pytest.raises(RegistryURIError, match="--app-name steward"):
+        MlflowClient(registry_uri="steward+http://127.0.0.1:5000").get_registered_model("x")
+
+
+def test_unknown_model_uri_is_a_clear_error(workspace):
+    result = CliRunner().invoke(cli, ["promote", "models:/nope/7", "--to", "production"])
+    assert result.exit_code == 1
+    assert "models:/nope/7 does not exist" in result.output
+    result = CliRunner().invoke(cli, ["check", "fraud:latest", "--to", "production"])
+    assert "cannot read model URI 'fraud:latest'" in result.output
+
+
+def test_bad_config_is_one_line_with_file_and_line(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n  - use: required-tags\n    with: {tag: [owner]}\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mlflow_steward.cli.main import main; main()",
+         "--config", str(bad), "config", "check"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"{bad}:3: policies[0].with.tag: policy 'required-tags' has no option 'tag'" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr
