@@ -304,3 +304,28 @@ def test_bad_config_is_one_line_with_file_and_line(workspace, tmp_path):
     assert f"{bad}:3: policies[0].with.tag: policy 'required-tags' has no option 'tag'" \
         in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_register_plugin_enforces_an_in_process_policy(workspace, log_model):
+    import mlflow_steward as steward
+    from mlflow_steward import hookimpl
+    from mlflow_steward.plugins.types import Policy, PolicyVerdict
+
+    class NoFraudNames:
+        @hookimpl
+        def steward_policies(self):
+            yield Policy(
+                name="no-fraud-names", description="test", enabled_by_default=True,
+                actions=frozenset({"create_model_version"}),
+                check=lambda event, options: PolicyVerdict.deny("names may not contain fraud")
+                if "fraud" in event.model else PolicyVerdict.allow("ok"))
+
+    uri = log_model().uri
+    mlflow.register_model(uri, "fraud")  # the store is built and cached by MLflow here
+    steward.register_plugin(NoFraudNames())
+    with pytest.raises(MlflowException) as err:
+        mlflow.register_model(uri, "fraud")
+    assert "[no-fraud-names] names may not contain fraud" in refused(err)
+    assert str(mlflow.register_model(uri, "churn").version) == "1"
+    assert [str(v.version) for v in workspace.plain_client().search_model_versions("name='fraud'")] == [
+        "1"]

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from mlflow_steward.governance.engine import Decision
     from mlflow_steward.plugins.manager import StewardPluginManager
 
-__all__ = ["Decision", "__version__", "check", "create_plugin_manager", "hookimpl"]
+__all__ = [
+    "Decision",
+    "__version__",
+    "check",
+    "create_plugin_manager",
+    "hookimpl",
+    "register_plugin",
+]
 
 
 def create_plugin_manager(**kwargs: Any) -> StewardPluginManager:
@@ -28,6 +35,16 @@ def create_plugin_manager(**kwargs: Any) -> StewardPluginManager:
     from mlflow_steward.plugins.manager import create_plugin_manager as _create
 
     return _create(**kwargs)
+
+
+def register_plugin(plugin: object) -> None:
+    """Enforce an in-process plugin in every governed registry call of this process.
+
+    See :func:`mlflow_steward.plugins.manager.register_plugin`.
+    """
+    from mlflow_steward.plugins.manager import register_plugin as _register
+
+    _register(plugin)
 
 
 def check(model_uri: str, **kwargs: Any) -> Decision:

@@ -71,12 +71,25 @@ class Governor:
         pm: StewardPluginManager | None = None,
         config: StewardConfig | None = None,
     ) -> None:
-        self.pm = pm or get_plugin_manager()
+        self._pm = pm
         self.config = config if config is not None else load_config()
-        self.policies = PolicyEngine(self.pm, self.config)
+        # Built now, so that a bad configuration fails when the store is built, not at first use.
+        self._engine = (self.pm, PolicyEngine(self.pm, self.config))
         self.db_engine = db.get_engine(registry_uri)
         self.audit = AuditLog(self.db_engine)
         self.ctx = MlflowContext(inner_store, tracking_uri, self.db_engine)
+
+    @property
+    def pm(self) -> StewardPluginManager:
+        """The manager given, else the process's default one (which ``register_plugin`` renews)."""
+        return self._pm if self._pm is not None else get_plugin_manager()
+
+    @property
+    def policies(self) -> PolicyEngine:
+        pm = self.pm
+        if self._engine[0] is not pm:
+            self._engine = (pm, PolicyEngine(pm, self.config))
+        return self._engine[1]
 
     def actor(self) -> str:
         return self.pm.hooks.resolve_actor(default=default_actor())

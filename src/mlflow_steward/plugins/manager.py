@@ -1,6 +1,6 @@
 """The plugin manager: loads built-ins, third-party entry points and in-process plugins.
 
-Load order (documented in docs/plugins.md):
+Load order (documented in docs/writing-plugins.md):
 
 1. blocks: ``disable=`` / ``--no-plugin NAME`` and ``MLFLOW_STEWARD_DISABLE_PLUGINS=a,b`` are applied
    *before* anything is imported, so a blocked plugin is never imported;
@@ -8,7 +8,8 @@ Load order (documented in docs/plugins.md):
 3. entry points in group ``mlflow_steward`` unless ``MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD=1``
    (a plugin that fails to import stops the run with its distribution name: a silently skipped
    governance plugin is a policy that is not enforced);
-4. in-process plugins passed as ``plugins=[...]``;
+4. in-process plugins passed as ``plugins=[...]`` (or, for the default manager, added with
+   :func:`register_plugin`);
 5. ``check_pending()``: an implementation of a hook that does not exist (a misspelt name) is an error.
 
 Nothing is loaded at import time: :func:`create_plugin_manager` builds a fresh manager,
@@ -288,17 +289,32 @@ def create_plugin_manager(
 
 
 _default: StewardPluginManager | None = None
+_in_process: list[object] = []
 
 
 def get_plugin_manager() -> StewardPluginManager:
-    """The cached default manager (built on first use)."""
+    """The cached default manager (built on first use), with the plugins of :func:`register_plugin`."""
     global _default
     if _default is None:
-        _default = create_plugin_manager()
+        _default = create_plugin_manager(plugins=_in_process)
     return _default
 
 
+def register_plugin(plugin: object) -> None:
+    """Add an in-process plugin to the default manager of this process.
+
+    Every governed registry store of the process (``mlflow.register_model``, ``MlflowClient``)
+    consults it from its next action on: a team can keep a policy in its training repository.
+    Loading errors (a misspelt hook, a duplicate policy name) are raised here.
+    """
+    global _default
+    candidate = create_plugin_manager(plugins=[*_in_process, plugin])
+    _in_process.append(plugin)
+    _default = candidate
+
+
 def reset_plugin_manager() -> None:
-    """Forget the cached default manager (tests, or after installing a plugin in-process)."""
+    """Forget the cached default manager and the plugins added with :func:`register_plugin`."""
     global _default
     _default = None
+    _in_process.clear()

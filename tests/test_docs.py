@@ -1,0 +1,69 @@
+"""The docs stay in step with the code: every hook and every built-in policy option is documented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from mlflow_steward.plugins import hookspec
+from mlflow_steward.plugins.manager import create_plugin_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _hookspecs() -> dict[str, object]:
+    return {n: f for n, f in vars(hookspec).items() if n.startswith("steward_") and callable(f)}
+
+
+def _signature(name: str, func) -> str:
+    """``name(arg: Type, ...) -> Return`` as written in the hookspec (annotations are strings)."""
+    sig = inspect.signature(func)
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"{name}({params}) -> {sig.return_annotation}"
+
+
+def _sections(text: str, level: str) -> dict[str, str]:
+    """Heading text -> the text up to the next heading of the same or a higher level."""
+    parts = re.split(rf"^{level} (.+)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_every_hook_is_documented_with_its_signature_and_an_example():
+    documented = _sections((DOCS / "hooks.md").read_text(), "###")
+    headings = {h.strip("`") for h in documented}
+    expected = {_signature(n, f) for n, f in _hookspecs().items()}
+    assert expected - headings == set(), "hooks missing from docs/hooks.md (or wrong signature)"
+    stale = {h for h in headings if h.startswith("steward_")} - expected
+    assert stale == set(), "docs/hooks.md documents hooks that do not exist (or old signatures)"
+    for heading, body in documented.items():
+        assert "```python" in body, f"docs/hooks.md: {heading} has no example"
+
+
+@pytest.mark.parametrize("name", sorted(_hookspecs()))
+def test_every_hookspec_docstring_states_an_example(name):
+    doc = inspect.getdoc(_hookspecs()[name]) or ""
+    assert "Example::" in doc, f"{name} has no example in its docstring"
+
+
+def test_every_builtin_policy_and_option_is_in_the_configuration_reference():
+    sections = _sections((DOCS / "configuration.md").read_text(), "###")
+    pm = create_plugin_manager(autoload=False)
+    for name, registered in pm.hooks.policies().items():
+        assert name in sections, f"docs/configuration.md has no section for policy {name!r}"
+        body = sections[name]
+        for option in registered.policy.options:
+            assert f"| `{option.name}` |" in body, f"{name}: option {option.name!r} undocumented"
+        for action in registered.policy.actions:
+            assert f"`{action}`" in body, f"{name}: default action {action!r} undocumented"
+
+
+def test_readme_links_point_at_existing_files():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert links, "the README links to its docs"
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert missing == []
