@@ -41,7 +41,9 @@ policies:
 BAR = 1.25
 
 
-def _log_model(tracking_uri: str) -> tuple[str, str]:
+def _log_models(tracking_uri: str, count: int) -> list[tuple[str, str]]:
+    """``count`` distinct logged models (run id, model id): every timed version gets a source
+    of its own, so the governed store cannot serve the model's files from its cache."""
     import mlflow
     import mlflow.sklearn
     import numpy as np
@@ -51,16 +53,20 @@ def _log_model(tracking_uri: str) -> tuple[str, str]:
     X = np.random.default_rng(0).normal(size=(50, 4))
     y = (X[:, 0] > 0).astype(int)
     model = LogisticRegression().fit(X, y)
+    signature = infer_signature(X, model.predict(X))
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run() as run:
-        mlflow.log_metric("accuracy", 0.93)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(X, model.predict(X)),
-            pip_requirements=["scikit-learn==1.5.0", "numpy==2.0.0"],
-        )
-    return run.info.run_id, info.model_id
+    logged = []
+    for _ in range(count):
+        with mlflow.start_run() as run:
+            mlflow.log_metric("accuracy", 0.93)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=["scikit-learn==1.5.0", "numpy==2.0.0"],
+            )
+        logged.append((run.info.run_id, info.model_id))
+    return logged
 
 
 def _timed(fn) -> float:
@@ -77,8 +83,7 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
     (root / "steward.yaml").write_text(CONFIG)
     os.environ["MLFLOW_STEWARD_CONFIG"] = str(root / "steward.yaml")
     os.environ["MLFLOW_TRACKING_URI"] = db_uri
-    run_id, model_id = _log_model(db_uri)
-    source = f"models:/{model_id}"
+    models = _log_models(db_uri, calls + 3)
     clients = {
         "plain": MlflowClient(tracking_uri=db_uri, registry_uri=db_uri),
         "governed": MlflowClient(tracking_uri=db_uri, registry_uri=f"steward+{db_uri}"),
@@ -88,18 +93,25 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
     }
     for kind, client in clients.items():
         client.create_registered_model(f"bench-{kind}")
-        for _ in range(3):  # warm up: store built, engines and caches ready
+        for run_id, model_id in models[-3:]:  # warm up: store built, engines ready
             v = client.create_model_version(
-                f"bench-{kind}", source, run_id=run_id, model_id=model_id, tags={"owner": "alice"}
+                f"bench-{kind}",
+                f"models:/{model_id}",
+                run_id=run_id,
+                model_id=model_id,
+                tags={"owner": "alice"},
             )
             client.set_registered_model_alias(f"bench-{kind}", "warm", v.version)
-    for i in range(calls):
+    for i, (run_id, model_id) in enumerate(models[:calls]):
+        source = f"models:/{model_id}"
         order = list(clients.items()) if i % 2 == 0 else list(reversed(clients.items()))
         for kind, client in order:
             name = f"bench-{kind}"
             box = {}
 
-            def create(client=client, name=name, box=box):
+            def create(
+                client=client, name=name, box=box, source=source, run_id=run_id, model_id=model_id
+            ):
                 box["v"] = client.create_model_version(
                     name, source, run_id=run_id, model_id=model_id, tags={"owner": "alice"}
                 )

@@ -6,10 +6,11 @@ never queries the tracking store.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,37 @@ class MlflowContext:
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
             return self._client
 
-    def read_model_file(self, source: str, relpath: str) -> bytes | None:
-        """Read one file of a model from its source URI; ``None`` when it does not exist."""
-        if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
-            model_id = source[len("models:/") :].strip("/")
+    @functools.cached_property
+    def artifact_location(self) -> Callable[[str], str]:
+        """Where a logged model's artifacts live. Fixed when the model is logged, so cached."""
+
+        @functools.lru_cache(maxsize=1024)
+        def lookup(model_id: str) -> str:
             try:
-                source = self.client.get_logged_model(model_id).artifact_location
+                return self.client.get_logged_model(model_id).artifact_location
             except Exception as exc:
                 raise FactUnavailable(f"cannot resolve logged model {model_id!r}: {exc}") from exc
+
+        return lookup
+
+    @functools.cached_property
+    def read_model_file(self) -> Callable[[str, str], bytes | None]:
+        """Read one file of a model from its source URI; ``None`` when it does not exist.
+
+        Model artifacts are written once (a logged model's files do not change), so what was read
+        is cached: a promotion does not download the same ``MLmodel`` again. A read that fails is
+        not cached.
+        """
+
+        @functools.lru_cache(maxsize=512)
+        def read(source: str, relpath: str) -> bytes | None:
+            return self._read_model_file(source, relpath)
+
+        return read
+
+    def _read_model_file(self, source: str, relpath: str) -> bytes | None:
+        if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
+            source = self.artifact_location(source[len("models:/") :].strip("/"))
         local = _local_path(source)
         if local is not None:
             path = local / relpath
@@ -225,9 +249,9 @@ class VersionFacts:
 
     @property
     def is_prompt(self) -> bool:
-        if any(k in self._tags for k in PROMPT_TAG_KEYS):
-            return True
-        return str(self.model_tags.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+        # MLflow writes the prompt tags on every prompt version (and passes them to
+        # create_model_version), so the version's own tags decide without reading the model.
+        return any(k in self._tags for k in PROMPT_TAG_KEYS)
 
     def approvals(self, alias: str) -> list[Approval]:
         """Approvals recorded for this version taking ``alias`` (oldest first)."""

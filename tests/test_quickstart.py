@@ -1,0 +1,52 @@
+"""`steward quickstart` as a new user runs it: the installed console script, in a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STEWARD = str(Path(sys.executable).with_name("steward"))
+
+
+def _steward(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run([STEWARD, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_then_by_hand(tmp_path):
+    proc = _steward("quickstart", "--dir", "qs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[require-signature] the model has no signature" in out
+    assert "registered models named 'breast-cancer' left behind: 0" in out
+    assert "[required-tags] missing tag owner on the version" in out
+    assert "[metric-threshold] accuracy=0.629371 is below the minimum 0.8" in out
+    assert "ALLOWED: models:/breast-cancer@production -> version 1" in out
+    assert "audit log OK: 11 entries, hash chain intact" in out
+
+    root = tmp_path / "qs"
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+           "MLFLOW_STEWARD_CONFIG": str(root / "steward.yaml")}
+    check = _steward("check", "models:/breast-cancer/2", "--to", "production", "--json", env=env)
+    assert check.returncode == 1, check.stderr
+    verdicts = {p["policy"]: p["allowed"] for p in json.loads(check.stdout)["policies"]}
+    assert verdicts == {"require-signature": True, "required-tags": True,
+                        "metric-threshold": False}
+
+    history = _steward("history", "breast-cancer", env=env)
+    assert "@production" in history.stdout
+    assert "- -> 1" in history.stdout
+
+    assert _steward("audit", "verify", env=env).returncode == 0
+    with sqlite3.connect(root / "mlflow.db") as conn:
+        conn.execute("UPDATE steward_audit SET actor = 'mallory' WHERE seq = 7")
+    broken = _steward("audit", "verify", env=env)
+    assert broken.returncode == 1
+    assert "BROKEN at entry 7" in broken.stderr
