@@ -150,7 +150,8 @@ def test_disabled_builtin_is_not_registered(monkeypatch):
     monkeypatch.setenv("MLFLOW_STEWARD_DISABLE_PLUGINS", "builtin.freeze_window, builtin.approvals")
     pm = create_plugin_manager(disable=["builtin.required_tags"], autoload=False)
     names = set(pm.hooks.policies())
-    assert names == {"require-signature", "metric-threshold", "allowed-requirements"}
+    assert names == {"require-signature", "metric-threshold", "allowed-requirements",
+                     "require-identity", "protect-aliases"}
     assert pm.is_blocked("builtin.approvals")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 
@@ -75,6 +76,16 @@ def test_issue_walkthrough_required_tags_metric_threshold_and_compliant(workspac
     decisions = [(e["action"], e["decision"]) for e in _audit_json(workspace)]
     assert decisions.count(("set_alias", "refused")) == 2
     assert decisions[-1] == ("set_alias", "allowed")
+
+
+@contextlib.contextmanager
+def workspace_db(workspace):
+    conn = sqlite3.connect(workspace.root / "mlflow.db")
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def _audit_json(workspace):
@@ -226,13 +237,27 @@ policies:
     monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "alice")
     denied = CliRunner().invoke(cli, ["approve", "models:/fraud/1", "--alias", "production"])
     assert denied.exit_code == 1
-    assert "alice trained this version" in denied.output
+    assert "alice trained or registered this version" in denied.output
     result = CliRunner().invoke(cli, ["promote", "models:/fraud/1", "--to", "production"])
     assert "0 of 2 required approvals" in result.output
     for person in ("bob", "carol"):
         monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", person)
         run_cli("approve", "models:/fraud/1", "--alias", "production", "--comment", "lgtm")
+    monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "dave")
+    run_cli("approvals", "request", "models:/fraud/1", "--alias", "production")
+    assert "dave requested this promotion and cannot approve it" in CliRunner().invoke(
+        cli, ["approve", "models:/fraud/1", "--alias", "production"]).output
+    monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "erin")
+    run_cli("reject", "models:/fraud/1", "--alias", "production", "--comment", "not yet")
     monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "alice")
+    blocked = CliRunner().invoke(cli, ["promote", "models:/fraud/1", "--to", "production"])
+    assert "rejected for @production by erin: not yet" in blocked.output
+    with workspace_db(workspace) as conn:  # let the rejection expire (the default is 7 days)
+        conn.execute("UPDATE steward_approvals SET created = created - 8 * 86400 "
+                     "WHERE verdict = 'reject'")
+    listed = json.loads(run_cli("approvals", "list", "--json").output)
+    assert [(r["actor"], r["verdict"]) for r in listed] == [
+        ("bob", "approve"), ("carol", "approve"), ("dave", "request")]
     run_cli("promote", "models:/fraud/1", "--to", "production")
     entries = _audit_json(workspace)
     actors = {(e["actor"], e["action"], e["decision"]) for e in entries}
@@ -329,3 +354,38 @@ def test_register_plugin_enforces_an_in_process_policy(workspace, log_model):
     assert str(mlflow.register_model(uri, "churn").version) == "1"
     assert [str(v.version) for v in workspace.plain_client().search_model_versions("name='fraud'")] == [
         "1"]
+
+
+def test_alias_holders_cannot_be_deleted_or_renamed(workspace, log_model):
+    client = workspace.client()
+    mlflow.register_model(log_model().uri, "fraud")
+    mlflow.register_model(log_model().uri, "fraud")
+    client.set_model_version_tag("fraud", "1", "owner", "alice")
+    client.set_registered_model_alias("fraud", "production", "1")
+    for attempt, fragment in (
+        (lambda: client.delete_model_version("fraud", "1"),
+         "version 1 of fraud holds @production (version 1) and cannot be deleted"),
+        (lambda: client.delete_registered_model("fraud"),
+         "registered model fraud holds @production (version 1) and cannot be deleted"),
+        (lambda: client.rename_registered_model("fraud", "fraud2"),
+         "registered model fraud holds @production (version 1) and cannot be renamed"),
+    ):
+        with pytest.raises(MlflowException) as err:
+            attempt()
+        assert f"[protect-aliases] {fragment}" in refused(err)
+    client.delete_model_version("fraud", "2")  # holds no alias
+    plain = workspace.plain_client()
+    assert [str(v.version) for v in plain.search_model_versions("name='fraud'")] == ["1"]
+    assert {k: str(v) for k, v in plain.get_registered_model("fraud").aliases.items()} == {
+        "production": "1"}
+    client.delete_registered_model_alias("fraud", "production")
+    client.rename_registered_model("fraud", "fraud-v2")
+    assert plain.get_registered_model("fraud-v2").name == "fraud-v2"
+
+
+@pytest.mark.parametrize("key", ["Steward.status", " steward.status", "STEWARD.x"])
+def test_reserved_tag_prefix_ignores_case_and_blanks(workspace, log_model, key):
+    mlflow.register_model(log_model().uri, "fraud")
+    with pytest.raises(MlflowException) as err:
+        workspace.client().set_model_version_tag("fraud", "1", key, "x")
+    assert "[reserved-tags]" in refused(err)

@@ -180,5 +180,16 @@ def test_author_cannot_approve():
     facts = StaticFacts(author="alice")
     refused = decide(cfg, make_event("approve", alias="production", actor="alice", facts=facts))
     assert not refused.allowed
-    assert "alice trained this version" in reasons(refused)
+    assert "alice trained or registered this version" in reasons(refused)
     assert decide(cfg, make_event("approve", alias="production", actor="bob", facts=facts)).allowed
+
+
+def test_registrant_counts_as_author_for_four_eyes():
+    cfg = "policies: [{use: approvals, when: {alias: production}, with: {count: 1}}]"
+    facts = StaticFacts(author="root", registrant="alice",
+                        approval_list=[_approval("alice"), _approval("bob", age=10)])
+    refused = decide(cfg, make_event("approve", alias="production", actor="alice", facts=facts))
+    assert "alice trained or registered this version" in reasons(refused)
+    promotion = decide(cfg, make_event(alias="production", actor="carol", facts=facts))
+    assert promotion.allowed
+    assert "alice (the run's author)" in reasons(promotion)

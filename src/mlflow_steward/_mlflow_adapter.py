@@ -7,7 +7,9 @@ loudly when one of these internals moves or changes shape.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
+from urllib.parse import urlparse
 
 
 def registry_store_builder(store_uri: str) -> Any:
@@ -31,9 +33,19 @@ def build_registry_store(store_uri: str, tracking_uri: str | None) -> Any:
 
 
 def artifact_repository(artifact_uri: str, tracking_uri: str | None) -> Any:
-    """MLflow's artifact repository for ``artifact_uri`` (any scheme MLflow supports)."""
+    """MLflow's artifact repository for ``artifact_uri`` (any scheme MLflow supports).
+
+    Inside ``mlflow server`` with artifact proxying, ``mlflow-artifacts:/...`` URIs are read from
+    the server's own artifacts destination, as the server's handlers do (a client would go through
+    the server's HTTP artifact routes, which the server cannot call on itself).
+    """
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+    if artifact_uri.startswith("mlflow-artifacts:"):
+        destination = os.environ.get(server_store_env()[2])
+        if destination:
+            path = urlparse(artifact_uri).path.lstrip("/")
+            artifact_uri = f"{destination.rstrip('/')}/{path}"
     return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
 
 
@@ -42,3 +54,65 @@ def abstract_registry_store() -> type:
     from mlflow.store.model_registry.abstract_store import AbstractStore
 
     return AbstractStore
+
+
+# -- the tracking server (used by mlflow_steward.server only) ------------------------------------
+
+
+def server_store_env() -> tuple[str, str, str]:
+    """The environment variables ``mlflow server`` hands its workers: the backend store URI, the
+    registry store URI and the proxied artifacts destination (``mlflow.server.constants``)."""
+    from mlflow.server.constants import (
+        ARTIFACTS_DESTINATION_ENV_VAR,
+        BACKEND_STORE_URI_ENV_VAR,
+        REGISTRY_STORE_URI_ENV_VAR,
+    )
+
+    return BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR, ARTIFACTS_DESTINATION_ENV_VAR
+
+
+def server_flask_app() -> Any:
+    """The Flask app of ``mlflow server`` (its REST handlers, ajax routes and UI)."""
+    from mlflow.server import app
+
+    return app
+
+
+def server_runs_under_uvicorn() -> bool:
+    """``mlflow server`` tells its app factory which server runs it through ``_MLFLOW_SGI_NAME``."""
+    from mlflow.environment_variables import _MLFLOW_SGI_NAME
+
+    return _MLFLOW_SGI_NAME.get() == "uvicorn"
+
+
+def server_fastapi_app(flask_app: Any) -> Any:
+    """The FastAPI wrapper an app factory must return under uvicorn (MLflow's own routes + Flask)."""
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    return create_fastapi_app(flask_app)
+
+
+def server_enable_basic_auth(flask_app: Any) -> Any:
+    """MLflow's basic-auth app on ``flask_app``: its users, permissions and hooks.
+
+    Returns what an app factory returns (the FastAPI wrapper under uvicorn, else the Flask app).
+    """
+    from mlflow.server.auth import create_app
+
+    return create_app(flask_app)
+
+
+def server_rest_call(
+    tracking_uri: str, method: str, endpoint: str, payload: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Call a steward endpoint of an MLflow server with MLflow's own credentials and retries
+    (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN``). A refusal raises MLflow's
+    ``RestException`` carrying the server's ``error_code`` and message."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request_safe
+
+    key = "params" if method == "GET" else "json"
+    response = http_request_safe(
+        get_default_host_creds(tracking_uri), endpoint, method, **{key: payload or {}}
+    )
+    return response.json()

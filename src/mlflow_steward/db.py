@@ -75,6 +75,8 @@ approvals = sa.Table(
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("alias", sa.String(256), nullable=False),
     sa.Column("approver", sa.String(256), nullable=False),
+    # request (someone asks for the move), approve, or reject
+    sa.Column("verdict", sa.String(16), nullable=False, default="approve"),
     sa.Column("comment", sa.Text, nullable=False, default=""),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("audit_seq", sa.Integer, nullable=False),

@@ -110,14 +110,3 @@ def history_cmd(obj: StewardContext, name: str, alias: str | None, as_json: bool
             f"{e.ts}  {where:<16} {e.kind:<8} {e.previous_version or '-'} -> "
             f"{e.version or '-'}  by {e.actor}  (audit #{e.audit_seq})"
         )
-
-
-@click.command()
-@click.argument("model_uri")
-@click.option("--alias", required=True, help="The alias the approval is for.")
-@click.option("--comment", default="")
-@click.pass_obj
-def approve(obj: StewardContext, model_uri: str, alias: str, comment: str) -> None:
-    """Approve models:/NAME/VERSION for ALIAS, as the current identity."""
-    decision = obj.session().approve(model_uri, alias=alias, comment=comment)
-    click.echo(f"approved {model_uri} for @{alias} as {decision.event.actor}")

@@ -39,7 +39,13 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "history_cmd",
         "Where aliases and stages pointed over time.",
     ),
-    "approve": ("mlflow_steward.cli.lifecycle_cmd", "approve", "Approve a version for an alias."),
+    "approve": ("mlflow_steward.cli.approvals_cmd", "approve", "Approve a version for an alias."),
+    "reject": ("mlflow_steward.cli.approvals_cmd", "reject", "Reject a version for an alias."),
+    "approvals": (
+        "mlflow_steward.cli.approvals_cmd",
+        "approvals",
+        "Request and list reviews of promotions.",
+    ),
     "audit": ("mlflow_steward.cli.audit_cmd", "audit", "Read, verify and export the audit log."),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
     "quickstart": (

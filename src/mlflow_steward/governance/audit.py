@@ -244,6 +244,23 @@ class AuditLog:
             n += 1
         return n
 
+    def registrant(self, model: str, version: str) -> str | None:
+        """The actor of the applied ``create_model_version`` of ``model`` version ``version``."""
+        table = db.audit.c
+        query = (
+            sa.select(table.actor)
+            .where(
+                table.model == model,
+                table.version == str(version),
+                table.action == "create_model_version",
+                table.outcome == "applied",
+            )
+            .order_by(table.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
     def last_entry_for_model(self, model: str) -> AuditEntry | None:
         found = self.entries(model=model, limit=1, newest_first=True)
         return found[0] if found else None

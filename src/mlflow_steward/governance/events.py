@@ -12,9 +12,18 @@ class FactUnavailable(Exception):
     """A fact a policy asked for cannot be determined (the policy then denies: fail closed)."""
 
 
+#: ``ActionEvent.context`` key with {alias: version} held by the model or version an action
+#: deletes or renames (set by the governed store; read by ``protect-aliases``).
+ALIASES_HELD = "aliases_held"
+
+#: What a review entry says about a version taking an alias.
+REVIEW_VERDICTS = ("request", "approve", "reject")
+
+
 @dataclass(frozen=True)
 class Approval:
-    """One recorded approval of a version for an alias. ``created`` is epoch seconds."""
+    """One review entry of a version for an alias: a request for the move, an approval or a
+    rejection (``verdict``). ``approver`` is who made it; ``created`` is epoch seconds."""
 
     model: str
     version: str
@@ -22,6 +31,19 @@ class Approval:
     approver: str
     comment: str
     created: float
+    verdict: str = "approve"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form the CLI and the server's REST API show."""
+        return {
+            "name": self.model,
+            "version": self.version,
+            "alias": self.alias,
+            "verdict": self.verdict,
+            "actor": self.approver,
+            "comment": self.comment,
+            "created": self.created,
+        }
 
 
 @runtime_checkable
@@ -46,6 +68,10 @@ class ModelFacts(Protocol):
     @property
     def author(self) -> str | None: ...
     @property
+    def registrant(self) -> str | None:
+        """Who registered the version, as steward recorded it (authenticated on the server)."""
+        ...
+    @property
     def evaluation_metrics(self) -> Mapping[str, float]: ...
     @property
     def version_tags(self) -> Mapping[str, str]: ...
@@ -57,7 +83,7 @@ class ModelFacts(Protocol):
     def version(self) -> str | None: ...
 
     def approvals(self, alias: str) -> list[Approval]:
-        """Approvals recorded for this version taking ``alias``."""
+        """Review entries (requests, approvals, rejections) for this version taking ``alias``."""
         ...
 
     def alias_holder(self, alias: str) -> ModelFacts | None:

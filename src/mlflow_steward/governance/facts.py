@@ -219,6 +219,18 @@ class VersionFacts:
         return tags.get("mlflow.user") or self._run.info.user_id or None
 
     @cached_property
+    def registrant(self) -> str | None:
+        """The actor steward recorded creating this version (``None`` when it was registered
+        without steward)."""
+        if self._version is None:
+            return None
+        if self._ctx.db_engine is None:
+            raise FactUnavailable("no steward database to read the registrant from")
+        from mlflow_steward.governance.audit import AuditLog
+
+        return AuditLog(self._ctx.db_engine).registrant(self.name, self._version)
+
+    @cached_property
     def evaluation_metrics(self) -> Mapping[str, float]:
         """Metrics logged on the version's logged model (``mlflow.models.evaluate``); latest wins."""
         if not self.model_id:

@@ -47,6 +47,24 @@ def current_action_context() -> dict[str, Any]:
     return dict(_action_context.get() or {})
 
 
+#: The authenticated identity of the request being served (set by the server app per request).
+_request_actor: ContextVar[str | None] = ContextVar("steward_request_actor", default=None)
+
+
+#: The audit sequence numbers recorded while serving the current request (server app).
+_request_audit: ContextVar[list[int] | None] = ContextVar("steward_request_audit", default=None)
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Make ``actor`` the identity of the governed actions inside the block (server requests)."""
+    token = _request_actor.set(actor)
+    try:
+        yield
+    finally:
+        _request_actor.reset(token)
+
+
 class PolicyDenied(MlflowException):
     """A governed action was refused. Error code ``PERMISSION_DENIED`` (HTTP 403): never retried."""
 
@@ -56,7 +74,9 @@ class PolicyDenied(MlflowException):
 
 
 def default_actor() -> str:
-    return os.environ.get(ACTOR_ENV) or getpass.getuser()
+    """The request's authenticated identity in the server, else ``MLFLOW_STEWARD_ACTOR``, else the
+    operating-system user."""
+    return _request_actor.get() or os.environ.get(ACTOR_ENV) or getpass.getuser()
 
 
 class Governor:
@@ -128,6 +148,9 @@ class Governor:
             reasons=[o.to_dict() for o in decision.outcomes],
             also=also,
         )
+        recorded = _request_audit.get()
+        if recorded is not None:
+            recorded.append(entry.seq)
         self.pm.hooks.after_decision(event=event, decision=decision)
         return entry
 

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.errors import RegistryURIError
 from mlflow_steward.governance.engine import Decision
+from mlflow_steward.governance.events import ALIASES_HELD
 from mlflow_steward.governance.facts import VersionFacts, _tags_dict
 from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.lifecycle import history
@@ -92,7 +93,8 @@ class GovernedRegistryStore(_AbstractStore):
         return VersionFacts.of_version(self.governor.ctx, name, str(version))
 
     def _guard_reserved(self, action: str, name: str, key: str, version: str | None = None) -> None:
-        if key.startswith(RESERVED_TAG_PREFIX):
+        # Case and surrounding blanks do not make another namespace: " Steward.x" is refused too.
+        if str(key).strip().lower().startswith(RESERVED_TAG_PREFIX):
             event = self.governor.event(action, name, version=version, tag_key=key)
             raise self.governor.refuse(
                 event,
@@ -144,8 +146,25 @@ class GovernedRegistryStore(_AbstractStore):
             event, lambda: self.inner.update_registered_model(name, description, **kwargs)
         )
 
+    def _model_aliases(self, name: str) -> dict[str, str]:
+        """{alias: version} held by a registered model (empty when it does not exist)."""
+        try:
+            aliases = self.inner.get_registered_model(name).aliases or {}
+        except MlflowException as exc:
+            if _not_found(exc):
+                return {}
+            raise
+        if not isinstance(aliases, dict):  # some MLflow entities list RegisteredModelAlias
+            aliases = {a.alias: a.version for a in aliases}
+        return {str(k): str(v) for k, v in aliases.items()}
+
     def rename_registered_model(self, name, new_name):
-        event = self.governor.event("rename_registered_model", name, new_name=new_name)
+        event = self.governor.event(
+            "rename_registered_model",
+            name,
+            new_name=new_name,
+            context={ALIASES_HELD: self._model_aliases(name)},
+        )
         return self.governor.governed(
             event,
             lambda: self.inner.rename_registered_model(name, new_name),
@@ -153,7 +172,9 @@ class GovernedRegistryStore(_AbstractStore):
         )
 
     def delete_registered_model(self, name):
-        event = self.governor.event("delete_registered_model", name)
+        event = self.governor.event(
+            "delete_registered_model", name, context={ALIASES_HELD: self._model_aliases(name)}
+        )
         return self.governor.governed(event, lambda: self.inner.delete_registered_model(name))
 
     def set_registered_model_tag(self, name, tag):
@@ -262,8 +283,17 @@ class GovernedRegistryStore(_AbstractStore):
         )
 
     def delete_model_version(self, name, version):
+        held = {
+            alias: str(version)
+            for alias, holder in self._model_aliases(name).items()
+            if holder == str(version)
+        }
         event = self.governor.event(
-            "delete_model_version", name, version=str(version), facts=self._facts(name, version)
+            "delete_model_version",
+            name,
+            version=str(version),
+            facts=self._facts(name, version),
+            context={ALIASES_HELD: held},
         )
         return self.governor.governed(event, lambda: self.inner.delete_model_version(name, version))
 

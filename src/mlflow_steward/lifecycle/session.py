@@ -7,13 +7,16 @@ the same audit log as any other client's.
 from __future__ import annotations
 
 import tempfile
+import time
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from mlflow_steward import db
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import LifecycleError
 from mlflow_steward.governance.engine import Decision
+from mlflow_steward.governance.events import REVIEW_VERDICTS
 from mlflow_steward.governance.facts import VersionFacts
 from mlflow_steward.governance.governor import PolicyDenied, action_context
 from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
@@ -26,6 +29,9 @@ from mlflow_steward.registry import (
     resolve_registry_uri,
     tracking_uri_for,
 )
+
+#: The governed action each review verdict is.
+REVIEW_ACTIONS = {"request": "request_approval", "approve": "approve", "reject": "reject"}
 
 
 class StewardSession:
@@ -190,33 +196,51 @@ class StewardSession:
             artifact_uri=source, dst_path=dst, tracking_uri=self.tracking_uri
         )
 
-    def approve(self, model_uri: str, *, alias: str, comment: str = "") -> Decision:
+    def review(
+        self, model_uri: str, *, alias: str, verdict: str = "approve", comment: str = ""
+    ) -> Decision:
+        """Record a request for, an approval of, or a rejection of a version taking ``alias``.
+
+        A governed action (``request_approval``, ``approve``, ``reject``): policies decide whether
+        the actor may do it (the ``approvals`` policy refuses reviews by requesters and by the run's
+        author), and it is audited with the actor.
+        """
+        if verdict not in REVIEW_VERDICTS:
+            raise LifecycleError(f"unknown review {verdict!r}; use one of {REVIEW_VERDICTS}")
         name, version = self.registered(model_uri)
         facts = VersionFacts.of_version(self.governor.ctx, name, version)
         event = self.governor.event(
-            "approve",
+            REVIEW_ACTIONS[verdict],
             name,
             version=version,
             alias=alias,
             facts=facts,
             context={"comment": comment} if comment else {},
         )
-        decision = self.governor.decide(event)
-        if not decision.allowed:
-            self.governor.record(event, decision, "refused")
-            raise PolicyDenied(decision)
-        self.governor.record(
-            event,
-            decision,
-            "applied",
-            also=lambda conn, seq: approvals.insert_approval(
-                conn,
-                model=name,
-                version=version,
-                alias=alias,
-                approver=event.actor,
-                comment=comment,
-                audit_seq=seq,
-            ),
-        )
+        with db.write_lock(self.governor.db_engine, name):
+            decision = self.governor.decide(event)
+            if not decision.allowed:
+                self.governor.record(event, decision, "refused")
+                raise PolicyDenied(decision)
+            self.governor.record(
+                event,
+                decision,
+                "applied",
+                also=lambda conn, seq: approvals.insert_approval(
+                    conn,
+                    model=name,
+                    version=version,
+                    alias=alias,
+                    approver=event.actor,
+                    comment=comment,
+                    audit_seq=seq,
+                    verdict=verdict,
+                ),
+            )
         return decision
+
+    def reviews(self, model: str | None = None, since_seconds: float = 7 * 86400) -> list[Any]:
+        """Review entries of the last ``since_seconds`` (default 7 days), oldest first."""
+        return approvals.list_reviews(
+            self.governor.db_engine, model=model, since=time.time() - since_seconds
+        )

@@ -51,6 +51,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.allowed_requirements", "mlflow_steward.governance.policies.allowed_requirements"),
     ("builtin.freeze_window", "mlflow_steward.governance.policies.freeze_window"),
     ("builtin.approvals", "mlflow_steward.governance.policies.approvals"),
+    ("builtin.require_identity", "mlflow_steward.governance.policies.require_identity"),
+    ("builtin.protect_aliases", "mlflow_steward.governance.policies.protect_aliases"),
 )
 
 

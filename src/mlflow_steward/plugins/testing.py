@@ -37,6 +37,7 @@ class StaticFacts:
     run_params: Mapping[str, str] = field(default_factory=dict)
     run_tags: Mapping[str, str] = field(default_factory=dict)
     author: str | None = None
+    registrant: str | None = None
     evaluation_metrics: Mapping[str, float] = field(default_factory=dict)
     version_tags: Mapping[str, str] = field(default_factory=dict)
     model_tags: Mapping[str, str] = field(default_factory=dict)

@@ -31,7 +31,9 @@ ACTIONS: tuple[str, ...] = (
     "set_alias",
     "delete_alias",
     "transition_stage",
+    "request_approval",
     "approve",
+    "reject",
 )
 
 #: Actions that move a version into a lifecycle position (an alias or a legacy stage).

@@ -1,0 +1,1 @@
+"""The governed MLflow server: ``mlflow server --app-name steward`` (entry point group ``mlflow.app``)."""

@@ -1,0 +1,125 @@
+"""steward's REST endpoints on the governed server: approval requests, approvals, rejections.
+
+``POST /api/2.0/steward/approvals/request|approve|reject`` with ``{"name", "version", "alias",
+"comment"}`` records a review as the request's authenticated actor (a governed, audited action);
+``GET /api/2.0/steward/approvals?name=NAME`` lists recent reviews. The same routes exist under
+``/ajax-api/2.0/``. Errors are JSON (``error_code``, ``message``): 400 for a malformed request,
+403 for a refusal, 404 for an unknown version.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_steward import _mlflow_adapter
+from mlflow_steward.errors import LifecycleError
+from mlflow_steward.governance.events import REVIEW_VERDICTS
+
+PREFIXES = ("/api/2.0/steward", "/ajax-api/2.0/steward")
+
+
+class BadRequest(Exception):
+    """A malformed steward API request (HTTP 400)."""
+
+
+def _json_error(status: int, code: str, message: str) -> Any:
+    from flask import jsonify
+
+    response = jsonify({"error_code": code, "message": message})
+    response.status_code = status
+    return response
+
+
+@functools.cache
+def session() -> Any:
+    """One session per worker: the governed store and configuration (state lives in the DB)."""
+    from mlflow_steward.lifecycle.session import StewardSession
+
+    registry_env = _mlflow_adapter.server_store_env()[1]
+    return StewardSession(registry_uri=os.environ[registry_env])
+
+
+def _body() -> dict[str, Any]:
+    from flask import request
+
+    if not request.is_json:
+        raise BadRequest("send a JSON body with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"missing field {key!r}")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRequest(f"field {key!r} must be a string")
+    return str(value)
+
+
+def _handled(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return view(*args, **kwargs)
+        except BadRequest as exc:
+            return _json_error(400, "INVALID_PARAMETER_VALUE", str(exc))
+        except LifecycleError as exc:
+            return _json_error(404, "RESOURCE_DOES_NOT_EXIST", str(exc))
+        except MlflowException as exc:
+            status = exc.get_http_status_code()
+            return _json_error(status if status < 500 else 400, exc.error_code, exc.message)
+
+    return wrapper
+
+
+def _review(verdict: str) -> Callable[[], Any]:
+    @_handled
+    def view() -> Any:
+        from flask import jsonify
+
+        body = _body()
+        name, version, alias = (_field(body, k) for k in ("name", "version", "alias"))
+        comment = _field(body, "comment", required=False)
+        decision = session().review(
+            f"models:/{name}/{version}", alias=alias, verdict=verdict, comment=comment
+        )
+        return jsonify({"decision": decision.to_dict()})
+
+    view.__name__ = f"steward_{verdict}"
+    return view
+
+
+@_handled
+def _list_reviews() -> Any:
+    from flask import jsonify, request
+
+    name = request.args.get("name") or None
+    reviews = session().reviews(model=name)
+    return jsonify({"reviews": [r.to_dict() for r in reviews]})
+
+
+def register_routes(flask_app: Any) -> None:
+    for prefix in PREFIXES:
+        for verdict in REVIEW_VERDICTS:
+            flask_app.add_url_rule(
+                f"{prefix}/approvals/{verdict}",
+                endpoint=f"{prefix}-{verdict}",
+                view_func=_review(verdict),
+                methods=["POST"],
+            )
+        flask_app.add_url_rule(
+            f"{prefix}/approvals",
+            endpoint=f"{prefix}-list",
+            view_func=_list_reviews,
+            methods=["GET"],
+        )

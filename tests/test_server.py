@@ -1,0 +1,230 @@
+"""`mlflow server --app-name steward` as a real process: every client is governed on the server."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+import requests
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlflow_steward import db
+from mlflow_steward.cli.main import cli
+from mlflow_steward.governance.audit import AuditLog
+from tests.conftest import EXAMPLE_CONFIG, _log_model
+from tests.servers import mlflow_server
+
+pytestmark = pytest.mark.slow
+
+
+def log_model(server_url: str, **kwargs):
+    options = {
+        "signature": True,
+        "accuracy": 0.95,
+        "input_example": False,
+        "requirements": None,
+        "user": None,
+        **kwargs,
+    }
+    return _log_model(server_url, **options)
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    config = root / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    backend = f"sqlite:///{root / 'mlflow.db'}"
+    with mlflow_server(backend, root, config=config) as server:
+        server.backend = backend
+        yield server
+
+
+def audit(backend: str) -> AuditLog:
+    return AuditLog(db.get_engine(backend))
+
+
+def test_the_walkthrough_is_refused_the_same_way_on_the_server(sqlite_server):
+    client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
+    unsigned = log_model(sqlite_server.url, signature=False)
+    good = log_model(sqlite_server.url, accuracy=0.93)
+    weak = log_model(sqlite_server.url, accuracy=0.5)
+    mlflow.set_tracking_uri(sqlite_server.url)
+    try:
+        with pytest.raises(MlflowException) as err:
+            mlflow.register_model(unsigned.uri, "walk")
+        assert err.value.error_code == "PERMISSION_DENIED"
+        assert "[require-signature] the model has no signature" in err.value.message
+        assert client.search_registered_models("name = 'walk'") == []
+        v_good = mlflow.register_model(good.uri, "walk")
+        v_weak = mlflow.register_model(weak.uri, "walk")
+    finally:
+        mlflow.set_tracking_uri(None)
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("walk", "production", v_good.version)
+    assert err.value.error_code == "PERMISSION_DENIED"
+    assert "[required-tags] missing tag owner on the version" in err.value.message
+    client.set_model_version_tag("walk", v_weak.version, "owner", "alice")
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("walk", "production", v_weak.version)
+    assert "[metric-threshold] accuracy=0.5 is below the minimum 0.8" in err.value.message
+    assert client.get_registered_model("walk").aliases == {}
+    client.set_model_version_tag("walk", v_good.version, "owner", "alice")
+    client.set_registered_model_alias("walk", "production", v_good.version)
+    assert str(client.get_model_version_by_alias("walk", "production").version) == str(
+        v_good.version
+    )
+
+    entries = [e for e in audit(sqlite_server.backend).entries(model="walk")]
+    assert {e.actor for e in entries} == {"anonymous"}  # no authentication configured
+    assert [(e.action, e.decision) for e in entries if e.action == "set_alias"] == [
+        ("set_alias", "refused"),
+        ("set_alias", "refused"),
+        ("set_alias", "allowed"),
+    ]
+    assert audit(sqlite_server.backend).verify().ok
+
+
+def test_raw_http_and_the_ui_routes_get_json_403_with_reasons(sqlite_server):
+    client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
+    logged = log_model(sqlite_server.url)
+    client.create_registered_model("raw")
+    version = client.create_model_version(
+        "raw", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+    ).version
+    for prefix in ("/api/2.0", "/ajax-api/2.0"):
+        response = requests.post(
+            f"{sqlite_server.url}{prefix}/mlflow/registered-models/alias",
+            json={"name": "raw", "alias": "production", "version": str(version)},
+            timeout=30,
+        )
+        assert response.status_code == 403
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = response.json()
+        assert body["error_code"] == "PERMISSION_DENIED"
+        assert "[required-tags] missing tag owner on the version" in body["message"]
+    assert client.get_registered_model("raw").aliases == {}
+
+
+def test_reserved_tags_are_refused_on_every_write_route(sqlite_server):
+    client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
+    logged = log_model(sqlite_server.url)
+    client.create_registered_model("tags")
+    client.create_model_version(
+        "tags", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+    )
+    base = f"{sqlite_server.url}/api/2.0/mlflow"
+    attempts = [
+        (
+            "POST",
+            "/model-versions/set-tag",
+            {"name": "tags", "version": "1", "key": "steward.monitor.status", "value": "ok"},
+        ),
+        ("POST", "/registered-models/set-tag", {"name": "tags", "key": "steward.x", "value": "1"}),
+        (
+            "DELETE",
+            "/model-versions/delete-tag",
+            {"name": "tags", "version": "1", "key": "steward.monitor.status"},
+        ),
+        ("DELETE", "/registered-models/delete-tag", {"name": "tags", "key": "Steward.x"}),
+    ]
+    for method, path, payload in attempts:
+        response = requests.request(method, base + path, json=payload, timeout=30)
+        assert response.status_code == 403, (path, response.text)
+        assert "[reserved-tags]" in response.json()["message"]
+    assert client.get_model_version("tags", "1").tags == {}
+    assert client.get_registered_model("tags").tags == {}
+
+
+def test_approvals_endpoints_and_cli_against_the_server(sqlite_server, monkeypatch):
+    client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
+    logged = log_model(sqlite_server.url)
+    client.create_registered_model("reviews")
+    client.create_model_version(
+        "reviews", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_server.url)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "approvals",
+            "request",
+            "models:/reviews/1",
+            "--alias",
+            "production",
+            "--comment",
+            "ship it",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "requested approval of models:/reviews/1 for @production as anonymous" in result.output
+    listed = runner.invoke(cli, ["approvals", "list", "--model", "reviews", "--json"])
+    assert [(r["verdict"], r["actor"], r["comment"]) for r in json.loads(listed.output)] == [
+        ("request", "anonymous", "ship it")
+    ]
+    bad = requests.post(
+        f"{sqlite_server.url}/api/2.0/steward/approvals/approve",
+        json={"name": "reviews", "alias": "production"},
+        timeout=30,
+    )
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": "missing field 'version'",
+    }
+    missing = requests.post(
+        f"{sqlite_server.url}/api/2.0/steward/approvals/approve",
+        json={"name": "reviews", "version": "9", "alias": "production"},
+        timeout=30,
+    )
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_trusted_header_identity_and_require_identity(tmp_path):
+    config = tmp_path / "steward.yaml"
+    config.write_text("policies:\n  - use: require-identity\n")
+    backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_STEWARD_AUTH": "trusted-header", "MLFLOW_STEWARD_TRUSTED_HEADER": "X-User"}
+    with mlflow_server(backend, tmp_path, config=config, env=env) as server:
+        url = f"{server.url}/api/2.0/mlflow/registered-models/create"
+        anonymous = requests.post(url, json={"name": "ident"}, timeout=30)
+        assert anonymous.status_code == 403
+        assert (
+            "[require-identity] create_registered_model needs an authenticated identity"
+            in (anonymous.json()["message"])
+        )
+        named = requests.post(url, json={"name": "ident"}, headers={"X-User": "bob"}, timeout=30)
+        assert named.status_code == 200, named.text
+    entries = audit(backend).entries(model="ident")
+    assert [(e.actor, e.decision) for e in entries] == [
+        ("anonymous", "refused"),
+        ("bob", "allowed"),
+    ]
+
+
+def test_several_gunicorn_workers(tmp_path):
+    config = tmp_path / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_server(
+        backend,
+        tmp_path,
+        config=config,
+        extra_args=("--gunicorn-opts", "--workers 2 --timeout 120"),
+    ) as server:
+        base = f"{server.url}/api/2.0/mlflow/registered-models"
+        for i in range(6):  # spread over both workers
+            created = requests.post(f"{base}/create", json={"name": f"g{i}"}, timeout=30)
+            assert created.status_code == 200, created.text
+            refused = requests.post(
+                f"{base}/set-tag",
+                json={"name": f"g{i}", "key": "steward.x", "value": "1"},
+                timeout=30,
+            )
+            assert refused.status_code == 403
+    assert audit(backend).verify().entries == 12
