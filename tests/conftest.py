@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,12 +145,6 @@ def log_model_factory() -> Callable[..., LoggedModel]:
 def log_model(workspace: Workspace, log_model_factory) -> Callable[..., LoggedModel]:
     """Log a real (tiny) scikit-learn model in the workspace: ``log_model(accuracy=0.5)``."""
     return functools.partial(log_model_factory, workspace.db_uri)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------

@@ -389,3 +389,31 @@ def test_reserved_tag_prefix_ignores_case_and_blanks(workspace, log_model, key):
     with pytest.raises(MlflowException) as err:
         workspace.client().set_model_version_tag("fraud", "1", key, "x")
     assert "[reserved-tags]" in refused(err)
+
+
+def test_steward_failure_refuses_with_403_and_writes_nothing(workspace, log_model, monkeypatch):
+    mlflow.register_model(log_model().uri, "fraud")
+    client = workspace.client()
+    governor = client._get_registry_client().store.governor
+    calls = []
+
+    def broken_append(**kwargs):
+        calls.append(kwargs["action"])
+        raise RuntimeError("audit database unreachable")
+
+    monkeypatch.setattr(governor.audit, "append", broken_append)
+    # Refused (no owner tag) and the refusal cannot be recorded: still refused, 403, not 5xx.
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", "1")
+    message = refused(err)
+    assert "steward could not decide (RuntimeError: audit database unreachable)" in message
+    assert "fails closed" in message
+    assert workspace.plain_client().get_registered_model("fraud").aliases == {}
+
+    # Allowed, applied, and its entry cannot be appended: retried, then a 409 that says so.
+    with pytest.raises(MlflowException) as err:
+        client.set_model_version_tag("fraud", "1", "owner", "alice")
+    assert err.value.error_code == "ABORTED"
+    assert err.value.get_http_status_code() == 409
+    assert "was applied, but steward could not add it to the audit log" in err.value.message
+    assert calls == ["set_alias", *["set_model_version_tag"] * 3]

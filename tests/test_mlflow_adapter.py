@@ -40,3 +40,29 @@ def test_register_model_creates_the_model_before_its_version():
 
     source = inspect.getsource(fluent._register_model)
     assert source.index("create_registered_model(") < source.index("_create_model_version(")
+
+
+def test_server_internals_used_by_the_steward_app():
+    from mlflow.server import auth
+
+    backend, registry, artifacts = _mlflow_adapter.server_store_env()
+    assert (backend, registry, artifacts) == (
+        "_MLFLOW_SERVER_FILE_STORE", "_MLFLOW_SERVER_REGISTRY_STORE",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION")
+    assert _mlflow_adapter.server_flask_app().name.startswith("mlflow")
+    assert isinstance(auth.BEFORE_REQUEST_VALIDATORS, dict)
+    assert callable(auth.validate_can_read_registered_model)
+    route = ("/api/2.0/steward/approvals/probe", "POST")
+    try:
+        _mlflow_adapter.server_authorize_with_model_read([route])
+        assert callable(auth.BEFORE_REQUEST_VALIDATORS[route])
+    finally:
+        auth.BEFORE_REQUEST_VALIDATORS.pop(route, None)
+
+
+def test_mlflow_artifacts_uris_map_to_the_servers_destination(tmp_path, monkeypatch):
+    (tmp_path / "1" / "models").mkdir(parents=True)
+    (tmp_path / "1" / "models" / "MLmodel").write_text("flavors: {}\n")
+    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_DESTINATION", str(tmp_path))
+    repo = _mlflow_adapter.artifact_repository("mlflow-artifacts:/1/models", None)
+    assert [f.path for f in repo.list_artifacts()] == ["MLmodel"]

@@ -116,3 +116,20 @@ def server_rest_call(
         get_default_host_creds(tracking_uri), endpoint, method, **{key: payload or {}}
     )
     return response.json()
+
+
+def server_authorize_with_model_read(routes: list[tuple[str, str]]) -> None:
+    """Under basic-auth, let ``routes`` ((path, method) pairs) through for users who may read
+    the registered model named by the request's ``name`` (MLflow's auth denies routes it has no
+    validator for). A request without ``name`` is left to admins."""
+    from flask import request
+    from mlflow.server import auth
+
+    can_read = auth.validate_can_read_registered_model
+
+    def validator() -> bool:
+        named = request.args.get("name") or (request.get_json(silent=True) or {}).get("name")
+        return bool(named) and can_read()
+
+    for route in routes:
+        auth.BEFORE_REQUEST_VALIDATORS[route] = validator

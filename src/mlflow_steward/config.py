@@ -235,8 +235,11 @@ class When:
     ) -> bool:
         if action not in (self.actions or default_actions):
             return False
+        # Aliases match without regard to case: MLflow keeps "PRODUCTION" apart from
+        # "production" on SQLite and PostgreSQL, but a case-insensitive MySQL collation does not,
+        # and to a reader they are the same pointer either way.
         if self.aliases and not (
-            alias and any(fnmatch.fnmatchcase(alias, p) for p in self.aliases)
+            alias and any(fnmatch.fnmatch(alias.lower(), p.lower()) for p in self.aliases)
         ):
             return False
         if self.stages and not (stage and stage.lower() in {s.lower() for s in self.stages}):

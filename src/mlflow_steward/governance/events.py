@@ -71,6 +71,7 @@ class ModelFacts(Protocol):
     def registrant(self) -> str | None:
         """Who registered the version, as steward recorded it (authenticated on the server)."""
         ...
+
     @property
     def evaluation_metrics(self) -> Mapping[str, float]: ...
     @property

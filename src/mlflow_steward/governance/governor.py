@@ -5,14 +5,15 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+from mlflow.protos.databricks_pb2 import ABORTED, PERMISSION_DENIED
 from sqlalchemy.engine import Connection
 
 from mlflow_steward import db
@@ -26,6 +27,8 @@ from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_mana
 _logger = logging.getLogger(__name__)
 
 ACTOR_ENV = "MLFLOW_STEWARD_ACTOR"
+#: Tries to append the audit entry of a write that was already applied.
+AUDIT_ATTEMPTS = 3
 T = TypeVar("T")
 
 _action_context: ContextVar[Mapping[str, Any] | None] = ContextVar(
@@ -71,6 +74,20 @@ class PolicyDenied(MlflowException):
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         super().__init__(decision.message(), error_code=PERMISSION_DENIED)
+
+
+class GovernanceUnavailable(MlflowException):
+    """Steward could not reach a decision (its database, a fact lookup): the action is refused
+    with ``PERMISSION_DENIED`` (never a 5xx, which MLflow clients would retry), fail closed."""
+
+    def __init__(self, event: ActionEvent, error: BaseException) -> None:
+        self.error = error
+        super().__init__(
+            f"refused by steward: {event.action} on {event.target} by {event.actor}: steward "
+            f"could not decide ({type(error).__name__}: {error}); refused because governance "
+            "fails closed",
+            error_code=PERMISSION_DENIED,
+        )
 
 
 def default_actor() -> str:
@@ -173,7 +190,11 @@ class Governor:
         The whole sequence holds the model's write lock, so the facts a policy decided on (the
         current alias holder, approvals) are still true when the write happens.
         """
-        with db.write_lock(self.db_engine, event.model):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(db.write_lock(self.db_engine, event.model))
+            except Exception as exc:
+                raise GovernanceUnavailable(event, exc) from exc
             return self._governed(event, write, version_of=version_of, also=also)
 
     def _governed(
@@ -184,9 +205,13 @@ class Governor:
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
     ) -> T:
-        decision = self.decide(event)
+        try:
+            decision = self.decide(event)
+            if not decision.allowed:
+                self.record(event, decision, "refused")
+        except Exception as exc:
+            raise GovernanceUnavailable(event, exc) from exc
         if not decision.allowed:
-            self.record(event, decision, "refused")
             raise PolicyDenied(decision)
         try:
             result = write()
@@ -194,11 +219,28 @@ class Governor:
             self.record(event, decision, f"failed: {type(exc).__name__}: {exc}")
             raise
         version = version_of(result) if version_of else None
-        self.record(
-            event,
-            decision,
-            "applied",
-            version=version,
-            also=(lambda conn, seq: also(conn, seq, result)) if also else None,
-        )
-        return result
+        for attempt in range(1, AUDIT_ATTEMPTS + 1):
+            try:
+                self.record(
+                    event,
+                    decision,
+                    "applied",
+                    version=version,
+                    also=(lambda conn, seq: also(conn, seq, result)) if also else None,
+                )
+                return result
+            except Exception as exc:
+                _logger.exception(
+                    "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target
+                )
+                if attempt == AUDIT_ATTEMPTS:
+                    # The write happened and cannot be taken back in general. Say so, with a
+                    # code MLflow clients do not retry (409), so it is not applied twice.
+                    raise MlflowException(
+                        f"{event.action} on {event.target} by {event.actor} was applied, but "
+                        f"steward could not add it to the audit log ({type(exc).__name__}: "
+                        f"{exc}); tell the registry's administrators",
+                        error_code=ABORTED,
+                    ) from exc
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")

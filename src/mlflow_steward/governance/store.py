@@ -90,7 +90,10 @@ class GovernedRegistryStore(_AbstractStore):
     # -- helpers ------------------------------------------------------------------------------
 
     def _facts(self, name: str, version: str) -> VersionFacts:
-        return VersionFacts.of_version(self.governor.ctx, name, str(version))
+        # MLflow's own lookup: an unknown version is its RESOURCE_DOES_NOT_EXIST (HTTP 404),
+        # exactly as without steward, and nothing is decided or written.
+        mv = self.inner.get_model_version(name, str(version))
+        return VersionFacts.of_model_version(self.governor.ctx, mv)
 
     def _guard_reserved(self, action: str, name: str, key: str, version: str | None = None) -> None:
         # Case and surrounding blanks do not make another namespace: " Steward.x" is refused too.

@@ -108,7 +108,13 @@ def _list_reviews() -> Any:
     return jsonify({"reviews": [r.to_dict() for r in reviews]})
 
 
-def register_routes(flask_app: Any) -> None:
+def register_routes(flask_app: Any, *, basic_auth: bool = False) -> None:
+    """Add steward's endpoints; under basic-auth, users who may read the model may call them."""
+    if basic_auth:
+        _mlflow_adapter.server_authorize_with_model_read(
+            [(f"{p}/approvals/{v}", "POST") for p in PREFIXES for v in REVIEW_VERDICTS]
+            + [(f"{p}/approvals", "GET") for p in PREFIXES]
+        )
     for prefix in PREFIXES:
         for verdict in REVIEW_VERDICTS:
             flask_app.add_url_rule(

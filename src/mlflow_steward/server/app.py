@@ -80,7 +80,7 @@ def create_app() -> Any:
             _request_actor.reset(tokens[0])
             _request_audit.reset(tokens[1])
 
-    register_routes(flask_app)
+    register_routes(flask_app, basic_auth=mode == "basic")
     _logger.info("steward governs %s (identity: %s)", registry_uri, mode)
     if served is None:
         uvicorn = _mlflow_adapter.server_runs_under_uvicorn()

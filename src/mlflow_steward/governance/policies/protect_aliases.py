@@ -21,7 +21,9 @@ from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:
     held: Mapping[str, str] = event.context.get(ALIASES_HELD, {})
     protected = sorted(
-        alias for alias in held if any(fnmatch.fnmatchcase(alias, p) for p in options["aliases"])
+        alias
+        for alias in held
+        if any(fnmatch.fnmatchcase(alias.lower(), p.lower()) for p in options["aliases"])
     )
     if not protected:
         return PolicyVerdict.allow("holds no protected alias")

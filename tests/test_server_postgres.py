@@ -1,0 +1,227 @@
+"""Governed servers on PostgreSQL: the walkthrough, and two servers on one database under load
+with one of them killed midway."""
+
+from __future__ import annotations
+
+import random
+import textwrap
+import threading
+import time
+from collections import Counter
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlflow_steward import db
+from mlflow_steward.governance.audit import AuditLog
+from tests.conftest import EXAMPLE_CONFIG, _log_model
+from tests.servers import mlflow_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+LOAD_SECONDS = 60
+CLIENTS = 16
+
+
+def _log(url: str, **kwargs):
+    options = {
+        "signature": True,
+        "accuracy": 0.95,
+        "input_example": False,
+        "requirements": None,
+        "user": None,
+        **kwargs,
+    }
+    return _log_model(url, **options)
+
+
+def test_walkthrough_on_a_postgres_server(postgres_uri, tmp_path):
+    config = tmp_path / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    with mlflow_server(postgres_uri, tmp_path, config=config) as server:
+        client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+        unsigned, good, weak = (
+            _log(server.url, signature=False),
+            _log(server.url),
+            _log(server.url, accuracy=0.5),
+        )
+        mlflow.set_tracking_uri(server.url)
+        try:
+            with pytest.raises(MlflowException) as err:
+                mlflow.register_model(unsigned.uri, "fraud")
+            assert "[require-signature]" in err.value.message
+            assert client.search_registered_models() == []
+            v_good = str(mlflow.register_model(good.uri, "fraud").version)
+            v_weak = str(mlflow.register_model(weak.uri, "fraud").version)
+        finally:
+            mlflow.set_tracking_uri(None)
+        with pytest.raises(MlflowException, match=r"\[required-tags\]"):
+            client.set_registered_model_alias("fraud", "production", v_good)
+        client.set_model_version_tag("fraud", v_weak, "owner", "alice")
+        with pytest.raises(MlflowException, match=r"\[metric-threshold\] accuracy=0.5"):
+            client.set_registered_model_alias("fraud", "production", v_weak)
+        client.set_model_version_tag("fraud", v_good, "owner", "alice")
+        client.set_registered_model_alias("fraud", "production", v_good)
+    result = AuditLog(db.get_engine(postgres_uri)).verify()
+    assert result.ok, result.problem
+    assert result.entries == 11
+
+
+CONFIG = EXAMPLE_CONFIG + textwrap.indent(
+    textwrap.dedent("""\
+    - use: approvals
+      when: {alias: champion}
+      with: {count: 1}
+    """),
+    "  ",
+)
+
+
+class Load:
+    """16 clients promoting, approving and tagging through two servers for LOAD_SECONDS.
+
+    A client sends each call to one of the servers (at random) and, when that server does not
+    accept the connection (it was killed), to the other one.
+    """
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.lock = threading.Lock()
+        self.status: Counter[int] = Counter()
+        self.server_errors: list[str] = []
+        self.refused_connections: Counter[str] = Counter()
+        self.stop = threading.Event()
+
+    def send(self, order: list[str], path: str, actor: str, payload: dict) -> None:
+        for url in order:
+            try:
+                response = requests.post(
+                    url + path, json=payload, timeout=60, headers={"X-User": actor}
+                )
+            except requests.ConnectionError:
+                with self.lock:
+                    self.refused_connections[url] += 1
+                continue
+            with self.lock:
+                self.status[response.status_code] += 1
+                if response.status_code >= 500:
+                    self.server_errors.append(f"{path}: {response.text[:300]}")
+            return
+
+    def client(self, i: int) -> None:
+        rng = random.Random(i)
+        actor = f"client-{i}"
+        while not self.stop.is_set():
+            op = rng.choice(["production", "production", "champion", "approve", "tag"])
+            version = str(rng.randint(1, 4))
+            order = self.urls if rng.random() < 0.5 else self.urls[::-1]
+            if op == "tag":
+                self.send(
+                    order,
+                    "/api/2.0/mlflow/model-versions/set-tag",
+                    actor,
+                    {
+                        "name": "fraud",
+                        "version": version,
+                        "key": f"seen-by-{i}",
+                        "value": str(time.time()),
+                    },
+                )
+            elif op == "approve":
+                self.send(
+                    order,
+                    "/api/2.0/steward/approvals/approve",
+                    actor,
+                    {"name": "fraud", "version": version, "alias": "champion"},
+                )
+            else:
+                self.send(
+                    order,
+                    "/api/2.0/mlflow/registered-models/alias",
+                    actor,
+                    {"name": "fraud", "alias": op, "version": version},
+                )
+
+
+def test_two_servers_one_database_sixteen_clients_one_server_killed(postgres_uri, tmp_path):
+    config = tmp_path / "steward.yaml"
+    config.write_text(CONFIG)
+    env = {"MLFLOW_STEWARD_AUTH": "trusted-header", "MLFLOW_STEWARD_TRUSTED_HEADER": "X-User"}
+    dir_a, dir_b = tmp_path / "a", tmp_path / "b"
+    dir_a.mkdir()
+    dir_b.mkdir()
+    shared = dict(
+        config=config,
+        env=env,
+        workers=2,
+        artifacts=tmp_path / "artifacts",
+    )
+    with (
+        mlflow_server(postgres_uri, dir_a, **shared) as a,
+        mlflow_server(postgres_uri, dir_b, **shared) as b,
+    ):
+        setup = MlflowClient(tracking_uri=a.url, registry_uri=a.url)
+        logged = [_log(a.url) for _ in range(3)] + [_log(a.url, accuracy=0.5)]
+        setup.create_registered_model("fraud")
+        for item in logged:
+            setup.create_model_version(
+                "fraud", f"models:/{item.model_id}", run_id=item.run_id, model_id=item.model_id
+            )
+        for version in "1234":
+            setup.set_model_version_tag("fraud", version, "owner", "alice")
+        # Shared state: an approval given on server A counts for a promotion on server B.
+        approved = requests.post(
+            f"{a.url}/api/2.0/steward/approvals/approve",
+            json={"name": "fraud", "version": "1", "alias": "champion"},
+            headers={"X-User": "reviewer"},
+            timeout=30,
+        )
+        assert approved.status_code == 200, approved.text
+        promoted = requests.post(
+            f"{b.url}/api/2.0/mlflow/registered-models/alias",
+            json={"name": "fraud", "alias": "champion", "version": "1"},
+            headers={"X-User": "promoter"},
+            timeout=30,
+        )
+        assert promoted.status_code == 200, promoted.text
+
+        load = Load([a.url, b.url])
+        threads = [
+            threading.Thread(target=load.client, args=(i,), daemon=True) for i in range(CLIENTS)
+        ]
+        start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        time.sleep(LOAD_SECONDS / 2)
+        a.kill()  # SIGKILL to the supervisor and its workers, mid-load
+        time.sleep(max(0.0, LOAD_SECONDS - (time.monotonic() - start)))
+        load.stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        survivor_ok = requests.get(f"{b.url}/health", timeout=10).status_code == 200
+
+    assert load.server_errors == [], load.server_errors[:5]
+    assert survivor_ok
+    assert load.status[200] > 100, load.status
+    assert load.status[403] > 0, load.status  # version 4 (accuracy 0.5) is refused everywhere
+    assert set(load.status) <= {200, 403}, load.status
+    assert load.refused_connections[b.url] == 0, "the survivor refused connections"
+
+    engine = db.get_engine(postgres_uri)
+    audit = AuditLog(engine)
+    result = audit.verify()
+    assert result.ok, result.problem
+    registry = MlflowClient(tracking_uri=postgres_uri, registry_uri=postgres_uri)
+    holders = {k: str(v) for k, v in registry.get_registered_model("fraud").aliases.items()}
+    entries = audit.entries(model="fraud")
+    for alias in ("production", "champion"):
+        last = [
+            e
+            for e in entries
+            if e.action == "set_alias" and e.alias == alias and e.outcome == "applied"
+        ][-1]
+        assert holders[alias] == last.version, (alias, holders, last)
+    assert holders["production"] != "4"
