@@ -53,14 +53,15 @@ def _fields(request: Any) -> dict[str, str]:
     return {k: str(v) for k, v in fields.items()}
 
 
-def _message(response: Any) -> str:
+def _error(response: Any) -> tuple[str | None, str]:
+    """The response's MLflow error code (if any) and message."""
     try:
         data = response.get_json(silent=True)
     except Exception:  # a streamed or non-JSON body
         data = None
     if isinstance(data, dict) and data.get("message"):
-        return str(data["message"])[:500]
-    return response.status
+        return data.get("error_code"), str(data["message"])[:500]
+    return None, response.status
 
 
 def record_rejected_attempt(governor: Any, request: Any, response: Any, actor: str) -> None:
@@ -68,8 +69,12 @@ def record_rejected_attempt(governor: Any, request: Any, response: Any, actor: s
     action = write_action(request.path, request.method)
     if action is None or response.status_code < 400:
         return
+    code, message = _error(response)
+    if action == "create_registered_model" and code == "RESOURCE_ALREADY_EXISTS":
+        # mlflow.register_model creates the model first and expects this answer when it exists:
+        # ordinary control flow, not an attempt to get around anything.
+        return
     fields = _fields(request)
-    message = _message(response)
     event = governor.event(
         action,
         fields.get("name", "?"),
