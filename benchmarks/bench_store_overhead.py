@@ -23,50 +23,9 @@ import time
 import warnings
 from pathlib import Path
 
-CONFIG = """\
-policies:
-  - use: require-signature
-  - use: allowed-requirements
-    with: {deny: [tensorflow], require_pinned: true}
-  - use: required-tags
-    when: {action: set_alias}
-    with: {tags: [owner]}
-  - use: metric-threshold
-    when: {action: set_alias}
-    with: {metric: accuracy, min: 0.8}
-  - use: freeze-window
-    when: {action: set_alias}
-    with: {windows: [{start: "2001-01-01T00:00", end: "2001-01-02T00:00"}]}
-"""
+from _common import FIVE_POLICIES, log_models
+
 BAR = 1.25
-
-
-def _log_models(tracking_uri: str, count: int) -> list[tuple[str, str]]:
-    """``count`` distinct logged models (run id, model id): every timed version gets a source
-    of its own, so the governed store cannot serve the model's files from its cache."""
-    import mlflow
-    import mlflow.sklearn
-    import numpy as np
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LogisticRegression
-
-    X = np.random.default_rng(0).normal(size=(50, 4))
-    y = (X[:, 0] > 0).astype(int)
-    model = LogisticRegression().fit(X, y)
-    signature = infer_signature(X, model.predict(X))
-    mlflow.set_tracking_uri(tracking_uri)
-    logged = []
-    for _ in range(count):
-        with mlflow.start_run() as run:
-            mlflow.log_metric("accuracy", 0.93)
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=["scikit-learn==1.5.0", "numpy==2.0.0"],
-            )
-        logged.append((run.info.run_id, info.model_id))
-    return logged
 
 
 def _timed(fn) -> float:
@@ -80,10 +39,10 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
 
     root = Path(tempfile.mkdtemp(prefix="steward-bench-"))
     db_uri = f"sqlite:///{root / 'mlflow.db'}"
-    (root / "steward.yaml").write_text(CONFIG)
-    os.environ["MLFLOW_STEWARD_CONFIG"] = str(root / "steward.yaml")
+    (root / "steward.yaml").write_text(FIVE_POLICIES)
+    os.environ["MLFLOW_STEWARD_FIVE_POLICIES"] = str(root / "steward.yaml")
     os.environ["MLFLOW_TRACKING_URI"] = db_uri
-    models = _log_models(db_uri, calls + 3)
+    models = log_models(db_uri, calls + 3)
     clients = {
         "plain": MlflowClient(tracking_uri=db_uri, registry_uri=db_uri),
         "governed": MlflowClient(tracking_uri=db_uri, registry_uri=f"steward+{db_uri}"),

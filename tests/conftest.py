@@ -94,9 +94,10 @@ class LoggedModel:
     model_id: str
 
 
-def _log_model(tracking_uri: str, *, signature: bool, accuracy: float | None,
-               input_example: bool, requirements: list[str] | None,
-               user: str | None) -> LoggedModel:
+def log_model_at(tracking_uri: str, *, signature: bool = True, accuracy: float | None = 0.95,
+                 input_example: bool = False, requirements: list[str] | None = None,
+                 user: str | None = None) -> LoggedModel:
+    """Log a real (tiny) scikit-learn model at any tracking URI, a server's included."""
     import mlflow
     import mlflow.sklearn
     import numpy as np
@@ -130,15 +131,8 @@ def _log_model(tracking_uri: str, *, signature: bool, accuracy: float | None,
 
 @pytest.fixture
 def log_model_factory() -> Callable[..., LoggedModel]:
-    """Like ``log_model`` but for any tracking URI: ``log_model_factory(uri, accuracy=0.5)``."""
-
-    def make(tracking_uri: str, *, signature: bool = True, accuracy: float | None = 0.95,
-             input_example: bool = False, requirements: list[str] | None = None,
-             user: str | None = None) -> LoggedModel:
-        return _log_model(tracking_uri, signature=signature, accuracy=accuracy,
-                          input_example=input_example, requirements=requirements, user=user)
-
-    return make
+    """``log_model_factory(uri, accuracy=0.5)``: :func:`log_model_at` as a fixture."""
+    return log_model_at
 
 
 @pytest.fixture

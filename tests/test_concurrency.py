@@ -12,7 +12,7 @@ import pytest
 
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditLog
-from tests.conftest import EXAMPLE_CONFIG, _log_model
+from tests.conftest import EXAMPLE_CONFIG, log_model_at
 
 WORKERS = 8
 ROUNDS = 12
@@ -20,10 +20,8 @@ WORKER = Path(__file__).with_name("concurrency_worker.py")
 
 
 def _setup_registry(tracking_uri: str, registry_uri: str, config: Path) -> None:
-    good = _log_model(tracking_uri, signature=True, accuracy=0.95, input_example=False,
-                      requirements=None, user=None)
-    weak = _log_model(tracking_uri, signature=True, accuracy=0.5, input_example=False,
-                      requirements=None, user=None)
+    good = log_model_at(tracking_uri)
+    weak = log_model_at(tracking_uri, accuracy=0.5)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     client.create_registered_model("fraud")
     for source in (good, good, good, weak):

@@ -14,22 +14,10 @@ from mlflow.exceptions import MlflowException
 from mlflow_steward import db
 from mlflow_steward.cli.main import cli
 from mlflow_steward.governance.audit import AuditLog
-from tests.conftest import EXAMPLE_CONFIG, _log_model
+from tests.conftest import EXAMPLE_CONFIG, log_model_at
 from tests.servers import mlflow_server
 
 pytestmark = pytest.mark.slow
-
-
-def log_model(server_url: str, **kwargs):
-    options = {
-        "signature": True,
-        "accuracy": 0.95,
-        "input_example": False,
-        "requirements": None,
-        "user": None,
-        **kwargs,
-    }
-    return _log_model(server_url, **options)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +37,9 @@ def audit(backend: str) -> AuditLog:
 
 def test_the_walkthrough_is_refused_the_same_way_on_the_server(sqlite_server):
     client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
-    unsigned = log_model(sqlite_server.url, signature=False)
-    good = log_model(sqlite_server.url, accuracy=0.93)
-    weak = log_model(sqlite_server.url, accuracy=0.5)
+    unsigned = log_model_at(sqlite_server.url, signature=False)
+    good = log_model_at(sqlite_server.url, accuracy=0.93)
+    weak = log_model_at(sqlite_server.url, accuracy=0.5)
     mlflow.set_tracking_uri(sqlite_server.url)
     try:
         with pytest.raises(MlflowException) as err:
@@ -90,7 +78,7 @@ def test_the_walkthrough_is_refused_the_same_way_on_the_server(sqlite_server):
 
 def test_raw_http_and_the_ui_routes_get_json_403_with_reasons(sqlite_server):
     client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
-    logged = log_model(sqlite_server.url)
+    logged = log_model_at(sqlite_server.url)
     client.create_registered_model("raw")
     version = client.create_model_version(
         "raw", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
@@ -111,7 +99,7 @@ def test_raw_http_and_the_ui_routes_get_json_403_with_reasons(sqlite_server):
 
 def test_reserved_tags_are_refused_on_every_write_route(sqlite_server):
     client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
-    logged = log_model(sqlite_server.url)
+    logged = log_model_at(sqlite_server.url)
     client.create_registered_model("tags")
     client.create_model_version(
         "tags", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
@@ -141,7 +129,7 @@ def test_reserved_tags_are_refused_on_every_write_route(sqlite_server):
 
 def test_approvals_endpoints_and_cli_against_the_server(sqlite_server, monkeypatch):
     client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
-    logged = log_model(sqlite_server.url)
+    logged = log_model_at(sqlite_server.url)
     client.create_registered_model("reviews")
     client.create_model_version(
         "reviews", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id

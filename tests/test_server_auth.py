@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_steward import db
 from mlflow_steward.cli.main import cli
 from mlflow_steward.governance.audit import AuditLog
-from tests.conftest import _log_model
+from tests.conftest import log_model_at
 from tests.servers import mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -79,15 +79,8 @@ def steward(*args: str) -> tuple[int, str]:
 
 def register(monkeypatch, server, name: str) -> str:
     client = as_user(monkeypatch, server, "alice")
-    logged = _log_model(
-        server.url,
-        signature=True,
-        accuracy=0.9,
-        input_example=False,
-        requirements=None,
-        user="alice",
-    )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # _log_model resets the global URI
+    logged = log_model_at(server.url, accuracy=0.9, user="alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # log_model_at resets the global URI
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
     return str(

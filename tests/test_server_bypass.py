@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditLog
-from tests.conftest import _log_model
+from tests.conftest import log_model_at
 from tests.servers import mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -75,10 +75,9 @@ def registry(tmp_path_factory):
     config.write_text(CONFIG)
     backend = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_server(backend, root, config=config) as server:
-        options = {"input_example": False, "requirements": None, "user": None}
-        good = _log_model(server.url, signature=True, accuracy=0.95, **options)
-        weak = _log_model(server.url, signature=True, accuracy=0.5, **options)
-        unsigned = _log_model(server.url, signature=False, accuracy=0.95, **options)
+        good = log_model_at(server.url)
+        weak = log_model_at(server.url, accuracy=0.5)
+        unsigned = log_model_at(server.url, signature=False)
         client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
         client.create_registered_model("fraud")
         for logged in (good, weak):

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditLog
-from tests.conftest import EXAMPLE_CONFIG, _log_model
+from tests.conftest import EXAMPLE_CONFIG, log_model_at
 from tests.servers import mlflow_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -26,27 +26,15 @@ LOAD_SECONDS = 60
 CLIENTS = 16
 
 
-def _log(url: str, **kwargs):
-    options = {
-        "signature": True,
-        "accuracy": 0.95,
-        "input_example": False,
-        "requirements": None,
-        "user": None,
-        **kwargs,
-    }
-    return _log_model(url, **options)
-
-
 def test_walkthrough_on_a_postgres_server(postgres_uri, tmp_path):
     config = tmp_path / "steward.yaml"
     config.write_text(EXAMPLE_CONFIG)
     with mlflow_server(postgres_uri, tmp_path, config=config) as server:
         client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
         unsigned, good, weak = (
-            _log(server.url, signature=False),
-            _log(server.url),
-            _log(server.url, accuracy=0.5),
+            log_model_at(server.url, signature=False),
+            log_model_at(server.url),
+            log_model_at(server.url, accuracy=0.5),
         )
         mlflow.set_tracking_uri(server.url)
         try:
@@ -164,7 +152,7 @@ def test_two_servers_one_database_sixteen_clients_one_server_killed(postgres_uri
         mlflow_server(postgres_uri, dir_b, **shared) as b,
     ):
         setup = MlflowClient(tracking_uri=a.url, registry_uri=a.url)
-        logged = [_log(a.url) for _ in range(3)] + [_log(a.url, accuracy=0.5)]
+        logged = [log_model_at(a.url) for _ in range(3)] + [log_model_at(a.url, accuracy=0.5)]
         setup.create_registered_model("fraud")
         for item in logged:
             setup.create_model_version(

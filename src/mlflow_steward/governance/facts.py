@@ -290,3 +290,42 @@ class VersionFacts:
                 return None  # nobody holds the alias
             raise FactUnavailable(f"cannot read who holds @{alias}: {exc}") from exc
         return VersionFacts.of_version(self._ctx, self.name, str(mv.version))
+
+
+class RegisteredVersionFacts(VersionFacts):
+    """Facts of a registered version, read from the registry only when a policy asks for one:
+    an action no policy looks at (most tag writes) costs no registry read."""
+
+    def __init__(self, ctx: MlflowContext, name: str, version: str) -> None:
+        self._ctx = ctx
+        self.name = name
+        self._version = str(version)
+        self._local_model_path = None
+        self._model_tags = None
+
+    @cached_property
+    def _entity(self) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._ctx.registry.get_model_version(self.name, self._version)
+        except MlflowException as exc:
+            raise FactUnavailable(
+                f"model version {self.name!r} {self._version} cannot be read: {exc.message}"
+            ) from exc
+
+    @cached_property
+    def source(self) -> str | None:  # type: ignore[override]
+        return self._entity.source
+
+    @cached_property
+    def run_id(self) -> str | None:  # type: ignore[override]
+        return self._entity.run_id
+
+    @cached_property
+    def model_id(self) -> str | None:  # type: ignore[override]
+        return getattr(self._entity, "model_id", None)
+
+    @cached_property
+    def _tags(self) -> dict[str, str]:  # type: ignore[override]
+        return _tags_dict(self._entity.tags)

@@ -190,6 +190,17 @@ class Governor:
         The whole sequence holds the model's write lock, so the facts a policy decided on (the
         current alias holder, approvals) are still true when the write happens.
         """
+        return self.apply(event, write, version_of=version_of, also=also)[0]
+
+    def apply(
+        self,
+        event: ActionEvent,
+        write: Callable[[], T],
+        *,
+        version_of: Callable[[T], str | None] | None = None,
+        also: Callable[[Connection, int, T], None] | None = None,
+    ) -> tuple[T, Decision]:
+        """:meth:`governed`, also returning the decision that allowed the write."""
         with ExitStack() as stack:
             try:
                 stack.enter_context(db.write_lock(self.db_engine, event.model))
@@ -204,7 +215,7 @@ class Governor:
         *,
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
-    ) -> T:
+    ) -> tuple[T, Decision]:
         try:
             decision = self.decide(event)
             if not decision.allowed:
@@ -228,7 +239,7 @@ class Governor:
                     version=version,
                     also=(lambda conn, seq: also(conn, seq, result)) if also else None,
                 )
-                return result
+                return result, decision
             except Exception as exc:
                 _logger.exception(
                     "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target

@@ -19,7 +19,7 @@ from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.errors import RegistryURIError
 from mlflow_steward.governance.engine import Decision
 from mlflow_steward.governance.events import ALIASES_HELD
-from mlflow_steward.governance.facts import VersionFacts, _tags_dict
+from mlflow_steward.governance.facts import RegisteredVersionFacts, VersionFacts, _tags_dict
 from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.lifecycle import history
 
@@ -90,10 +90,10 @@ class GovernedRegistryStore(_AbstractStore):
     # -- helpers ------------------------------------------------------------------------------
 
     def _facts(self, name: str, version: str) -> VersionFacts:
-        # MLflow's own lookup: an unknown version is its RESOURCE_DOES_NOT_EXIST (HTTP 404),
-        # exactly as without steward, and nothing is decided or written.
-        mv = self.inner.get_model_version(name, str(version))
-        return VersionFacts.of_model_version(self.governor.ctx, mv)
+        # Read lazily: a version nobody's policy looks at is not read at all; one that does not
+        # exist is a fact a policy cannot have, so a policy that needs it refuses (fail closed)
+        # and otherwise MLflow's write answers RESOURCE_DOES_NOT_EXIST.
+        return RegisteredVersionFacts(self.governor.ctx, name, str(version))
 
     def _guard_reserved(self, action: str, name: str, key: str, version: str | None = None) -> None:
         # Case and surrounding blanks do not make another namespace: " Steward.x" is refused too.

@@ -12,13 +12,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_steward import db
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import LifecycleError
 from mlflow_steward.governance.engine import Decision
 from mlflow_steward.governance.events import REVIEW_VERDICTS
 from mlflow_steward.governance.facts import VersionFacts
-from mlflow_steward.governance.governor import PolicyDenied, action_context
+from mlflow_steward.governance.governor import action_context
 from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
 from mlflow_steward.lifecycle import approvals, history
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
@@ -217,26 +216,21 @@ class StewardSession:
             facts=facts,
             context={"comment": comment} if comment else {},
         )
-        with db.write_lock(self.governor.db_engine, name):
-            decision = self.governor.decide(event)
-            if not decision.allowed:
-                self.governor.record(event, decision, "refused")
-                raise PolicyDenied(decision)
-            self.governor.record(
-                event,
-                decision,
-                "applied",
-                also=lambda conn, seq: approvals.insert_approval(
-                    conn,
-                    model=name,
-                    version=version,
-                    alias=alias,
-                    approver=event.actor,
-                    comment=comment,
-                    audit_seq=seq,
-                    verdict=verdict,
-                ),
-            )
+        # A governed action whose only write is steward's own row, in the audit transaction.
+        _, decision = self.governor.apply(
+            event,
+            lambda: None,
+            also=lambda conn, seq, _result: approvals.insert_approval(
+                conn,
+                model=name,
+                version=version,
+                alias=alias,
+                approver=event.actor,
+                comment=comment,
+                audit_seq=seq,
+                verdict=verdict,
+            ),
+        )
         return decision
 
     def reviews(self, model: str | None = None, since_seconds: float = 7 * 86400) -> list[Any]:
