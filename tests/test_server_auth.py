@@ -94,6 +94,7 @@ def test_unauthenticated_write_is_401_and_audited(auth_server):
     response = requests.post(
         f"{auth_server.url}/api/2.0/mlflow/registered-models/create",
         json={"name": "nobody"},
+        auth=("bob", "not bob's password"),
         timeout=30,
     )
     assert response.status_code == 401
@@ -104,6 +105,7 @@ def test_unauthenticated_write_is_401_and_audited(auth_server):
         "refused",
     )
     assert last.outcome == "rejected: HTTP 401"
+    assert last.actor == "anonymous"  # "bob" was claimed, not verified
 
 
 def test_four_eyes_with_real_identities(auth_server, monkeypatch):

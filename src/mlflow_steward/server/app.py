@@ -63,8 +63,11 @@ def create_app() -> Any:
 
         recorded = _request_audit.get()
         if not recorded and write_action(request.path, request.method):
-            # Also when basic-auth answered 401/403 before our before_request ran.
-            actor = _request_actor.get() or resolve(request)
+            # Also when basic-auth answered 401/403 before our before_request ran; after a 401
+            # the name in the request was not verified, so it is not recorded as the actor.
+            actor = _request_actor.get() or (
+                identity.ANONYMOUS if response.status_code == 401 else resolve(request)
+            )
             try:
                 record_rejected_attempt(session().governor, request, response, actor)
             except Exception:
