@@ -417,3 +417,18 @@ def test_steward_failure_refuses_with_403_and_writes_nothing(workspace, log_mode
     assert err.value.get_http_status_code() == 409
     assert "was applied, but steward could not add it to the audit log" in err.value.message
     assert calls == ["set_alias", *["set_model_version_tag"] * 3]
+
+
+def test_metric_threshold_reads_the_latest_evaluation_of_a_registered_version(workspace, log_model):
+    # The source run logged accuracy 0.95; a later evaluation run logged 0.5 on the logged model
+    # (as mlflow.models.evaluate does). The evaluation is what metric-threshold judges.
+    logged = log_model(accuracy=0.95)
+    mlflow.set_tracking_uri(workspace.db_uri)
+    with mlflow.start_run():
+        mlflow.log_metric("accuracy", 0.5, model_id=logged.model_id)
+    version = mlflow.register_model(logged.uri, "fraud").version
+    client = workspace.client()
+    client.set_model_version_tag("fraud", str(version), "owner", "alice")
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", str(version))
+    assert "[metric-threshold] accuracy=0.5 is below the minimum 0.8" in refused(err)

@@ -35,6 +35,16 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
+def model_id_of(model_id: str | None, source: str | None) -> str | None:
+    """The logged model a version comes from. MLflow's SQL registry does not store ``model_id``
+    (its entities return ``None``), but a version registered from a logged model has the source
+    ``models:/<model_id>``."""
+    if model_id:
+        return model_id
+    rest = source[len("models:/") :].strip("/") if source and source.startswith("models:/") else ""
+    return rest if rest.startswith("m-") and "/" not in rest else None
+
+
 def _tags_dict(tags: Any) -> dict[str, str]:
     if not tags:
         return {}
@@ -154,7 +164,7 @@ class VersionFacts:
             version=str(mv.version),
             source=mv.source,
             run_id=mv.run_id,
-            model_id=getattr(mv, "model_id", None),
+            model_id=model_id_of(getattr(mv, "model_id", None), mv.source),
             tags=_tags_dict(mv.tags),
         )
 
@@ -324,7 +334,7 @@ class RegisteredVersionFacts(VersionFacts):
 
     @cached_property
     def model_id(self) -> str | None:  # type: ignore[override]
-        return getattr(self._entity, "model_id", None)
+        return model_id_of(getattr(self._entity, "model_id", None), self._entity.source)
 
     @cached_property
     def _tags(self) -> dict[str, str]:  # type: ignore[override]

@@ -19,7 +19,12 @@ from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.errors import RegistryURIError
 from mlflow_steward.governance.engine import Decision
 from mlflow_steward.governance.events import ALIASES_HELD
-from mlflow_steward.governance.facts import RegisteredVersionFacts, VersionFacts, _tags_dict
+from mlflow_steward.governance.facts import (
+    RegisteredVersionFacts,
+    VersionFacts,
+    _tags_dict,
+    model_id_of,
+)
 from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.lifecycle import history
 
@@ -216,7 +221,7 @@ class GovernedRegistryStore(_AbstractStore):
             version=None,
             source=source,
             run_id=run_id,
-            model_id=model_id,
+            model_id=model_id_of(model_id, source),
             tags=tag_map,
             local_model_path=local_model_path,
         )
