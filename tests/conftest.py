@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     reset_plugin_manager()
     db.dispose_engines()
+    if "mlflow" in sys.modules:  # a tracking URI set by a test must not leak into the next one
+        sys.modules["mlflow"].set_tracking_uri(None)
 
 
 @dataclass

@@ -423,8 +423,7 @@ def test_metric_threshold_reads_the_latest_evaluation_of_a_registered_version(wo
     # The source run logged accuracy 0.95; a later evaluation run logged 0.5 on the logged model
     # (as mlflow.models.evaluate does). The evaluation is what metric-threshold judges.
     logged = log_model(accuracy=0.95)
-    mlflow.set_tracking_uri(workspace.db_uri)
-    with mlflow.start_run():
+    with mlflow.start_run():  # MLFLOW_TRACKING_URI points at the workspace
         mlflow.log_metric("accuracy", 0.5, model_id=logged.model_id)
     version = mlflow.register_model(logged.uri, "fraud").version
     client = workspace.client()
