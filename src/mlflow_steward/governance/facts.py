@@ -153,11 +153,6 @@ class VersionFacts:
             mv = ctx.registry.get_model_version(name, str(version))
         except Exception as exc:
             raise FactUnavailable(f"model version {name!r} {version} not found: {exc}") from exc
-        return cls.of_model_version(ctx, mv)
-
-    @classmethod
-    def of_model_version(cls, ctx: MlflowContext, mv: Any) -> VersionFacts:
-        """Facts of a ``ModelVersion`` entity already read from the registry."""
         return cls(
             ctx,
             name=mv.name,

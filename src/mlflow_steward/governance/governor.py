@@ -58,16 +58,6 @@ _request_actor: ContextVar[str | None] = ContextVar("steward_request_actor", def
 _request_audit: ContextVar[list[int] | None] = ContextVar("steward_request_audit", default=None)
 
 
-@contextmanager
-def acting_as(actor: str) -> Iterator[None]:
-    """Make ``actor`` the identity of the governed actions inside the block (server requests)."""
-    token = _request_actor.set(actor)
-    try:
-        yield
-    finally:
-        _request_actor.reset(token)
-
-
 class PolicyDenied(MlflowException):
     """A governed action was refused. Error code ``PERMISSION_DENIED`` (HTTP 403): never retried."""
 
