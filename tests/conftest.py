@@ -41,8 +41,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     reset_plugin_manager()
     db.dispose_engines()
-    if "mlflow" in sys.modules:  # a tracking URI set by a test must not leak into the next one
+    if "mlflow" in sys.modules:  # URIs set by a test must not leak into the next one
         sys.modules["mlflow"].set_tracking_uri(None)
+        sys.modules["mlflow"].set_registry_uri(None)
 
 
 @dataclass

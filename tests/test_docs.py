@@ -61,6 +61,16 @@ def test_every_builtin_policy_and_option_is_in_the_configuration_reference():
             assert f"`{action}`" in body, f"{name}: default action {action!r} undocumented"
 
 
+def test_every_onprem_option_is_in_the_deployment_guide():
+    from mlflow_steward.deployment.host import COMMON_OPTIONS
+
+    guide = (DOCS / "deployment.md").read_text()
+    pm = create_plugin_manager(autoload=False)
+    target = pm.hooks.deployment_targets()["steward-onprem"].target
+    for option in (*target.options, *COMMON_OPTIONS):
+        assert f"| `{option.name}` |" in guide, f"option {option.name!r} undocumented"
+
+
 def test_readme_links_point_at_existing_files():
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\(([^)#]+)\)", readme)

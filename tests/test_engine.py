@@ -151,7 +151,7 @@ def test_disabled_builtin_is_not_registered(monkeypatch):
     pm = create_plugin_manager(disable=["builtin.required_tags"], autoload=False)
     names = set(pm.hooks.policies())
     assert names == {"require-signature", "metric-threshold", "allowed-requirements",
-                     "require-identity", "protect-aliases"}
+                     "require-identity", "protect-aliases", "deploy-requires-alias"}
     assert pm.is_blocked("builtin.approvals")
 
 

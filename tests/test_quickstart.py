@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +30,18 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert "[required-tags] missing tag owner on the version" in out
     assert "[metric-threshold] accuracy=0.629371 is below the minimum 0.8" in out
     assert "ALLOWED: models:/breast-cancer@production -> version 1" in out
-    assert "audit log OK: 11 entries, hash chain intact" in out
+    # Deployment: @production served on-prem, predictions through the gateway, a blue/green
+    # update under load without a failed request, and a bad release rolled back automatically.
+    assert "SERVING: version 1 at http://127.0.0.1:" in out
+    assert "HTTP 200 from v1: predictions [0, 1, 1, 1, 1]" in out
+    assert "true labels:               [0, 1, 1, 1, 1]" in out
+    assert re.search(r"SWITCHED to version 3: \d+ requests during the update, 0 failed; "
+                     r"answered by v1 then v3", out), out[-4000:]
+    assert re.search(r"ROLLED BACK automatically to version 3: automatic rollback: error rate of "
+                     r"v4 was \d+\.\d% over the last \d+ requests", out), out[-4000:]
+    assert re.search(r"auto-rollback +v4 -> v3 +by steward-gateway", out)
+    assert "audit log OK: 22 entries, hash chain intact" in out
+    assert "deployment 'breast-cancer' stopped" in out
 
     root = tmp_path / "qs"
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
@@ -43,6 +55,12 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     history = _steward("history", "breast-cancer", env=env)
     assert "@production" in history.stdout
     assert "- -> 1" in history.stdout
+
+    deployed = _steward("deploy", "history", "breast-cancer", env=env)
+    assert [line.split()[1] for line in deployed.stdout.splitlines()] == [
+        "create", "update", "update", "auto-rollback", "delete"]
+    requests = list((root / "home" / "deployments" / "breast-cancer" / "requests").glob("*.jsonl"))
+    assert requests, "the gateway logged no requests"
 
     assert _steward("audit", "verify", env=env).returncode == 0
     with sqlite3.connect(root / "mlflow.db") as conn:

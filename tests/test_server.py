@@ -216,3 +216,38 @@ def test_several_gunicorn_workers(tmp_path):
             )
             assert refused.status_code == 403
     assert audit(backend).verify().entries == 12
+
+
+def test_the_server_sees_deployments_recorded_by_any_host(sqlite_server):
+    """Deployment state lives in the registry database: what a host records, the server lists."""
+    from mlflow_steward.config import StewardConfig
+    from mlflow_steward.deployment.host import DeploymentHost
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.plugins.manager import create_plugin_manager
+    from tests.test_deploy_host import RackPlugin
+
+    client = MlflowClient(tracking_uri=sqlite_server.url, registry_uri=sqlite_server.url)
+    logged = log_model_at(sqlite_server.url)
+    client.create_registered_model("served")
+    client.create_model_version(
+        "served", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+    )
+    session = StewardSession(
+        registry_uri=f"steward+{sqlite_server.backend}",
+        tracking_uri=sqlite_server.backend,
+        config=StewardConfig(),
+        pm=create_plugin_manager(plugins=[RackPlugin()], autoload=False),
+    )
+    DeploymentHost(session).create("served-rack", "models:/served/1", target="rack")
+    listed = requests.get(
+        f"{sqlite_server.url}/api/2.0/steward/deployments", params={"name": "served"}, timeout=30
+    )
+    assert listed.status_code == 200
+    (deployment,) = listed.json()["deployments"]
+    assert (deployment["name"], deployment["target"], deployment["version"]) == (
+        "served-rack", "rack", "1")
+    assert [s["kind"] for s in deployment["history"]] == ["create"]
+    other = requests.get(
+        f"{sqlite_server.url}/ajax-api/2.0/steward/deployments", params={"name": "nope"}, timeout=30
+    )
+    assert other.json() == {"deployments": []}

@@ -26,6 +26,7 @@ __all__ = [
     "check",
     "create_plugin_manager",
     "hookimpl",
+    "log_baseline",
     "register_plugin",
 ]
 
@@ -55,3 +56,15 @@ def check(model_uri: str, **kwargs: Any) -> Decision:
     from mlflow_steward.governance.api import check as _check
 
     return _check(model_uri, **kwargs)
+
+
+def log_baseline(
+    X: Any, y: Any = None, predictions: Any = None, model_info: Any = None, **kwargs: Any
+) -> str:
+    """Store the reference data monitoring compares with, with a logged model.
+
+    See :func:`mlflow_steward.monitoring.baseline.log_baseline`.
+    """
+    from mlflow_steward.monitoring.baseline import log_baseline as _log
+
+    return _log(X, y, predictions, model_info, **kwargs)

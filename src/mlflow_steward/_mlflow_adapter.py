@@ -133,3 +133,22 @@ def server_authorize_with_model_read(routes: list[tuple[str, str]]) -> None:
 
     for route in routes:
         auth.BEFORE_REQUEST_VALIDATORS[route] = validator
+
+
+def scoring_server_command(
+    model_path: str, *, port: int, host: str, workers: int, timeout: int | None
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that ``mlflow models serve --env-manager local`` runs: MLflow's
+    pyfunc scoring server under uvicorn, with the model path passed through an environment
+    variable that only ``scoring_server.get_cmd`` knows the name of."""
+    import shlex
+    import sys
+
+    from mlflow.pyfunc import scoring_server
+
+    command, env = scoring_server.get_cmd(model_path, port, host, timeout, workers)
+    argv = shlex.split(command)
+    if argv[0] != "uvicorn":
+        raise RuntimeError(f"MLflow's scoring-server command changed shape: {command!r}")
+    # The interpreter's own uvicorn, whatever PATH says.
+    return [sys.executable, "-m", "uvicorn", *argv[1:]], env

@@ -32,6 +32,7 @@ TOP_LEVEL_KEYS = {
     "registry_uri": "registry URI to govern (else MLFLOW_REGISTRY_URI / MLFLOW_TRACKING_URI)",
     "policy_timeout": "seconds (or 10s, 2m) a policy may take before it counts as a deny",
     "policies": "list of policies to enforce",
+    "deployments": "per-deployment settings: NAME: {target: ..., production: ..., <target options>}",
 }
 POLICY_KEYS = {
     "use": "name of the policy (see `steward plugins`)",
@@ -46,6 +47,7 @@ WHEN_KEYS = {
     "stage": "legacy stage name or list",
     "model": "registered model name, glob or list",
     "actor": "actor name, glob or list",
+    "target": "deployment target name, glob or list (action deploy)",
 }
 
 Path_ = tuple[str | int, ...]
@@ -222,6 +224,7 @@ class When:
     stages: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     actors: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
 
     def matches(
         self,
@@ -232,6 +235,7 @@ class When:
         model: str,
         actor: str,
         default_actions: frozenset[str],
+        target: str | None = None,
     ) -> bool:
         if action not in (self.actions or default_actions):
             return False
@@ -245,6 +249,10 @@ class When:
         if self.stages and not (stage and stage.lower() in {s.lower() for s in self.stages}):
             return False
         if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
+            return False
+        if self.targets and not (
+            target and any(fnmatch.fnmatchcase(target, p) for p in self.targets)
+        ):
             return False
         return not (self.actors and not any(fnmatch.fnmatchcase(actor, p) for p in self.actors))
 
@@ -269,6 +277,9 @@ class StewardConfig:
     registry_uri: str | None = None
     policy_timeout: float = DEFAULT_POLICY_TIMEOUT
     policies: list[PolicyEntry] = field(default_factory=list)
+    #: ``deployments:``: deployment name -> its raw settings (checked against the target's
+    #: options when the deployment is used, so errors still name file, key and line).
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     located: Located | None = None
 
     def error(self, where: Path_, message: str) -> ConfigError:
@@ -295,6 +306,7 @@ def _parse_when(loc: Located, where: Path_, value: Any) -> When:
         stages=_str_list(loc, (*where, "stage"), value["stage"]) if "stage" in value else (),
         models=_str_list(loc, (*where, "model"), value["model"]) if "model" in value else (),
         actors=_str_list(loc, (*where, "actor"), value["actor"]) if "actor" in value else (),
+        targets=_str_list(loc, (*where, "target"), value["target"]) if "target" in value else (),
     )
 
 
@@ -312,6 +324,13 @@ def parse_config(text: str, *, path: str | None = None) -> StewardConfig:
             config.policy_timeout = parse_duration(data["policy_timeout"])
         except ValueError as exc:
             raise loc.error(("policy_timeout",), str(exc)) from None
+    deployments = data.get("deployments") or {}
+    if not isinstance(deployments, dict):
+        raise loc.error(("deployments",), "expected a mapping: deployment name -> settings")
+    for name, settings in deployments.items():
+        if not isinstance(settings, dict):
+            raise loc.error(("deployments", name), "expected a mapping of settings")
+        config.deployments[name] = settings
     policies = data.get("policies") or []
     if not isinstance(policies, list):
         raise loc.error(("policies",), "expected a list of policies (each `- use: NAME`)")

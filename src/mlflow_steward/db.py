@@ -83,6 +83,45 @@ approvals = sa.Table(
     sa.Index("ix_steward_approvals_target", "model", "version", "alias"),
 )
 
+deployments = sa.Table(
+    "steward_deployments",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("requested", sa.String(512)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("endpoint", sa.String(512)),
+    sa.Column("reason", sa.Text),
+    # JSON: the checked target options, the traffic split {version: percent}, and what the target
+    # needs to find its processes again (ports, local model paths, process ids).
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("traffic", sa.Text, nullable=False),
+    sa.Column("runtime", sa.Text, nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("updated", sa.String(40), nullable=False),
+)
+
+# Every step of every deployment, each with its audit entry: the history of versions it served.
+deployment_events = sa.Table(
+    "steward_deployment_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("from_version", sa.String(32)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("audit_seq", sa.Integer, nullable=False),
+    sa.Index("ix_steward_deployment_events_deployment", "deployment"),
+)
+
 GENESIS_HASH = "0" * 64
 
 _engines: dict[str, Engine] = {}

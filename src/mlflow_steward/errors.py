@@ -47,3 +47,11 @@ class AuditIntegrityError(StewardError):
 
 class LifecycleError(StewardError):
     """A lifecycle move (promote, rollback, approve) cannot be carried out."""
+
+
+class DeploymentError(StewardError):
+    """A deployment cannot be created, changed or reached; the message says what to do."""
+
+
+class MonitoringError(StewardError):
+    """Monitoring cannot run (no baseline, unreadable data); the message says what to do."""

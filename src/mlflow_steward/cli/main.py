@@ -46,6 +46,16 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "approvals",
         "Request and list reviews of promotions.",
     ),
+    "deploy": (
+        "mlflow_steward.cli.deploy_cmd",
+        "deploy",
+        "Deploy versions to on-prem, cloud and edge targets.",
+    ),
+    "monitor": (
+        "mlflow_steward.cli.monitor_cmd",
+        "monitor",
+        "Drift and data quality against a version's baseline.",
+    ),
     "audit": ("mlflow_steward.cli.audit_cmd", "audit", "Read, verify and export the audit log."),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
     "quickstart": (
@@ -57,7 +67,9 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 #: Errors whose message is written for users already; others get their type and a --debug hint.
-_PLAIN_ERRORS = frozenset({"PolicyDenied", "MlflowException", "RestException"})
+_PLAIN_ERRORS = frozenset(
+    {"PolicyDenied", "MlflowException", "RestException", "GovernanceUnavailable"}
+)
 
 
 class StewardContext:

@@ -1,8 +1,11 @@
-"""``steward quickstart``: governance end to end on an embedded registry (SQLite + local files).
+"""``steward quickstart``: governance and deployment end to end on an embedded registry (SQLite +
+local files).
 
 It trains real scikit-learn models on a data set scikit-learn ships, registers them through the
 governed ``steward+sqlite`` registry with plain MLflow calls, shows refusals with their reasons,
-fixes what was missing, promotes, and verifies the audit log.
+fixes what was missing and promotes. Then it deploys ``@production`` on-prem (a real MLflow scoring
+server behind steward's gateway), sends predictions, updates blue/green under load, shows a bad
+release rolled back automatically, and verifies the audit log.
 """
 
 from __future__ import annotations
@@ -52,9 +55,14 @@ def _refused(exc: Exception) -> None:
     help="Where the embedded registry is created.",
 )
 @click.option("--keep", is_flag=True, help="Reuse the folder instead of starting afresh.")
+@click.option("--port", type=int, default=0, help="The deployment's port (default: a free one).")
+@click.option(
+    "--keep-serving", is_flag=True, help="Leave the on-prem deployment running at the end."
+)
 @click.pass_obj
-def quickstart(obj: StewardContext, folder: str, keep: bool) -> None:
-    """Train, register, get refused, fix, promote, audit: on SQLite, with nothing to set up."""
+def quickstart(obj: StewardContext, folder: str, keep: bool, port: int, keep_serving: bool) -> None:
+    """Train, register, get refused, fix, promote, deploy, update, roll back, audit: on SQLite,
+    with nothing to set up."""
     root = Path(folder).resolve()
     if root.exists() and not keep:
         shutil.rmtree(root)
@@ -64,6 +72,7 @@ def quickstart(obj: StewardContext, folder: str, keep: bool) -> None:
     db_uri = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["MLFLOW_STEWARD_CONFIG"] = str(config_path)
     os.environ.setdefault("MLFLOW_STEWARD_ACTOR", "quickstart-user")
+    os.environ["MLFLOW_STEWARD_HOME"] = str(root / "home")
 
     click.echo(f"Embedded registry: {db_uri}  (artifacts in {root / 'artifacts'})")
     click.echo(f"Policies: {config_path}")
@@ -165,29 +174,233 @@ def quickstart(obj: StewardContext, folder: str, keep: bool) -> None:
         f"    ALLOWED: models:/{name}@production -> version {holder}", fg="green", bold=True
     )
 
-    _step(7, "The audit log (steward audit log)")
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    deployment = _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train)
 
-    log = AuditLog(db.get_engine(db_uri))
-    for e in log.entries():
-        target = (
-            e.model + (f"/{e.version}" if e.version else "") + (f"@{e.alias}" if e.alias else "")
-        )
-        failed = [r["policy"] for r in e.reasons if not r["allowed"]]
-        why = f" by {', '.join(failed)}" if failed else ""
-        click.echo(
-            f"    #{e.seq:<3} {e.actor} {e.action:<24} {target:<28} {e.decision}{why} ({e.outcome})"
-        )
+    try:
+        _step(12, "The audit log (steward audit log)")
+        from mlflow_steward import db
+        from mlflow_steward.governance.audit import AuditLog
 
-    _step(8, "Verifying the audit chain (steward audit verify)")
-    result = log.verify()
-    if not result.ok:
-        raise click.ClickException(f"audit chain broken: {result.problem}")
-    click.secho(f"    audit log OK: {result.entries} entries, hash chain intact", fg="green")
+        log = AuditLog(db.get_engine(db_uri))
+        for e in log.entries():
+            target = (
+                e.model
+                + (f"/{e.version}" if e.version else "")
+                + (f"@{e.alias}" if e.alias else "")
+            )
+            failed = [r["policy"] for r in e.reasons if not r["allowed"]]
+            why = f" by {', '.join(failed)}" if failed else ""
+            click.echo(
+                f"    #{e.seq:<3} {e.actor:<16} {e.action:<26} {target:<26} {e.decision}{why} "
+                f"({e.outcome[:70]})"
+            )
+
+        _step(13, "Verifying the audit chain (steward audit verify)")
+        result = log.verify()
+        if not result.ok:
+            raise click.ClickException(f"audit chain broken: {result.problem}")
+        click.secho(f"    audit log OK: {result.entries} entries, hash chain intact", fg="green")
+    finally:
+        if keep_serving:
+            click.echo(f"    deployment {name!r} keeps serving at {deployment.endpoint}")
+        else:
+            deployment.host.delete(name)
+            click.echo(f"    deployment {name!r} stopped (--keep-serving leaves it running)")
     click.echo("")
     click.echo("Try it yourself:")
-    click.echo(f"  export MLFLOW_TRACKING_URI={db_uri} MLFLOW_STEWARD_CONFIG={config_path}")
+    click.echo(
+        f"  export MLFLOW_TRACKING_URI={db_uri} MLFLOW_STEWARD_CONFIG={config_path} "
+        f"MLFLOW_STEWARD_HOME={root / 'home'}"
+    )
     click.echo(f"  steward check models:/{name}/{v_weak} --to production")
     click.echo(f"  steward history {name}")
+    click.echo(f"  steward deploy history {name}")
+    if keep_serving:
+        click.echo(f"  steward deploy status {name}")
+        click.echo(f"  steward deploy delete {name}")
     click.echo("  steward audit verify")
+
+
+class _Deployed:
+    def __init__(self, host, endpoint: str) -> None:
+        self.host = host
+        self.endpoint = endpoint
+
+
+def _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train) -> _Deployed:
+    """Steps 7-11: deploy @production on-prem, predict, blue/green update, automatic rollback."""
+    import json
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from mlflow_steward.deployment.host import DeploymentHost
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.server.process import free_port
+
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    host = DeploymentHost(
+        StewardSession(registry_uri=f"steward+{db_uri}", tracking_uri=db_uri),
+        progress=lambda message: click.echo(f"      {message}"),
+    )
+    options = {
+        "port": port,
+        "drain": "1s",
+        "watch": "30s",
+        "error_rate_min_requests": 10,
+        "error_rate_window": "30s",
+    }
+
+    def predict(rows) -> tuple[int, str, object]:
+        body = json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)})
+        request = urllib.request.Request(
+            f"{endpoint}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                version = response.headers.get("X-Steward-Model-Version", "?")
+                return response.status, version, json.loads(response.read())["predictions"]
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("X-Steward-Model-Version", "?"), None
+
+    _step(7, f"Deploying models:/{name}@production on-prem (steward deploy create)")
+    info = host.create(name, f"models:/{name}@production", target="steward-onprem", config=options)
+    click.secho(
+        f"    SERVING: version {info.version} at {endpoint} (gateway + MLflow scoring server)",
+        fg="green",
+        bold=True,
+    )
+
+    try:
+        _step(8, f"Predicting through the gateway: POST {endpoint}/invocations")
+        rows = X_test.head(5)
+        status, version, predictions = predict(rows)
+        click.echo(f"    HTTP {status} from v{version}: predictions {predictions}")
+        click.echo(f"    true labels:               {y_test.head(5).tolist()}")
+
+        def under_load(work, *, clients: int = 2) -> tuple[object, dict]:
+            seen: dict = {"ok": 0, "failed": 0, "versions": []}
+            stop = threading.Event()
+
+            def client() -> None:
+                while not stop.is_set():
+                    code, version, _ = predict(rows)
+                    seen["ok" if code == 200 else "failed"] += 1
+                    if not seen["versions"] or seen["versions"][-1] != version:
+                        seen["versions"].append(version)
+
+            threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            try:
+                result = work()
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(timeout=30)
+            return result, seen
+
+        mlflow.set_tracking_uri(db_uri)
+        mlflow.set_registry_uri(f"steward+{db_uri}")
+        client = MlflowClient()
+
+        _step(9, "Training a new release, promoting it, and updating the deployment blue/green")
+        better = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000))
+        with mlflow.start_run(run_name="logreg-c0.5"):
+            better.fit(X_train, y_train)
+            accuracy = float(better.score(X_test, y_test))
+            mlflow.log_metric("accuracy", accuracy)
+            logged = mlflow.sklearn.log_model(
+                better,
+                name="model",
+                signature=infer_signature(X_test, better.predict(X_test)),
+                input_example=X_test.head(3),
+            )
+        v_new = str(mlflow.register_model(logged.model_uri, name).version)
+        client.set_model_version_tag(name, v_new, "owner", "alice")
+        client.set_registered_model_alias(name, "production", v_new)
+        click.echo(f"    version {v_new} (accuracy {accuracy:.3f}) now holds @production")
+
+        def update_then_serve_a_while():
+            result = host.update(name)
+            time.sleep(1.0)
+            return result
+
+        updated, seen = under_load(update_then_serve_a_while)
+        click.secho(
+            f"    SWITCHED to version {updated.version}: {seen['ok']} requests during the update, "
+            f"{seen['failed']} failed; answered by "
+            + " then ".join(f"v{v}" for v in seen["versions"]),
+            fg="green",
+            bold=True,
+        )
+
+        _step(10, "Updating to a bad release: its preprocessing only handles batches of 3 rows")
+        fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+            X_train, y_train
+        )
+        n_features = X_train.shape[1]
+        broken = Pipeline(
+            [
+                ("reshape", FunctionTransformer(np.reshape, kw_args={"shape": (3, n_features)})),
+                ("model", fitted),
+            ]
+        )
+        with mlflow.start_run(run_name="logreg-broken-reshape"):
+            mlflow.log_metric("accuracy", float(fitted.score(X_test, y_test)))
+            logged = mlflow.sklearn.log_model(
+                broken,
+                name="model",
+                signature=infer_signature(X_test, fitted.predict(X_test)),
+                input_example=X_test.head(3),
+                skops_trusted_types=["numpy.reshape"],
+            )
+        v_bad = str(mlflow.register_model(logged.model_uri, name).version)
+        click.echo(
+            f"    version {v_bad} answers its 3-row input example, so it passes the health gate..."
+        )
+
+        def bad_update():
+            result = host.update(name, f"models:/{name}/{v_bad}")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and host.get(name).version == v_bad:
+                time.sleep(0.2)
+            return result
+
+        _, seen = under_load(bad_update)
+        info = host.get(name)
+        click.echo(
+            f"    ...but failed {seen['failed']} of {seen['ok'] + seen['failed']} real requests "
+            "(batches of 5 rows)"
+        )
+        if info.version == v_bad:
+            raise click.ClickException("the bad release was not rolled back")
+        click.secho(
+            f"    ROLLED BACK automatically to version {info.version}: {info.reason}",
+            fg="yellow",
+            bold=True,
+        )
+
+        _step(11, f"The deployment's history (steward deploy history {name})")
+        for s in host.store.history(name):
+            move = f"v{s.from_version} -> v{s.version}" if s.from_version else f"v{s.version}"
+            click.echo(
+                f"    {s.kind:<14} {move:<10} by {s.actor}"
+                + (f": {s.reason[:90]}" if s.reason else "")
+            )
+    except BaseException:
+        host.delete(name)  # nothing keeps running after a failed quickstart
+        raise
+    return _Deployed(host, endpoint)

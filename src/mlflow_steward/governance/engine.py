@@ -92,6 +92,7 @@ class ConfiguredPolicy:
             model=event.model,
             actor=event.actor,
             default_actions=policy.actions,
+            target=event.context.get("target"),
         ):
             return False
         return policy.applies_to_prompts or not event.is_prompt

@@ -319,6 +319,27 @@ class GovernedRegistryStore(_AbstractStore):
             event, lambda: self.inner.set_model_version_tag(name, version, tag)
         )
 
+    def set_steward_tag(self, name: str, version: str, key: str, value: str, *, actor: str) -> None:
+        """Write a tag in steward's reserved namespace (monitoring status, ...) as steward's own
+        ``actor``: a governed, audited ``set_model_version_tag`` that clients cannot make."""
+        if not key.startswith(RESERVED_TAG_PREFIX):
+            raise ValueError(f"{key!r} is not a steward.* tag")
+        from mlflow.entities.model_registry import ModelVersionTag
+
+        event = self.governor.event(
+            "set_model_version_tag",
+            name,
+            version=str(version),
+            tag_key=key,
+            tag_value=value,
+            facts=self._facts(name, version),
+            actor=actor,
+        )
+        self.governor.governed(
+            event,
+            lambda: self.inner.set_model_version_tag(name, version, ModelVersionTag(key, value)),
+        )
+
     def delete_model_version_tag(self, name, version, key):
         self._guard_reserved("delete_model_version_tag", name, key, str(version))
         event = self.governor.event(

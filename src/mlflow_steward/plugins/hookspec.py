@@ -13,6 +13,8 @@ Failure contracts, by kind of hook:
   attributed to the plugin.
 * observer hooks (``steward_after_*``, ``steward_on_*_error``) are **isolated**: an exception is
   logged with the plugin's name and never changes the decision nor stops the other observers.
+* ``steward_before_deploy`` may stop a deployment step by raising: the error **propagates** to the
+  caller after ``steward_on_deploy_error`` has seen it, and nothing is started.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pluggy
 from mlflow_steward import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from mlflow_steward.deployment.base import DeploymentEvent, DeploymentInfo
     from mlflow_steward.governance.engine import Decision
     from mlflow_steward.governance.events import ActionEvent
-    from mlflow_steward.plugins.types import Command, Policy
+    from mlflow_steward.plugins.types import Command, DeploymentTarget, Policy
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -63,6 +66,24 @@ def steward_commands() -> Iterable[Command]:
         @hookimpl
         def steward_commands():
             yield Command(name="report", load=lambda: report_cli, help="Print the team report")
+    """
+
+
+@hookspec
+def steward_deployment_targets() -> Iterable[DeploymentTarget]:
+    """Yield the :class:`~mlflow_steward.plugins.types.DeploymentTarget` objects this plugin offers.
+
+    Target names are global, like policy names: two plugins offering one name stop loading with an
+    error naming both. Every target is reachable as ``steward deploy ... -t NAME`` and from MLflow's
+    CLI as ``mlflow deployments ... -t steward:/NAME``.
+
+    Example::
+
+        @hookimpl
+        def steward_deployment_targets():
+            yield DeploymentTarget(
+                name="k8s", kind="onprem", client=K8sClient, help="Kubernetes Deployments"
+            )
     """
 
 
@@ -111,4 +132,51 @@ def steward_on_policy_error(policy: str, event: ActionEvent, error: BaseExceptio
         @hookimpl
         def steward_on_policy_error(policy, event, error):
             sentry_sdk.capture_exception(error)
+    """
+
+
+# --- deployment -----------------------------------------------------------------------------
+
+
+@hookspec
+def steward_before_deploy(event: DeploymentEvent) -> None:
+    """Called after governance allowed a deployment step and before the target acts on it.
+
+    Raising stops the step: the error propagates to the caller (after
+    ``steward_on_deploy_error``), nothing is started, and the refusal is on the audit log.
+
+    Example::
+
+        @hookimpl
+        def steward_before_deploy(event):
+            if event.target == "steward-onprem" and not change_ticket_open():
+                raise RuntimeError("no open change ticket")
+    """
+
+
+@hookspec
+def steward_after_deploy(event: DeploymentEvent, deployment: DeploymentInfo) -> None:
+    """Observe a deployment step that completed (create, update, rollback, promote, delete).
+
+    Isolated: an exception is logged with the plugin's name and changes nothing.
+
+    Example::
+
+        @hookimpl
+        def steward_after_deploy(event, deployment):
+            chat.post(f"{deployment.name} now serves v{deployment.version}")
+    """
+
+
+@hookspec
+def steward_on_deploy_error(event: DeploymentEvent, error: BaseException) -> None:
+    """Observe a deployment step that failed; the error then propagates to the caller.
+
+    Isolated: an exception is logged with the plugin's name and changes nothing.
+
+    Example::
+
+        @hookimpl
+        def steward_on_deploy_error(event, error):
+            pager.trigger(f"deploy of {event.name} failed: {error}")
     """

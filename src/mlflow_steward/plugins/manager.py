@@ -31,9 +31,16 @@ import pluggy
 from mlflow_steward import PROJECT_NAME
 from mlflow_steward.errors import PluginConflictError, PluginLoadError
 from mlflow_steward.plugins import hookspec
-from mlflow_steward.plugins.types import Command, PluginInfo, Policy, as_tuple
+from mlflow_steward.plugins.types import (
+    Command,
+    DeploymentTarget,
+    PluginInfo,
+    Policy,
+    as_tuple,
+)
 
 if TYPE_CHECKING:
+    from mlflow_steward.deployment.base import DeploymentEvent, DeploymentInfo
     from mlflow_steward.governance.engine import Decision
     from mlflow_steward.governance.events import ActionEvent
 
@@ -53,6 +60,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.approvals", "mlflow_steward.governance.policies.approvals"),
     ("builtin.require_identity", "mlflow_steward.governance.policies.require_identity"),
     ("builtin.protect_aliases", "mlflow_steward.governance.policies.protect_aliases"),
+    ("builtin.deploy_requires_alias", "mlflow_steward.governance.policies.deploy_requires_alias"),
+    ("builtin.onprem", "mlflow_steward.deployment.onprem.plugin"),
 )
 
 
@@ -75,6 +84,12 @@ class RegisteredPolicy:
 @dataclass(frozen=True)
 class RegisteredCommand:
     command: Command
+    plugin: str
+
+
+@dataclass(frozen=True)
+class RegisteredTarget:
+    target: DeploymentTarget
     plugin: str
 
 
@@ -106,6 +121,7 @@ class StewardPluginManager(pluggy.PluginManager):
     def plugin_infos(self) -> list[PluginInfo]:
         policies = self.hooks.policies()
         commands = self.hooks.commands()
+        targets = self.hooks.deployment_targets()
         infos = []
         for name, plugin in self.list_name_plugin():
             if plugin is None:  # blocked
@@ -115,6 +131,9 @@ class StewardPluginManager(pluggy.PluginManager):
             provides = {
                 "policies": tuple(sorted(p for p, r in policies.items() if r.plugin == name)),
                 "commands": tuple(sorted(c for c, r in commands.items() if r.plugin == name)),
+                "deployment_targets": tuple(
+                    sorted(t for t, r in targets.items() if r.plugin == name)
+                ),
             }
             infos.append(
                 PluginInfo(
@@ -136,6 +155,7 @@ class StewardHooks:
         self._pm = pm
         self._policies: dict[str, RegisteredPolicy] | None = None
         self._commands: dict[str, RegisteredCommand] | None = None
+        self._targets: dict[str, RegisteredTarget] | None = None
 
     def _registrations(
         self, hook_name: str, kind: str, cls: type
@@ -188,6 +208,31 @@ class StewardHooks:
             self._commands = {n: RegisteredCommand(p[0][0], p[0][1]) for n, p in found.items()}
         return self._commands
 
+    def deployment_targets(self) -> dict[str, RegisteredTarget]:
+        """Every deployment target by name. Raises :class:`PluginConflictError` on duplicates."""
+        if self._targets is None:
+            found = self._registrations(
+                "steward_deployment_targets", "deployment target", DeploymentTarget
+            )
+            self._targets = {n: RegisteredTarget(p[0][0], p[0][1]) for n, p in found.items()}
+        return self._targets
+
+    def deployment_target(self, name: str) -> RegisteredTarget:
+        """The target named ``name``; unknown names list the available ones."""
+        import difflib
+
+        from mlflow_steward.errors import DeploymentError
+
+        targets = self.deployment_targets()
+        if name not in targets:
+            close = difflib.get_close_matches(name, list(targets), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DeploymentError(
+                f"unknown deployment target {name!r}{hint}; available targets: "
+                + (", ".join(sorted(targets)) or "none (no plugin provides one)")
+            )
+        return targets[name]
+
     def describe_plugin(self, plugin_name: str) -> str:
         return self._describe(plugin_name)
 
@@ -212,6 +257,28 @@ class StewardHooks:
 
     def on_policy_error(self, *, policy: str, event: ActionEvent, error: BaseException) -> None:
         self._observe("steward_on_policy_error", policy=policy, event=event, error=error)
+
+    def before_deploy(self, *, event: DeploymentEvent) -> None:
+        """Not isolated: a plugin that raises stops the step with a :class:`DeploymentError`
+        naming it, after the ``steward_on_deploy_error`` observers have seen the error."""
+        from mlflow_steward.errors import DeploymentError
+
+        caller = self._pm.hook.steward_before_deploy
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                impl.function(**{k: {"event": event}[k] for k in impl.argnames})
+            except Exception as exc:
+                self.on_deploy_error(event=event, error=exc)
+                raise DeploymentError(
+                    f"{event.operation} of deployment {event.name!r} stopped by plugin "
+                    f"{self._describe(impl.plugin_name)}: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    def after_deploy(self, *, event: DeploymentEvent, deployment: DeploymentInfo) -> None:
+        self._observe("steward_after_deploy", event=event, deployment=deployment)
+
+    def on_deploy_error(self, *, event: DeploymentEvent, error: BaseException) -> None:
+        self._observe("steward_on_deploy_error", event=event, error=error)
 
 
 def _load_entry_points(pm: StewardPluginManager) -> None:
@@ -287,6 +354,7 @@ def create_plugin_manager(
         ) from exc
     pm.hooks.policies()
     pm.hooks.commands()
+    pm.hooks.deployment_targets()
     return pm
 
 

@@ -34,10 +34,14 @@ ACTIONS: tuple[str, ...] = (
     "request_approval",
     "approve",
     "reject",
+    "deploy",
 )
 
 #: Actions that move a version into a lifecycle position (an alias or a legacy stage).
 PROMOTION_ACTIONS: frozenset[str] = frozenset({"set_alias", "transition_stage"})
+
+#: Kinds of deployment target.
+TARGET_KINDS: tuple[str, ...] = ("cloud", "onprem", "edge")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -139,6 +143,35 @@ class Command:
 
     def __post_init__(self) -> None:
         validate_name("command", self.name)
+
+
+@dataclass(frozen=True)
+class DeploymentTarget:
+    """A deployment target a plugin offers, yielded from ``steward_deployment_targets()``.
+
+    ``client`` is a class (or factory) called as ``client(target, context)`` that returns an object
+    with the methods of :class:`mlflow_steward.deployment.base.TargetClient` (create, update,
+    delete, list, get, predict, rollback, promote_canary, health, status). It is called only when
+    a command needs the target, so a plugin can keep heavy imports inside it.
+    ``options`` is the target's configuration schema (``-C key=value``, ``deployments:`` in
+    steward.yaml); unknown keys and bad values are refused before anything starts.
+    """
+
+    name: str
+    kind: Literal["cloud", "onprem", "edge"]
+    client: Callable[..., Any]
+    help: str
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_name("deployment target", self.name)
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(
+                f"deployment target {self.name!r}: kind {self.kind!r} is not one of "
+                f"{', '.join(TARGET_KINDS)}"
+            )
+        if not callable(self.client):
+            raise TypeError(f"deployment target {self.name!r}: client must be callable")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 ``POST /api/2.0/steward/approvals/request|approve|reject`` with ``{"name", "version", "alias",
 "comment"}`` records a review as the request's authenticated actor (a governed, audited action);
-``GET /api/2.0/steward/approvals?name=NAME`` lists recent reviews. The same routes exist under
+``GET /api/2.0/steward/approvals?name=NAME`` lists recent reviews;
+``GET /api/2.0/steward/deployments?name=NAME`` lists the deployments of registered model ``NAME``
+(every target, as recorded in the registry database) with their history. The same routes exist under
 ``/ajax-api/2.0/``. Errors are JSON (``error_code``, ``message``): 400 for a malformed request,
 403 for a refusal, 404 for an unknown version.
 """
@@ -108,12 +110,32 @@ def _list_reviews() -> Any:
     return jsonify({"reviews": [r.to_dict() for r in reviews]})
 
 
+@_handled
+def _list_deployments() -> Any:
+    from flask import jsonify, request
+
+    from mlflow_steward.deployment.state import DeploymentStore
+
+    name = request.args.get("name") or None
+    store = DeploymentStore(session().governor.db_engine)
+    found = [d for d in store.list() if name is None or d.model == name]
+    return jsonify(
+        {
+            "deployments": [
+                {**d.to_dict(), "history": [s.to_dict() for s in store.history(d.name)]}
+                for d in found
+            ]
+        }
+    )
+
+
 def register_routes(flask_app: Any, *, basic_auth: bool = False) -> None:
     """Add steward's endpoints; under basic-auth, users who may read the model may call them."""
     if basic_auth:
         _mlflow_adapter.server_authorize_with_model_read(
             [(f"{p}/approvals/{v}", "POST") for p in PREFIXES for v in REVIEW_VERDICTS]
             + [(f"{p}/approvals", "GET") for p in PREFIXES]
+            + [(f"{p}/deployments", "GET") for p in PREFIXES]
         )
     for prefix in PREFIXES:
         for verdict in REVIEW_VERDICTS:
@@ -127,5 +149,11 @@ def register_routes(flask_app: Any, *, basic_auth: bool = False) -> None:
             f"{prefix}/approvals",
             endpoint=f"{prefix}-list",
             view_func=_list_reviews,
+            methods=["GET"],
+        )
+        flask_app.add_url_rule(
+            f"{prefix}/deployments",
+            endpoint=f"{prefix}-deployments",
+            view_func=_list_deployments,
             methods=["GET"],
         )

@@ -1,0 +1,1 @@
+"""Deployment host: targets, governed deploys, shared deployment state."""

@@ -1,0 +1,1 @@
+"""The on-prem target: real MLflow scoring servers behind a stable steward gateway."""

@@ -1,0 +1,1 @@
+"""Monitoring: drift statistics and (to come) the monitoring host, detectors and rules."""

@@ -1,0 +1,115 @@
+"""One monitoring check of a registered version: baseline against current data, the verdict
+logged as an MLflow run (metrics, params, tags, verdict.json, an HTML report with plots), and the
+version's ``steward.monitor.*`` tags set through governance as actor ``steward-monitor``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow_steward.errors import MonitoringError
+from mlflow_steward.governance.facts import model_id_of
+from mlflow_steward.monitoring.baseline import LABEL, PREDICTION, load_baseline
+from mlflow_steward.monitoring.data import REQUEST_ID, read_current
+from mlflow_steward.monitoring.verdict import Verdict, judge
+from mlflow_steward.registry import parse_model_uri
+
+MONITOR_ACTOR = "steward-monitor"
+EXPERIMENT = "steward-monitoring"
+STATUS_TAG, LAST_RUN_TAG = "steward.monitor.status", "steward.monitor.last_run"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    model: str
+    version: str
+    verdict: Verdict
+    run_id: str | None
+    baseline_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "run_id": self.run_id,
+            "baseline": self.baseline_source,
+            **self.verdict.to_dict(),
+        }
+
+
+def check(
+    session: Any, model_uri: str, data: str, *, log: bool = True, **settings: Any
+) -> CheckResult:
+    from mlflow import MlflowClient
+
+    from mlflow_steward.errors import RegistryURIError
+
+    try:
+        ref = parse_model_uri(model_uri)
+    except RegistryURIError as exc:
+        raise MonitoringError(str(exc)) from None
+    if not ref.registered:
+        raise MonitoringError(f"{model_uri!r}: monitor a registered version (models:/NAME@ALIAS)")
+    version = session.version_of(ref)
+    mv = session.store.get_model_version(ref.name, version)
+    client = MlflowClient(session.tracking_uri, session.registry_uri.removeprefix("steward+"))
+    target = f"models:/{ref.name}/{version}"
+    baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
+    current = read_current(data, version).drop(columns=[REQUEST_ID], errors="ignore")
+    reference = baseline.data.drop(columns=[LABEL], errors="ignore")
+    if PREDICTION in reference and PREDICTION not in current:
+        reference = reference.drop(columns=[PREDICTION])
+    verdict = judge(reference, current, **settings)
+    run_id = _log(session, client, ref.name, version, verdict, reference, current) if log else None
+    return CheckResult(ref.name, version, verdict, run_id, str(baseline.info.get("source")))
+
+
+def _log(session, client, name, version, verdict, reference, current) -> str:
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{name}-v{version}",
+        tags={
+            "steward.monitor.model": name,
+            "steward.monitor.version": version,
+            STATUS_TAG: verdict.status,
+        },
+    )
+    run_id = run.info.run_id
+    params = {
+        "model": name,
+        "version": version,
+        "n_reference": len(reference),
+        "n_current": len(current),
+        **{k: json.dumps(v) if isinstance(v, dict) else v for k, v in verdict.settings.items()},
+    }
+    for key, value in params.items():
+        client.log_param(run_id, key, str(value)[:6000])
+    client.log_metric(run_id, "drift_share", verdict.share)
+    client.log_metric(run_id, "drifted_columns", len(verdict.drifted))
+    for f in verdict.columns:
+        safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in f.column)
+        if f.statistic is not None:
+            client.log_metric(run_id, f"{safe}.statistic", f.statistic)
+        if f.p_value is not None:
+            client.log_metric(run_id, f"{safe}.p_value", f.p_value)
+        client.log_metric(run_id, f"{safe}.drifted", float(f.drifted))
+    with tempfile.TemporaryDirectory() as tmp:
+        from mlflow_steward.monitoring.report import write_report
+
+        folder = Path(tmp) / "report"
+        write_report(folder, f"{name} v{version}: {verdict.status}", verdict, reference, current)
+        (folder / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
+        client.log_artifacts(run_id, str(folder), artifact_path="steward-monitor")
+    client.set_terminated(run_id)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    session.store.set_steward_tag(name, version, STATUS_TAG, verdict.status, actor=MONITOR_ACTOR)
+    session.store.set_steward_tag(
+        name, version, LAST_RUN_TAG, f"{stamp} {run_id}", actor=MONITOR_ACTOR
+    )
+    return run_id

@@ -1,0 +1,100 @@
+"""Current (production) data for monitoring: CSV, Parquet or JSONL files and globs, or the request
+log directory of an on-prem deployment (each request's payload becomes rows, with its prediction
+and request id)."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlflow_steward.errors import MonitoringError
+from mlflow_steward.monitoring.baseline import PREDICTION
+
+REQUEST_ID = "__request_id__"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(path, lines=True)
+        if suffix == ".json":
+            return pd.read_json(path)
+    except Exception as exc:
+        raise MonitoringError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    raise MonitoringError(f"{path}: unknown file type {suffix!r}; use .csv, .parquet or .jsonl")
+
+
+def _rows(payload: dict[str, Any]) -> pd.DataFrame:
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        return pd.DataFrame(split["data"], columns=split.get("columns"))
+    if "dataframe_records" in payload:
+        return pd.DataFrame(payload["dataframe_records"])
+    for key in ("inputs", "instances"):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, dict):  # columns -> values
+                return pd.DataFrame(value)
+            return pd.DataFrame(value if isinstance(value, list) else [value])
+    raise ValueError(f"unknown payload keys {sorted(payload)}")
+
+
+def read_request_logs(directory: Path, version: str | None = None) -> pd.DataFrame:
+    """Rows of every successful logged request (payloads logged), with predictions; only those
+    answered by ``version`` when given (a deployment's log holds every version it served)."""
+    from mlflow_steward.deployment.onprem.reqlog import read_request_log
+
+    frames = []
+    skipped = 0
+    for record in read_request_log(directory):
+        if record.get("status") != 200 or not record.get("request"):
+            skipped += 1
+            continue
+        if version is not None and str(record.get("version")) != str(version):
+            skipped += 1
+            continue
+        try:
+            rows = _rows(json.loads(record["request"]))
+            answer = json.loads(record["response"] or "{}")
+            predictions = answer.get("predictions") if isinstance(answer, dict) else answer
+        except (ValueError, KeyError, TypeError, AttributeError):
+            skipped += 1
+            continue
+        if isinstance(predictions, list) and len(predictions) == len(rows):
+            rows[PREDICTION] = predictions
+        rows[REQUEST_ID] = record["request_id"]
+        frames.append(rows)
+    if not frames:
+        raise MonitoringError(
+            f"no request with a logged payload in {directory}"
+            + (f" answered by version {version}" if version is not None else "")
+            + f" ({skipped} records skipped: other versions, failed requests, or payload "
+            "logging switched off)"
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_current(spec: str, version: str | None = None) -> pd.DataFrame:
+    """A file, a glob of files, or an on-prem deployment's request-log directory (then only the
+    requests ``version`` answered, when given)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if any(path.glob("requests-*")):
+            return read_request_logs(path, version)
+        raise MonitoringError(f"{spec} is a folder without request-log files (requests-*)")
+    paths = (
+        [Path(p) for p in sorted(glob.glob(str(path)))] if any(c in spec for c in "*?[") else [path]
+    )
+    missing = [p for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise MonitoringError(f"no data file at {spec}")
+    return pd.concat([read_table(p) for p in paths], ignore_index=True)

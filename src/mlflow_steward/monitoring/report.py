@@ -1,0 +1,73 @@
+"""The monitoring report: an HTML page with a verdict table and, per column, a PNG of the reference
+against the current distribution (matplotlib), viewable among a run's artifacts in the MLflow UI."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlflow_steward.monitoring.verdict import NUMERIC, Verdict, column_kind
+
+
+def _plot(name: str, reference: pd.Series, current: pd.Series, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ref, cur = reference.dropna(), current.dropna()
+    if column_kind(reference) == NUMERIC and column_kind(current) == NUMERIC and len(cur):
+        edges = np.histogram_bin_edges(np.concatenate([ref.to_numpy(), cur.to_numpy()]), bins=30)
+        ax.hist(ref, bins=edges, density=True, alpha=0.5, label="reference")
+        ax.hist(cur, bins=edges, density=True, alpha=0.5, label="current")
+    else:
+        frame = pd.DataFrame(
+            {
+                "reference": ref.astype(str).value_counts(normalize=True),
+                "current": cur.astype(str).value_counts(normalize=True),
+            }
+        ).fillna(0.0)
+        frame.plot.bar(ax=ax, alpha=0.7)
+    ax.set_title(name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(
+    folder: Path, title: str, verdict: Verdict, reference: pd.DataFrame, current: pd.DataFrame
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, images = [], []
+    for f in verdict.columns:
+        p = "" if f.p_value is None else f"{f.p_value:.3g}"
+        stat = "" if f.statistic is None else f"{f.statistic:.4g}"
+        rows.append(
+            f"<tr class={'drift' if f.drifted else 'ok'}><td>{html.escape(f.column)}</td>"
+            f"<td>{f.kind}</td><td>{html.escape(f.method)}</td><td>{stat}</td><td>{p}</td>"
+            f"<td>{f.threshold:g}</td><td>{'DRIFT' if f.drifted else 'ok'}</td>"
+            f"<td>{f.n_reference}</td><td>{f.n_current}</td><td>{html.escape(f.note)}</td></tr>"
+        )
+        if f.column in reference and f.column in current:
+            image = f"{len(images):03d}.png"
+            _plot(f.column, reference[f.column], current[f.column], folder / image)
+            images.append(f'<figure><img src="{image}" alt="{html.escape(f.column)}"></figure>')
+    quality = "".join(f"<li>{html.escape(q)}</li>" for q in verdict.quality) or "<li>none</li>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px}}tr.drift{{background:#fdd}}
+figure{{display:inline-block;margin:4px}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Verdict: <b>{html.escape(verdict.status)}</b>; drifted: {html.escape(", ".join(verdict.drifted) or "none")}
+(share {verdict.share:.2f}); settings: {html.escape(str(verdict.settings))}</p>
+<h2>Columns</h2><table><tr><th>column</th><th>kind</th><th>method</th><th>statistic</th>
+<th>p-value</th><th>threshold</th><th>verdict</th><th>n reference</th><th>n current</th><th>note</th></tr>
+{"".join(rows)}</table><h2>Data quality</h2><ul>{quality}</ul>
+<h2>Reference against current</h2>{"".join(images)}</body></html>"""
+    path = folder / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
