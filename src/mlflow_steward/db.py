@@ -122,6 +122,27 @@ deployment_events = sa.Table(
     sa.Index("ix_steward_deployment_events_deployment", "deployment"),
 )
 
+# Governed writes that were decided and are being made: a row is inserted before MLflow's write
+# and deleted in the transaction that appends the write's audit entry. A row left behind means
+# the process stopped in between; the next governed write on the model (under its lock) finds it,
+# checks the registry, and appends the missing audit entry (governance/recovery.py).
+pending_writes = sa.Table(
+    "steward_pending_writes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("alias", sa.String(256)),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    # host:pid of the writer, for the administrator reading a leftover row
+    sa.Column("owner", sa.String(300), nullable=False),
+    sa.Index("ix_steward_pending_writes_model", "model"),
+)
+
 GENESIS_HASH = "0" * 64
 
 _engines: dict[str, Engine] = {}
@@ -190,9 +211,31 @@ def _create_tables(engine: Engine) -> None:
 def dispose_engines() -> None:
     """Close every cached engine (tests that drop databases call this first)."""
     with _engines_lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_lock_engines.values()]:
             engine.dispose()
         _engines.clear()
+        _lock_engines.clear()
+
+
+_lock_engines: dict[str, Engine] = {}
+
+
+def _lock_engine(engine: Engine) -> Engine:
+    """A second pool for the connections that wait on (and hold) advisory locks.
+
+    A waiter keeps its connection while it waits; from the main pool, enough waiters would
+    leave none for the lock holder's own queries and audit entry, and everyone would wait for
+    the pool's timeout. Waiting for a connection of this pool is just waiting for the lock.
+    """
+    key = engine.url.render_as_string(hide_password=False)
+    with _engines_lock:
+        lock_engine = _lock_engines.get(key)
+        if lock_engine is None:
+            lock_engine = sa.create_engine(
+                engine.url, pool_size=2, max_overflow=30, pool_timeout=600, pool_pre_ping=True
+            )
+            _lock_engines[key] = lock_engine
+        return lock_engine
 
 
 @contextlib.contextmanager
@@ -207,7 +250,7 @@ def write_lock(engine: Engine, key: str) -> Iterator[None]:
     """
     dialect = engine.dialect.name
     if dialect == "postgresql":
-        with engine.connect() as conn:
+        with _lock_engine(engine).connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
             conn.commit()
             try:

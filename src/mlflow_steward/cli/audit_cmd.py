@@ -9,13 +9,17 @@ import click
 from mlflow_steward.cli.main import StewardContext, echo_json
 
 
+def _uri(obj: StewardContext) -> str:
+    from mlflow_steward.registry import governed_uri, resolve_registry_uri
+
+    return governed_uri(resolve_registry_uri(obj.registry_uri, obj.config.registry_uri))
+
+
 def _audit(obj: StewardContext):
     from mlflow_steward import db
     from mlflow_steward.governance.audit import AuditLog
-    from mlflow_steward.registry import governed_uri, resolve_registry_uri
 
-    uri = governed_uri(resolve_registry_uri(obj.registry_uri, obj.config.registry_uri))
-    return AuditLog(db.get_engine(uri.removeprefix("steward+")))
+    return AuditLog(db.get_engine(_uri(obj).removeprefix("steward+")))
 
 
 @click.group()
@@ -52,7 +56,11 @@ def log(obj: StewardContext, model: str | None, limit: int | None, as_json: bool
 @click.pass_obj
 def verify(obj: StewardContext, as_json: bool) -> None:
     """Check the hash chain. Exit 1, naming the first bad entry, if anything was changed."""
-    result = _audit(obj).verify()
+    from mlflow_steward.governance import recovery
+
+    log_ = _audit(obj)
+    result = log_.verify()
+    interrupted = recovery.pending(log_.engine)
     if as_json:
         echo_json(
             {
@@ -61,13 +69,35 @@ def verify(obj: StewardContext, as_json: bool) -> None:
                 "bad_seq": result.bad_seq,
                 "problem": result.problem,
                 "head": dict(result.head),
+                "interrupted_writes": len(interrupted),
             }
         )
     elif result.ok:
         click.echo(f"audit log OK: {result.entries} entries, head {result.head.get('hash', '')}")
     else:
         click.echo(f"audit log BROKEN at entry {result.bad_seq}: {result.problem}", err=True)
+    if interrupted and not as_json:
+        click.echo(
+            f"{len(interrupted)} interrupted write(s) not on the log yet (oldest: "
+            f"{interrupted[0].action} on {interrupted[0].model} by {interrupted[0].actor} at "
+            f"{interrupted[0].ts}); the next governed write on the model records them, or run "
+            "`steward audit recover`",
+            err=True,
+        )
     click.get_current_context().exit(0 if result.ok else 1)
+
+
+@audit.command()
+@click.pass_obj
+def recover(obj: StewardContext) -> None:
+    """Record the writes a stopped process made but could not put on the audit log.
+
+    Each is checked against the registry (does the alias point there, does the tag have the
+    value, ...) and appended as applied, failed or unknown, marked `recovered`."""
+    entries = obj.session().governor.recover_all()
+    for e in entries:
+        click.echo(f"#{e.seq} {e.actor} {e.action} {e.model} ({e.outcome})")
+    click.echo(f"recovered {len(entries)} interrupted write(s)")
 
 
 @audit.command()

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, PERMISSION_DENIED
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_steward import db
 from mlflow_steward.config import StewardConfig, load_config
+from mlflow_steward.governance import recovery
 from mlflow_steward.governance.audit import AuditEntry, AuditLog
 from mlflow_steward.governance.engine import Decision, PolicyEngine, PolicyOutcome
 from mlflow_steward.governance.events import ActionEvent
@@ -189,14 +191,65 @@ class Governor:
         *,
         version_of: Callable[[T], str | None] | None = None,
         also: Callable[[Connection, int, T], None] | None = None,
+        outside_audit: bool = True,
     ) -> tuple[T, Decision]:
-        """:meth:`governed`, also returning the decision that allowed the write."""
+        """:meth:`governed`, also returning the decision that allowed the write.
+
+        ``outside_audit=False`` says the whole effect is written by ``also`` in the audit
+        transaction (nothing can be applied without its entry), so no pending row is needed.
+        """
         with ExitStack() as stack:
             try:
                 stack.enter_context(db.write_lock(self.db_engine, event.model))
+                self.recover(event.model)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
-            return self._governed(event, write, version_of=version_of, also=also)
+            return self._governed(
+                event, write, version_of=version_of, also=also, outside_audit=outside_audit
+            )
+
+    def recover_all(self) -> list[AuditEntry]:
+        """Recover the interrupted writes of every model, each under its model's write lock."""
+        done: list[AuditEntry] = []
+        for model in dict.fromkeys(p.model for p in recovery.pending(self.db_engine)):
+            with db.write_lock(self.db_engine, model):
+                done += self.recover(model)
+        return done
+
+    def recover(self, model: str) -> list[AuditEntry]:
+        """Append the audit entries of ``model``'s interrupted writes (see ``recovery``).
+
+        Call with the model's write lock held: then every pending row of the model belongs to a
+        writer that stopped. Returns the entries appended."""
+        rows = recovery.pending(self.db_engine, model)
+        if not rows:
+            return []
+
+        def audited_versions() -> set[str]:
+            return {
+                str(e.version)
+                for e in self.audit.entries(model=model)
+                if e.action == "create_model_version" and e.outcome == "applied"
+            }
+
+        done = []
+        for row in rows:
+            try:
+                applied, version = recovery.check(self.ctx.registry, row, audited_versions)
+            except (MlflowException, SQLAlchemyError, OSError) as exc:
+                # The registry could not be read: record that, do not guess.
+                _logger.warning("could not check interrupted write %s: %s", row, exc)
+                applied, version = None, row.version
+            entry = recovery.complete(self.audit, row, applied, version)
+            _logger.warning(
+                "steward recovered an interrupted %s on %s (writer %s): %s",
+                row.action,
+                row.model,
+                row.owner,
+                entry.outcome,
+            )
+            done.append(entry)
+        return done
 
     def _governed(
         self,
@@ -205,19 +258,44 @@ class Governor:
         *,
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
+        outside_audit: bool,
     ) -> tuple[T, Decision]:
+        pending_id: int | None = None
         try:
             decision = self.decide(event)
             if not decision.allowed:
                 self.record(event, decision, "refused")
+            elif outside_audit:
+                pending_id = recovery.insert(
+                    self.db_engine,
+                    actor=event.actor,
+                    action=event.action,
+                    model=event.model,
+                    version=event.version,
+                    alias=event.alias,
+                    details=event.details(),
+                    reasons=[o.to_dict() for o in decision.outcomes],
+                )
         except Exception as exc:
             raise GovernanceUnavailable(event, exc) from exc
         if not decision.allowed:
             raise PolicyDenied(decision)
+
+        def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
+            if pending_id is not None:
+                recovery.delete(conn, pending_id)
+            if ok and also is not None:
+                also(conn, seq, result)
+
         try:
             result = write()
         except Exception as exc:
-            self.record(event, decision, f"failed: {type(exc).__name__}: {exc}")
+            self.record(
+                event,
+                decision,
+                f"failed: {type(exc).__name__}: {exc}",
+                also=lambda conn, seq: completed(conn, seq, ok=False),
+            )
             raise
         version = version_of(result) if version_of else None
         for attempt in range(1, AUDIT_ATTEMPTS + 1):
@@ -227,7 +305,7 @@ class Governor:
                     decision,
                     "applied",
                     version=version,
-                    also=(lambda conn, seq: also(conn, seq, result)) if also else None,
+                    also=lambda conn, seq: completed(conn, seq, result, ok=True),
                 )
                 return result, decision
             except Exception as exc:
@@ -239,8 +317,9 @@ class Governor:
                     # code MLflow clients do not retry (409), so it is not applied twice.
                     raise MlflowException(
                         f"{event.action} on {event.target} by {event.actor} was applied, but "
-                        f"steward could not add it to the audit log ({type(exc).__name__}: "
-                        f"{exc}); tell the registry's administrators",
+                        f"steward could not add it to the audit log yet ({type(exc).__name__}: "
+                        f"{exc}); the next governed write on {event.model!r} adds it (or run "
+                        "`steward audit recover`)",
                         error_code=ABORTED,
                     ) from exc
                 time.sleep(0.2 * attempt)

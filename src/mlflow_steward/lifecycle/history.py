@@ -55,6 +55,16 @@ def insert_move(
     )
 
 
+def last_version(conn: Connection, model: str, alias: str) -> str | None:
+    """The version the newest recorded move of ``alias`` left it on (``None``: none, or deleted)."""
+    return conn.execute(
+        sa.select(db.alias_history.c.version)
+        .where(db.alias_history.c.model == model, db.alias_history.c.alias == alias)
+        .order_by(db.alias_history.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
 def rename_model(conn: Connection, old: str, new: str) -> None:
     """Keep history and approvals attached to a renamed registered model."""
     for table in (db.alias_history, db.approvals):

@@ -230,6 +230,7 @@ class StewardSession:
                 audit_seq=seq,
                 verdict=verdict,
             ),
+            outside_audit=False,
         )
         return decision
 

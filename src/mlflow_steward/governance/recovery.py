@@ -1,0 +1,222 @@
+"""Governed writes interrupted between MLflow's commit and steward's audit entry.
+
+MLflow's write and steward's audit entry are two transactions (MLflow owns its session). A
+process killed between them would leave a change in the registry that the audit log does not
+show. So before each write a *pending* row is committed; the transaction that appends the
+write's audit entry deletes it. A pending row found later belongs to a writer that stopped: the
+next governed write on the same model (under the model's write lock, so no live writer can own
+it) checks the registry and appends the missing entry, marked ``recovered``:
+
+- ``applied`` when the registry shows the change (the alias points at the version, the tag has
+  the value, the version exists, ...);
+- ``failed: interrupted ...`` when it does not;
+- ``unknown: interrupted ...`` for an action whose effect cannot be read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
+from sqlalchemy.engine import Connection, Engine
+
+from mlflow_steward import db
+from mlflow_steward.governance.audit import AuditEntry, AuditLog, utc_now
+from mlflow_steward.lifecycle import history
+
+NOT_APPLIED = "failed: interrupted; the registry does not show the change (recovered)"
+UNKNOWN = "unknown: interrupted; steward cannot read back whether the change was applied"
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    id: int
+    ts: str
+    actor: str
+    action: str
+    model: str
+    version: str | None
+    alias: str | None
+    details: Mapping[str, Any]
+    reasons: list[Mapping[str, Any]]
+    owner: str
+
+
+def insert(
+    engine: Engine,
+    *,
+    actor: str,
+    action: str,
+    model: str,
+    version: str | None,
+    alias: str | None,
+    details: Mapping[str, Any],
+    reasons: list[Mapping[str, Any]],
+) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            db.pending_writes.insert().values(
+                ts=utc_now(),
+                actor=actor,
+                action=action,
+                model=model,
+                version=version,
+                alias=alias,
+                details=json.dumps(dict(details), sort_keys=True, default=str),
+                reasons=json.dumps(reasons, default=str),
+                owner=owner(),
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def delete(conn: Connection, pending_id: int) -> None:
+    conn.execute(db.pending_writes.delete().where(db.pending_writes.c.id == pending_id))
+
+
+def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:
+    """Pending rows, oldest first (of one model, or all)."""
+    query = sa.select(db.pending_writes).order_by(db.pending_writes.c.id)
+    if model is not None:
+        query = query.where(db.pending_writes.c.model == model)
+    with engine.connect() as conn:
+        return [
+            PendingWrite(
+                id=r.id,
+                ts=r.ts,
+                actor=r.actor,
+                action=r.action,
+                model=r.model,
+                version=r.version,
+                alias=r.alias,
+                details=json.loads(r.details),
+                reasons=json.loads(r.reasons),
+                owner=r.owner,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def _missing(call: Callable[[], Any]) -> bool:
+    """True when MLflow answers that the entity does not exist."""
+    try:
+        call()
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return True
+        raise
+    return False
+
+
+def _alias_holder(store: Any, model: str, alias: str) -> str | None:
+    try:
+        return str(store.get_model_version_by_alias(model, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def check(
+    store: Any, p: PendingWrite, audited_versions: Callable[[], set[str]]
+) -> tuple[bool | None, str | None]:
+    """Whether the registry shows ``p``'s change, and the version it concerns.
+
+    ``store`` is MLflow's own registry store; ``audited_versions()`` the versions of ``p.model``
+    whose creation is on the audit log (to find a version created by an interrupted write).
+    """
+    d, model, version = p.details, p.model, p.version
+    match p.action:
+        case "set_alias":
+            return _alias_holder(store, model, p.alias or "") == version, version
+        case "delete_alias":
+            return _alias_holder(store, model, p.alias or "") is None, version
+        case "set_model_version_tag" | "delete_model_version_tag":
+            tags = store.get_model_version(model, version).tags
+            if p.action == "set_model_version_tag":
+                return tags.get(d.get("tag_key")) == d.get("tag_value"), version
+            return d.get("tag_key") not in tags, version
+        case "set_registered_model_tag" | "delete_registered_model_tag":
+            tags = store.get_registered_model(model).tags
+            if p.action == "set_registered_model_tag":
+                return tags.get(d.get("tag_key")) == d.get("tag_value"), version
+            return d.get("tag_key") not in tags, version
+        case "create_registered_model":
+            return not _missing(lambda: store.get_registered_model(model)), version
+        case "delete_registered_model":
+            return _missing(lambda: store.get_registered_model(model)), version
+        case "rename_registered_model":
+            new_name = d.get("new_name")
+            moved = _missing(lambda: store.get_registered_model(model))
+            return moved and not _missing(lambda: store.get_registered_model(new_name)), version
+        case "delete_model_version":
+            return _missing(lambda: store.get_model_version(model, version)), version
+        case "transition_stage":
+            stage = str(store.get_model_version(model, version).current_stage)
+            return stage.lower() == str(d.get("stage", "")).lower(), version
+        case "create_model_version":
+            if _missing(lambda: store.get_registered_model(model)):
+                return False, None
+            known = audited_versions()
+            found = [
+                str(mv.version)
+                for mv in store.search_model_versions(f"name='{_quote(model)}'")
+                if mv.source == d.get("source") and str(mv.version) not in known
+            ]
+            return (True, min(found, key=int)) if found else (False, None)
+    return None, version
+
+
+def complete(
+    audit: AuditLog, row: PendingWrite, applied: bool | None, version: str | None
+) -> AuditEntry:
+    """Append the audit entry of interrupted write ``row`` (and its alias move, if applied) and
+    delete the row, in one transaction."""
+    outcome = {True: "applied", False: NOT_APPLIED, None: UNKNOWN}[applied]
+
+    def also(conn: Connection, seq: int) -> None:
+        delete(conn, row.id)
+        if applied and row.action in ("set_alias", "delete_alias") and row.alias:
+            setting = row.action == "set_alias"
+            history.insert_move(
+                conn,
+                model=row.model,
+                alias=row.alias,
+                version=row.version if setting else None,
+                previous_version=history.last_version(conn, row.model, row.alias),
+                kind="rollback"
+                if row.details.get("rollback")
+                else ("set" if setting else "delete"),
+                actor=row.actor,
+                audit_seq=seq,
+            )
+
+    return audit.append(
+        actor=row.actor,
+        action=row.action,
+        model=row.model,
+        version=version,
+        alias=row.alias,
+        details={
+            **row.details,
+            "recovered": {"interrupted": row.ts, "writer": row.owner, "by": owner()},
+        },
+        decision="allowed",
+        outcome=outcome,
+        reasons=list(row.reasons),
+        also=also,
+    )
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")

@@ -1,0 +1,127 @@
+"""A process killed between MLflow's write and steward's audit entry: the write is recorded later,
+checked against the registry, by the next governed write on the model or `steward audit recover`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from mlflow_steward import db
+from mlflow_steward.cli.main import cli
+from mlflow_steward.governance import recovery
+from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.lifecycle import history
+from tests.interrupted_worker import DIED
+
+WORKER = str(Path(__file__).with_name("interrupted_worker.py"))
+
+
+def die_during(workspace, when: str, action: str, *args: str) -> None:
+    env = {**workspace.env(), "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run(
+        [sys.executable, WORKER, when, action, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == DIED, proc.stderr[-3000:]
+
+
+def cli_ok(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def audit(workspace) -> AuditLog:
+    return AuditLog(db.get_engine(workspace.db_uri))
+
+
+@pytest.fixture
+def fraud(workspace, log_model):
+    """fraud v1 (production, owner alice) and v2 (owner alice)."""
+    for _ in range(2):
+        mlflow.register_model(log_model().uri, "fraud")
+    client = workspace.client()
+    for version in ("1", "2"):
+        client.set_model_version_tag("fraud", version, "owner", "alice")
+    client.set_registered_model_alias("fraud", "production", "1")
+    return client
+
+
+def test_killed_after_the_write_is_recorded_as_applied_by_the_next_write(workspace, fraud):
+    die_during(workspace, "after-write", "set_registered_model_alias", "fraud", "production", "2")
+    plain = workspace.plain_client()
+    assert plain.get_model_version_by_alias("fraud", "production").version == 2
+    log = audit(workspace)
+    last = log.entries(model="fraud")[-1]
+    assert (last.action, last.alias, last.version) == ("set_alias", "production", "1")
+    [pending] = recovery.pending(log.engine, "fraud")
+    assert (pending.action, pending.version, pending.actor) == ("set_alias", "2", "tester")
+
+    result = CliRunner().invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "1 interrupted write(s) not on the log yet" in result.output
+    assert "set_alias on fraud by tester" in result.output
+
+    fraud.set_model_version_tag("fraud", "2", "reviewed", "yes")  # the next governed write
+    *_, recovered, tag = log.entries(model="fraud")
+    assert (recovered.action, recovered.version, recovered.outcome) == ("set_alias", "2", "applied")
+    assert recovered.details["recovered"]["interrupted"] == pending.ts
+    assert recovered.actor == "tester"
+    assert [r["policy"] for r in recovered.reasons] == [r["policy"] for r in pending.reasons]
+    assert tag.action == "set_model_version_tag"
+    assert recovery.pending(log.engine) == []
+    assert log.verify().ok
+    # The alias history has the move, so a rollback goes back to version 1.
+    moves = history.history(log.engine, "fraud", "production")
+    assert [(m.version, m.previous_version) for m in moves] == [("1", None), ("2", "1")]
+    cli_ok("rollback", "fraud", "--alias", "production")
+    assert plain.get_model_version_by_alias("fraud", "production").version == 1
+
+
+def test_killed_before_the_write_is_recorded_as_failed(workspace, fraud):
+    die_during(workspace, "before-write", "set_registered_model_alias", "fraud", "production", "2")
+    assert workspace.plain_client().get_model_version_by_alias("fraud", "production").version == 1
+    out = cli_ok("audit", "recover")
+    assert "recovered 1 interrupted write(s)" in out
+    last = audit(workspace).entries(model="fraud")[-1]
+    assert (last.action, last.version) == ("set_alias", "2")
+    assert last.outcome.startswith("failed: interrupted")
+    assert [m.version for m in history.history(audit(workspace).engine, "fraud")] == ["1"]
+    assert "recovered 0 interrupted write(s)" in cli_ok("audit", "recover")
+
+
+def test_killed_creating_a_version_finds_the_version_it_made(workspace, fraud, log_model):
+    source = log_model()
+    die_during(
+        workspace,
+        "after-write",
+        "create_model_version",
+        "fraud",
+        f"models:/{source.model_id}",
+        source.run_id,
+    )
+    assert workspace.plain_client().get_model_version("fraud", "3").run_id == source.run_id
+    cli_ok("audit", "recover")
+    entry = audit(workspace).entries(model="fraud")[-1]
+    assert (entry.action, entry.version, entry.outcome) == ("create_model_version", "3", "applied")
+    out = json.loads(cli_ok("audit", "verify", "--json"))
+    assert out["ok"]
+    assert out["interrupted_writes"] == 0
+
+
+def test_killed_tagging_before_the_write(workspace, fraud):
+    die_during(workspace, "before-write", "set_model_version_tag", "fraud", "2", "team", "risk")
+    cli_ok("audit", "recover")
+    entry = audit(workspace).entries(model="fraud")[-1]
+    assert entry.action == "set_model_version_tag"
+    assert entry.outcome.startswith("failed: interrupted")
+    assert "team" not in workspace.plain_client().get_model_version("fraud", "2").tags
