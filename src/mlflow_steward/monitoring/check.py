@@ -41,11 +41,8 @@ class CheckResult:
         }
 
 
-def check(
-    session: Any, model_uri: str, data: str, *, log: bool = True, **settings: Any
-) -> CheckResult:
-    from mlflow import MlflowClient
-
+def resolve(session: Any, model_uri: str) -> tuple[str, str]:
+    """(name, version) of a registered ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     from mlflow_steward.errors import RegistryURIError
 
     try:
@@ -54,18 +51,35 @@ def check(
         raise MonitoringError(str(exc)) from None
     if not ref.registered:
         raise MonitoringError(f"{model_uri!r}: monitor a registered version (models:/NAME@ALIAS)")
-    version = session.version_of(ref)
-    mv = session.store.get_model_version(ref.name, version)
+    return ref.name, session.version_of(ref)
+
+
+def check(
+    session: Any, model_uri: str, data: str, *, log: bool = True, **settings: Any
+) -> CheckResult:
+    """Check ``model_uri`` on the data file(s) or request-log folder ``data``."""
+    name, version = resolve(session, model_uri)
+    return check_current(session, name, version, read_current(data, version), log=log, **settings)
+
+
+def check_current(
+    session: Any, name: str, version: str, current: Any, *, log: bool = True, **settings: Any
+) -> CheckResult:
+    """Judge ``current`` (a DataFrame) against the baseline of ``name`` version ``version``."""
+    from mlflow import MlflowClient
+
+    mv = session.store.get_model_version(name, version)
     client = MlflowClient(session.tracking_uri, session.registry_uri.removeprefix("steward+"))
-    target = f"models:/{ref.name}/{version}"
+    target = f"models:/{name}/{version}"
     baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
-    current = read_current(data, version).drop(columns=[REQUEST_ID], errors="ignore")
+    current = current.drop(columns=[REQUEST_ID], errors="ignore")
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
     if PREDICTION in reference and PREDICTION not in current:
         reference = reference.drop(columns=[PREDICTION])
+    settings.setdefault("detectors", session.pm.hooks.detectors())
     verdict = judge(reference, current, **settings)
-    run_id = _log(session, client, ref.name, version, verdict, reference, current) if log else None
-    return CheckResult(ref.name, version, verdict, run_id, str(baseline.info.get("source")))
+    run_id = _log(session, client, name, version, verdict, reference, current) if log else None
+    return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
 
 
 def _log(session, client, name, version, verdict, reference, current) -> str:

@@ -18,12 +18,20 @@ def _plot(name: str, reference: pd.Series, current: pd.Series, path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
+    # A fixed layout (no tight_layout) and step outlines (one artist per series, not one bar
+    # patch per bin): a report with many columns draws in a fraction of the time.
+    fig = plt.figure(figsize=(5, 3))
+    ax = fig.add_axes((0.12, 0.15, 0.84, 0.72))
     ref, cur = reference.dropna(), current.dropna()
     if column_kind(reference) == NUMERIC and column_kind(current) == NUMERIC and len(cur):
-        edges = np.histogram_bin_edges(np.concatenate([ref.to_numpy(), cur.to_numpy()]), bins=30)
-        ax.hist(ref, bins=edges, density=True, alpha=0.5, label="reference")
-        ax.hist(cur, bins=edges, density=True, alpha=0.5, label="current")
+        ref_values = ref.to_numpy(dtype=float)
+        cur_values = cur.to_numpy(dtype=float)
+        finite = np.concatenate([ref_values, cur_values])
+        finite = finite[np.isfinite(finite)]
+        edges = np.histogram_bin_edges(finite, bins=30)
+        for values, label in ((ref_values, "reference"), (cur_values, "current")):
+            counts, _ = np.histogram(values[np.isfinite(values)], bins=edges, density=True)
+            ax.stairs(counts, edges, fill=True, alpha=0.5, label=label)
     else:
         frame = pd.DataFrame(
             {
@@ -32,9 +40,8 @@ def _plot(name: str, reference: pd.Series, current: pd.Series, path: Path) -> No
             }
         ).fillna(0.0)
         frame.plot.bar(ax=ax, alpha=0.7)
-    ax.set_title(name)
-    ax.legend()
-    fig.tight_layout()
+    ax.set_title(name, fontsize=9)
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

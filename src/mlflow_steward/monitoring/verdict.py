@@ -19,20 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlflow_steward.monitoring import stats
+from mlflow_steward.monitoring.detectors import BUILTIN, DEFAULT_THRESHOLDS
+from mlflow_steward.plugins.types import Detector
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 HEALTHY, DRIFT, INSUFFICIENT, INVALID = "healthy", "drift", "insufficient data", "invalid"
 METHODS = ("auto", "ks", "wasserstein", "psi", "jensen-shannon", "chi-square", "linf")
 CORRECTIONS = ("bonferroni", "benjamini-hochberg", "none")
-
-#: Distance thresholds above which a column counts as drifted (the usual rules of thumb).
-DEFAULT_THRESHOLDS: Mapping[str, float] = {
-    "wasserstein": 0.1,  # in reference standard deviations
-    "psi": 0.2,
-    "jensen-shannon": 0.1,
-    "linf": 0.1,
-}
 
 
 @dataclass(frozen=True)
@@ -84,13 +77,12 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
     raise ValueError(f"correction {correction!r}: use one of {', '.join(CORRECTIONS)}")
 
 
-#: Methods that judge only one kind of column; a forced method applies to columns of its kind,
-#: the others get the automatic choice.
-_KIND_OF = {"ks": NUMERIC, "wasserstein": NUMERIC, "chi-square": CATEGORICAL, "linf": CATEGORICAL}
-
-
-def _pick(kind: str, method: str, n_current: int, large_sample: int) -> str:
-    if method != "auto" and _KIND_OF.get(method, kind) == kind:
+def _pick(
+    kind: str, method: str, detectors: Mapping[str, Detector], n_current: int, large_sample: int
+) -> str:
+    """A forced method applies to the columns of the kinds it handles; the others (and ``auto``)
+    get the built-in choice by kind and sample size."""
+    if method != "auto" and kind in detectors[method].kinds:
         return method
     if kind == NUMERIC:
         return "ks" if n_current < large_sample else "wasserstein"
@@ -109,10 +101,18 @@ def judge(
     large_sample: int = 5_000,
     drift_share: float = 0.3,
     weights: Mapping[str, float] | None = None,
+    detectors: Mapping[str, Detector] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Verdict:
-    """The verdict on ``current`` against ``reference`` (both DataFrames, one column a feature)."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    """The verdict on ``current`` against ``reference`` (both DataFrames, one column a feature).
+
+    ``detectors``: the detectors by name (default: the built-ins); ``method`` names one of them
+    or ``auto``. ``params``: options for the forced detector. An exception from a detector
+    propagates (the run fails visibly); bad data never raises, it becomes a finding.
+    """
+    registry = {**BUILTIN, **dict(detectors or {})}
+    if method != "auto" and method not in registry:
+        raise ValueError(f"method {method!r}: use auto or one of {', '.join(sorted(registry))}")
     if correction not in CORRECTIONS:
         raise ValueError(f"correction {correction!r}: use one of {', '.join(CORRECTIONS)}")
     limits = {**DEFAULT_THRESHOLDS, **dict(thresholds or {})}
@@ -125,6 +125,7 @@ def judge(
         "large_sample": large_sample,
         "drift_share": drift_share,
         "weights": dict(weights or {}),
+        **({"params": dict(params)} if params else {}),
     }
     quality: list[str] = []
     missing = [c for c in reference.columns if c not in current.columns]
@@ -143,12 +144,13 @@ def judge(
         )
         return Verdict(INSUFFICIENT, [], [], 0.0, quality, settings)
 
-    findings: list[ColumnFinding] = []
-    tests: list[int] = []  # indexes of findings decided by a p-value
+    findings: dict[str, ColumnFinding] = {}
+    groups: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    kinds: dict[str, str] = {}
     unusable = False
     for name in reference.columns:
         ref_col, cur_col = reference[name], current[name]
-        kind = column_kind(ref_col)
+        kind = kinds[str(name)] = column_kind(ref_col)
         nulls = int(cur_col.isna().sum())
         if nulls:
             quality.append(f"column {name}: {nulls} of {len(cur_col)} values missing")
@@ -167,103 +169,90 @@ def judge(
                 f"schema mismatch: column {name} is numeric in the reference but holds "
                 f"{cur_col.dtype} values now"
             )
-            return Verdict(INVALID, findings, [], 0.0, quality, settings)
+            return Verdict(INVALID, [f for f in findings.values() if f], [], 0.0, quality, settings)
+        if kind == CATEGORICAL:
+            unseen = sorted(set(map(str, cur_values)) - set(map(str, ref_values)))
+            if unseen:
+                quality.append(
+                    f"column {name}: categories not in the reference: {', '.join(unseen)}"
+                )
         if len(cur_values) < min_samples or len(ref_values) < min_samples:
             note = "all values missing" if not len(cur_values) else "too few values"
             if not len(cur_values):
                 # A column that lost every value is a broken feed: no verdict, so no action.
                 quality.append(f"column {name}: no values at all in the current batch")
                 unusable = True
-            findings.append(
-                ColumnFinding(
-                    str(name),
-                    kind,
-                    "none",
-                    None,
-                    None,
-                    0.0,
-                    False,
-                    len(ref_values),
-                    len(cur_values),
-                    f"{note}: not judged",
-                )
+            findings[str(name)] = ColumnFinding(
+                str(name),
+                kind,
+                "none",
+                None,
+                None,
+                0.0,
+                False,
+                len(ref_values),
+                len(cur_values),
+                f"{note}: not judged",
             )
             continue
-        chosen = _pick(kind, method, len(cur_values), large_sample)
-        findings.append(_measure(str(name), kind, chosen, ref_values, cur_values, limits, quality))
-        if findings[-1].p_value is not None:
-            tests.append(len(findings) - 1)
+        chosen = _pick(kind, method, registry, len(cur_values), large_sample)
+        groups.setdefault(chosen, {})[str(name)] = (ref_values, cur_values)
+        findings[str(name)] = None  # type: ignore[assignment]  # keeps the column order
 
-    adjusted = adjust([findings[i].p_value for i in tests], correction)
-    for i, p in zip(tests, adjusted, strict=True):
-        note = findings[i].note + (f"; p adjusted ({correction})" if correction != "none" else "")
-        findings[i] = replace(findings[i], p_value=p, threshold=alpha, drifted=p < alpha, note=note)
-    judged = [f for f in findings if f.method != "none"]
+    tests: list[str] = []  # columns decided by a p-value
+    joint: dict[str, list[str]] = {}  # a joint test's first column -> every column it covers
+    for chosen, columns in groups.items():
+        detector = registry[chosen]
+        options = dict(params or {}) if chosen == method else {}
+        if chosen in limits and "threshold" not in options:
+            options["threshold"] = limits[chosen]
+        results = detector.measure(columns, options)
+        for name, (ref_values, cur_values) in columns.items():
+            if name not in results:
+                raise RuntimeError(f"detector {chosen!r} returned no result for column {name!r}")
+            r = results[name]
+            findings[name] = ColumnFinding(
+                name,
+                kinds[name],
+                r.method or chosen,
+                float(r.statistic),
+                None if r.p_value is None else float(r.p_value),
+                float(r.threshold or 0.0),
+                bool(r.drifted),
+                len(ref_values),
+                len(cur_values),
+                r.note,
+            )
+            if r.p_value is not None and r.joint:
+                joint.setdefault(chosen, []).append(name)
+            elif r.p_value is not None:
+                tests.append(name)
+    for columns_ in joint.values():
+        tests.append(columns_[0])
+
+    adjusted = adjust([findings[c].p_value for c in tests], correction)
+    covers = {group[0]: group for group in joint.values()}
+    for c, p in zip(tests, adjusted, strict=True):
+        for column in covers.get(c, [c]):
+            note = findings[column].note + (
+                f"; p adjusted ({correction})" if correction != "none" else ""
+            )
+            findings[column] = replace(
+                findings[column],
+                p_value=p,
+                threshold=alpha,
+                drifted=p < alpha,
+                note=note.lstrip("; "),
+            )
+    ordered = list(findings.values())
+    judged = [f for f in ordered if f.method != "none"]
     if unusable:
-        return Verdict(INVALID, findings, [], 0.0, quality, settings)
+        return Verdict(INVALID, ordered, [], 0.0, quality, settings)
     if not judged:
-        return Verdict(INSUFFICIENT, findings, [], 0.0, quality, settings)
+        return Verdict(INSUFFICIENT, ordered, [], 0.0, quality, settings)
     weight = dict(weights or {})
     total = sum(weight.get(f.column, 1.0) for f in judged)
     drifted = [f.column for f in judged if f.drifted]
     share = sum(weight.get(c, 1.0) for c in drifted) / total if total else 0.0
     status = DRIFT if drifted and share >= drift_share else HEALTHY
-    return Verdict(status, findings, drifted, share, quality, settings)
-
-
-def _measure(
-    name: str,
-    kind: str,
-    method: str,
-    ref: np.ndarray,
-    cur: np.ndarray,
-    limits: Mapping[str, float],
-    quality: list[str],
-) -> ColumnFinding:
-    n1, n2 = len(ref), len(cur)
-    if method == "ks":
-        result = stats.ks_columns(ref.astype(float), cur.astype(float))
-        return ColumnFinding(
-            name,
-            kind,
-            f"ks ({result.method})",
-            float(result.statistic[0]),
-            float(result.pvalue[0]),
-            0.0,
-            False,
-            n1,
-            n2,
-        )
-    if method == "wasserstein":
-        scale = float(np.std(ref)) or 1.0
-        distance = stats.wasserstein(ref.astype(float), cur.astype(float)) / scale
-        limit = limits["wasserstein"]
-        return ColumnFinding(
-            name,
-            kind,
-            "wasserstein (in reference std)",
-            distance,
-            None,
-            limit,
-            distance > limit,
-            n1,
-            n2,
-        )
-    if kind == NUMERIC:
-        edges = stats.numeric_bins(ref.astype(float))
-        ref_counts = stats.histogram(ref.astype(float), edges)
-        cur_counts = stats.histogram(cur.astype(float), edges)
-        note = f"{len(edges) + 1} bins at reference quantiles"
-    else:
-        categories, ref_counts, cur_counts = stats.category_counts(ref, cur)
-        unseen = [c for c, n in zip(categories, ref_counts, strict=True) if n == 0]
-        if unseen:
-            quality.append(f"column {name}: categories not in the reference: {', '.join(unseen)}")
-        note = f"{len(categories)} categories"
-    if method == "chi-square":
-        statistic, p = stats.chi_square(ref_counts, cur_counts)
-        return ColumnFinding(name, kind, "chi-square", statistic, p, 0.0, False, n1, n2, note)
-    measure = {"psi": stats.psi, "jensen-shannon": stats.jensen_shannon, "linf": stats.linf}
-    value = measure[method](ref_counts, cur_counts)
-    limit = limits[method]
-    return ColumnFinding(name, kind, method, value, None, limit, value > limit, n1, n2, note)
+    return Verdict(status, ordered, drifted, share, quality, settings)

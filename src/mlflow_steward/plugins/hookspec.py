@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from mlflow_steward.deployment.base import DeploymentEvent, DeploymentInfo
     from mlflow_steward.governance.engine import Decision
     from mlflow_steward.governance.events import ActionEvent
-    from mlflow_steward.plugins.types import Command, DeploymentTarget, Policy
+    from mlflow_steward.plugins.types import (
+        Alerter,
+        Command,
+        DataSource,
+        DeploymentTarget,
+        Detector,
+        MonitorAction,
+        Policy,
+    )
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -84,6 +92,61 @@ def steward_deployment_targets() -> Iterable[DeploymentTarget]:
             yield DeploymentTarget(
                 name="k8s", kind="onprem", client=K8sClient, help="Kubernetes Deployments"
             )
+    """
+
+
+# --- monitoring -----------------------------------------------------------------------------
+
+
+@hookspec
+def steward_detectors() -> Iterable[Detector]:
+    """Yield :class:`~mlflow_steward.plugins.types.Detector` objects: drift tests a monitor can
+    name under ``detector:``. Names are global; two plugins offering one name is an error.
+
+    Example::
+
+        @hookimpl
+        def steward_detectors():
+            yield Detector(name="energy", kinds=("numeric",), measure=energy, help="energy distance")
+    """
+
+
+@hookspec
+def steward_alerters() -> Iterable[Alerter]:
+    """Yield :class:`~mlflow_steward.plugins.types.Alerter` objects: channels that ``alerters:``
+    entries of steward.yaml can ``use:`` (built-ins: webhook, slack, smtp).
+
+    Example::
+
+        @hookimpl
+        def steward_alerters():
+            yield Alerter(name="pager", send=page, help="PagerDuty", options=(SERVICE_KEY,))
+    """
+
+
+@hookspec
+def steward_monitor_actions() -> Iterable[MonitorAction]:
+    """Yield :class:`~mlflow_steward.plugins.types.MonitorAction` objects: what a monitor rule
+    can ``do:`` (built-ins: tag, alert, demote, rollback).
+
+    Example::
+
+        @hookimpl
+        def steward_monitor_actions():
+            yield MonitorAction(name="freeze", run=freeze, help="tag the version frozen")
+    """
+
+
+@hookspec
+def steward_data_sources() -> Iterable[DataSource]:
+    """Yield :class:`~mlflow_steward.plugins.types.DataSource` objects: where a monitor reads
+    current data from (built-ins: files, requests).
+
+    Example::
+
+        @hookimpl
+        def steward_data_sources():
+            yield DataSource(name="warehouse", read=read_warehouse, help="a SQL query")
     """
 
 

@@ -32,8 +32,12 @@ from mlflow_steward import PROJECT_NAME
 from mlflow_steward.errors import PluginConflictError, PluginLoadError
 from mlflow_steward.plugins import hookspec
 from mlflow_steward.plugins.types import (
+    Alerter,
     Command,
+    DataSource,
     DeploymentTarget,
+    Detector,
+    MonitorAction,
     PluginInfo,
     Policy,
     as_tuple,
@@ -62,6 +66,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.protect_aliases", "mlflow_steward.governance.policies.protect_aliases"),
     ("builtin.deploy_requires_alias", "mlflow_steward.governance.policies.deploy_requires_alias"),
     ("builtin.onprem", "mlflow_steward.deployment.onprem.plugin"),
+    ("builtin.detectors", "mlflow_steward.monitoring.detectors"),
+    ("builtin.data_sources", "mlflow_steward.monitoring.sources"),
+    ("builtin.alerters", "mlflow_steward.monitoring.alerting"),
+    ("builtin.monitor_actions", "mlflow_steward.monitoring.rules"),
 )
 
 
@@ -134,6 +142,10 @@ class StewardPluginManager(pluggy.PluginManager):
                 "deployment_targets": tuple(
                     sorted(t for t, r in targets.items() if r.plugin == name)
                 ),
+                **{
+                    kind: tuple(sorted(self.hooks.provided_by(hook, name)))
+                    for kind, hook in _MONITORING_HOOKS.items()
+                },
             }
             infos.append(
                 PluginInfo(
@@ -148,6 +160,22 @@ class StewardPluginManager(pluggy.PluginManager):
         return infos
 
 
+_MONITORING_HOOKS = {
+    "detectors": "steward_detectors",
+    "alerters": "steward_alerters",
+    "monitor_actions": "steward_monitor_actions",
+    "data_sources": "steward_data_sources",
+}
+
+
+_MONITORING_HOOKS_TYPES: dict[str, tuple[str, type]] = {
+    "steward_detectors": ("detector", Detector),
+    "steward_alerters": ("alerter", Alerter),
+    "steward_monitor_actions": ("monitor action", MonitorAction),
+    "steward_data_sources": ("data source", DataSource),
+}
+
+
 class StewardHooks:
     """Typed façade over the hooks: the only code that calls ``pm.hook.*``."""
 
@@ -156,6 +184,7 @@ class StewardHooks:
         self._policies: dict[str, RegisteredPolicy] | None = None
         self._commands: dict[str, RegisteredCommand] | None = None
         self._targets: dict[str, RegisteredTarget] | None = None
+        self._named: dict[str, dict[str, tuple[Any, str]]] = {}
 
     def _registrations(
         self, hook_name: str, kind: str, cls: type
@@ -217,6 +246,35 @@ class StewardHooks:
             self._targets = {n: RegisteredTarget(p[0][0], p[0][1]) for n, p in found.items()}
         return self._targets
 
+    def _with_plugins(self, hook_name: str, kind: str, cls: type) -> dict[str, tuple[Any, str]]:
+        if hook_name not in self._named:
+            found = self._registrations(hook_name, kind, cls)
+            self._named[hook_name] = {n: p[0] for n, p in found.items()}
+        return self._named[hook_name]
+
+    def _by_name(self, hook_name: str, kind: str, cls: type) -> dict[str, Any]:
+        return {n: item for n, (item, _) in self._with_plugins(hook_name, kind, cls).items()}
+
+    def detectors(self) -> dict[str, Detector]:
+        """Every drift detector by name (:class:`PluginConflictError` on duplicates)."""
+        return self._by_name("steward_detectors", *_MONITORING_HOOKS_TYPES["steward_detectors"])
+
+    def alerters(self) -> dict[str, Alerter]:
+        """Every alert channel by name."""
+        return self._by_name("steward_alerters", *_MONITORING_HOOKS_TYPES["steward_alerters"])
+
+    def monitor_actions(self) -> dict[str, MonitorAction]:
+        """Every monitor rule action by name."""
+        return self._by_name(
+            "steward_monitor_actions", *_MONITORING_HOOKS_TYPES["steward_monitor_actions"]
+        )
+
+    def data_sources(self) -> dict[str, DataSource]:
+        """Every monitoring data source by name."""
+        return self._by_name(
+            "steward_data_sources", *_MONITORING_HOOKS_TYPES["steward_data_sources"]
+        )
+
     def deployment_target(self, name: str) -> RegisteredTarget:
         """The target named ``name``; unknown names list the available ones."""
         import difflib
@@ -232,6 +290,12 @@ class StewardHooks:
                 + (", ".join(sorted(targets)) or "none (no plugin provides one)")
             )
         return targets[name]
+
+    def provided_by(self, hook_name: str, plugin_name: str) -> list[str]:
+        """Names registered through ``hook_name`` by plugin ``plugin_name``."""
+        kind, cls = _MONITORING_HOOKS_TYPES[hook_name]
+        found = self._with_plugins(hook_name, kind, cls)
+        return [n for n, (_, plugin) in found.items() if plugin == plugin_name]
 
     def describe_plugin(self, plugin_name: str) -> str:
         return self._describe(plugin_name)

@@ -189,3 +189,135 @@ class PluginInfo:
 def as_tuple(items: Iterable[Any] | None) -> tuple[Any, ...]:
     """Registration hooks may return a list, a tuple, a generator or ``None``."""
     return tuple(items) if items is not None else ()
+
+
+# --- monitoring -------------------------------------------------------------------------------
+
+COLUMN_KINDS = ("numeric", "categorical")
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """One column's result from a detector: a p-value test (``p_value`` set; steward corrects it
+    for the number of columns and compares it with ``alpha``) or a distance (``drifted`` decided
+    against ``threshold`` by the detector)."""
+
+    statistic: float
+    p_value: float | None = None
+    threshold: float | None = None
+    drifted: bool | None = None
+    note: str = ""
+    #: How the result was reached, when more precise than the detector's name ("ks (exact)").
+    method: str = ""
+    #: One multivariate test whose result every column gets: counted once when p-values are
+    #: corrected for the number of tests.
+    joint: bool = False
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A drift detector, yielded from ``steward_detectors()``.
+
+    ``measure(columns, params)`` gets ``{column: (reference_values, current_values)}`` (1-D numpy
+    arrays, NaN and infinities already left out, every column of a kind in ``kinds``) and
+    ``params`` (the monitor's ``params:`` for this detector, checked against ``options``), and
+    returns ``{column: DetectorResult}`` for each column. Vectorise over the columns when you can.
+    An exception fails the monitor run that uses the detector (visibly); it never becomes a
+    verdict.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    measure: Callable[[Mapping[str, tuple[Any, Any]], Mapping[str, Any]], Mapping[str, Any]]
+    help: str
+    needs_labels: bool = False
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_name("detector", self.name)
+        bad = [k for k in self.kinds if k not in COLUMN_KINDS]
+        if bad or not self.kinds:
+            raise ValueError(
+                f"detector {self.name!r}: kinds must be some of {', '.join(COLUMN_KINDS)}"
+            )
+        if not callable(self.measure):
+            raise TypeError(f"detector {self.name!r}: measure must be callable")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What an alerter sends: one monitor run's verdict and what the rules did about it."""
+
+    monitor: str
+    model: str
+    version: str
+    status: str
+    drifted: tuple[str, ...]
+    share: float
+    actions: tuple[str, ...]
+    run_id: str | None
+    summary: str
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Alerter:
+    """An alert channel, yielded from ``steward_alerters()``: ``send(alert, settings)`` delivers
+    one :class:`Alert` (``settings``: the ``alerters:`` entry of steward.yaml, checked against
+    ``options``). An exception is logged and retried; it never stops the monitor run."""
+
+    name: str
+    send: Callable[[Alert, Mapping[str, Any]], None]
+    help: str
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_name("alerter", self.name)
+        if not callable(self.send):
+            raise TypeError(f"alerter {self.name!r}: send must be callable")
+
+
+@dataclass(frozen=True)
+class MonitorAction:
+    """What a monitor rule can do about a verdict, yielded from ``steward_monitor_actions()``.
+
+    ``run(context, params)`` does it and returns a one-line description; ``context`` is a
+    :class:`mlflow_steward.monitoring.rules.ActionContext` (the monitor, the verdict, a session
+    acting as ``steward-monitor``, ``dry_run``). Registry changes go through that session, so
+    policies can refuse them and they are audited. With ``dry_run`` set, describe, do nothing.
+    """
+
+    name: str
+    run: Callable[[Any, Mapping[str, Any]], str]
+    help: str
+
+    def __post_init__(self) -> None:
+        validate_name("monitor action", self.name)
+        if not callable(self.run):
+            raise TypeError(f"monitor action {self.name!r}: run must be callable")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where current data comes from, yielded from ``steward_data_sources()``.
+
+    A monitor's ``data: {NAME: spec}`` selects it; ``read(spec, context)`` returns a pandas
+    DataFrame of current rows. ``context`` has ``version`` (the monitored version: keep only the
+    rows it answered, where the data says), ``since`` (a UNIX time or ``None``: keep only newer
+    rows) and ``session`` (a :class:`~mlflow_steward.lifecycle.session.StewardSession`).
+    Raise :class:`mlflow_steward.errors.MonitoringError` with a message a user can act on.
+    """
+
+    name: str
+    read: Callable[[Any, Any], Any]
+    help: str
+
+    def __post_init__(self) -> None:
+        validate_name("data source", self.name)
+        if not callable(self.read):
+            raise TypeError(f"data source {self.name!r}: read must be callable")
