@@ -33,6 +33,8 @@ TOP_LEVEL_KEYS = {
     "policy_timeout": "seconds (or 10s, 2m) a policy may take before it counts as a deny",
     "policies": "list of policies to enforce",
     "deployments": "per-deployment settings: NAME: {target: ..., production: ..., <target options>}",
+    "monitors": "monitors: NAME: {model: models:/NAME@ALIAS, data: ..., rules: [...], ...}",
+    "alerters": "alert channels: NAME: {use: webhook|slack|smtp|<plugin>, <its options>}",
 }
 POLICY_KEYS = {
     "use": "name of the policy (see `steward plugins`)",
@@ -280,6 +282,9 @@ class StewardConfig:
     #: ``deployments:``: deployment name -> its raw settings (checked against the target's
     #: options when the deployment is used, so errors still name file, key and line).
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``monitors:`` and ``alerters:``, raw (checked by ``monitoring.monitors`` when used).
+    monitors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerters: dict[str, dict[str, Any]] = field(default_factory=dict)
     located: Located | None = None
 
     def error(self, where: Path_, message: str) -> ConfigError:
@@ -324,13 +329,18 @@ def parse_config(text: str, *, path: str | None = None) -> StewardConfig:
             config.policy_timeout = parse_duration(data["policy_timeout"])
         except ValueError as exc:
             raise loc.error(("policy_timeout",), str(exc)) from None
-    deployments = data.get("deployments") or {}
-    if not isinstance(deployments, dict):
-        raise loc.error(("deployments",), "expected a mapping: deployment name -> settings")
-    for name, settings in deployments.items():
-        if not isinstance(settings, dict):
-            raise loc.error(("deployments", name), "expected a mapping of settings")
-        config.deployments[name] = settings
+    for section, what in (
+        ("deployments", "deployment"),
+        ("monitors", "monitor"),
+        ("alerters", "alerter"),
+    ):
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise loc.error((section,), f"expected a mapping: {what} name -> settings")
+        for name, settings in entries.items():
+            if not isinstance(settings, dict):
+                raise loc.error((section, name), "expected a mapping of settings")
+            getattr(config, section)[name] = settings
     policies = data.get("policies") or []
     if not isinstance(policies, list):
         raise loc.error(("policies",), "expected a list of policies (each `- use: NAME`)")

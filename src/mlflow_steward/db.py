@@ -122,6 +122,24 @@ deployment_events = sa.Table(
     sa.Index("ix_steward_deployment_events_deployment", "deployment"),
 )
 
+# Every run of a configured monitor: its verdict and what its rules did (hysteresis and cooldown
+# are read from here, so they hold across processes and restarts).
+monitor_runs = sa.Table(
+    "steward_monitor_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("monitor", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    # JSON: [{"rule": i, "action": name, "result": text, "ok": bool}, ...]
+    sa.Column("actions", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_steward_monitor_runs_monitor", "monitor"),
+)
+
 # Governed writes that were decided and are being made: a row is inserted before MLflow's write
 # and deleted in the transaction that appends the write's audit entry. A row left behind means
 # the process stopped in between; the next governed write on the model (under its lock) finds it,

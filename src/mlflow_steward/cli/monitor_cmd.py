@@ -21,9 +21,10 @@ def monitor() -> None:
 )
 @click.option(
     "--method",
-    type=click.Choice(["auto", "ks", "wasserstein", "psi", "jensen-shannon", "chi-square", "linf"]),
     default="auto",
     show_default=True,
+    help="auto, a built-in detector (ks, wasserstein, psi, jensen-shannon, chi-square, linf) or "
+    "a plugin's (`steward plugins`).",
 )
 @click.option(
     "--correction",
@@ -82,3 +83,84 @@ def check_cmd(
             click.echo(f"  logged: run {result.run_id} (experiment steward-monitoring)")
     codes = {"healthy": 0, "drift": 1}
     click.get_current_context().exit(codes.get(verdict.status, 2))
+
+
+def _print_run(result) -> None:
+    head = (
+        f"{result.monitor}: models:/{result.model}/{result.version or '?'} {result.status.upper()}"
+    )
+    if result.rows:
+        head += f" ({result.rows} rows, {result.seconds:.2f}s)"
+    click.echo(head)
+    if result.error:
+        click.echo(f"  error: {result.error}")
+    if result.drifted:
+        click.echo(f"  drifted columns: {', '.join(result.drifted)} (share {result.share:.2f})")
+    for q in result.quality:
+        click.echo(f"  finding: {q}")
+    if result.run_id:
+        click.echo(f"  logged: run {result.run_id} (experiment steward-monitoring)")
+    for a in result.actions:
+        mark = "" if a["ok"] else " FAILED"
+        click.echo(f"  {a['action']}{mark}: {a['result']}")
+
+
+@monitor.command("run")
+@click.option("--monitor", "names", multiple=True, help="Only this monitor (repeatable).")
+@click.option("--no-log", is_flag=True, help="Do not log MLflow runs nor tag versions.")
+@click.option("--fail-on-drift", is_flag=True, help="Exit 1 when a monitor finds drift.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def run_cmd(
+    obj: StewardContext, names: tuple[str, ...], no_log: bool, fail_on_drift: bool, as_json: bool
+) -> None:
+    """Run the monitors of steward.yaml once (for cron, Airflow, a Kubernetes CronJob).
+
+    Exit 0 when every monitor ran, 1 when one failed (its data source or detector raised; the
+    others still ran), or found drift with --fail-on-drift."""
+    import time
+
+    from mlflow_steward.monitoring.runner import MonitorRunner
+
+    runner = MonitorRunner(obj.session(), log=not no_log)
+    if not runner.monitors:
+        raise click.ClickException(
+            f"no monitors in {obj.config.source or 'the configuration (no steward.yaml found)'}; "
+            "add a `monitors:` section (see docs/monitoring.md)"
+        )
+    started = time.perf_counter()
+    results = runner.run(names, progress=None if as_json else lambda m: click.echo(m, err=True))
+    total = time.perf_counter() - started
+    if as_json:
+        echo_json({"seconds": total, "runs": [r.to_dict() for r in results]})
+    else:
+        for result in results:
+            _print_run(result)
+        click.echo(
+            f"{len(results)} monitor(s) in {total:.2f}s"
+            + (f", {total / len(results):.2f}s per monitor" if results else "")
+        )
+    failed = any(r.status == "error" for r in results)
+    drift = any(r.status == "drift" for r in results)
+    click.get_current_context().exit(1 if failed or (fail_on_drift and drift) else 0)
+
+
+@monitor.command("watch")
+@click.option("--monitor", "names", multiple=True, help="Only this monitor (repeatable).")
+@click.option("--max-runs", type=int, help="Stop after this many monitor runs.")
+@click.pass_obj
+def watch_cmd(obj: StewardContext, names: tuple[str, ...], max_runs: int | None) -> None:
+    """Run the monitors on their `schedule:` until stopped (Ctrl-C, SIGTERM)."""
+    import contextlib
+    import signal
+    import threading
+
+    from mlflow_steward.monitoring.runner import MonitorRunner
+
+    runner = MonitorRunner(obj.session())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for m in runner.select(names):
+        click.echo(f"watching {m.name} ({m.model}) every {m.schedule:g}s", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.watch(names, stop=stop, report=_print_run, max_runs=max_runs)

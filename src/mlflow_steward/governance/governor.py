@@ -56,6 +56,17 @@ def current_action_context() -> dict[str, Any]:
 _request_actor: ContextVar[str | None] = ContextVar("steward_request_actor", default=None)
 
 
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Governed actions inside the block are made by ``actor`` (steward's own automation, e.g.
+    ``steward-monitor``): policies see that actor and the audit log records it."""
+    token = _request_actor.set(actor)
+    try:
+        yield
+    finally:
+        _request_actor.reset(token)
+
+
 #: The audit sequence numbers recorded while serving the current request (server app).
 _request_audit: ContextVar[list[int] | None] = ContextVar("steward_request_audit", default=None)
 

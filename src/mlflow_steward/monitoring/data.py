@@ -48,9 +48,14 @@ def _rows(payload: dict[str, Any]) -> pd.DataFrame:
     raise ValueError(f"unknown payload keys {sorted(payload)}")
 
 
-def read_request_logs(directory: Path, version: str | None = None) -> pd.DataFrame:
+def read_request_logs(
+    directory: Path, version: str | None = None, since: float | None = None
+) -> pd.DataFrame:
     """Rows of every successful logged request (payloads logged), with predictions; only those
-    answered by ``version`` when given (a deployment's log holds every version it served)."""
+    answered by ``version`` when given (a deployment's log holds every version it served), and
+    only those newer than ``since`` (UNIX time) when given."""
+    from datetime import datetime
+
     from mlflow_steward.deployment.onprem.reqlog import read_request_log
 
     frames = []
@@ -60,6 +65,9 @@ def read_request_logs(directory: Path, version: str | None = None) -> pd.DataFra
             skipped += 1
             continue
         if version is not None and str(record.get("version")) != str(version):
+            skipped += 1
+            continue
+        if since is not None and datetime.fromisoformat(record["ts"]).timestamp() < since:
             skipped += 1
             continue
         try:
@@ -77,19 +85,21 @@ def read_request_logs(directory: Path, version: str | None = None) -> pd.DataFra
         raise MonitoringError(
             f"no request with a logged payload in {directory}"
             + (f" answered by version {version}" if version is not None else "")
-            + f" ({skipped} records skipped: other versions, failed requests, or payload "
-            "logging switched off)"
+            + (" in the window" if since is not None else "")
+            + f" ({skipped} records skipped: other versions, failed or older requests, or "
+            "payload logging switched off)"
         )
     return pd.concat(frames, ignore_index=True)
 
 
-def read_current(spec: str, version: str | None = None) -> pd.DataFrame:
+def read_current(spec: str, version: str | None = None, since: float | None = None) -> pd.DataFrame:
     """A file, a glob of files, or an on-prem deployment's request-log directory (then only the
-    requests ``version`` answered, when given)."""
+    requests ``version`` answered, when given). ``since``: only files modified (requests made)
+    after that UNIX time."""
     path = Path(spec).expanduser()
     if path.is_dir():
         if any(path.glob("requests-*")):
-            return read_request_logs(path, version)
+            return read_request_logs(path, version, since)
         raise MonitoringError(f"{spec} is a folder without request-log files (requests-*)")
     paths = (
         [Path(p) for p in sorted(glob.glob(str(path)))] if any(c in spec for c in "*?[") else [path]
@@ -97,4 +107,28 @@ def read_current(spec: str, version: str | None = None) -> pd.DataFrame:
     missing = [p for p in paths if not p.is_file()]
     if not paths or missing:
         raise MonitoringError(f"no data file at {spec}")
+    if since is not None:
+        paths = [p for p in paths if p.stat().st_mtime >= since]
+        if not paths:
+            raise MonitoringError(f"no data file at {spec} changed in the monitor's window")
     return pd.concat([read_table(p) for p in paths], ignore_index=True)
+
+
+def request_log_dir(session: Any, deployment: str) -> Path:
+    """Where deployment ``deployment`` writes its request log."""
+    from mlflow_steward.deployment.state import DeploymentStore
+    from mlflow_steward.errors import DeploymentError
+
+    try:
+        info = DeploymentStore(session.governor.db_engine).require(deployment)
+    except DeploymentError as exc:
+        raise MonitoringError(str(exc)) from None
+    if info.options.get("request_log") is False:
+        raise MonitoringError(
+            f"deployment {deployment!r} does not log requests (request_log: false); switch it "
+            "on to monitor its traffic"
+        )
+    folder = info.options.get("request_log_dir") or (
+        Path(info.runtime.get("state_dir", "")) / "requests"
+    )
+    return Path(folder)

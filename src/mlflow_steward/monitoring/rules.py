@@ -1,0 +1,355 @@
+"""Monitor rules: verdicts mapped to actions, with hysteresis (N consecutive runs), cooldown and
+dry-run; and the built-in actions (tag, alert, demote, rollback).
+
+Every registry change an action makes goes through the governed store as actor
+``steward-monitor``: a policy can refuse it (the refusal is the action's result, and audited),
+exactly as it would refuse a person.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow_steward import hookimpl
+from mlflow_steward.errors import MonitoringError
+from mlflow_steward.monitoring.monitors import NO_VERDICT
+from mlflow_steward.plugins.types import Alert, MonitorAction
+
+_logger = logging.getLogger(__name__)
+
+MONITOR_ACTOR = "steward-monitor"
+FLAG_TAG = "steward.monitor.flag"
+
+
+@dataclass
+class ActionContext:
+    """What an action sees: the monitor, this run's result, a session, and the alert channels."""
+
+    monitor: Any
+    model: str
+    version: str
+    status: str
+    drifted: tuple[str, ...]
+    share: float
+    run_id: str | None
+    session: Any
+    dry_run: bool
+    alerters: Mapping[str, Any]
+    channels: Mapping[str, Any]
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def alias(self) -> str | None:
+        from mlflow_steward.registry import parse_model_uri
+
+        return parse_model_uri(self.monitor.model).alias
+
+    def alert(self) -> Alert:
+        summary = (
+            f"monitor {self.monitor.name}: {self.status.upper()} on models:/{self.model}/"
+            f"{self.version}"
+            + (f"; drifted columns: {', '.join(self.drifted)}" if self.drifted else "")
+            + (f"; actions: {'; '.join(self.done)}" if self.done else "")
+        )
+        return Alert(
+            monitor=self.monitor.name,
+            model=self.model,
+            version=self.version,
+            status=self.status,
+            drifted=tuple(self.drifted),
+            share=self.share,
+            actions=tuple(self.done),
+            run_id=self.run_id,
+            summary=summary,
+            time=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+
+def _governed(context: ActionContext):
+    from mlflow_steward.governance.governor import acting_as
+
+    return acting_as(MONITOR_ACTOR)
+
+
+def _tag(context: ActionContext, params: Any) -> str:
+    params = params or {}
+    key = params.get("key", FLAG_TAG)
+    value = str(params.get("value", f"{context.status} {context.alert().time}"))
+    what = f"tag v{context.version} {key}={value}"
+    if context.dry_run:
+        return f"would {what}"
+    if key.startswith("steward."):
+        context.session.store.set_steward_tag(
+            context.model, context.version, key, value, actor=MONITOR_ACTOR
+        )
+    else:
+        from mlflow.entities.model_registry import ModelVersionTag
+
+        with _governed(context):
+            context.session.store.set_model_version_tag(
+                context.model, context.version, ModelVersionTag(key, value)
+            )
+    return f"tagged v{context.version} {key}={value}"
+
+
+def _alert(context: ActionContext, params: Any) -> str:
+    from mlflow_steward.monitoring.alerting import deliver
+    from mlflow_steward.monitoring.monitors import alert_targets
+
+    targets = alert_targets(params, context.alerters)
+    if context.dry_run:
+        return f"would alert {', '.join(targets)}"
+    results = deliver(context.alert(), targets, context.alerters, context.channels)
+    parts = [
+        f"{r.alerter} ok" if r.ok else f"{r.alerter} FAILED after {r.attempts} tries ({r.error})"
+        for r in results
+    ]
+    return "alerted " + ", ".join(parts)
+
+
+def _demote(context: ActionContext, params: Any) -> str:
+    alias = (params or {}).get("alias") if isinstance(params, dict) else None
+    alias = alias or context.alias
+    if not alias:
+        raise MonitoringError("demote needs an alias: monitor models:/NAME@ALIAS or give {alias:}")
+    holder = context.session.store.holder_of(context.model, alias)
+    if holder != context.version:
+        return (
+            f"@{alias} is held by {holder or 'nobody'}, not v{context.version}: nothing to demote"
+        )
+    if context.dry_run:
+        return f"would remove @{alias} from v{context.version}"
+    with _governed(context):
+        context.session.store.delete_registered_model_alias(context.model, alias)
+    return f"removed @{alias} from v{context.version}"
+
+
+def healthy_previous_holder(session: Any, model: str, alias: str, current: str) -> str | None:
+    """The newest earlier holder of ``alias`` whose own last monitor verdict was not bad."""
+    from mlflow_steward.monitoring.check import STATUS_TAG
+
+    seen = {current}
+    for entry in reversed(session.history(model, alias)):
+        for version in (entry.previous_version, entry.version):
+            if version is None or version in seen:
+                continue
+            seen.add(version)
+            try:
+                tags = session.store.get_model_version(model, version).tags
+            except Exception:  # deleted since
+                continue
+            if tags.get(STATUS_TAG) not in ("drift", "invalid"):
+                return version
+    return None
+
+
+def _rollback(context: ActionContext, params: Any) -> str:
+    params = params if isinstance(params, dict) else {}
+    alias = params.get("alias") or context.alias
+    if not alias:
+        raise MonitoringError(
+            "rollback needs an alias: monitor models:/NAME@ALIAS or give {alias:}"
+        )
+    holder = context.session.store.holder_of(context.model, alias)
+    if holder != context.version:
+        return f"@{alias} is held by {holder or 'nobody'}, not v{context.version}: no rollback"
+    target = healthy_previous_holder(context.session, context.model, alias, context.version)
+    if target is None:
+        raise MonitoringError(
+            f"no earlier healthy holder of @{alias} on {context.model!r} to roll back to"
+        )
+    follow = params.get("deployments", True)
+    if context.dry_run:
+        return f"would move @{alias} from v{context.version} back to v{target}"
+    with _governed(context):
+        context.session.rollback(context.model, alias, to_version=target)
+    out = f"moved @{alias} from v{context.version} back to v{target}"
+    if follow:
+        out += _follow_deployments(context, alias)
+    return out
+
+
+def _follow_deployments(context: ActionContext, alias: str) -> str:
+    """Update the deployments that serve ``models:/MODEL@ALIAS`` to the alias's new holder."""
+    from mlflow_steward.deployment.host import DeploymentHost
+
+    uri = f"models:/{context.model}@{alias}"
+    host = DeploymentHost(context.session)
+    moved = []
+    for info in host.store.list(None):
+        if info.requested != uri:
+            continue
+        with _governed(context):
+            done = host.update(info.name, uri)
+        moved.append(f"{info.name} now serves v{done.version}")
+    return ("; deployment " + ", ".join(moved)) if moved else ""
+
+
+@hookimpl
+def steward_monitor_actions() -> Iterator[MonitorAction]:
+    yield MonitorAction(
+        "tag", _tag, "tag the version (default steward.monitor.flag=<status> <time>; {key, value})"
+    )
+    yield MonitorAction("alert", _alert, "send the alert to alerters (default: all configured)")
+    yield MonitorAction("demote", _demote, "remove the monitored alias from the version")
+    yield MonitorAction(
+        "rollback",
+        _rollback,
+        "move the alias back to its last earlier holder with a healthy verdict, and update the "
+        "deployments that serve the alias ({deployments: false} to leave them)",
+    )
+
+
+# -- rule evaluation ---------------------------------------------------------------------------
+
+
+def recent_statuses(engine: Any, monitor: str, version: str, limit: int) -> list[str]:
+    """The newest ``limit`` statuses of ``monitor`` on ``version``, newest first (a streak
+    starts again when the monitored alias moves to another version)."""
+    import sqlalchemy as sa
+
+    from mlflow_steward import db
+
+    query = (
+        sa.select(db.monitor_runs.c.status)
+        .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.version == version)
+        .order_by(db.monitor_runs.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [r.status for r in conn.execute(query)]
+
+
+def last_run(engine: Any, monitor: str) -> float | None:
+    """When ``monitor`` last ran (any status), or ``None``."""
+    import sqlalchemy as sa
+
+    from mlflow_steward import db
+
+    query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(db.monitor_runs.c.monitor == monitor)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
+def last_fired(engine: Any, monitor: str, rule: int) -> float | None:
+    """When rule ``rule`` of ``monitor`` last acted (dry runs included)."""
+    import sqlalchemy as sa
+
+    from mlflow_steward import db
+
+    query = (
+        sa.select(db.monitor_runs.c.ts, db.monitor_runs.c.actions)
+        .where(db.monitor_runs.c.monitor == monitor)
+        .order_by(db.monitor_runs.c.id.desc())
+        .limit(500)
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            if any(a.get("rule") == rule for a in json.loads(row.actions)):
+                return float(row.ts)
+    return None
+
+
+def record_run(
+    engine: Any,
+    *,
+    monitor: str,
+    model: str,
+    version: str | None,
+    status: str,
+    run_id: str | None,
+    actions: list[dict[str, Any]],
+    detail: Mapping[str, Any],
+    ts: float,
+) -> None:
+    from mlflow_steward import db
+
+    with engine.begin() as conn:
+        conn.execute(
+            db.monitor_runs.insert().values(
+                monitor=monitor,
+                model=model,
+                version=version,
+                status=status,
+                ts=ts,
+                run_id=run_id,
+                actions=json.dumps(actions),
+                detail=json.dumps(dict(detail), default=str),
+            )
+        )
+
+
+def apply_rules(
+    context: ActionContext, actions: Mapping[str, MonitorAction], now: float
+) -> list[dict[str, Any]]:
+    """Run the actions of every rule that fires on this run; return what each did.
+
+    A rule fires when this run's status is one of its ``when`` and the ``after - 1`` runs before
+    it had such a status too, unless it acted less than ``cooldown`` ago. An action that raises
+    (or is refused by a policy) is reported and the next one still runs.
+    """
+    engine = context.session.governor.db_engine
+    done: list[dict[str, Any]] = []
+    for rule in context.monitor.rules:
+        if context.status not in rule.when:
+            continue
+        previous = recent_statuses(engine, context.monitor.name, context.version, rule.after - 1)
+        if len(previous) < rule.after - 1 or any(s not in rule.when for s in previous):
+            done.append(
+                {
+                    "rule": None,
+                    "action": "wait",
+                    "ok": True,
+                    "result": f"rule {rule.index}: {1 + _streak(previous, rule.when)} of "
+                    f"{rule.after} consecutive {'/'.join(rule.when)} runs",
+                }
+            )
+            continue
+        fired = last_fired(engine, context.monitor.name, rule.index)
+        if rule.cooldown and fired is not None and now - fired < rule.cooldown:
+            done.append(
+                {
+                    "rule": None,
+                    "action": "cooldown",
+                    "ok": True,
+                    "result": f"rule {rule.index}: cooling down until "
+                    + datetime.fromtimestamp(fired + rule.cooldown, UTC).isoformat(
+                        timespec="seconds"
+                    ),
+                }
+            )
+            continue
+        for call in rule.actions:
+            if context.status in NO_VERDICT and call.name != "alert":
+                continue  # refused when the configuration is read; kept as a second guard
+            try:
+                result = actions[call.name].run(context, call.params)
+                ok = True
+            except Exception as exc:
+                result = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+                ok = False
+                _logger.warning(
+                    "monitor %s: action %s failed: %s", context.monitor.name, call.name, result
+                )
+            context.done.append(f"{call.name}: {result}")
+            done.append({"rule": rule.index, "action": call.name, "ok": ok, "result": result})
+    return done
+
+
+def _streak(statuses: list[str], when: tuple[str, ...]) -> int:
+    n = 0
+    for status in statuses:
+        if status not in when:
+            break
+        n += 1
+    return n
+
+
+def now() -> float:
+    return time.time()

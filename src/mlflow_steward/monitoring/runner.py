@@ -1,0 +1,183 @@
+"""Run the monitors of steward.yaml: once (``steward monitor run``, for cron, Airflow or a
+Kubernetes CronJob) or on their schedules (``steward monitor watch``).
+
+Each monitor run is isolated: a data source or detector that raises fails that run visibly
+(status ``error``, its message on the result, the run recorded) and the other monitors still
+run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlflow_steward.monitoring.monitors import (
+    SINCE_LAST_RUN,
+    Monitor,
+    load_monitors,
+    parse_alerters,
+)
+from mlflow_steward.monitoring.rules import ActionContext, apply_rules, last_run, record_run
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceContext:
+    version: str | None
+    since: float | None
+    session: Any
+
+
+@dataclass
+class MonitorRun:
+    monitor: str
+    model: str
+    version: str | None
+    status: str
+    run_id: str | None = None
+    drifted: list[str] = field(default_factory=list)
+    share: float = 0.0
+    quality: list[str] = field(default_factory=list)
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MonitorRunner:
+    def __init__(self, session: Any, *, log: bool = True) -> None:
+        self.session = session
+        self.pm = session.pm
+        self.config = session.config
+        self.log = log
+        self.monitors: dict[str, Monitor] = load_monitors(self.config, self.pm)
+        self.alerters = parse_alerters(self.config, self.pm)
+
+    def select(self, names: tuple[str, ...] = ()) -> list[Monitor]:
+        from mlflow_steward.monitoring.monitors import require
+
+        if not names:
+            return list(self.monitors.values())
+        return [require(self.monitors, n, self.config) for n in names]
+
+    def read(self, monitor: Monitor, version: str, now: float) -> Any:
+        sources = self.pm.hooks.data_sources()
+        if isinstance(monitor.data, dict):
+            source, spec = next(iter(monitor.data.items()))
+        else:
+            source, spec = "files", monitor.data
+        if monitor.window == SINCE_LAST_RUN:
+            since = last_run(self.session.governor.db_engine, monitor.name)
+        else:
+            since = now - monitor.window if monitor.window else None
+        return sources[source].read(spec, SourceContext(version, since, self.session))
+
+    def run_one(self, monitor: Monitor, *, now: float | None = None) -> MonitorRun:
+        from mlflow_steward.monitoring.check import check_current, resolve
+
+        started = time.perf_counter()
+        now = time.time() if now is None else now
+        name = monitor.model.removeprefix("models:/").split("@")[0].split("/")[0]
+        out = MonitorRun(monitor.name, name, None, "error")
+        try:
+            out.model, out.version = resolve(self.session, monitor.model)
+            current = self.read(monitor, out.version, now)
+            out.rows = len(current)
+            result = check_current(
+                self.session,
+                out.model,
+                out.version,
+                current,
+                log=self.log,
+                **monitor.judge_settings(),
+            )
+            verdict = result.verdict
+            out.status, out.run_id = verdict.status, result.run_id
+            out.drifted, out.share, out.quality = (
+                list(verdict.drifted),
+                verdict.share,
+                list(verdict.quality),
+            )
+            out.columns = [asdict(c) for c in verdict.columns]
+        except Exception as exc:
+            out.status = "error"
+            out.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+            _logger.warning("monitor %s failed: %s", monitor.name, out.error)
+        if out.version is not None:
+            context = ActionContext(
+                monitor=monitor,
+                model=out.model,
+                version=out.version,
+                status=out.status,
+                drifted=tuple(out.drifted),
+                share=out.share,
+                run_id=out.run_id,
+                session=self.session,
+                dry_run=monitor.dry_run,
+                alerters=self.alerters,
+                channels=self.pm.hooks.alerters(),
+            )
+            out.actions = apply_rules(context, self.pm.hooks.monitor_actions(), now)
+        out.seconds = time.perf_counter() - started
+        record_run(
+            self.session.governor.db_engine,
+            monitor=monitor.name,
+            model=out.model,
+            version=out.version,
+            status=out.status,
+            run_id=out.run_id,
+            actions=out.actions,
+            detail={"error": out.error, "drifted": out.drifted, "rows": out.rows},
+            ts=now,
+        )
+        return out
+
+    def run(
+        self,
+        names: tuple[str, ...] = (),
+        progress: Callable[[str], None] | None = None,
+    ) -> list[MonitorRun]:
+        selected = self.select(names)
+        results = []
+        for i, monitor in enumerate(selected, 1):
+            if progress:
+                progress(f"[{i}/{len(selected)}] {monitor.name}: {monitor.model}")
+            results.append(self.run_one(monitor))
+        return results
+
+    def watch(
+        self,
+        names: tuple[str, ...] = (),
+        *,
+        stop: threading.Event | None = None,
+        report: Callable[[MonitorRun], None] | None = None,
+        max_runs: int | None = None,
+    ) -> int:
+        """Run each monitor now and then every ``schedule``; until ``stop`` is set (or
+        ``max_runs`` runs were made). Returns the number of runs."""
+        stop = stop or threading.Event()
+        selected = self.select(names)
+        due: Mapping[str, float] = {m.name: time.monotonic() for m in selected}
+        due = dict(due)
+        runs = 0
+        while not stop.is_set():
+            for monitor in selected:
+                if time.monotonic() >= due[monitor.name]:
+                    result = self.run_one(monitor)
+                    runs += 1
+                    due[monitor.name] = time.monotonic() + monitor.schedule
+                    if report:
+                        report(result)
+                    if max_runs is not None and runs >= max_runs:
+                        return runs
+            stop.wait(max(0.05, min(due.values()) - time.monotonic()))
+        return runs
