@@ -40,7 +40,13 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert re.search(r"ROLLED BACK automatically to version 3: automatic rollback: error rate of "
                      r"v4 was \d+\.\d% over the last \d+ requests", out), out[-4000:]
     assert re.search(r"auto-rollback +v4 -> v3 +by steward-gateway", out)
-    assert "audit log OK: 22 entries, hash chain intact" in out
+    # Monitoring: healthy on normal traffic, drift on the shifted traffic, rolled back by the rule.
+    assert "verdict: HEALTHY on 143 logged rows of v5" in out
+    assert "verdict: DRIFT on 143 logged rows of v5" in out
+    assert "rule -> rollback: moved @production from v5 back to v3; deployment breast-cancer " \
+        "now serves v3" in out
+    assert re.search(r"#\d+ +steward-monitor +set_alias +breast-cancer/3@production +allowed", out)
+    assert "audit log OK: 34 entries, hash chain intact" in out
     assert "deployment 'breast-cancer' stopped" in out
 
     root = tmp_path / "qs"
@@ -58,7 +64,12 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
 
     deployed = _steward("deploy", "history", "breast-cancer", env=env)
     assert [line.split()[1] for line in deployed.stdout.splitlines()] == [
-        "create", "update", "update", "auto-rollback", "delete"]
+        "create", "update", "update", "auto-rollback", "update", "update", "delete"]
+    monitor_runs = _steward("monitor", "run", "--no-log", "--json", env=env)
+    assert monitor_runs.returncode == 1, monitor_runs.stdout  # the deployment is gone now
+    [run] = json.loads(monitor_runs.stdout)["runs"]
+    assert run["status"] == "error"
+    assert "no deployment named 'breast-cancer'" in run["error"], run
     requests = list((root / "home" / "deployments" / "breast-cancer" / "requests").glob("*.jsonl"))
     assert requests, "the gateway logged no requests"
 

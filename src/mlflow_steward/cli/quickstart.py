@@ -177,7 +177,9 @@ def quickstart(obj: StewardContext, folder: str, keep: bool, port: int, keep_ser
     deployment = _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train)
 
     try:
-        _step(12, "The audit log (steward audit log)")
+        _monitor_steps(config_path, db_uri, name, deployment, X_train, y_train, X_test, y_test)
+
+        _step(15, "The audit log (steward audit log)")
         from mlflow_steward import db
         from mlflow_steward.governance.audit import AuditLog
 
@@ -195,7 +197,7 @@ def quickstart(obj: StewardContext, folder: str, keep: bool, port: int, keep_ser
                 f"({e.outcome[:70]})"
             )
 
-        _step(13, "Verifying the audit chain (steward audit verify)")
+        _step(16, "Verifying the audit chain (steward audit verify)")
         result = log.verify()
         if not result.ok:
             raise click.ClickException(f"audit chain broken: {result.problem}")
@@ -215,10 +217,143 @@ def quickstart(obj: StewardContext, folder: str, keep: bool, port: int, keep_ser
     click.echo(f"  steward check models:/{name}/{v_weak} --to production")
     click.echo(f"  steward history {name}")
     click.echo(f"  steward deploy history {name}")
+    click.echo("  steward monitor run --monitor breast-cancer-production")
     if keep_serving:
         click.echo(f"  steward deploy status {name}")
         click.echo(f"  steward deploy delete {name}")
     click.echo("  steward audit verify")
+
+
+MONITOR_CONFIG = """
+monitors:
+  breast-cancer-production:
+    model: models:/breast-cancer@production
+    data: {requests: breast-cancer}
+    window: since-last-run
+    rules:
+      - when: drift
+        do: [rollback]
+"""
+
+
+def _monitor_steps(config_path, db_uri, name, deployment, X_train, y_train, X_test, y_test) -> None:
+    """Steps 12-14: a release trained with log_baseline serves; the monitor judges its traffic
+    (healthy, then drifted) and its rule rolls @production and the deployment back."""
+    import json
+    import time
+    import urllib.request
+
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import mlflow_steward as steward
+    from mlflow_steward.errors import MonitoringError
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.monitoring.data import read_request_logs, request_log_dir
+    from mlflow_steward.monitoring.runner import MonitorRunner
+
+    host, endpoint = deployment.host, deployment.endpoint
+    _step(12, "A release trained with steward.log_baseline(...), deployed to follow @production")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=2.0, max_iter=1000))
+    with mlflow.start_run(run_name="logreg-c2-baseline"):
+        model.fit(X_train, y_train)
+        mlflow.log_metric("accuracy", float(model.score(X_test, y_test)))
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(X_test, model.predict(X_test)),
+            input_example=X_test.head(3),
+        )
+        steward.log_baseline(X_train, y_train, model.predict(X_train), model_info=logged)
+    version = str(mlflow.register_model(logged.model_uri, name).version)
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "owner", "alice")
+    client.set_registered_model_alias(name, "production", version)
+    info = host.update(name, f"models:/{name}@production")
+    click.echo(
+        f"    version {version} holds @production, with its training data as the monitoring "
+        f"baseline; the deployment serves v{info.version} and follows the alias"
+    )
+    config_path.write_text(config_path.read_text() + MONITOR_CONFIG)
+    click.echo(
+        "    monitor added to steward.yaml:" + MONITOR_CONFIG.rstrip().replace("\n", "\n    ")
+    )
+
+    def send(rows) -> None:
+        for start in range(0, len(rows), 10):
+            part = rows.iloc[start : start + 10]
+            body = json.dumps({"dataframe_split": part.to_dict(orient="split", index=False)})
+            request = urllib.request.Request(
+                f"{endpoint}/invocations",
+                data=body.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+
+    session = StewardSession(registry_uri=f"steward+{db_uri}", tracking_uri=db_uri)
+    folder = request_log_dir(session, name)
+
+    def logged_rows(expected: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if len(read_request_logs(folder, version)) >= expected:
+                    return
+            except MonitoringError:
+                pass
+            time.sleep(0.3)
+
+    def monitor(title: str) -> object:
+        [result] = MonitorRunner(session).run()
+        color = {"healthy": "green", "drift": "yellow"}.get(result.status, "red")
+        click.secho(
+            f"    {title}: {result.status.upper()} on {result.rows} logged rows of v{result.version}",
+            fg=color,
+            bold=True,
+        )
+        if result.error:
+            raise click.ClickException(f"the monitor failed: {result.error}")
+        if result.drifted:
+            shown = ", ".join(result.drifted[:6]) + (" ..." if len(result.drifted) > 6 else "")
+            click.echo(
+                f"      drifted: {len(result.drifted)} columns ({shown}), share {result.share:.2f}"
+            )
+        click.echo(
+            f"      MLflow run {result.run_id} (experiment steward-monitoring): report.html with "
+            "a plot per column"
+        )
+        for action in result.actions:
+            click.echo(f"      rule -> {action['action']}: {action['result']}")
+        return result
+
+    _step(13, f"Monitoring normal traffic: {len(X_test)} rows, then `steward monitor run`")
+    send(X_test)
+    logged_rows(len(X_test))
+    monitor("verdict")
+
+    _step(14, "Drifted traffic: a recalibrated scanner reads every 'mean'/'worst' value 40% high")
+    shifted = X_test.copy()
+    scaled = [c for c in shifted.columns if c.startswith(("mean", "worst"))]
+    shifted[scaled] = shifted[scaled] * 1.4
+    send(shifted)
+    logged_rows(2 * len(X_test))
+    result = monitor("verdict")
+    holder = client.get_model_version_by_alias(name, "production").version
+    served = host.get(name).version
+    if result.status != "drift" or str(holder) == version:
+        raise click.ClickException("the drifted traffic did not roll @production back")
+    click.secho(
+        f"    ROLLED BACK by the monitor: @production -> v{holder}, deployment serving v{served} "
+        "(through governance, as steward-monitor)",
+        fg="yellow",
+        bold=True,
+    )
 
 
 class _Deployed:
