@@ -17,17 +17,20 @@ from mlflow_steward.monitoring.baseline import PREDICTION
 REQUEST_ID = "__request_id__"
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Any, source: Any = None) -> pd.DataFrame:
+    """A CSV, Parquet or JSON(L) table by its name's suffix; from ``source`` (a file object)
+    when given, else from ``path``."""
     suffix = path.suffix.lower()
+    source = path if source is None else source
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(source)
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(source)
         if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(path, lines=True)
+            return pd.read_json(source, lines=True)
         if suffix == ".json":
-            return pd.read_json(path)
+            return pd.read_json(source)
     except Exception as exc:
         raise MonitoringError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
     raise MonitoringError(f"{path}: unknown file type {suffix!r}; use .csv, .parquet or .jsonl")

@@ -30,6 +30,57 @@ def _requests(spec: Any, context: Any) -> Any:
     return read_request_logs(folder, context.version, context.since)
 
 
+def _s3(spec: Any, context: Any) -> Any:
+    """``s3://bucket/prefix``: every CSV, Parquet or JSONL object under the prefix (modified after
+    ``since``). boto3 finds credentials as usual; ``MLFLOW_S3_ENDPOINT_URL`` (MLflow's setting)
+    or ``AWS_ENDPOINT_URL`` points it at another endpoint (MinIO, moto)."""
+    import io
+    import os
+    from datetime import UTC, datetime
+    from pathlib import PurePosixPath
+
+    import pandas as pd
+
+    from mlflow_steward.monitoring.data import read_table
+
+    if not isinstance(spec, str) or not spec.startswith("s3://"):
+        raise MonitoringError(f"s3: expected s3://bucket/prefix, got {spec!r}")
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise MonitoringError(
+            "the s3 data source needs boto3: pip install 'mlflow-steward[s3]'"
+        ) from None
+    bucket, _, prefix = spec.removeprefix("s3://").partition("/")
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    client = boto3.client("s3", endpoint_url=endpoint or None)
+    frames = []
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [
+            obj["Key"]
+            for page in pages
+            for obj in page.get("Contents", [])
+            if PurePosixPath(obj["Key"]).suffix.lower() in (".csv", ".parquet", ".jsonl", ".ndjson")
+            and (
+                context.since is None
+                or obj["LastModified"] >= datetime.fromtimestamp(context.since, UTC)
+            )
+        ]
+        for key in sorted(keys):
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            frames.append(read_table(PurePosixPath(key), io.BytesIO(body)))
+    except (BotoCoreError, ClientError) as exc:
+        raise MonitoringError(f"cannot read {spec}: {exc}") from exc
+    if not frames:
+        raise MonitoringError(
+            f"no CSV, Parquet or JSONL object under {spec}"
+            + (" changed in the monitor's window" if context.since is not None else "")
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 @hookimpl
 def steward_data_sources() -> Iterator[DataSource]:
     yield DataSource(
@@ -39,4 +90,9 @@ def steward_data_sources() -> Iterator[DataSource]:
         name="requests",
         read=_requests,
         help="the request log of a steward deployment (on-prem target): its name",
+    )
+    yield DataSource(
+        name="s3",
+        read=_s3,
+        help="CSV, Parquet or JSONL objects under s3://bucket/prefix (boto3: the s3 extra)",
     )

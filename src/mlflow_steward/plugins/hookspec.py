@@ -27,9 +27,13 @@ import pluggy
 from mlflow_steward import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
     from mlflow_steward.deployment.base import DeploymentEvent, DeploymentInfo
     from mlflow_steward.governance.engine import Decision
     from mlflow_steward.governance.events import ActionEvent
+    from mlflow_steward.monitoring.rules import ActionContext
     from mlflow_steward.plugins.types import (
         Alerter,
         Command,
@@ -147,6 +151,23 @@ def steward_data_sources() -> Iterable[DataSource]:
         @hookimpl
         def steward_data_sources():
             yield DataSource(name="warehouse", read=read_warehouse, help="a SQL query")
+    """
+
+
+@hookspec(firstresult=True)
+def steward_retrain(context: ActionContext, params: Mapping[str, Any]) -> str | None:
+    """Retrain the monitored model your way (an Airflow DAG, a CI pipeline, a Kubernetes Job);
+    return a one-line description of what was started, or ``None`` to leave it to the next
+    plugin and finally to steward's own (re-running the producing run's MLflow project from its
+    git commit). Called by the ``retrain`` rule action inside its governed ``retrain`` action,
+    so a policy can refuse it first; an exception fails the action (reported, not raised).
+
+    Example::
+
+        @hookimpl
+        def steward_retrain(context, params):
+            dag_run = airflow.trigger("retrain-" + context.model, conf={"version": context.version})
+            return f"triggered Airflow run {dag_run.id}"
     """
 
 

@@ -344,6 +344,10 @@ class StewardHooks:
     def on_deploy_error(self, *, event: DeploymentEvent, error: BaseException) -> None:
         self._observe("steward_on_deploy_error", event=event, error=error)
 
+    def retrain(self, *, context: Any, params: Any) -> str | None:
+        """The first plugin's answer to ``steward_retrain``; ``None`` when no plugin retrains."""
+        return self._pm.hook.steward_retrain(context=context, params=params)
+
 
 def _load_entry_points(pm: StewardPluginManager) -> None:
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

@@ -35,6 +35,7 @@ ACTIONS: tuple[str, ...] = (
     "approve",
     "reject",
     "deploy",
+    "retrain",
 )
 
 #: Actions that move a version into a lifecycle position (an alias or a legacy stage).
