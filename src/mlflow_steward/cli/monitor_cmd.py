@@ -35,6 +35,18 @@ def monitor() -> None:
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option("--min-samples", type=int, default=100, show_default=True)
 @click.option("--drift-share", type=float, default=0.3, show_default=True)
+@click.option(
+    "--labels",
+    help="Labels that arrived later (request_id, label[, row]): also judge the realised "
+    "performance of the served predictions (DATA must be a request log).",
+)
+@click.option(
+    "--performance-metric",
+    type=click.Choice(["accuracy", "rmse", "mae"]),
+    default="accuracy",
+    show_default=True,
+)
+@click.option("--max-performance-drop", type=float, default=0.05, show_default=True)
 @click.option("--no-log", is_flag=True, help="Do not log an MLflow run nor tag the version.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -47,17 +59,24 @@ def check_cmd(
     alpha: float,
     min_samples: int,
     drift_share: float,
+    labels: str | None,
+    performance_metric: str,
+    max_performance_drop: float,
     no_log: bool,
     as_json: bool,
 ) -> None:
     """Check MODEL_URI (models:/NAME@ALIAS) on DATA once. Exit 0 healthy, 1 drift, 2 not judged."""
     from mlflow_steward.monitoring.check import check
+    from mlflow_steward.monitoring.data import read_current
 
     result = check(
         obj.session(),
         model_uri,
         data,
         log=not no_log,
+        labels=read_current(labels) if labels else None,
+        performance_metric=performance_metric,
+        max_performance_drop=max_performance_drop,
         method=method,
         correction=correction,
         alpha=alpha,

@@ -63,21 +63,58 @@ def check(
 
 
 def check_current(
-    session: Any, name: str, version: str, current: Any, *, log: bool = True, **settings: Any
+    session: Any,
+    name: str,
+    version: str,
+    current: Any,
+    *,
+    log: bool = True,
+    labels: Any = None,
+    performance_metric: str = "accuracy",
+    max_performance_drop: float = 0.05,
+    label_column: str = "label",
+    **settings: Any,
 ) -> CheckResult:
-    """Judge ``current`` (a DataFrame) against the baseline of ``name`` version ``version``."""
+    """Judge ``current`` (a DataFrame) against the baseline of ``name`` version ``version``;
+    with ``labels`` (request_id, label[, row]), also the realised performance of the served
+    predictions: a drop of more than ``max_performance_drop`` makes the verdict ``drift``."""
+    from dataclasses import replace
+
     from mlflow import MlflowClient
+
+    from mlflow_steward.monitoring.performance import realised
+    from mlflow_steward.monitoring.verdict import DRIFT, HEALTHY
 
     mv = session.store.get_model_version(name, version)
     client = MlflowClient(session.tracking_uri, session.registry_uri.removeprefix("steward+"))
     target = f"models:/{name}/{version}"
     baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
+    served = current
     current = current.drop(columns=[REQUEST_ID], errors="ignore")
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
     if PREDICTION in reference and PREDICTION not in current:
         reference = reference.drop(columns=[PREDICTION])
     settings.setdefault("detectors", session.pm.hooks.detectors())
     verdict = judge(reference, current, **settings)
+    if labels is not None and verdict.status in (HEALTHY, DRIFT):
+        performance = realised(
+            served,
+            labels,
+            baseline.data,
+            metric=performance_metric,
+            max_drop=max_performance_drop,
+            min_samples=settings.get("min_samples", 100),
+            label_column=label_column,
+        )
+        if isinstance(performance, str):
+            verdict = replace(verdict, quality=[*verdict.quality, performance])
+        else:
+            verdict = replace(
+                verdict,
+                status=DRIFT if performance.degraded else verdict.status,
+                quality=[*verdict.quality, performance.describe()],
+                performance=performance.to_dict(),
+            )
     run_id = _log(session, client, name, version, verdict, reference, current) if log else None
     return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
 
@@ -105,6 +142,10 @@ def _log(session, client, name, version, verdict, reference, current) -> str:
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
     client.log_metric(run_id, "drift_share", verdict.share)
+    if verdict.performance:
+        metric = verdict.performance["metric"]
+        client.log_metric(run_id, f"realised_{metric}", verdict.performance["realised"])
+        client.log_metric(run_id, f"baseline_{metric}", verdict.performance["reference"])
     client.log_metric(run_id, "drifted_columns", len(verdict.drifted))
     for f in verdict.columns:
         safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in f.column)

@@ -64,6 +64,20 @@ _SETTINGS: dict[str, Option] = {
         Option("large_sample", "int", "from this size on, auto uses distances", 5000),
         Option("drift_share", "number", "share of drifted columns that makes a drift verdict", 0.3),
         Option("weights", "mapping", "importance of columns in that share", {}),
+        Option(
+            "labels", "str", "labels that arrived later: a path or glob, or {SOURCE: spec}", None
+        ),
+        Option("label_column", "str", "the labels' label column", "label"),
+        Option(
+            "performance_metric",
+            "str",
+            "realised-performance metric",
+            "accuracy",
+            choices=("accuracy", "rmse", "mae"),
+        ),
+        Option(
+            "max_performance_drop", "number", "largest tolerated loss against the baseline", 0.05
+        ),
         Option("dry_run", "bool", "log what the rules would do, do nothing", False),
         Option("rules", "list", "what to do about verdicts", []),
     )
@@ -99,6 +113,8 @@ class Monitor:
     judge: Mapping[str, Any]
     dry_run: bool
     rules: tuple[Rule, ...]
+    labels: Any = None
+    performance: Mapping[str, Any] = field(default_factory=dict)
     where: Path_ = field(default=())
 
     def judge_settings(self) -> dict[str, Any]:
@@ -156,6 +172,17 @@ def _options(
     return out
 
 
+def _source(config: StewardConfig, where: Path_, value: Any, sources: list[str]) -> Any:
+    """A path or glob (the files source), or ``{SOURCE: spec}`` with a registered source."""
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise config.error(where, f"name one data source: {', '.join(sources)}")
+        _choose(config, (*where, next(iter(value))), next(iter(value)), sources, "data source")
+    elif not isinstance(value, str):
+        raise config.error(where, "expected a path or glob, or {SOURCE: spec}")
+    return value
+
+
 def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: Any) -> Monitor:
     where: Path_ = ("monitors", name)
     for key in raw:
@@ -167,7 +194,7 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             )
     values: dict[str, Any] = {}
     for key, option in _SETTINGS.items():
-        if key in ("data", "rules", "params"):
+        if key in ("data", "rules", "params", "labels"):
             continue
         if key not in raw:
             if option.required:
@@ -189,16 +216,11 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
         raise config.error(
             where, f"monitor {name!r} needs `data:` (a path or glob, or {{SOURCE: spec}})"
         )
-    data = raw["data"]
     sources = sorted(pm.hooks.data_sources())
-    if isinstance(data, dict):
-        if len(data) != 1:
-            raise config.error((*where, "data"), f"name one data source: {', '.join(sources)}")
-        _choose(
-            config, (*where, "data", next(iter(data))), next(iter(data)), sources, "data source"
-        )
-    elif not isinstance(data, str):
-        raise config.error((*where, "data"), "expected a path or glob, or {SOURCE: spec}")
+    data = _source(config, (*where, "data"), raw["data"], sources)
+    labels = None
+    if raw.get("labels") is not None:
+        labels = _source(config, (*where, "labels"), raw["labels"], sources)
     detectors = pm.hooks.detectors()
     if values["detector"] != "auto":
         _choose(config, (*where, "detector"), values["detector"], ["auto", *detectors], "detector")
@@ -236,6 +258,9 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             "weights",
         )
     }
+    performance = {
+        k: values[k] for k in ("label_column", "performance_metric", "max_performance_drop")
+    }
     return Monitor(
         name=name,
         model=values["model"],
@@ -247,6 +272,8 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
         judge=judge,
         dry_run=values["dry_run"],
         rules=rules,
+        labels=labels,
+        performance=performance,
         where=where,
     )
 

@@ -43,6 +43,7 @@ class MonitorRun:
     drifted: list[str] = field(default_factory=list)
     share: float = 0.0
     quality: list[str] = field(default_factory=list)
+    performance: dict[str, Any] | None = None
     columns: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     actions: list[dict[str, Any]] = field(default_factory=list)
@@ -69,17 +70,16 @@ class MonitorRunner:
             return list(self.monitors.values())
         return [require(self.monitors, n, self.config) for n in names]
 
+    def _read(self, spec: Any, context: SourceContext) -> Any:
+        source, spec = next(iter(spec.items())) if isinstance(spec, dict) else ("files", spec)
+        return self.pm.hooks.data_sources()[source].read(spec, context)
+
     def read(self, monitor: Monitor, version: str, now: float) -> Any:
-        sources = self.pm.hooks.data_sources()
-        if isinstance(monitor.data, dict):
-            source, spec = next(iter(monitor.data.items()))
-        else:
-            source, spec = "files", monitor.data
         if monitor.window == SINCE_LAST_RUN:
             since = last_run(self.session.governor.db_engine, monitor.name)
         else:
             since = now - monitor.window if monitor.window else None
-        return sources[source].read(spec, SourceContext(version, since, self.session))
+        return self._read(monitor.data, SourceContext(version, since, self.session))
 
     def run_one(self, monitor: Monitor, *, now: float | None = None) -> MonitorRun:
         from mlflow_steward.monitoring.check import check_current, resolve
@@ -92,12 +92,17 @@ class MonitorRunner:
             out.model, out.version = resolve(self.session, monitor.model)
             current = self.read(monitor, out.version, now)
             out.rows = len(current)
+            labels = None
+            if monitor.labels is not None:  # labels arrive late: all of them, any version
+                labels = self._read(monitor.labels, SourceContext(None, None, self.session))
             result = check_current(
                 self.session,
                 out.model,
                 out.version,
                 current,
                 log=self.log,
+                labels=labels,
+                **monitor.performance,
                 **monitor.judge_settings(),
             )
             verdict = result.verdict
@@ -108,6 +113,7 @@ class MonitorRunner:
                 list(verdict.quality),
             )
             out.columns = [asdict(c) for c in verdict.columns]
+            out.performance = verdict.performance
         except Exception as exc:
             out.status = "error"
             out.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"

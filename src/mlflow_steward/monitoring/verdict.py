@@ -50,6 +50,8 @@ class Verdict:
     share: float
     quality: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Realised performance on labelled requests (``Performance.to_dict()``), when judged.
+    performance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
