@@ -115,6 +115,12 @@ def test_bad_batches_are_findings_and_never_drift():
     assert "column age: 500 of 500 values missing" in nan_column.quality
     unseen = judge(reference, _frame(rng, 500, colors=("red", "purple")))
     assert any("categories not in the reference: purple" in q for q in unseen.quality)
+    wide = _frame(rng, 500)
+    wide.loc[:9, "amount"] = 1e6
+    found = [q for q in judge(reference, wide).quality if "outside the reference range" in q]
+    assert len(found) == 1
+    assert found[0].startswith("column amount: ")
+    assert int(found[0].split()[2]) >= 10  # the ten planted values, and any natural ones
 
 
 def test_distances_match_their_definitions():

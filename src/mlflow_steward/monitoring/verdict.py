@@ -172,6 +172,15 @@ def judge(
                 f"{cur_col.dtype} values now"
             )
             return Verdict(INVALID, [f for f in findings.values() if f], [], 0.0, quality, settings)
+        if kind == NUMERIC and len(ref_values) and len(cur_values):
+            low, high = float(np.min(ref_values)), float(np.max(ref_values))
+            outside = int(((cur_values < low) | (cur_values > high)).sum())
+            if outside:
+                quality.append(
+                    f"column {name}: {outside} of {len(cur_values)} values "
+                    f"({outside / len(cur_values):.1%}) outside the reference range "
+                    f"[{low:.4g}, {high:.4g}]"
+                )
         if kind == CATEGORICAL:
             unseen = sorted(set(map(str, cur_values)) - set(map(str, ref_values)))
             if unseen:
