@@ -183,6 +183,7 @@ def test_alerts_reach_a_signed_webhook_and_smtp_and_a_dead_channel_stops_nothing
         ("nan", lambda b: b.assign(age=np.nan), "column age: no values at all"),
         ("small", lambda b: b.head(50), "fewer than the minimum of 200"),
         ("types", lambda b: b.assign(age="old"), "column age is numeric in the reference"),
+        ("empty", lambda b: b.head(0), "0 rows in the current batch"),
     ],
 )
 def test_bad_input_gives_a_finding_and_never_an_action(two_versions, name, frame, finding):
@@ -281,3 +282,36 @@ def test_unknown_data_source_and_missing_monitor(workspace):
     workspace.write_config(text.replace("{s4: bucket}", "x.csv"))
     result = CliRunner().invoke(cli, ["monitor", "run", "--monitor", "n"])
     assert "no monitor 'n'" in result.output
+
+
+def test_extra_columns_are_reported_and_ignored(two_versions):
+    ws = two_versions
+    config(ws, "- when: drift\n  do: [tag]\n")
+    folder = ws.root / "current"
+    folder.mkdir()
+    batch(np.random.default_rng(3)).assign(extra=1.0).to_csv(folder / "x.csv", index=False)
+    run = monitor_run()["runs"][0]
+    assert run["status"] == "healthy"
+    assert "extra columns not in the reference (ignored): extra" in run["quality"]
+    assert run["actions"] == []
+
+
+def test_watch_runs_each_monitor_on_its_schedule(two_versions):
+    import threading
+
+    ws = two_versions
+    write_batch(ws, "ok", 0.0, 1)
+    ws.write_config(
+        "monitors:\n"
+        f"  fast:\n    model: models:/fraud@production\n    data: {ws.root}/current/*.csv\n"
+        "    schedule: 0.2s\n"
+        f"  slow:\n    model: models:/fraud@production\n    data: {ws.root}/current/*.csv\n"
+        "    schedule: 1h\n"
+    )
+    runner = MonitorRunner(StewardSession(config=load_config()), log=False)
+    seen: list[str] = []
+    runs = runner.watch(stop=threading.Event(), report=lambda r: seen.append(r.monitor),
+                        max_runs=4)
+    assert runs == 4
+    assert seen[:2] == ["fast", "slow"]  # both at once, then only the fast one is due
+    assert seen[2:] == ["fast", "fast"]
