@@ -431,3 +431,25 @@ def test_metric_threshold_reads_the_latest_evaluation_of_a_registered_version(wo
     with pytest.raises(MlflowException) as err:
         client.set_registered_model_alias("fraud", "production", str(version))
     assert "[metric-threshold] accuracy=0.5 is below the minimum 0.8" in refused(err)
+
+
+def test_a_move_decided_on_an_older_holder_is_not_applied(workspace, log_model):
+    from mlflow_steward.errors import LifecycleError
+    from mlflow_steward.governance.governor import action_context
+    from mlflow_steward.lifecycle.session import StewardSession
+
+    client = workspace.client()
+    for _ in range(3):
+        version = mlflow.register_model(log_model().uri, "fraud").version
+        client.set_model_version_tag("fraud", version, "owner", "alice")
+    client.set_registered_model_alias("fraud", "production", "1")
+    with action_context(expect_holder="2"), pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", "3")
+    assert "held by 1 now, not by version 2" in err.value.message
+    with action_context(expect_holder="2"), pytest.raises(MlflowException):
+        client.delete_registered_model_alias("fraud", "production")
+    assert workspace.plain_client().get_model_version_by_alias("fraud", "production").version == 1
+    with pytest.raises(LifecycleError, match="held by 1, not version 2"):
+        StewardSession().rollback("fraud", "production", to_version="3", expect_current="2")
+    last = _audit_json(workspace)[-1]
+    assert (last["action"], last["outcome"].split(":")[0]) == ("delete_alias", "failed")

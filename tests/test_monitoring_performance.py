@@ -74,6 +74,21 @@ def test_labels_joined_on_request_and_row_judge_the_served_predictions(workspace
     assert [a["action"] for a in bad["actions"]] == ["tag"]
 
 
+def test_empty_labels_float_labels_and_corrections(workspace):
+    train(workspace.db_uri)
+    truth = serve(workspace)
+    messy = truth.assign(label=truth["label"].astype(float))  # 1.0 from a CSV, 1 served
+    messy.loc[0, "label"] = np.nan
+    corrected = messy.iloc[[1]].assign(label=1 - messy.loc[1, "label"])
+    wrong_first = messy.copy()
+    wrong_first.loc[1, "label"] = 1 - wrong_first.loc[1, "label"]  # wrong, then corrected
+    run = monitor(workspace, pd.concat([wrong_first, corrected.assign(label=messy.loc[1, "label"])]))
+    assert run["status"] == "healthy", run["quality"]
+    assert run["performance"]["realised"] == 1.0
+    assert run["performance"]["labelled"] == 299
+    assert any("1 empty labels left out" in q for q in run["quality"])
+
+
 def test_too_few_labels_is_a_finding_not_a_verdict(workspace):
     train(workspace.db_uri)
     truth = serve(workspace)

@@ -182,7 +182,7 @@ def test_alerts_reach_a_signed_webhook_and_smtp_and_a_dead_channel_stops_nothing
         ("missing", lambda b: b.drop(columns=["age"]), "schema mismatch: missing columns age"),
         ("nan", lambda b: b.assign(age=np.nan), "column age: no values at all"),
         ("small", lambda b: b.head(50), "fewer than the minimum of 200"),
-        ("types", lambda b: b.assign(age="old"), "column age is numeric in the reference"),
+        ("types", lambda b: b.assign(age="old"), "column age is numeric (float64) in the reference"),
         ("empty", lambda b: b.head(0), "0 rows in the current batch"),
     ],
 )
@@ -255,10 +255,21 @@ def test_a_detector_plugin_is_used_and_a_crashing_one_fails_only_its_monitor(two
         ("    detector: kss\n", 5, "unknown detector 'kss' (did you mean 'ks'?)"),
         ("    rules:\n      - when: invalid\n        do: [rollback]\n", 7,
          "a rule on invalid may only alert"),
-        ("    rules:\n      - when: drift\n        do: [{alert: pager}]\n", 7,
+        ("    rules:\n      - when: drift\n        do: [{alert: pager}]\n"
+         "alerters:\n  ops: {use: slack, url: 'http://127.0.0.1:9/x'}\n", 7,
          "unknown alerter 'pager'"),
         ("    windw: 1h\n", 5, "unknown monitor setting 'windw' (did you mean 'window'?)"),
         ("    rules:\n      - when: drfit\n        do: [tag]\n", 6, "unknown status 'drfit'"),
+        ("    rules:\n      - when: drift\n        do: [{alert: 5}]\n", 7,
+         "alert takes an alerter name or a list"),
+        ("    rules:\n      - when: drift\n        do: [alert]\n", 7, "alert needs alerters"),
+        ("    rules:\n      - when: []\n        do: [tag]\n", 6, "name at least one status"),
+        ("    schedule: 0\n", 5, "expected a duration above 0"),
+        ("    rules:\n      - when: drift\n        do: [{tag: mykey}]\n", 7,
+         "tag takes a mapping of its settings"),
+        ("    rules:\n      - when: drift\n        do: [{rollback: {deployments: 'no'}}]\n", 7,
+         "expected true or false"),
+        ("    weights: {age: heavy}\n", 5, "expected a number >= 0"),
     ],
 )
 def test_config_errors_name_file_key_and_line(workspace, snippet, line, message):
@@ -315,3 +326,18 @@ def test_watch_runs_each_monitor_on_its_schedule(two_versions):
     assert runs == 4
     assert seen[:2] == ["fast", "slow"]  # both at once, then only the fast one is due
     assert seen[2:] == ["fast", "fast"]
+
+
+def test_a_monitor_whose_alias_is_gone_still_alerts(two_versions):
+    ws = two_versions
+    write_batch(ws, "ok", 0.0, 1)
+    with Webhook() as hook:
+        config(ws, "- when: error\n  do: [alert]\n",
+               alerters=f"alerters:\n  ops: {{use: webhook, url: '{hook.url}'}}\n")
+        ws.client().delete_registered_model_alias("fraud", "production")
+        run = monitor_run(expect=1)["runs"][0]
+        assert run["status"] == "error"
+        assert "production" in run["error"]
+        assert [(a["action"], a["ok"]) for a in run["actions"]] == [("alert", True)]
+        [body] = hook.bodies()
+    assert body["summary"].startswith("monitor fraud-production: ERROR on models:/fraud@production")

@@ -106,7 +106,7 @@ def test_bad_batches_are_findings_and_never_drift():
     assert "extra columns not in the reference (ignored): zip_code" in extra.quality[0]
     wrong = judge(reference, _frame(rng, 500).assign(amount="a lot"))
     assert wrong.status == INVALID
-    assert "column amount is numeric in the reference but holds" in wrong.quality[-1]
+    assert "column amount is numeric (float64) in the reference but holds" in wrong.quality[-1]
     nan_column = judge(reference, _frame(rng, 500).assign(age=np.nan))
     assert nan_column.status == INVALID  # a feed that lost a feature: no verdict, no action
     age = next(f for f in nan_column.columns if f.column == "age")
@@ -154,3 +154,35 @@ def test_a_forced_method_applies_to_columns_of_its_kind():
     methods = {f.column: f.method for f in verdict.columns}
     assert methods["amount"] == "wasserstein (in reference std)"
     assert methods["color"] == "chi-square"  # the automatic choice for a categorical column
+
+
+def test_categories_written_another_way_are_invalid_not_drift():
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"code": rng.choice(["1", "2", "3"], 1000), "flag": rng.random(1000) > 0.5})
+    current = pd.DataFrame({"code": rng.choice([1.0, 2.0, 3.0], 500), "flag": rng.random(500) > 0.5})
+    verdict = judge(reference, current)
+    assert verdict.status == "invalid"
+    assert "schema mismatch: column code is categorical (" in verdict.quality[-1]
+    assert "holds float64 values now" in verdict.quality[-1]
+    as_ints = judge(reference.drop(columns="code"), current.drop(columns="code").astype(int))
+    assert as_ints.status == "invalid"
+    assert "column flag is categorical (bool) in the reference but holds int64" in as_ints.quality[-1]
+
+
+def test_each_joint_test_is_one_test_with_its_own_p_value():
+    from mlflow_steward.plugins.types import Detector, DetectorResult
+
+    def grouped(columns, params):  # two joint tests: {a, b} healthy, {shifted} drifted
+        return {c: DetectorResult(0.1 if c != "shifted" else 0.9,
+                                  p_value=0.9 if c != "shifted" else 1e-9, joint=True)
+                for c in columns}
+
+    detector = Detector("grouped", ("numeric",), grouped, "two joint tests")
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame(rng.normal(size=(500, 3)), columns=["a", "b", "shifted"])
+    verdict = judge(frame, frame, method="grouped", detectors={"grouped": detector},
+                    drift_share=0.3)
+    p = {c.column: c.p_value for c in verdict.columns}
+    assert p["a"] == p["b"] == 0.9
+    assert p["shifted"] == pytest.approx(2e-9)  # BH over two tests, not three
+    assert verdict.drifted == ["shifted"]

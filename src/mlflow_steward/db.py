@@ -256,6 +256,13 @@ def _lock_engine(engine: Engine) -> Engine:
         return lock_engine
 
 
+def serializes_writers(engine: Engine) -> bool:
+    """Whether :func:`write_lock` really excludes other writers (PostgreSQL, a SQLite file)."""
+    return engine.dialect.name == "postgresql" or (
+        engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    )
+
+
 @contextlib.contextmanager
 def write_lock(engine: Engine, key: str) -> Iterator[None]:
     """Serialize governed writes on ``key`` (a registered model) across processes and servers.

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, PERMISSION_DENIED
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_steward import db
 from mlflow_steward.config import StewardConfig, load_config
+from mlflow_steward.errors import StewardError
 from mlflow_steward.governance import recovery
 from mlflow_steward.governance.audit import AuditEntry, AuditLog
 from mlflow_steward.governance.engine import Decision, PolicyEngine, PolicyOutcome
@@ -212,7 +212,8 @@ class Governor:
         with ExitStack() as stack:
             try:
                 stack.enter_context(db.write_lock(self.db_engine, event.model))
-                self.recover(event.model)
+                if db.serializes_writers(self.db_engine):  # else a pending row may be live
+                    self.recover(event.model)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
             return self._governed(
@@ -221,6 +222,11 @@ class Governor:
 
     def recover_all(self) -> list[AuditEntry]:
         """Recover the interrupted writes of every model, each under its model's write lock."""
+        if not db.serializes_writers(self.db_engine):
+            raise StewardError(
+                f"steward cannot lock a model on {self.db_engine.dialect.name} (only PostgreSQL "
+                "and SQLite files), so it cannot tell an interrupted write from a running one"
+            )
         done: list[AuditEntry] = []
         for model in dict.fromkeys(p.model for p in recovery.pending(self.db_engine)):
             with db.write_lock(self.db_engine, model):
@@ -247,8 +253,10 @@ class Governor:
         for row in rows:
             try:
                 applied, version = recovery.check(self.ctx.registry, row, audited_versions)
-            except (MlflowException, SQLAlchemyError, OSError) as exc:
-                # The registry could not be read: record that, do not guess.
+            except MlflowException as exc:
+                # The registry answered but cannot say (e.g. the version is gone): record that.
+                # A database or network error propagates instead: the row stays for a retry and
+                # the write that triggered the recovery is refused (fail closed).
                 _logger.warning("could not check interrupted write %s: %s", row, exc)
                 applied, version = None, row.version
             entry = recovery.complete(self.audit, row, applied, version)

@@ -186,6 +186,19 @@ def complete(
 
     def also(conn: Connection, seq: int) -> None:
         delete(conn, row.id)
+        if applied and row.action == "rename_registered_model" and row.details.get("new_name"):
+            history.rename_model(conn, row.model, str(row.details["new_name"]))
+        if applied and row.action == "transition_stage":
+            history.insert_move(
+                conn,
+                model=row.model,
+                stage=str(row.details.get("stage")),
+                version=row.version,
+                previous_version=None,
+                kind="stage",
+                actor=row.actor,
+                audit_seq=seq,
+            )
         if applied and row.action in ("set_alias", "delete_alias") and row.alias:
             setting = row.action == "set_alias"
             history.insert_move(

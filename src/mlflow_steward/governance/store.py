@@ -11,9 +11,11 @@ not classify, so a new write path cannot slip past governance unnoticed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ABORTED
 
 from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.errors import RegistryURIError
@@ -396,6 +398,7 @@ class GovernedRegistryStore(_AbstractStore):
         def write():
             # Read under the model's write lock (held by `governed`), so history is exact.
             before["holder"] = self.holder_of(name, alias)
+            _expect_holder(context, name, alias, before["holder"])
             return self.inner.set_registered_model_alias(name, alias, version)
 
         return self.governor.governed(
@@ -422,9 +425,15 @@ class GovernedRegistryStore(_AbstractStore):
             version=previous,
             facts=self._facts(name, previous) if previous else None,
         )
+        context = current_action_context()
+
+        def write():
+            _expect_holder(context, name, alias, self.holder_of(name, alias))
+            return self.inner.delete_registered_model_alias(name, alias)
+
         return self.governor.governed(
             event,
-            lambda: self.inner.delete_registered_model_alias(name, alias),
+            write,
             also=lambda conn, seq, _r: history.insert_move(
                 conn,
                 model=name,
@@ -484,6 +493,18 @@ class GovernedRegistryStore(_AbstractStore):
 
     def test_webhook(self, *args, **kwargs):
         return self.inner.test_webhook(*args, **kwargs)
+
+
+def _expect_holder(context: Mapping[str, Any], name: str, alias: str, holder: str | None) -> None:
+    """With ``action_context(expect_holder=V)``, refuse to move ``alias`` unless V holds it now
+    (read under the model's write lock): a decision taken on an older state must not apply."""
+    expected = context.get("expect_holder")
+    if expected is not None and str(expected) != str(holder):
+        raise MlflowException(
+            f"@{alias} on {name!r} is held by {holder or 'nobody'} now, not by version "
+            f"{expected} as when this move was decided; nothing was changed",
+            error_code=ABORTED,
+        )
 
 
 def _quote(name: str) -> str:

@@ -156,10 +156,24 @@ class StewardSession:
         return history.history(self.governor.db_engine, name, alias)
 
     def rollback(
-        self, name: str, alias: str, *, to_version: str | None = None, load_check: bool = True
+        self,
+        name: str,
+        alias: str,
+        *,
+        to_version: str | None = None,
+        load_check: bool = True,
+        expect_current: str | None = None,
     ) -> tuple[str | None, str]:
-        """Move ``alias`` back to the version that held it before; returns (from, to)."""
+        """Move ``alias`` back to the version that held it before; returns (from, to).
+
+        The move applies only if the holder read here still holds the alias when the write
+        happens (under the model's lock); with ``expect_current``, only if that version does."""
         current = self.store.holder_of(name, alias)
+        if expect_current is not None and current != str(expect_current):
+            raise LifecycleError(
+                f"@{alias} on {name!r} is held by {current or 'nobody'}, not version "
+                f"{expect_current}: not rolled back"
+            )
         target = to_version or history.rollback_target(self.history(name, alias), current)
         if target is None:
             raise LifecycleError(
@@ -171,7 +185,7 @@ class StewardSession:
         mv = self._require_version(name, target)
         if load_check:
             self._check_loads(name, target, mv.source)
-        with action_context(rollback=True, rolled_back_from=current):
+        with action_context(rollback=True, rolled_back_from=current, expect_holder=current):
             self.store.set_registered_model_alias(name, alias, target)
         return current, target
 

@@ -237,6 +237,12 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             detectors[values["detector"]].options,
             f"detector {values['detector']!r}",
         )
+    if values["schedule"] <= 0:
+        raise config.error((*where, "schedule"), "expected a duration above 0")
+    for key in ("thresholds", "weights"):
+        for column, number in values[key].items():
+            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+                raise config.error((*where, key, column), f"expected a number >= 0, got {number!r}")
     for key in ("alpha", "drift_share"):
         if not 0 < values[key] <= 1:
             raise config.error((*where, key), f"expected a number in (0, 1], got {values[key]}")
@@ -291,6 +297,8 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
     if "when" not in raw or "do" not in raw:
         raise config.error(where, "a rule needs `when:` (a status) and `do:` (actions)")
     when = raw["when"] if isinstance(raw["when"], list) else [raw["when"]]
+    if not when:
+        raise config.error((*where, "when"), "name at least one status")
     for i, status in enumerate(when):
         spot = (*where, "when", i) if isinstance(raw["when"], list) else (*where, "when")
         _choose(config, spot, status, list(STATUSES), "status")
@@ -322,6 +330,17 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
                 f"a rule on {', '.join(no_verdict)} may only alert: that status says nothing "
                 f"about the model, so {action!r} is not allowed",
             )
+        if action == "alert":
+            if not (
+                params is None
+                or isinstance(params, str)
+                or (isinstance(params, list) and all(isinstance(p, str) for p in params))
+            ):
+                raise config.error(spot, "alert takes an alerter name or a list of them")
+        elif params is not None:
+            if not isinstance(params, dict):
+                raise config.error(spot, f"{action} takes a mapping of its settings")
+            params = _options(config, spot, params, actions[action].options, f"action {action!r}")
         calls.append(ActionCall(action, params, spot))
     return Rule(index, tuple(when), after, cooldown, tuple(calls))
 
@@ -355,6 +374,10 @@ def load_monitors(config: StewardConfig, pm: Any) -> dict[str, Monitor]:
         for rule in monitor.rules:
             for call in rule.actions:
                 if call.name == "alert":
+                    if not alerters:
+                        raise config.error(
+                            call.where, "alert needs alerters: add an `alerters:` section"
+                        )
                     for target in alert_targets(call.params, alerters):
                         if target not in alerters:
                             raise config.error(

@@ -4,7 +4,7 @@ the baseline (its logged labels and predictions)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ class Performance:
     max_drop: float
     labelled: int
     degraded: bool
+    missing_labels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,12 +40,22 @@ class Performance:
                 if self.degraded
                 else f"within {self.max_drop:g}"
             )
+            + (f" ({self.missing_labels} empty labels left out)" if self.missing_labels else "")
         )
+
+
+def _numeric(values: Any) -> np.ndarray | None:
+    converted = pd.to_numeric(pd.Series(values), errors="coerce")
+    return None if converted.isna().any() else converted.to_numpy(dtype=float)
 
 
 def score(metric: str, labels: Any, predictions: Any) -> float:
     y, p = np.asarray(labels), np.asarray(predictions)
     if metric == "accuracy":
+        # 1 and 1.0 (labels read from CSV, predictions from JSON) are the same class.
+        y_num, p_num = _numeric(y), _numeric(p)
+        if y_num is not None and p_num is not None:
+            return float(np.mean(y_num == p_num))
         return float(np.mean(y.astype(str) == p.astype(str)))
     error = y.astype(float) - p.astype(float)
     if metric == "rmse":
@@ -79,6 +90,8 @@ def join_labels(
         served = served[served.groupby(REQUEST_ID)[REQUEST_ID].transform("size") == 1]
     right = labels[[*keys, label_column]].rename(columns={label_column: LABEL})
     right["request_id"] = right["request_id"].astype(str)
+    # A label sent again (a correction) replaces the earlier one.
+    right = right.drop_duplicates(subset=keys, keep="last")
     served[REQUEST_ID] = served[REQUEST_ID].astype(str)
     return served.merge(right, left_on=[REQUEST_ID, *keys[1:]], right_on=keys, how="inner")
 
@@ -100,12 +113,22 @@ def realised(
             "(log_baseline(X, y, predictions, ...))"
         )
     joined = join_labels(current, labels, label_column)
+    missing = int(joined[LABEL].isna().sum())
+    joined = joined[joined[LABEL].notna() & joined[PREDICTION].notna()]
     if len(joined) < min_samples:
         return (
             f"realised performance not judged: {len(joined)} labelled rows, fewer than the "
             f"minimum of {min_samples}"
         )
+    if metric != "accuracy" and (
+        _numeric(joined[LABEL]) is None or _numeric(joined[PREDICTION]) is None
+    ):
+        return f"realised {metric} not judged: labels or predictions are not numbers"
     now = score(metric, joined[LABEL], joined[PREDICTION])
-    then = score(metric, baseline[LABEL], baseline[PREDICTION])
+    known = baseline[baseline[LABEL].notna() & baseline[PREDICTION].notna()]
+    then = score(metric, known[LABEL], known[PREDICTION])
+    if not (np.isfinite(now) and np.isfinite(then)):
+        return f"realised {metric} not judged: it is not a finite number"
     drop = then - now if metric == "accuracy" else now - then
-    return Performance(metric, now, then, drop, max_drop, len(joined), drop > max_drop)
+    result = Performance(metric, now, then, drop, max_drop, len(joined), drop > max_drop)
+    return result if not missing else replace(result, missing_labels=missing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from mlflow_steward import hookimpl
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.monitoring.monitors import NO_VERDICT
-from mlflow_steward.plugins.types import Alert, MonitorAction
+from mlflow_steward.plugins.types import Alert, MonitorAction, Option
 
 _logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ActionContext:
 
     monitor: Any
     model: str
-    version: str
+    version: str | None  # None: the monitored version could not be resolved (status error)
     status: str
     drifted: tuple[str, ...]
     share: float
@@ -51,16 +52,16 @@ class ActionContext:
         return parse_model_uri(self.monitor.model).alias
 
     def alert(self) -> Alert:
+        target = f"models:/{self.model}/{self.version}" if self.version else self.monitor.model
         summary = (
-            f"monitor {self.monitor.name}: {self.status.upper()} on models:/{self.model}/"
-            f"{self.version}"
+            f"monitor {self.monitor.name}: {self.status.upper()} on {target}"
             + (f"; drifted columns: {', '.join(self.drifted)}" if self.drifted else "")
             + (f"; actions: {'; '.join(self.done)}" if self.done else "")
         )
         return Alert(
             monitor=self.monitor.name,
             model=self.model,
-            version=self.version,
+            version=self.version or "",
             status=self.status,
             drifted=tuple(self.drifted),
             share=self.share,
@@ -79,8 +80,8 @@ def _governed(context: ActionContext):
 
 def _tag(context: ActionContext, params: Any) -> str:
     params = params or {}
-    key = params.get("key", FLAG_TAG)
-    value = str(params.get("value", f"{context.status} {context.alert().time}"))
+    key = params.get("key") or FLAG_TAG
+    value = str(params.get("value") or f"{context.status} {context.alert().time}")
     what = f"tag v{context.version} {key}={value}"
     if context.dry_run:
         return f"would {what}"
@@ -125,26 +126,47 @@ def _demote(context: ActionContext, params: Any) -> str:
         )
     if context.dry_run:
         return f"would remove @{alias} from v{context.version}"
-    with _governed(context):
+    from mlflow_steward.governance.governor import action_context
+
+    with _governed(context), action_context(expect_holder=context.version):
         context.session.store.delete_registered_model_alias(context.model, alias)
     return f"removed @{alias} from v{context.version}"
 
 
 def healthy_previous_holder(session: Any, model: str, alias: str, current: str) -> str | None:
-    """The newest earlier holder of ``alias`` whose own last monitor verdict was not bad."""
+    """The newest earlier holder of ``alias`` that was not rolled back from and whose last
+    monitor verdict (status tag, or the monitor runs' record) was not drift or invalid."""
+    import sqlalchemy as sa
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_steward import db
     from mlflow_steward.monitoring.check import STATUS_TAG
 
-    seen = {current}
-    for entry in reversed(session.history(model, alias)):
+    entries = session.history(model, alias)
+    rolled_back_from = {e.previous_version for e in entries if e.kind == "rollback"}
+    seen = {current, *rolled_back_from}
+    bad = ("drift", "invalid")
+    for entry in reversed(entries):
         for version in (entry.previous_version, entry.version):
             if version is None or version in seen:
                 continue
             seen.add(version)
             try:
                 tags = session.store.get_model_version(model, version).tags
-            except Exception:  # deleted since
-                continue
-            if tags.get(STATUS_TAG) not in ("drift", "invalid"):
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    continue  # deleted since
+                raise
+            query = (
+                sa.select(db.monitor_runs.c.status)
+                .where(db.monitor_runs.c.model == model, db.monitor_runs.c.version == version)
+                .where(db.monitor_runs.c.status.in_(("healthy", *bad)))
+                .order_by(db.monitor_runs.c.id.desc())
+                .limit(1)
+            )
+            with session.governor.db_engine.connect() as conn:
+                last_run = conn.execute(query).scalar()
+            if tags.get(STATUS_TAG) not in bad and last_run not in bad:
                 return version
     return None
 
@@ -164,11 +186,13 @@ def _rollback(context: ActionContext, params: Any) -> str:
         raise MonitoringError(
             f"no earlier healthy holder of @{alias} on {context.model!r} to roll back to"
         )
-    follow = params.get("deployments", True)
+    follow = params.get("deployments") is not False
     if context.dry_run:
         return f"would move @{alias} from v{context.version} back to v{target}"
     with _governed(context):
-        context.session.rollback(context.model, alias, to_version=target)
+        context.session.rollback(
+            context.model, alias, to_version=target, expect_current=context.version
+        )
     out = f"moved @{alias} from v{context.version} back to v{target}"
     if follow:
         out += _follow_deployments(context, alias)
@@ -185,8 +209,15 @@ def _follow_deployments(context: ActionContext, alias: str) -> str:
     for info in host.store.list(None):
         if info.requested != uri:
             continue
-        with _governed(context):
-            done = host.update(info.name, uri)
+        try:
+            with _governed(context):
+                done = host.update(info.name, uri)
+        except Exception as exc:  # the alias has moved already: say so, with what failed
+            moved.append(
+                f"{info.name} NOT updated ({type(exc).__name__}: "
+                f"{getattr(exc, 'message', None) or exc})"
+            )
+            continue
         moved.append(f"{info.name} now serves v{done.version}")
     return ("; deployment " + ", ".join(moved)) if moved else ""
 
@@ -200,6 +231,8 @@ def _project_source(tags: Mapping[str, str], run_id: str) -> tuple[str, str, str
             f"run {run_id} was not started from a git project (no mlflow.source.git.commit or "
             "repository tag): retrain it with a steward_retrain plugin instead"
         )
+    if not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+        raise MonitoringError(f"run {run_id}: {commit!r} is not a git commit id")
     return (
         repo.removeprefix("file://").split("#")[0],
         commit,
@@ -269,7 +302,10 @@ def _retrain(context: ActionContext, params: Any) -> str:
 
         with tempfile.TemporaryDirectory(prefix="steward-retrain-") as clone:
             subprocess.run(
-                ["git", "clone", "--quiet", repo, clone], check=True, capture_output=True, text=True
+                ["git", "clone", "--quiet", "--", repo, clone],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             subprocess.run(
                 ["git", "-C", clone, "checkout", "--quiet", commit],
@@ -283,7 +319,7 @@ def _retrain(context: ActionContext, params: Any) -> str:
                 entry_point=entry_point,
                 parameters={k: v for k, v in run.data.params.items() if k in declared},
                 experiment_id=run.info.experiment_id,
-                env_manager=params.get("env_manager", "local"),
+                env_manager=params.get("env_manager") or "local",
                 synchronous=True,
                 run_name=f"retrain-{context.model}-v{context.version}",
             )
@@ -311,28 +347,52 @@ def _retrain(context: ActionContext, params: Any) -> str:
 @hookimpl
 def steward_monitor_actions() -> Iterator[MonitorAction]:
     yield MonitorAction(
-        "tag", _tag, "tag the version (default steward.monitor.flag=<status> <time>; {key, value})"
+        "tag",
+        _tag,
+        "tag the version (default steward.monitor.flag=<status> <time>)",
+        options=(
+            Option("key", "str", "the tag's key", FLAG_TAG),
+            Option("value", "str", "the tag's value (default: the status and time)", None),
+        ),
     )
     yield MonitorAction("alert", _alert, "send the alert to alerters (default: all configured)")
-    yield MonitorAction("demote", _demote, "remove the monitored alias from the version")
+    yield MonitorAction(
+        "demote",
+        _demote,
+        "remove the monitored alias from the version",
+        options=(Option("alias", "str", "the alias (default: the monitored one)", None),),
+    )
     yield MonitorAction(
         "rollback",
         _rollback,
         "move the alias back to its last earlier holder with a healthy verdict, and update the "
         "deployments that serve the alias ({deployments: false} to leave them)",
+        options=(
+            Option("alias", "str", "the alias (default: the monitored one)", None),
+            Option("deployments", "bool", "update the deployments that follow the alias", True),
+        ),
     )
     yield MonitorAction(
         "retrain",
         _retrain,
         "re-run the producing run's MLflow project from its git commit, entry point and "
         "parameters in a temporary clone (or a steward_retrain plugin's way), governed as retrain",
+        options=(
+            Option(
+                "env_manager",
+                "str",
+                "MLflow's environment manager for the project",
+                "local",
+                choices=("local", "virtualenv", "uv", "conda"),
+            ),
+        ),
     )
 
 
 # -- rule evaluation ---------------------------------------------------------------------------
 
 
-def recent_statuses(engine: Any, monitor: str, version: str, limit: int) -> list[str]:
+def recent_statuses(engine: Any, monitor: str, version: str | None, limit: int) -> list[str]:
     """The newest ``limit`` statuses of ``monitor`` on ``version``, newest first (a streak
     starts again when the monitored alias moves to another version)."""
     import sqlalchemy as sa
@@ -341,7 +401,12 @@ def recent_statuses(engine: Any, monitor: str, version: str, limit: int) -> list
 
     query = (
         sa.select(db.monitor_runs.c.status)
-        .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.version == version)
+        .where(
+            db.monitor_runs.c.monitor == monitor,
+            db.monitor_runs.c.version.is_(None)
+            if version is None
+            else db.monitor_runs.c.version == version,
+        )
         .order_by(db.monitor_runs.c.id.desc())
         .limit(limit)
     )
@@ -350,27 +415,29 @@ def recent_statuses(engine: Any, monitor: str, version: str, limit: int) -> list
 
 
 def last_run(engine: Any, monitor: str) -> float | None:
-    """When ``monitor`` last ran (any status), or ``None``."""
+    """When ``monitor`` last judged data (healthy or drift), or ``None``: a failed or
+    insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
     import sqlalchemy as sa
 
     from mlflow_steward import db
 
-    query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(db.monitor_runs.c.monitor == monitor)
+    query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(
+        db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.status.in_(("healthy", "drift"))
+    )
     with engine.connect() as conn:
         return conn.execute(query).scalar()
 
 
-def last_fired(engine: Any, monitor: str, rule: int) -> float | None:
-    """When rule ``rule`` of ``monitor`` last acted (dry runs included)."""
+def last_fired(engine: Any, monitor: str, rule: int, since: float) -> float | None:
+    """When rule ``rule`` of ``monitor`` last acted (dry runs included), if after ``since``."""
     import sqlalchemy as sa
 
     from mlflow_steward import db
 
     query = (
         sa.select(db.monitor_runs.c.ts, db.monitor_runs.c.actions)
-        .where(db.monitor_runs.c.monitor == monitor)
+        .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.ts >= since)
         .order_by(db.monitor_runs.c.id.desc())
-        .limit(500)
     )
     with engine.connect() as conn:
         for row in conn.execute(query):
@@ -434,8 +501,12 @@ def apply_rules(
                 }
             )
             continue
-        fired = last_fired(engine, context.monitor.name, rule.index)
-        if rule.cooldown and fired is not None and now - fired < rule.cooldown:
+        fired = (
+            last_fired(engine, context.monitor.name, rule.index, now - rule.cooldown)
+            if rule.cooldown
+            else None
+        )
+        if fired is not None:
             done.append(
                 {
                     "rule": None,

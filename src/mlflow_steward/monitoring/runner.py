@@ -118,7 +118,9 @@ class MonitorRunner:
             out.status = "error"
             out.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
             _logger.warning("monitor %s failed: %s", monitor.name, out.error)
-        if out.version is not None:
+        try:
+            # Also when the version could not be resolved (alias deleted, registry down): the
+            # rules then see status error, on which they may only alert.
             context = ActionContext(
                 monitor=monitor,
                 model=out.model,
@@ -133,18 +135,28 @@ class MonitorRunner:
                 channels=self.pm.hooks.alerters(),
             )
             out.actions = apply_rules(context, self.pm.hooks.monitor_actions(), now)
+        except Exception as exc:  # one monitor's failure must not stop the others
+            out.error = (out.error + "; " if out.error else "") + (
+                f"rules: {type(exc).__name__}: {exc}"
+            )
+            out.status = "error"
         out.seconds = time.perf_counter() - started
-        record_run(
-            self.session.governor.db_engine,
-            monitor=monitor.name,
-            model=out.model,
-            version=out.version,
-            status=out.status,
-            run_id=out.run_id,
-            actions=out.actions,
-            detail={"error": out.error, "drifted": out.drifted, "rows": out.rows},
-            ts=now,
-        )
+        try:
+            record_run(
+                self.session.governor.db_engine,
+                monitor=monitor.name,
+                model=out.model,
+                version=out.version,
+                status=out.status,
+                run_id=out.run_id,
+                actions=out.actions,
+                detail={"error": out.error, "drifted": out.drifted, "rows": out.rows},
+                ts=now,
+            )
+        except Exception as exc:
+            _logger.warning("monitor %s: its run could not be recorded: %s", monitor.name, exc)
+            out.error = (out.error + "; " if out.error else "") + f"not recorded: {exc}"
+            out.status = "error"
         return out
 
     def run(

@@ -166,10 +166,17 @@ def judge(
                     )
             ref_values = ref_values[np.isfinite(ref_values)]
             cur_values = cur_values[np.isfinite(cur_values)]
-        if kind == NUMERIC and len(cur_values) and column_kind(cur_col) != NUMERIC:
+        mismatch = len(cur_values) and (
+            (kind == NUMERIC and column_kind(cur_col) != NUMERIC)
+            # text categories against numbers, or booleans against anything else: the same
+            # values written another way would all look like new categories, i.e. drift
+            or (kind == CATEGORICAL and column_kind(cur_col) == NUMERIC)
+            or pd.api.types.is_bool_dtype(ref_col) != pd.api.types.is_bool_dtype(cur_col.dropna())
+        )
+        if mismatch:
             quality.append(
-                f"schema mismatch: column {name} is numeric in the reference but holds "
-                f"{cur_col.dtype} values now"
+                f"schema mismatch: column {name} is {kind} ({ref_col.dtype}) in the reference "
+                f"but holds {cur_col.dtype} values now"
             )
             return Verdict(INVALID, [f for f in findings.values() if f], [], 0.0, quality, settings)
         if kind == NUMERIC and len(ref_values) and len(cur_values):
@@ -211,7 +218,9 @@ def judge(
         findings[str(name)] = None  # type: ignore[assignment]  # keeps the column order
 
     tests: list[str] = []  # columns decided by a p-value
-    joint: dict[str, list[str]] = {}  # a joint test's first column -> every column it covers
+    # One joint (multivariate) test -> the columns it covers. A detector may run several (one
+    # per group of columns); the columns of one test share its statistic and p-value.
+    joint: dict[tuple[str, float, float], list[str]] = {}
     for chosen, columns in groups.items():
         detector = registry[chosen]
         options = dict(params or {}) if chosen == method else {}
@@ -235,7 +244,7 @@ def judge(
                 r.note,
             )
             if r.p_value is not None and r.joint:
-                joint.setdefault(chosen, []).append(name)
+                joint.setdefault((chosen, float(r.statistic), float(r.p_value)), []).append(name)
             elif r.p_value is not None:
                 tests.append(name)
     for columns_ in joint.values():

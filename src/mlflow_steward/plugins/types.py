@@ -296,6 +296,8 @@ class MonitorAction:
     name: str
     run: Callable[[Any, Mapping[str, Any]], str]
     help: str
+    #: The settings ``do: [{NAME: {...}}]`` takes, checked when the configuration is read.
+    options: tuple[Option, ...] = ()
 
     def __post_init__(self) -> None:
         validate_name("monitor action", self.name)

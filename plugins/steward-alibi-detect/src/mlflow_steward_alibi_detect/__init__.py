@@ -97,7 +97,8 @@ def _tabular(columns: Columns, params: Mapping[str, Any]) -> dict[str, DetectorR
             ref_cat, cur_cat, cats = _encode(columns, categorical)
             ref = ref_cat if ref_num is None else np.hstack([ref_num, ref_cat])
             cur = cur_cat if cur_num is None else np.hstack([cur_num, cur_cat])
-            per_feature = {len(numeric) + j: None for j in cats}
+            # The number of categories over both sides: categories new in the current data count.
+            per_feature = {len(numeric) + j: n for j, n in cats.items()}
         else:
             ref, cur, per_feature = ref_num, cur_num, {}
         detector = TabularDrift(ref, p_val=0.05, categories_per_feature=per_feature)
