@@ -148,10 +148,15 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def did_you_mean(value: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or nothing."""
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _unknown(loc: Located, where: Path_, key: str, valid: Iterable[str], what: str) -> ConfigError:
     valid = sorted(valid)
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(key, valid)
     return loc.error((*where, key), f"unknown {what} {key!r}{hint}; valid: {', '.join(valid)}")
 
 
@@ -300,10 +305,10 @@ def _parse_when(loc: Located, where: Path_, value: Any) -> When:
     actions = _str_list(loc, (*where, "action"), value["action"]) if "action" in value else ()
     for action in actions:
         if action not in ACTIONS:
-            close = difflib.get_close_matches(action, ACTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise loc.error(
-                (*where, "action"), f"unknown action {action!r}{hint}; valid: {', '.join(ACTIONS)}"
+                (*where, "action"),
+                f"unknown action {action!r}{did_you_mean(action, ACTIONS)}; valid: "
+                + ", ".join(ACTIONS),
             )
     return When(
         actions=actions,
@@ -414,33 +419,52 @@ def load_config(path: str | os.PathLike[str] | None = None) -> StewardConfig:
     return parse_config(text, path=str(found))
 
 
-def validate_options(
-    config: StewardConfig, entry: PolicyEntry, registered: RegisteredPolicy
+def check_options(
+    config: StewardConfig,
+    where: Path_,
+    given: Mapping[str, Any],
+    options: Iterable[Option],
+    owner: str,
+    *,
+    none: str = "(no options)",
 ) -> dict[str, Any]:
-    """Check an entry's ``with:`` against the policy's declared options; fill in defaults."""
-    declared = {o.name: o for o in registered.policy.options}
+    """``given`` (the settings at ``where``) checked against the declared ``options`` of
+    ``owner`` (a policy, detector, alerter, ...): unknown keys, bad values and missing required
+    ones are errors naming key and line; defaults are filled in."""
+    declared = {o.name: o for o in options}
     out: dict[str, Any] = {}
-    for key, value in entry.options.items():
+    for key, value in given.items():
         if key not in declared:
-            valid = sorted(declared) or ["(this policy takes no options)"]
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            valid = sorted(declared) or [none]
             raise config.error(
-                (*entry.where, "with", key),
-                f"policy {entry.use!r} has no option {key!r}{hint}; valid: {', '.join(valid)}",
+                (*where, key),
+                f"{owner} has no option {key!r}{did_you_mean(key, valid)}; valid: "
+                + ", ".join(valid),
             )
         try:
             out[key] = coerce_option(declared[key], value)
         except ValueError as exc:
-            raise config.error((*entry.where, "with", key), str(exc)) from None
+            raise config.error((*where, key), str(exc)) from None
     for name, option in declared.items():
         if name not in out:
             if option.required:
-                raise config.error(
-                    (*entry.where, "with"),
-                    f"policy {entry.use!r} needs option {name!r}: {option.help}",
-                )
+                raise config.error(where, f"{owner} needs option {name!r}: {option.help}")
             out[name] = default_value(option)
+    return out
+
+
+def validate_options(
+    config: StewardConfig, entry: PolicyEntry, registered: RegisteredPolicy
+) -> dict[str, Any]:
+    """Check an entry's ``with:`` against the policy's declared options; fill in defaults."""
+    out = check_options(
+        config,
+        (*entry.where, "with"),
+        entry.options,
+        registered.policy.options,
+        f"policy {entry.use!r}",
+        none="(this policy takes no options)",
+    )
     if registered.policy.validate is not None:
         try:
             registered.policy.validate(out)
@@ -458,8 +482,7 @@ def resolve_policies(
     for entry in config.policies:
         if entry.use not in registered:
             valid = sorted(registered)
-            close = difflib.get_close_matches(entry.use, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(entry.use, valid)
             blocked = [name for name, plugin in pm.list_name_plugin() if plugin is None]
             if blocked:
                 hint += f" (disabled plugins, whose policies are unknown: {', '.join(blocked)})"

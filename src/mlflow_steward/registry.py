@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow_steward.errors import RegistryURIError
 
@@ -75,3 +76,32 @@ def parse_model_uri(uri: str) -> ModelRef:
         f"cannot read model URI {uri!r}: use models:/NAME/VERSION, models:/NAME@ALIAS, "
         "models:/<logged-model-id> or runs:/<run-id>/<path>"
     )
+
+
+# -- reading MLflow's registry store --------------------------------------------------------------
+
+#: MLflow's error codes for a model, version or alias that does not exist (a missing alias
+#: answers INVALID_PARAMETER_VALUE).
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def not_found(exc: Exception) -> bool:
+    """Whether an MLflow error says the entity does not exist."""
+    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
+
+
+def alias_holder(store: Any, name: str, alias: str) -> str | None:
+    """The version holding ``alias`` on ``name`` in MLflow's registry ``store``, or ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(store.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if not_found(exc):
+            return None
+        raise
+
+
+def quote_name(name: str) -> str:
+    """``name`` for a ``name='...'`` search filter."""
+    return name.replace("'", "\\'")

@@ -21,6 +21,7 @@ import yaml
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.governance.events import Approval, FactUnavailable
+from mlflow_steward.registry import not_found
 
 PROMPT_TAG_KEYS = ("mlflow.prompt.is_prompt", "mlflow.prompt.text", "_mlflow_prompt_type")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -291,7 +292,7 @@ class VersionFacts:
         try:
             mv = self._ctx.registry.get_model_version_by_alias(self.name, alias)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if not_found(exc):
                 return None  # nobody holds the alias
             raise FactUnavailable(f"cannot read who holds @{alias}: {exc}") from exc
         return VersionFacts.of_version(self._ctx, self.name, str(mv.version))

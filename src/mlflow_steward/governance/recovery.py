@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditEntry, AuditLog, utc_now
 from mlflow_steward.lifecycle import history
+from mlflow_steward.registry import alias_holder, not_found, quote_name
 
 NOT_APPLIED = "failed: interrupted; the registry does not show the change (recovered)"
 UNKNOWN = "unknown: interrupted; steward cannot read back whether the change was applied"
@@ -112,19 +113,10 @@ def _missing(call: Callable[[], Any]) -> bool:
     try:
         call()
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        if not_found(exc):
             return True
         raise
     return False
-
-
-def _alias_holder(store: Any, model: str, alias: str) -> str | None:
-    try:
-        return str(store.get_model_version_by_alias(model, alias).version)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
 
 
 def check(
@@ -138,9 +130,9 @@ def check(
     d, model, version = p.details, p.model, p.version
     match p.action:
         case "set_alias":
-            return _alias_holder(store, model, p.alias or "") == version, version
+            return alias_holder(store, model, p.alias or "") == version, version
         case "delete_alias":
-            return _alias_holder(store, model, p.alias or "") is None, version
+            return alias_holder(store, model, p.alias or "") is None, version
         case "set_model_version_tag" | "delete_model_version_tag":
             tags = store.get_model_version(model, version).tags
             if p.action == "set_model_version_tag":
@@ -170,7 +162,7 @@ def check(
             known = audited_versions()
             found = [
                 str(mv.version)
-                for mv in store.search_model_versions(f"name='{_quote(model)}'")
+                for mv in store.search_model_versions(f"name='{quote_name(model)}'")
                 if mv.source == d.get("source") and str(mv.version) not in known
             ]
             return (True, min(found, key=int)) if found else (False, None)
@@ -229,7 +221,3 @@ def complete(
         reasons=list(row.reasons),
         also=also,
     )
-
-
-def _quote(name: str) -> str:
-    return name.replace("'", "\\'")

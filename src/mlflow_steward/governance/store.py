@@ -29,6 +29,7 @@ from mlflow_steward.governance.facts import (
 )
 from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.lifecycle import history
+from mlflow_steward.registry import alias_holder, not_found, quote_name
 
 if TYPE_CHECKING:
     from mlflow_steward.config import StewardConfig
@@ -72,10 +73,6 @@ GOVERNED_METHODS = (
     "set_registered_model_alias",
     "delete_registered_model_alias",
 )
-
-
-def _not_found(exc: MlflowException) -> bool:
-    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class GovernedRegistryStore(_AbstractStore):
@@ -123,12 +120,7 @@ class GovernedRegistryStore(_AbstractStore):
 
     def holder_of(self, name: str, alias: str) -> str | None:
         """The version holding ``alias`` on ``name``, or ``None``."""
-        try:
-            return str(self.inner.get_model_version_by_alias(name, alias).version)
-        except MlflowException as exc:
-            if _not_found(exc):
-                return None
-            raise
+        return alias_holder(self.inner, name, alias)
 
     # -- registered models --------------------------------------------------------------------
 
@@ -161,7 +153,7 @@ class GovernedRegistryStore(_AbstractStore):
         try:
             aliases = self.inner.get_registered_model(name).aliases or {}
         except MlflowException as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return {}
             raise
         if not isinstance(aliases, dict):  # some MLflow entities list RegisteredModelAlias
@@ -270,7 +262,7 @@ class GovernedRegistryStore(_AbstractStore):
             and created.actor == event.actor
         ):
             return
-        if self.inner.search_model_versions(f"name = '{_quote(name)}'", max_results=1):
+        if self.inner.search_model_versions(f"name = '{quote_name(name)}'", max_results=1):
             return
         cleanup = self.governor.event(
             "delete_registered_model",
@@ -505,10 +497,6 @@ def _expect_holder(context: Mapping[str, Any], name: str, alias: str, holder: st
             f"{expected} as when this move was decided; nothing was changed",
             error_code=ABORTED,
         )
-
-
-def _quote(name: str) -> str:
-    return name.replace("'", "\\'")
 
 
 def inner_uri(store_uri: str) -> str:

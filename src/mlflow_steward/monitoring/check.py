@@ -15,10 +15,10 @@ from mlflow_steward.errors import MonitoringError
 from mlflow_steward.governance.facts import model_id_of
 from mlflow_steward.monitoring.baseline import LABEL, PREDICTION, load_baseline
 from mlflow_steward.monitoring.data import REQUEST_ID, read_current
+from mlflow_steward.monitoring.rules import MONITOR_ACTOR
 from mlflow_steward.monitoring.verdict import Verdict, judge
 from mlflow_steward.registry import parse_model_uri
 
-MONITOR_ACTOR = "steward-monitor"
 EXPERIMENT = "steward-monitoring"
 STATUS_TAG, LAST_RUN_TAG = "steward.monitor.status", "steward.monitor.last_run"
 

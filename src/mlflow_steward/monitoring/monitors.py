@@ -23,12 +23,18 @@ data sources and alert channels: every error names the file, the key and the lin
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow_steward.config import Path_, StewardConfig, coerce_option, parse_duration
+from mlflow_steward.config import (
+    Path_,
+    StewardConfig,
+    check_options,
+    coerce_option,
+    did_you_mean,
+    parse_duration,
+)
 from mlflow_steward.errors import ConfigError
 from mlflow_steward.plugins.types import Option
 
@@ -128,48 +134,13 @@ class AlerterEntry:
     settings: Mapping[str, Any]
 
 
-def _hint(value: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(value, valid, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _choose(config: StewardConfig, where: Path_, value: Any, valid: list[str], what: str) -> str:
     if not isinstance(value, str) or value not in valid:
         raise config.error(
             where,
-            f"unknown {what} {value!r}{_hint(str(value), valid)}; valid: {', '.join(sorted(valid))}",
+            f"unknown {what} {value!r}{did_you_mean(str(value), valid)}; valid: {', '.join(sorted(valid))}",
         )
     return value
-
-
-def _options(
-    config: StewardConfig,
-    where: Path_,
-    given: Mapping[str, Any],
-    options: tuple[Option, ...],
-    owner: str,
-) -> dict[str, Any]:
-    """``given`` checked against ``options`` (unknown keys, bad values, missing required ones),
-    with defaults filled in; errors name the key and its line."""
-    declared = {o.name: o for o in options}
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in declared:
-            valid = sorted(declared) or ["(no options)"]
-            raise config.error(
-                (*where, key),
-                f"{owner} has no option {key!r}{_hint(key, valid)}; valid: {', '.join(valid)}",
-            )
-        try:
-            out[key] = coerce_option(declared[key], value)
-        except ValueError as exc:
-            raise config.error((*where, key), str(exc)) from None
-    for key, option in declared.items():
-        if key not in out:
-            if option.required:
-                raise config.error(where, f"{owner} needs `{key}:` ({option.help})")
-            out[key] = None if option.default is None else coerce_option(option, option.default)
-    return out
 
 
 def _source(config: StewardConfig, where: Path_, value: Any, sources: list[str]) -> Any:
@@ -190,7 +161,7 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             valid = sorted(_SETTINGS)
             raise config.error(
                 (*where, key),
-                f"unknown monitor setting {key!r}{_hint(key, valid)}; valid: {', '.join(valid)}",
+                f"unknown monitor setting {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}",
             )
     values: dict[str, Any] = {}
     for key, option in _SETTINGS.items():
@@ -230,7 +201,7 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
     if params and values["detector"] == "auto":
         raise config.error((*where, "params"), "params apply to a named `detector:`, not auto")
     if values["detector"] != "auto":
-        params = _options(
+        params = check_options(
             config,
             (*where, "params"),
             params,
@@ -291,7 +262,7 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
         if key not in _RULE_KEYS:
             raise config.error(
                 (*where, key),
-                f"unknown rule key {key!r}{_hint(key, sorted(_RULE_KEYS))}; valid: "
+                f"unknown rule key {key!r}{did_you_mean(key, sorted(_RULE_KEYS))}; valid: "
                 + ", ".join(sorted(_RULE_KEYS)),
             )
     if "when" not in raw or "do" not in raw:
@@ -340,7 +311,9 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
         elif params is not None:
             if not isinstance(params, dict):
                 raise config.error(spot, f"{action} takes a mapping of its settings")
-            params = _options(config, spot, params, actions[action].options, f"action {action!r}")
+            params = check_options(
+                config, spot, params, actions[action].options, f"action {action!r}"
+            )
         calls.append(ActionCall(action, params, spot))
     return Rule(index, tuple(when), after, cooldown, tuple(calls))
 
@@ -355,7 +328,7 @@ def parse_alerters(config: StewardConfig, pm: Any) -> dict[str, AlerterEntry]:
                 where, f"alerter {name!r} needs `use:` ({', '.join(sorted(channels))})"
             )
         use = _choose(config, (*where, "use"), raw["use"], sorted(channels), "alerter")
-        settings = _options(
+        settings = check_options(
             config,
             where,
             {k: v for k, v in raw.items() if k != "use"},
@@ -382,7 +355,7 @@ def load_monitors(config: StewardConfig, pm: Any) -> dict[str, Monitor]:
                         if target not in alerters:
                             raise config.error(
                                 call.where,
-                                f"unknown alerter {target!r}{_hint(target, sorted(alerters))}; "
+                                f"unknown alerter {target!r}{did_you_mean(target, sorted(alerters))}; "
                                 f"configured: {', '.join(sorted(alerters)) or 'none'}",
                             )
     return monitors
@@ -399,7 +372,7 @@ def require(monitors: Mapping[str, Monitor], name: str, config: StewardConfig) -
     if name not in monitors:
         valid = sorted(monitors)
         raise ConfigError(
-            f"no monitor {name!r}{_hint(name, valid)} in "
+            f"no monitor {name!r}{did_you_mean(name, valid)} in "
             f"{config.source or 'the configuration'}; monitors: {', '.join(valid) or 'none'}"
         )
     return monitors[name]

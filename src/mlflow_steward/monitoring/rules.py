@@ -72,10 +72,26 @@ class ActionContext:
         )
 
 
-def _governed(context: ActionContext):
+def _as_monitor() -> Any:
+    """Governed actions inside the block are made by ``steward-monitor``."""
     from mlflow_steward.governance.governor import acting_as
 
     return acting_as(MONITOR_ACTOR)
+
+
+def _held_alias(context: ActionContext, params: Any, action: str) -> tuple[str, str | None]:
+    """The alias ``action`` moves (``params['alias']`` or the monitored one) and a reason to do
+    nothing when the monitored version does not hold it any more."""
+    alias = (params or {}).get("alias") if isinstance(params, dict) else None
+    alias = alias or context.alias
+    if not alias:
+        raise MonitoringError(
+            f"{action} needs an alias: monitor models:/NAME@ALIAS or give {{alias:}}"
+        )
+    holder = context.session.store.holder_of(context.model, alias)
+    if holder != context.version:
+        return alias, f"@{alias} is held by {holder or 'nobody'}, not v{context.version}"
+    return alias, None
 
 
 def _tag(context: ActionContext, params: Any) -> str:
@@ -92,7 +108,7 @@ def _tag(context: ActionContext, params: Any) -> str:
     else:
         from mlflow.entities.model_registry import ModelVersionTag
 
-        with _governed(context):
+        with _as_monitor():
             context.session.store.set_model_version_tag(
                 context.model, context.version, ModelVersionTag(key, value)
             )
@@ -115,20 +131,14 @@ def _alert(context: ActionContext, params: Any) -> str:
 
 
 def _demote(context: ActionContext, params: Any) -> str:
-    alias = (params or {}).get("alias") if isinstance(params, dict) else None
-    alias = alias or context.alias
-    if not alias:
-        raise MonitoringError("demote needs an alias: monitor models:/NAME@ALIAS or give {alias:}")
-    holder = context.session.store.holder_of(context.model, alias)
-    if holder != context.version:
-        return (
-            f"@{alias} is held by {holder or 'nobody'}, not v{context.version}: nothing to demote"
-        )
+    alias, moved_on = _held_alias(context, params, "demote")
+    if moved_on:
+        return f"{moved_on}: nothing to demote"
     if context.dry_run:
         return f"would remove @{alias} from v{context.version}"
     from mlflow_steward.governance.governor import action_context
 
-    with _governed(context), action_context(expect_holder=context.version):
+    with _as_monitor(), action_context(expect_holder=context.version):
         context.session.store.delete_registered_model_alias(context.model, alias)
     return f"removed @{alias} from v{context.version}"
 
@@ -173,14 +183,9 @@ def healthy_previous_holder(session: Any, model: str, alias: str, current: str) 
 
 def _rollback(context: ActionContext, params: Any) -> str:
     params = params if isinstance(params, dict) else {}
-    alias = params.get("alias") or context.alias
-    if not alias:
-        raise MonitoringError(
-            "rollback needs an alias: monitor models:/NAME@ALIAS or give {alias:}"
-        )
-    holder = context.session.store.holder_of(context.model, alias)
-    if holder != context.version:
-        return f"@{alias} is held by {holder or 'nobody'}, not v{context.version}: no rollback"
+    alias, moved_on = _held_alias(context, params, "rollback")
+    if moved_on:
+        return f"{moved_on}: no rollback"
     target = healthy_previous_holder(context.session, context.model, alias, context.version)
     if target is None:
         raise MonitoringError(
@@ -189,7 +194,7 @@ def _rollback(context: ActionContext, params: Any) -> str:
     follow = params.get("deployments") is not False
     if context.dry_run:
         return f"would move @{alias} from v{context.version} back to v{target}"
-    with _governed(context):
+    with _as_monitor():
         context.session.rollback(
             context.model, alias, to_version=target, expect_current=context.version
         )
@@ -210,7 +215,7 @@ def _follow_deployments(context: ActionContext, alias: str) -> str:
         if info.requested != uri:
             continue
         try:
-            with _governed(context):
+            with _as_monitor():
                 done = host.update(info.name, uri)
         except Exception as exc:  # the alias has moved already: say so, with what failed
             moved.append(
@@ -280,7 +285,7 @@ def _retrain(context: ActionContext, params: Any) -> str:
         return f"would {planned}" + (f" from {repo}@{commit[:10]}" if commit else "")
     from mlflow_steward.governance.facts import RegisteredVersionFacts
 
-    with _governed(context):
+    with _as_monitor():
         event = governor.event(
             "retrain",
             context.model,

@@ -178,7 +178,7 @@ def judge(
                 f"schema mismatch: column {name} is {kind} ({ref_col.dtype}) in the reference "
                 f"but holds {cur_col.dtype} values now"
             )
-            return Verdict(INVALID, [f for f in findings.values() if f], [], 0.0, quality, settings)
+            return Verdict(INVALID, list(findings.values()), [], 0.0, quality, settings)
         if kind == NUMERIC and len(ref_values) and len(cur_values):
             low, high = float(np.min(ref_values)), float(np.max(ref_values))
             outside = int(((cur_values < low) | (cur_values > high)).sum())
@@ -215,7 +215,6 @@ def judge(
             continue
         chosen = _pick(kind, method, registry, len(cur_values), large_sample)
         groups.setdefault(chosen, {})[str(name)] = (ref_values, cur_values)
-        findings[str(name)] = None  # type: ignore[assignment]  # keeps the column order
 
     tests: list[str] = []  # columns decided by a p-value
     # One joint (multivariate) test -> the columns it covers. A detector may run several (one
@@ -264,7 +263,7 @@ def judge(
                 drifted=p < alpha,
                 note=note.lstrip("; "),
             )
-    ordered = list(findings.values())
+    ordered = [findings[str(c)] for c in reference.columns]  # the reference's column order
     judged = [f for f in ordered if f.method != "none"]
     if unusable:
         return Verdict(INVALID, ordered, [], 0.0, quality, settings)
