@@ -77,22 +77,32 @@ def main() -> int:
         rows.append(("alibi-detect KSDrift", float("nan"), "not installed in this environment"))
     else:
         detector = KSDrift(ref, p_val=0.05)
-        t_alibi, predicted = _timed(lambda: detector.predict(cur, return_p_val=True,
-                                                             return_distance=True), args.runs)
+        t_alibi, predicted = _timed(
+            lambda: detector.predict(cur, return_p_val=True, return_distance=True), args.runs
+        )
         kdiff = float(np.max(np.abs(ours.statistic - predicted["data"]["distance"])))
         kp = float(np.max(np.abs(ours.pvalue - predicted["data"]["p_val"])))
-        rows.append(("alibi-detect KSDrift", t_alibi,
-                     f"steward is {t_alibi / t_ours:.1f}x faster; |D| diff {kdiff:.1e}, "
-                     f"|p| diff {kp:.1e}"))
+        rows.append(
+            (
+                "alibi-detect KSDrift",
+                t_alibi,
+                f"steward is {t_alibi / t_ours:.1f}x faster; |D| diff {kdiff:.1e}, "
+                f"|p| diff {kp:.1e}",
+            )
+        )
         met = met and kdiff < 1e-9 and kp < 1e-3 and t_alibi >= 5 * t_ours
 
     print("\n| what | median time | note |\n|---|---|---|")
     for name, seconds, note in rows:
         print(f"| {name} | {seconds:.3f} s | {note} |")
-    print(f"\nstatistics vs scipy: max |diff| {d_diff:.1e} (bar < 1e-9); p-values: max |diff| "
-          f"{p_diff:.1e} (bar < 1e-3); p-value method: {ours.method}")
-    print(f"steward/sort {t_ours / t_sort:.2f}x (bar <= 2x)"
-          + ("" if kdiff is not None else "; KSDrift ratio not measured here"))
+    print(
+        f"\nstatistics vs scipy: max |diff| {d_diff:.1e} (bar < 1e-9); p-values: max |diff| "
+        f"{p_diff:.1e} (bar < 1e-3); p-value method: {ours.method}"
+    )
+    print(
+        f"steward/sort {t_ours / t_sort:.2f}x (bar <= 2x)"
+        + ("" if kdiff is not None else "; KSDrift ratio not measured here")
+    )
     print("bar met" if met else "bar MISSED")
     return 0 if met else 1
 

@@ -26,9 +26,15 @@ EXAMPLE_CONFIG = textwrap.dedent("""\
         with: {metric: accuracy, min: 0.8}
     """)
 
-_ENV_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_STEWARD_CONFIG",
-             "MLFLOW_STEWARD_DISABLE_PLUGINS", "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD",
-             "MLFLOW_STEWARD_ACTOR", "MLFLOW_STEWARD_AUDIT_KEY")
+_ENV_VARS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_STEWARD_CONFIG",
+    "MLFLOW_STEWARD_DISABLE_PLUGINS",
+    "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD",
+    "MLFLOW_STEWARD_ACTOR",
+    "MLFLOW_STEWARD_AUDIT_KEY",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +81,13 @@ class Workspace:
     def env(self) -> dict[str, str]:
         """Environment for a subprocess (``steward ...``) against this workspace."""
         env = dict(os.environ)
-        env.update({"MLFLOW_TRACKING_URI": self.db_uri, "MLFLOW_REGISTRY_URI": self.registry_uri,
-                    "MLFLOW_STEWARD_CONFIG": str(self.config_path)})
+        env.update(
+            {
+                "MLFLOW_TRACKING_URI": self.db_uri,
+                "MLFLOW_REGISTRY_URI": self.registry_uri,
+                "MLFLOW_STEWARD_CONFIG": str(self.config_path),
+            }
+        )
         return env
 
 
@@ -98,9 +109,15 @@ class LoggedModel:
     model_id: str
 
 
-def log_model_at(tracking_uri: str, *, signature: bool = True, accuracy: float | None = 0.95,
-                 input_example: bool = False, requirements: list[str] | None = None,
-                 user: str | None = None) -> LoggedModel:
+def log_model_at(
+    tracking_uri: str,
+    *,
+    signature: bool = True,
+    accuracy: float | None = 0.95,
+    input_example: bool = False,
+    requirements: list[str] | None = None,
+    user: str | None = None,
+) -> LoggedModel:
     """Log a real (tiny) scikit-learn model at any tracking URI, a server's included."""
     import mlflow
     import mlflow.sklearn
@@ -121,7 +138,8 @@ def log_model_at(tracking_uri: str, *, signature: bool = True, accuracy: float |
             if accuracy is not None:
                 mlflow.log_metric("accuracy", accuracy)
             info = mlflow.sklearn.log_model(
-                model, name="model",
+                model,
+                name="model",
                 signature=infer_signature(X, model.predict(X)) if signature else None,
                 input_example=X[:2] if input_example else None,
                 pip_requirements=requirements or ["scikit-learn", "numpy"],
@@ -147,8 +165,9 @@ def log_model(workspace: Workspace, log_model_factory) -> Callable[..., LoggedMo
 
 # -- PostgreSQL --------------------------------------------------------------------------------
 
-PG_ADMIN_URI = os.environ.get("STEWARD_TEST_POSTGRES_URI",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URI = os.environ.get(
+    "STEWARD_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _postgres_reachable() -> str | None:
@@ -178,8 +197,10 @@ def postgres_uri() -> Iterator[str]:
     problem = _postgres_reachable()
     if problem:
         if os.environ.get("STEWARD_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required (STEWARD_REQUIRE_POSTGRES=1) but not reachable at "
-                        f"{PG_ADMIN_URI}: {problem}")
+            pytest.fail(
+                f"PostgreSQL required (STEWARD_REQUIRE_POSTGRES=1) but not reachable at "
+                f"{PG_ADMIN_URI}: {problem}"
+            )
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URI}: {problem}")
     name = f"steward_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")

@@ -88,7 +88,9 @@ class Load:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)
+        ]
         self._lock = threading.Lock()
 
     def _run(self) -> None:
@@ -110,8 +112,11 @@ class Load:
                         self.failures.append(f"HTTP {r.status_code}: {r.text[:200]}")
                     else:
                         self.seen.append(
-                            (sent, r.headers.get("X-Steward-Model-Version"),
-                             r.json()["predictions"])
+                            (
+                                sent,
+                                r.headers.get("X-Steward-Model-Version"),
+                                r.json()["predictions"],
+                            )
                         )
 
     def __enter__(self) -> Load:

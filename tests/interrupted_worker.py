@@ -6,6 +6,8 @@
 - ``before-write``: the decision and the pending row are committed, MLflow's write is not.
 
 The registry and configuration come from the environment (MLFLOW_TRACKING_URI, ...).
+``STEWARD_TEST_JOIN=0`` makes steward treat MLflow's store as one whose writes cannot join its
+transaction, so the write goes the pending-row way (governance/recovery.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ DIED = 77
 
 
 def main(when: str, action: str, *args: str) -> None:
+    if os.environ.get("STEWARD_TEST_JOIN") == "0":
+        from mlflow_steward import _mlflow_adapter
+
+        _mlflow_adapter.can_join_sessions = lambda store: False
     if when == "after-write":
         append = AuditLog.append
 

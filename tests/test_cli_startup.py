@@ -24,11 +24,13 @@ print("\\nPROBE" + json.dumps({"code": code, "modules": loaded}))
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["--version"],
-                                  ["audit", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["plugins"], ["plugins", "--json"], ["--version"], ["audit", "--help"]]
+)
 def test_light_commands_do_not_import_heavy_packages(args):
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120
+    )
     out, probe = proc.stdout.rsplit("\nPROBE", 1)
     result = json.loads(probe)
     assert result["code"] in (0, None), proc.stderr

@@ -25,8 +25,9 @@ def _setup_registry(tracking_uri: str, registry_uri: str, config: Path) -> None:
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     client.create_registered_model("fraud")
     for source in (good, good, good, weak):
-        mv = client.create_model_version("fraud", f"models:/{source.model_id}",
-                                         run_id=source.run_id, model_id=source.model_id)
+        mv = client.create_model_version(
+            "fraud", f"models:/{source.model_id}", run_id=source.run_id, model_id=source.model_id
+        )
         client.set_model_version_tag("fraud", str(mv.version), "owner", "alice")
 
 
@@ -46,10 +47,17 @@ def _run_concurrently(tmp_path: Path, tracking_uri: str, registry_uri: str) -> N
     import os
 
     env = {**os.environ, **env_patch, "MLFLOW_STEWARD_ACTOR": "worker"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), tracking_uri, registry_uri, str(i),
-                               str(ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env, cwd=tmp_path)
-             for i in range(WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), tracking_uri, registry_uri, str(i), str(ROUNDS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for i in range(WORKERS)
+    ]
     results = []
     try:
         for proc in procs:

@@ -23,8 +23,11 @@ def _resolve(text: str, pm, path: str = "steward.yaml"):
 
 def test_issue_example_parses_with_defaults(pm):
     resolved = _resolve(EXAMPLE_CONFIG, pm)
-    assert [e.use for e, _, _ in resolved] == ["require-signature", "required-tags",
-                                               "metric-threshold"]
+    assert [e.use for e, _, _ in resolved] == [
+        "require-signature",
+        "required-tags",
+        "metric-threshold",
+    ]
     _, _, options = resolved[2]
     assert options["metric"] == "accuracy"
     assert options["min"] == 0.8
@@ -44,12 +47,15 @@ def test_unknown_top_level_key_names_file_line_and_choices(pm):
 
 def test_unknown_policy_lists_valid_ones(pm):
     with pytest.raises(ConfigError) as err:
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: require-signature
               - use: metric-treshold
                 with: {metric: accuracy, min: 0.8}
-            """, pm)
+            """,
+            pm,
+        )
     msg = str(err.value)
     assert "steward.yaml:3: policies[1].use: unknown policy 'metric-treshold'" in msg
     assert "did you mean 'metric-threshold'" in msg
@@ -59,57 +65,80 @@ def test_unknown_policy_lists_valid_ones(pm):
 
 def test_unknown_option_and_bad_value_point_at_their_lines(pm):
     with pytest.raises(ConfigError) as err:
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: metric-threshold
                 with:
                   metric: accuracy
                   minimum: 0.8
-            """, pm)
-    assert "steward.yaml:5: policies[0].with.minimum: policy 'metric-threshold' has no option" \
+            """,
+            pm,
+        )
+    assert (
+        "steward.yaml:5: policies[0].with.minimum: policy 'metric-threshold' has no option"
         in str(err.value)
+    )
     assert "'min'" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: metric-threshold
                 with: {metric: accuracy, min: high}
-            """, pm)
+            """,
+            pm,
+        )
     assert "steward.yaml:3: policies[0].with.min: expected a number, got 'high'" in str(err.value)
 
 
 def test_missing_required_option_and_invalid_combination(pm):
-    with pytest.raises(ConfigError, match=r"steward.yaml:3: policies\[0\].with: .*needs option "
-                                          r"'metric'"):
-        _resolve("""\
+    with pytest.raises(
+        ConfigError,
+        match=r"steward.yaml:3: policies\[0\].with: .*needs option "
+        r"'metric'",
+    ):
+        _resolve(
+            """\
             policies:
               - use: metric-threshold
                 with: {min: 0.8}
-            """, pm)
+            """,
+            pm,
+        )
     with pytest.raises(ConfigError, match="give `min`, `max`, or a champion/challenger gate"):
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: metric-threshold
                 with: {metric: accuracy}
-            """, pm)
+            """,
+            pm,
+        )
 
 
 def test_bad_when_action_and_choice_values(pm):
     with pytest.raises(ConfigError) as err:
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: required-tags
                 when: {action: set_aliases}
                 with: {tags: [owner]}
-            """, pm)
+            """,
+            pm,
+        )
     assert "steward.yaml:3: policies[0].when.action: unknown action 'set_aliases'" in str(err.value)
     assert "set_alias" in str(err.value)
     with pytest.raises(ConfigError, match="'everywhere' is not one of version, model, either"):
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: required-tags
                 with: {tags: [owner], scope: everywhere}
-            """, pm)
+            """,
+            pm,
+        )
 
 
 def test_duplicate_keys_and_entries_are_errors(pm):
@@ -126,17 +155,23 @@ def test_invalid_yaml_reports_line():
 
 def test_freeze_window_validation(pm):
     with pytest.raises(ConfigError, match="unknown timezone 'Mars/Base'"):
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: freeze-window
                 with: {timezone: Mars/Base, windows: [{days: [fri]}]}
-            """, pm)
+            """,
+            pm,
+        )
     with pytest.raises(ConfigError, match="window 1: start must be before end"):
-        _resolve("""\
+        _resolve(
+            """\
             policies:
               - use: freeze-window
                 with: {windows: [{start: "2027-01-05T00:00", end: "2026-12-20T00:00"}]}
-            """, pm)
+            """,
+            pm,
+        )
 
 
 def test_discovery_order(tmp_path, monkeypatch):
@@ -155,8 +190,10 @@ def test_discovery_order(tmp_path, monkeypatch):
         load_config(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [(30, 30.0), ("30s", 30.0), ("5m", 300.0),
-                                               ("2h", 7200.0), ("7d", 604800.0), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(30, 30.0), ("30s", 30.0), ("5m", 300.0), ("2h", 7200.0), ("7d", 604800.0), ("250ms", 0.25)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

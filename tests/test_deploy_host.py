@@ -65,7 +65,10 @@ class RackPlugin:
     @hookimpl
     def steward_deployment_targets(self):
         yield DeploymentTarget(
-            name="rack", kind="onprem", client=RecordingClient, help="the team's rack",
+            name="rack",
+            kind="onprem",
+            client=RecordingClient,
+            help="the team's rack",
             options=(Option("slot", "int", "rack slot", 1), Option("fail", "bool", "fail", False)),
         )
 
@@ -85,8 +88,10 @@ def registered(workspace, log_model):
 def _host(workspace, config: str = "", plugins=None) -> DeploymentHost:
     pm = create_plugin_manager(plugins=plugins or [RackPlugin()], autoload=False)
     session = StewardSession(
-        registry_uri=workspace.registry_uri, tracking_uri=workspace.db_uri,
-        config=parse_config(config, path="steward.yaml"), pm=pm,
+        registry_uri=workspace.registry_uri,
+        tracking_uri=workspace.db_uri,
+        config=parse_config(config, path="steward.yaml"),
+        pm=pm,
     )
     return DeploymentHost(session)
 
@@ -97,15 +102,25 @@ def test_create_resolves_the_alias_records_state_history_and_audit(registered):
     assert CALLS == [("create", "1")]
     stored = host.get("r1")
     assert (stored.version, stored.status, stored.endpoint, stored.requested) == (
-        "1", "serving", "rack://r1", "models:/fraud@production")
+        "1",
+        "serving",
+        "rack://r1",
+        "models:/fraud@production",
+    )
     assert stored.options == {"slot": 4, "fail": False, "production": False}
     assert info.kind == "onprem"
     assert [(s.kind, s.version, s.actor) for s in host.store.history("r1")] == [
-        ("create", "1", "tester")]
-    actions = [(e.action, e.decision, e.outcome) for e in host.session.audit.entries(model="fraud")
-               if e.details.get("deployment") == "r1"]
-    assert actions == [("deploy", "allowed", "applied"),
-                       ("deployment_create", "allowed", "serving")]
+        ("create", "1", "tester")
+    ]
+    actions = [
+        (e.action, e.decision, e.outcome)
+        for e in host.session.audit.entries(model="fraud")
+        if e.details.get("deployment") == "r1"
+    ]
+    assert actions == [
+        ("deploy", "allowed", "applied"),
+        ("deployment_create", "allowed", "serving"),
+    ]
     host.update("r1", "models:/fraud/2")
     host.rollback("r1")
     assert CALLS[1:] == [("update", "2"), ("rollback", "1")]
@@ -157,12 +172,15 @@ def test_before_deploy_hook_stops_the_step_and_observers_are_isolated(registered
 
 
 def test_deploy_requires_alias_refuses_and_nothing_is_called(registered):
-    host = _host(registered, """
+    host = _host(
+        registered,
+        """
 policies:
   - use: deploy-requires-alias
 deployments:
   r4: {target: rack, production: true}
-""")
+""",
+    )
     from mlflow_steward.governance.governor import PolicyDenied
 
     with pytest.raises(PolicyDenied, match=r"\[deploy-requires-alias\] version 2 does not hold"):
@@ -176,11 +194,16 @@ deployments:
 
 def test_configured_options_are_checked_with_file_key_and_line(registered):
     host = _host(registered, "deployments:\n  r6:\n    target: rack\n    slto: 3\n")
-    with pytest.raises(ConfigError, match=r"steward\.yaml:4: deployments\.r6\.slto: target "
-                                          r"'rack' has no option 'slto' \(did you mean 'slot'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"steward\.yaml:4: deployments\.r6\.slto: target "
+        r"'rack' has no option 'slto' \(did you mean 'slot'\?\)",
+    ):
         host.create("r6", "models:/fraud/1")
     host = _host(registered, "deployments:\n  r6:\n    target: rack\n    slot: many\n")
-    with pytest.raises(ConfigError, match=r"steward\.yaml:4: deployments\.r6\.slot: expected a whole"):
+    with pytest.raises(
+        ConfigError, match=r"steward\.yaml:4: deployments\.r6\.slot: expected a whole"
+    ):
         host.create("r6", "models:/fraud/1")
     with pytest.raises(DeploymentError, match=r"name a target for deployment 'r7'"):
         host.create("r7", "models:/fraud/1")
@@ -199,8 +222,11 @@ def test_target_registration_is_validated():
 def test_mlflow_plugin_module_has_the_shape_mlflow_requires():
     from mlflow.deployments.base import BaseDeploymentClient
 
-    clients = [m for _, m in inspect.getmembers(mlflow_plugin, inspect.isclass)
-               if issubclass(m, BaseDeploymentClient) and m is not BaseDeploymentClient]
+    clients = [
+        m
+        for _, m in inspect.getmembers(mlflow_plugin, inspect.isclass)
+        if issubclass(m, BaseDeploymentClient) and m is not BaseDeploymentClient
+    ]
     assert clients == [mlflow_plugin.StewardDeploymentClient]
     names = {ep.name: ep.value for ep in metadata.entry_points(group="mlflow.deployments")}
     assert names["steward-onprem"] == names["steward"] == "mlflow_steward.deployment.mlflow_plugin"
@@ -232,31 +258,57 @@ def file_target_path(tmp_path_factory) -> Path:
 
 
 def test_installed_third_party_target_through_mlflow_cli(registered, file_target_path, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.db_uri,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(file_target_path),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registered.db_uri,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(file_target_path), os.environ.get("PYTHONPATH")])
+        ),
+    }
     env.pop("MLFLOW_REGISTRY_URI", None)
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     drop = tmp_path / "drop"
 
     def run(*args):
-        return subprocess.run([mlflow_cli, "deployments", *args], env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [mlflow_cli, "deployments", *args], env=env, capture_output=True, text=True, timeout=300
+        )
 
-    created = run("create", "-t", "steward:/file-drop", "--name", "edge1",
-                  "-m", "models:/fraud@production", "-C", f"dir={drop}")
+    created = run(
+        "create",
+        "-t",
+        "steward:/file-drop",
+        "--name",
+        "edge1",
+        "-m",
+        "models:/fraud@production",
+        "-C",
+        f"dir={drop}",
+    )
     assert created.returncode == 0, created.stderr[-2000:]
     assert (drop / "edge1" / "VERSION").read_text() == "1"
     listed = run("list", "-t", "steward:/file-drop")
     assert "'name': 'edge1'" in listed.stdout
     assert "'kind': 'edge'" in listed.stdout
     (tmp_path / "in.json").write_text(json.dumps([{"x0": 1.5, "x1": 0.25, "x2": -0.5}]))
-    predicted = run("predict", "-t", "steward:/file-drop", "--name", "edge1",
-                    "--input-path", str(tmp_path / "in.json"))
+    predicted = run(
+        "predict",
+        "-t",
+        "steward:/file-drop",
+        "--name",
+        "edge1",
+        "--input-path",
+        str(tmp_path / "in.json"),
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert json.loads(predicted.stdout) == {"0": {"0": 1}}
-    plugins = subprocess.run([str(Path(sys.executable).with_name("steward")), "plugins", "--json"],
-                             env=env, capture_output=True, text=True, timeout=120)
+    plugins = subprocess.run(
+        [str(Path(sys.executable).with_name("steward")), "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     info = {p["name"]: p for p in json.loads(plugins.stdout)}["steward-file-target"]
     assert info["provides"] == {"deployment_targets": ["file-drop"]}
     assert run("delete", "-t", "steward:/file-drop", "--name", "edge1").returncode == 0
@@ -284,8 +336,7 @@ def test_a_recreated_deployment_does_not_inherit_the_old_history(registered):
     host.create("r10", "models:/fraud/2", target="rack")
     with pytest.raises(DeploymentError, match=r"has served no other version than 2"):
         host.rollback("r10")
-    assert [s.kind for s in host.store.history("r10")] == [
-        "create", "update", "delete", "create"]
+    assert [s.kind for s in host.store.history("r10")] == ["create", "update", "delete", "create"]
     assert [s.kind for s in host.store.history("r10", since_create=True)] == ["create"]
 
 
@@ -333,8 +384,13 @@ def test_update_options_are_recorded_before_the_target_acts(registered):
     class WatchingPlugin:
         @hookimpl
         def steward_deployment_targets(self):
-            yield DeploymentTarget(name="rack", kind="onprem", client=Watching, help="",
-                                   options=(Option("slot", "int", "rack slot", 1),))
+            yield DeploymentTarget(
+                name="rack",
+                kind="onprem",
+                client=Watching,
+                help="",
+                options=(Option("slot", "int", "rack slot", 1),),
+            )
 
     host = _host(registered, plugins=[WatchingPlugin()])
     host.create("r14", "models:/fraud/1", target="rack")

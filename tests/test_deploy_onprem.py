@@ -98,33 +98,70 @@ def test_mlflow_cli_and_steward_cli_deploy_and_predict(registry, deploy, tmp_pat
     env = _env(registry, tmp_path)
     port = free_port()
     created = _run(
-        [str(BIN / "mlflow"), "deployments", "create", "-t", "steward-onprem", "--name", "fraud",
-         "-m", "models:/fraud@production", "-C", f"port={port}"], env,
+        [
+            str(BIN / "mlflow"),
+            "deployments",
+            "create",
+            "-t",
+            "steward-onprem",
+            "--name",
+            "fraud",
+            "-m",
+            "models:/fraud@production",
+            "-C",
+            f"port={port}",
+        ],
+        env,
     )
     assert created.returncode == 0, created.stderr[-3000:]
     endpoint = f"http://127.0.0.1:{port}"
     rows = [[0.9, 0.1, 0.0], [-0.4, 0.2, 0.1], [2.0, -1.0, 0.3]]
-    (tmp_path / "in.json").write_text(json.dumps([dict(zip(COLUMNS, r, strict=False)) for r in rows]))
+    (tmp_path / "in.json").write_text(
+        json.dumps([dict(zip(COLUMNS, r, strict=False)) for r in rows])
+    )
     predicted = _run(
-        [str(BIN / "mlflow"), "deployments", "predict", "-t", "steward-onprem", "--name", "fraud",
-         "--input-path", str(tmp_path / "in.json")], env,
+        [
+            str(BIN / "mlflow"),
+            "deployments",
+            "predict",
+            "-t",
+            "steward-onprem",
+            "--name",
+            "fraud",
+            "--input-path",
+            str(tmp_path / "in.json"),
+        ],
+        env,
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     # pandas output, as MLflow's CLI prints it: one column of the model's labels
     assert list(json.loads(predicted.stdout)["0"].values()) == expected("1", rows)
 
-    ours = _run([str(BIN / "steward"), "deploy", "predict", "fraud", "-i", str(tmp_path / "in.json")],
-                env)
+    ours = _run(
+        [str(BIN / "steward"), "deploy", "predict", "fraud", "-i", str(tmp_path / "in.json")], env
+    )
     assert ours.returncode == 0, ours.stderr
     assert [r["0"] for r in json.loads(ours.stdout)] == expected("1", rows)
     (tmp_path / "split.json").write_text(json.dumps({"columns": COLUMNS, "data": rows}))
-    split = _run([str(BIN / "steward"), "deploy", "predict", "fraud", "-i",
-                  str(tmp_path / "split.json")], env)
+    split = _run(
+        [str(BIN / "steward"), "deploy", "predict", "fraud", "-i", str(tmp_path / "split.json")],
+        env,
+    )
     assert [r["0"] for r in json.loads(split.stdout)] == expected("1", rows), split.stderr
 
     # The generic target reaches the same deployment; the alias was recorded as a version.
-    got = _run([str(BIN / "mlflow"), "deployments", "get", "-t", "steward:/steward-onprem",
-                "--name", "fraud"], env)
+    got = _run(
+        [
+            str(BIN / "mlflow"),
+            "deployments",
+            "get",
+            "-t",
+            "steward:/steward-onprem",
+            "--name",
+            "fraud",
+        ],
+        env,
+    )
     assert got.returncode == 0, got.stderr[-2000:]
     assert "version: 1" in got.stdout
     assert "requested: models:/fraud@production" in got.stdout
@@ -156,8 +193,10 @@ def test_mlflow_cli_and_steward_cli_deploy_and_predict(registry, deploy, tmp_pat
     assert {r["status"] for r in records} == {200, 400}
     assert any('"x2"' in (r["request"] or "") for r in records)
 
-    deleted = _run([str(BIN / "mlflow"), "deployments", "delete", "-t", "steward-onprem",
-                    "--name", "fraud"], env)
+    deleted = _run(
+        [str(BIN / "mlflow"), "deployments", "delete", "-t", "steward-onprem", "--name", "fraud"],
+        env,
+    )
     assert deleted.returncode == 0, deleted.stderr[-2000:]
     assert not _gateways(registry)
     with pytest.raises(requests.ConnectionError):
@@ -167,8 +206,9 @@ def test_mlflow_cli_and_steward_cli_deploy_and_predict(registry, deploy, tmp_pat
 def test_blue_green_switch_under_load_fails_no_request(deploy):
     host = deploy()
     port = free_port()
-    info = host.create("bg", "models:/fraud@production", target="steward-onprem",
-                       config={"port": port, **FAST})
+    info = host.create(
+        "bg", "models:/fraud@production", target="steward-onprem", config={"port": port, **FAST}
+    )
     assert info.status == "serving"
     assert info.version == "1"
     endpoint = f"http://127.0.0.1:{port}"
@@ -189,10 +229,15 @@ def test_blue_green_switch_under_load_fails_no_request(deploy):
         assert predictions == expected(version, BATCH)
     steps = [(s.kind, s.from_version, s.version, s.status) for s in host.store.history("bg")]
     assert steps == [("create", None, "1", "serving"), ("update", "1", "2", "serving")]
-    deploys = [e for e in host.session.audit.entries(model="fraud") if e.action == "deploy"
-               and e.details.get("deployment") == "bg"]
+    deploys = [
+        e
+        for e in host.session.audit.entries(model="fraud")
+        if e.action == "deploy" and e.details.get("deployment") == "bg"
+    ]
     assert [(e.version, e.decision, e.details["requested"]) for e in deploys] == [
-        ("1", "allowed", "models:/fraud@production"), ("2", "allowed", "models:/fraud/2")]
+        ("1", "allowed", "models:/fraud@production"),
+        ("2", "allowed", "models:/fraud/2"),
+    ]
     assert host.session.audit.verify().ok
 
 
@@ -211,8 +256,9 @@ def test_failed_updates_leave_the_old_version_serving(deploy):
     assert load.versions() == ["1"]
     info = host.get("safe")
     assert (info.version, info.status, info.traffic) == ("1", "serving", {"1": 100})
-    failed = [(s.kind, s.version, s.reason) for s in host.store.history("safe")
-              if s.status == "failed"]
+    failed = [
+        (s.kind, s.version, s.reason) for s in host.store.history("safe") if s.status == "failed"
+    ]
     assert [f[:2] for f in failed] == [("update-failed", "3"), ("update-failed", "4")]
     assert "weights file is missing" in failed[0][2]
     assert "the model raised ValueError: division by zero in feature scaling" in failed[1][2]
@@ -247,9 +293,16 @@ def test_error_rate_rolls_back_automatically(deploy):
     host = deploy()
     port = free_port()
     host.create(
-        "watch", "models:/fraud/1", target="steward-onprem",
-        config={"port": port, "drain": "0.5s", "watch": "8s", "error_rate_min_requests": 10,
-                "error_rate_window": "30s"},
+        "watch",
+        "models:/fraud/1",
+        target="steward-onprem",
+        config={
+            "port": port,
+            "drain": "0.5s",
+            "watch": "8s",
+            "error_rate_min_requests": 10,
+            "error_rate_window": "30s",
+        },
     )
     # v5 passes its health gate (its input example has 2 rows) but fails on 3-row batches.
     updated = host.update("watch", "models:/fraud/5")
@@ -267,11 +320,18 @@ def test_error_rate_rolls_back_automatically(deploy):
     assert load.statuses[400] >= 10  # v5's failures, until the rollback
     step = host.store.history("watch")[-1]
     assert (step.kind, step.from_version, step.version, step.actor) == (
-        "auto-rollback", "5", "1", "steward-gateway")
+        "auto-rollback",
+        "5",
+        "1",
+        "steward-gateway",
+    )
     assert "error rate of v5" in step.reason
     entry = host.session.audit.entries(model="fraud", newest_first=True, limit=1)[0]
     assert (entry.action, entry.actor, entry.decision) == (
-        "deployment_auto_rollback", "steward-gateway", "automatic")
+        "deployment_auto_rollback",
+        "steward-gateway",
+        "automatic",
+    )
     assert host.get("watch").requested == "models:/fraud/1"  # `update` will not bring v5 back
     # v1 was due to stop when the watch period ended; switched back to, it must keep serving.
     time.sleep(max(0.0, switched + 10 - time.monotonic()))
@@ -290,8 +350,11 @@ deployments:
     production: true
 """)
     port = free_port()
-    with pytest.raises(PolicyDenied, match=r"\[deploy-requires-alias\] version 2 does not hold "
-                                           r"@production \(version 1 does\)"):
+    with pytest.raises(
+        PolicyDenied,
+        match=r"\[deploy-requires-alias\] version 2 does not hold "
+        r"@production \(version 1 does\)",
+    ):
         host.create("prod", "models:/fraud/2", config={"port": port})
     assert host.store.get("prod") is None
     assert not _gateways(host.store.engine.url.render_as_string())
@@ -306,8 +369,11 @@ deployments:
 
 def test_bad_input_is_refused_before_anything_starts(deploy, tmp_path):
     host = deploy()
-    with pytest.raises(DeploymentError, match=r"unknown deployment target 'onprem'.*"
-                                              r"available targets: steward-onprem"):
+    with pytest.raises(
+        DeploymentError,
+        match=r"unknown deployment target 'onprem'.*"
+        r"available targets: steward-onprem",
+    ):
         host.create("x", "models:/fraud/1", target="onprem", config={"port": free_port()})
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -316,15 +382,20 @@ def test_bad_input_is_refused_before_anything_starts(deploy, tmp_path):
         with pytest.raises(DeploymentError, match=f"port {port} on 127.0.0.1 is already in use"):
             host.create("x", "models:/fraud/1", target="steward-onprem", config={"port": port})
     with pytest.raises(DeploymentError, match=r"unknown model 'models:/nope@production'"):
-        host.create("x", "models:/nope@production", target="steward-onprem",
-                    config={"port": free_port()})
+        host.create(
+            "x", "models:/nope@production", target="steward-onprem", config={"port": free_port()}
+        )
     with pytest.raises(DeploymentError, match=r"unknown model 'models:/fraud/99'"):
         host.create("x", "models:/fraud/99", target="steward-onprem", config={"port": free_port()})
     with pytest.raises(DeploymentError, match=r"no option 'prot' \(did you mean 'port'\?\)"):
         host.create("x", "models:/fraud/1", target="steward-onprem", config={"prot": 1})
     with pytest.raises(DeploymentError, match=r"option workers='two'.*whole number"):
-        host.create("x", "models:/fraud/1", target="steward-onprem",
-                    config={"port": free_port(), "workers": "two"})
+        host.create(
+            "x",
+            "models:/fraud/1",
+            target="steward-onprem",
+            config={"port": free_port(), "workers": "two"},
+        )
     assert host.store.list() == []
     assert not (tmp_path / "home" / "deployments" / "x").exists()
 
@@ -332,8 +403,9 @@ def test_bad_input_is_refused_before_anything_starts(deploy, tmp_path):
 def test_gateway_restart_restores_the_recorded_state(deploy, registry):
     host = deploy()
     port = free_port()
-    host.create("phoenix", "models:/fraud/1", target="steward-onprem",
-                config={"port": port, **FAST})
+    host.create(
+        "phoenix", "models:/fraud/1", target="steward-onprem", config={"port": port, **FAST}
+    )
     host.update("phoenix", "models:/fraud/2", traffic=90)
     pid = host.get("phoenix").runtime["pid"]
     scoring = [s["pid"] for s in host.status("phoenix")["live"]["slots"]]
@@ -353,15 +425,30 @@ def test_gateway_restart_restores_the_recorded_state(deploy, registry):
     assert host.promote_canary("phoenix").traffic == {"2": 100}
 
 
-def test_emit_systemd_writes_a_unit_that_serves_the_recorded_deployment(registry, deploy,
-                                                                         tmp_path):
+def test_emit_systemd_writes_a_unit_that_serves_the_recorded_deployment(registry, deploy, tmp_path):
     host = deploy()
     env = _env(registry, tmp_path)
     port = free_port()
     out = tmp_path / "units"
-    result = _run([str(BIN / "steward"), "deploy", "create", "svc", "-m", "models:/fraud/1",
-                   "-t", "steward-onprem", "-C", f"port={port}", "--emit", "systemd",
-                   "--out", str(out)], env)
+    result = _run(
+        [
+            str(BIN / "steward"),
+            "deploy",
+            "create",
+            "svc",
+            "-m",
+            "models:/fraud/1",
+            "-t",
+            "steward-onprem",
+            "-C",
+            f"port={port}",
+            "--emit",
+            "systemd",
+            "--out",
+            str(out),
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr
     unit = (out / "steward-deploy-svc.service").read_text()
     assert "Restart=on-failure" in unit
@@ -374,8 +461,12 @@ def test_emit_systemd_writes_a_unit_that_serves_the_recorded_deployment(registry
     # What systemd would run: the ExecStart line, in the foreground.
     import shlex
 
-    service = subprocess.Popen(shlex.split(exec_line.removeprefix("ExecStart=")), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    service = subprocess.Popen(
+        shlex.split(exec_line.removeprefix("ExecStart=")),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -386,7 +477,8 @@ def test_emit_systemd_writes_a_unit_that_serves_the_recorded_deployment(registry
                 pass
             time.sleep(0.2)
         assert _post(f"http://127.0.0.1:{port}", EXAMPLE).json()["predictions"] == expected(
-            "1", EXAMPLE)
+            "1", EXAMPLE
+        )
     finally:
         service.send_signal(signal.SIGTERM)  # `systemctl stop`
         assert service.wait(timeout=60) == 0

@@ -45,11 +45,14 @@ policies:
     decision = engine.decide(make_event(alias="production", facts=StaticFacts(signature=None)))
     assert not decision.allowed
     assert [(o.policy, o.allowed) for o in decision.outcomes] == [
-        ("require-signature", False), ("required-tags", False)]
+        ("require-signature", False),
+        ("required-tags", False),
+    ]
     assert "[require-signature] the model has no signature" in decision.message()
     assert "[required-tags] missing tag owner on the version" in decision.message()
-    ok = engine.decide(make_event(alias="production",
-                                  facts=StaticFacts(version_tags={"owner": "alice"})))
+    ok = engine.decide(
+        make_event(alias="production", facts=StaticFacts(version_tags={"owner": "alice"}))
+    )
     assert ok.allowed
     assert len(ok.outcomes) == 2
 
@@ -68,8 +71,7 @@ def test_raising_policy_is_a_deny_naming_the_plugin():
 
 @pytest.mark.parametrize("returned", [True, None, "allow", {"allowed": True}])
 def test_wrong_return_type_is_a_deny(returned):
-    engine = _engine("policies: [{use: sloppy}]\n",
-                     _policy_plugin("sloppy", lambda e, o: returned))
+    engine = _engine("policies: [{use: sloppy}]\n", _policy_plugin("sloppy", lambda e, o: returned))
     decision = engine.decide(make_event())
     assert not decision.allowed
     assert "instead of a PolicyVerdict" in decision.outcomes[0].reason
@@ -103,14 +105,21 @@ policies:
     with: {tags: [owner]}
 """)
     untagged = StaticFacts()
-    assert not engine.decide(make_event(model="fraud-eu", alias="production",
-                                        facts=untagged)).allowed
-    assert engine.decide(make_event(model="fraud-eu", alias="staging", facts=untagged)).outcomes \
+    assert not engine.decide(
+        make_event(model="fraud-eu", alias="production", facts=untagged)
+    ).allowed
+    assert (
+        engine.decide(make_event(model="fraud-eu", alias="staging", facts=untagged)).outcomes == ()
+    )
+    assert (
+        engine.decide(make_event(model="churn", alias="production", facts=untagged)).outcomes == ()
+    )
+    assert (
+        engine.decide(
+            make_event("set_model_version_tag", model="fraud-eu", facts=untagged)
+        ).outcomes
         == ()
-    assert engine.decide(make_event(model="churn", alias="production", facts=untagged)).outcomes \
-        == ()
-    assert engine.decide(make_event("set_model_version_tag", model="fraud-eu",
-                                    facts=untagged)).outcomes == ()
+    )
 
 
 def test_prompts_are_not_judged_by_model_policies():
@@ -120,8 +129,9 @@ def test_prompts_are_not_judged_by_model_policies():
 
 
 def test_enabled_by_default_policy_applies_without_config():
-    plugin = _policy_plugin("no-friday", lambda e, o: PolicyVerdict.deny("it is friday"),
-                            enabled_by_default=True)
+    plugin = _policy_plugin(
+        "no-friday", lambda e, o: PolicyVerdict.deny("it is friday"), enabled_by_default=True
+    )
     decision = _engine("", plugin).decide(make_event())
     assert [o.policy for o in decision.denials] == ["no-friday"]
 
@@ -150,8 +160,14 @@ def test_disabled_builtin_is_not_registered(monkeypatch):
     monkeypatch.setenv("MLFLOW_STEWARD_DISABLE_PLUGINS", "builtin.freeze_window, builtin.approvals")
     pm = create_plugin_manager(disable=["builtin.required_tags"], autoload=False)
     names = set(pm.hooks.policies())
-    assert names == {"require-signature", "metric-threshold", "allowed-requirements",
-                     "require-identity", "protect-aliases", "deploy-requires-alias"}
+    assert names == {
+        "require-signature",
+        "metric-threshold",
+        "allowed-requirements",
+        "require-identity",
+        "protect-aliases",
+        "deploy-requires-alias",
+    }
     assert pm.is_blocked("builtin.approvals")
 
 

@@ -35,9 +35,11 @@ def test_register_without_signature_is_refused_and_leaves_nothing(workspace, log
     assert plain.search_registered_models("name = 'fraud'") == []
     assert plain.search_model_versions("name = 'fraud'") == []
     actions = [(e["action"], e["decision"]) for e in _audit_json(workspace)]
-    assert actions == [("create_registered_model", "allowed"),
-                       ("create_model_version", "refused"),
-                       ("delete_registered_model", "allowed")]
+    assert actions == [
+        ("create_registered_model", "allowed"),
+        ("create_model_version", "refused"),
+        ("delete_registered_model", "allowed"),
+    ]
 
 
 def test_explicit_empty_model_with_history_is_kept(workspace, log_model):
@@ -144,9 +146,11 @@ def test_audit_verify_detects_truncated_tail_and_export(workspace, log_model):
 def test_reserved_tags_are_refused(workspace, log_model):
     mlflow.register_model(log_model().uri, "fraud")
     client = workspace.client()
-    for call in (lambda: client.set_model_version_tag("fraud", "1", "steward.monitor.status", "ok"),
-                 lambda: client.set_registered_model_tag("fraud", "steward.x", "1"),
-                 lambda: client.delete_model_version_tag("fraud", "1", "steward.y")):
+    for call in (
+        lambda: client.set_model_version_tag("fraud", "1", "steward.monitor.status", "ok"),
+        lambda: client.set_registered_model_tag("fraud", "steward.x", "1"),
+        lambda: client.delete_model_version_tag("fraud", "1", "steward.y"),
+    ):
         with pytest.raises(MlflowException) as err:
             call()
         assert "[reserved-tags]" in refused(err)
@@ -180,8 +184,9 @@ def test_policy_plugin_that_raises_refuses_naming_the_plugin(workspace, log_mode
 
 
 def test_check_promote_history_rollback_via_cli(workspace, log_model):
-    workspace.write_config("policies: [{use: metric-threshold, with: {metric: accuracy, "
-                           "min: 0.8}}]\n")
+    workspace.write_config(
+        "policies: [{use: metric-threshold, with: {metric: accuracy, min: 0.8}}]\n"
+    )
     for acc in (0.85, 0.9, 0.5):
         mlflow.register_model(log_model(accuracy=acc).uri, "fraud")
     ok = run_cli("check", "models:/fraud/2", "--to", "production", "--json")
@@ -201,7 +206,10 @@ def test_check_promote_history_rollback_via_cli(workspace, log_model):
     assert str(plain.get_model_version_by_alias("fraud", "production").version) == "1"
     history = json.loads(run_cli("history", "fraud", "--alias", "production", "--json").output)
     assert [(h["kind"], h["previous_version"], h["version"]) for h in history] == [
-        ("set", None, "1"), ("set", "1", "2"), ("rollback", "2", "1")]
+        ("set", None, "1"),
+        ("set", "1", "2"),
+        ("rollback", "2", "1"),
+    ]
     again = CliRunner().invoke(cli, ["rollback", "fraud", "--alias", "production"])
     assert again.exit_code == 1
     assert "no earlier holder of @production" in again.output
@@ -245,19 +253,25 @@ policies:
         run_cli("approve", "models:/fraud/1", "--alias", "production", "--comment", "lgtm")
     monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "dave")
     run_cli("approvals", "request", "models:/fraud/1", "--alias", "production")
-    assert "dave requested this promotion and cannot approve it" in CliRunner().invoke(
-        cli, ["approve", "models:/fraud/1", "--alias", "production"]).output
+    assert (
+        "dave requested this promotion and cannot approve it"
+        in CliRunner().invoke(cli, ["approve", "models:/fraud/1", "--alias", "production"]).output
+    )
     monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "erin")
     run_cli("reject", "models:/fraud/1", "--alias", "production", "--comment", "not yet")
     monkeypatch.setenv("MLFLOW_STEWARD_ACTOR", "alice")
     blocked = CliRunner().invoke(cli, ["promote", "models:/fraud/1", "--to", "production"])
     assert "rejected for @production by erin: not yet" in blocked.output
     with workspace_db(workspace) as conn:  # let the rejection expire (the default is 7 days)
-        conn.execute("UPDATE steward_approvals SET created = created - 8 * 86400 "
-                     "WHERE verdict = 'reject'")
+        conn.execute(
+            "UPDATE steward_approvals SET created = created - 8 * 86400 WHERE verdict = 'reject'"
+        )
     listed = json.loads(run_cli("approvals", "list", "--json").output)
     assert [(r["actor"], r["verdict"]) for r in listed] == [
-        ("bob", "approve"), ("carol", "approve"), ("dave", "request")]
+        ("bob", "approve"),
+        ("carol", "approve"),
+        ("dave", "request"),
+    ]
     run_cli("promote", "models:/fraud/1", "--to", "production")
     entries = _audit_json(workspace)
     actors = {(e["actor"], e["action"], e["decision"]) for e in entries}
@@ -322,12 +336,24 @@ def test_bad_config_is_one_line_with_file_and_line(workspace, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies:\n  - use: required-tags\n    with: {tag: [owner]}\n")
     proc = subprocess.run(
-        [sys.executable, "-c", "from mlflow_steward.cli.main import main; main()",
-         "--config", str(bad), "config", "check"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "from mlflow_steward.cli.main import main; main()",
+            "--config",
+            str(bad),
+            "config",
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert f"{bad}:3: policies[0].with.tag: policy 'required-tags' has no option 'tag'" \
-        in proc.stderr
+    assert (
+        f"{bad}:3: policies[0].with.tag: policy 'required-tags' has no option 'tag'" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -340,10 +366,16 @@ def test_register_plugin_enforces_an_in_process_policy(workspace, log_model):
         @hookimpl
         def steward_policies(self):
             yield Policy(
-                name="no-fraud-names", description="test", enabled_by_default=True,
+                name="no-fraud-names",
+                description="test",
+                enabled_by_default=True,
                 actions=frozenset({"create_model_version"}),
-                check=lambda event, options: PolicyVerdict.deny("names may not contain fraud")
-                if "fraud" in event.model else PolicyVerdict.allow("ok"))
+                check=lambda event, options: (
+                    PolicyVerdict.deny("names may not contain fraud")
+                    if "fraud" in event.model
+                    else PolicyVerdict.allow("ok")
+                ),
+            )
 
     uri = log_model().uri
     mlflow.register_model(uri, "fraud")  # the store is built and cached by MLflow here
@@ -352,8 +384,9 @@ def test_register_plugin_enforces_an_in_process_policy(workspace, log_model):
         mlflow.register_model(uri, "fraud")
     assert "[no-fraud-names] names may not contain fraud" in refused(err)
     assert str(mlflow.register_model(uri, "churn").version) == "1"
-    assert [str(v.version) for v in workspace.plain_client().search_model_versions("name='fraud'")] == [
-        "1"]
+    assert [
+        str(v.version) for v in workspace.plain_client().search_model_versions("name='fraud'")
+    ] == ["1"]
 
 
 def test_alias_holders_cannot_be_deleted_or_renamed(workspace, log_model):
@@ -363,12 +396,18 @@ def test_alias_holders_cannot_be_deleted_or_renamed(workspace, log_model):
     client.set_model_version_tag("fraud", "1", "owner", "alice")
     client.set_registered_model_alias("fraud", "production", "1")
     for attempt, fragment in (
-        (lambda: client.delete_model_version("fraud", "1"),
-         "version 1 of fraud holds @production (version 1) and cannot be deleted"),
-        (lambda: client.delete_registered_model("fraud"),
-         "registered model fraud holds @production (version 1) and cannot be deleted"),
-        (lambda: client.rename_registered_model("fraud", "fraud2"),
-         "registered model fraud holds @production (version 1) and cannot be renamed"),
+        (
+            lambda: client.delete_model_version("fraud", "1"),
+            "version 1 of fraud holds @production (version 1) and cannot be deleted",
+        ),
+        (
+            lambda: client.delete_registered_model("fraud"),
+            "registered model fraud holds @production (version 1) and cannot be deleted",
+        ),
+        (
+            lambda: client.rename_registered_model("fraud", "fraud2"),
+            "registered model fraud holds @production (version 1) and cannot be renamed",
+        ),
     ):
         with pytest.raises(MlflowException) as err:
             attempt()
@@ -377,7 +416,8 @@ def test_alias_holders_cannot_be_deleted_or_renamed(workspace, log_model):
     plain = workspace.plain_client()
     assert [str(v.version) for v in plain.search_model_versions("name='fraud'")] == ["1"]
     assert {k: str(v) for k, v in plain.get_registered_model("fraud").aliases.items()} == {
-        "production": "1"}
+        "production": "1"
+    }
     client.delete_registered_model_alias("fraud", "production")
     client.rename_registered_model("fraud", "fraud-v2")
     assert plain.get_registered_model("fraud-v2").name == "fraud-v2"
@@ -410,13 +450,17 @@ def test_steward_failure_refuses_with_403_and_writes_nothing(workspace, log_mode
     assert "fails closed" in message
     assert workspace.plain_client().get_registered_model("fraud").aliases == {}
 
-    # Allowed, applied, and its entry cannot be appended: retried, then a 409 that says so.
+    # Allowed, and its entry cannot be appended: MLflow's write was in the same transaction, so
+    # it is rolled back with it. A 409 (never retried) says nothing was changed.
     with pytest.raises(MlflowException) as err:
         client.set_model_version_tag("fraud", "1", "owner", "alice")
     assert err.value.error_code == "ABORTED"
     assert err.value.get_http_status_code() == 409
-    assert "was applied, but steward could not add it to the audit log" in err.value.message
-    assert calls == ["set_alias", *["set_model_version_tag"] * 3]
+    assert "was not applied: steward could not add it to the audit log" in err.value.message
+    assert "nothing was changed" in err.value.message
+    assert "owner" not in workspace.plain_client().get_model_version("fraud", "1").tags
+    # The entry, then the entry saying it failed: both could not be written.
+    assert calls == ["set_alias", "set_model_version_tag", "set_model_version_tag"]
 
 
 def test_metric_threshold_reads_the_latest_evaluation_of_a_registered_version(workspace, log_model):

@@ -47,8 +47,10 @@ def test_server_internals_used_by_the_steward_app():
 
     backend, registry, artifacts = _mlflow_adapter.server_store_env()
     assert (backend, registry, artifacts) == (
-        "_MLFLOW_SERVER_FILE_STORE", "_MLFLOW_SERVER_REGISTRY_STORE",
-        "_MLFLOW_SERVER_ARTIFACT_DESTINATION")
+        "_MLFLOW_SERVER_FILE_STORE",
+        "_MLFLOW_SERVER_REGISTRY_STORE",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    )
     assert _mlflow_adapter.server_flask_app().name.startswith("mlflow")
     assert isinstance(auth.BEFORE_REQUEST_VALIDATORS, dict)
     assert callable(auth.validate_can_read_registered_model)
@@ -66,3 +68,96 @@ def test_mlflow_artifacts_uris_map_to_the_servers_destination(tmp_path, monkeypa
     monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_DESTINATION", str(tmp_path))
     repo = _mlflow_adapter.artifact_repository("mlflow-artifacts:/1/models", None)
     assert [f.path for f in repo.list_artifacts()] == ["MLmodel"]
+
+
+class _Undo(Exception):
+    pass
+
+
+def test_registry_sessions_join_a_steward_transaction(tmp_path):
+    import pytest
+
+    from mlflow_steward import db
+
+    uri = f"sqlite:///{tmp_path}/x.db"
+    store = _mlflow_adapter.build_registry_store(uri, None)
+    assert _mlflow_adapter.can_join_sessions(store)
+    _mlflow_adapter.install_session_joining(store)
+    _mlflow_adapter.install_session_joining(store)  # once is enough; twice changes nothing
+    engine = db.get_engine(uri)
+
+    def write_then_undo() -> None:
+        with engine.begin() as conn, _mlflow_adapter.sessions_joined(store, conn):
+            store.create_registered_model("joined")
+            # A read answering "not found" rolls back its own savepoint only.
+            assert _mlflow_adapter.read_alias_holder(store, "joined", "x") is None
+            with pytest.raises(Exception, match="not found"):
+                store.get_registered_model("missing")
+            assert store.get_registered_model("joined").name == "joined"
+            raise _Undo
+
+    # Rolled back with steward's transaction: MLflow's commit did not commit it.
+    with pytest.raises(_Undo):
+        write_then_undo()
+    assert store.search_registered_models() == []
+
+    with engine.begin() as conn, _mlflow_adapter.sessions_joined(store, conn):
+        store.create_registered_model("joined")
+    assert [m.name for m in store.search_registered_models()] == ["joined"]
+    # Outside the block the store uses its own sessions again.
+    store.create_registered_model("own")
+    assert len(store.search_registered_models()) == 2
+
+
+def test_direct_reads_agree_with_mlflows_getters(tmp_path, monkeypatch):
+    import math
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    uri = f"sqlite:///{tmp_path}/x.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with mlflow.start_run() as run:
+        mlflow.log_metric("accuracy", 0.5)
+        mlflow.log_metric("accuracy", 0.9)
+        mlflow.log_metric("loss", float("nan"))
+        model = mlflow.initialize_logged_model(name="m")
+        mlflow.log_metric("auc", 0.7, model_id=model.model_id, step=1)
+        mlflow.log_metric("auc", 0.8, model_id=model.model_id, step=2)
+    client.create_registered_model("fraud")
+    client.create_model_version("fraud", "file:///tmp/m", run_id=run.info.run_id)
+    client.set_model_version_tag("fraud", "1", "owner", "alice")
+    client.set_registered_model_alias("fraud", "production", "1")
+
+    store = _mlflow_adapter.build_registry_store(uri, uri)
+    assert _mlflow_adapter.read_alias_holder(store, "fraud", "production") == "1"
+    assert _mlflow_adapter.read_alias_holder(store, "fraud", "staging") is None
+    assert _mlflow_adapter.read_alias_holder(store, "nobody", "production") is None
+    assert _mlflow_adapter.read_model_version(store, "fraud", "1") == (
+        "file:///tmp/m",
+        run.info.run_id,
+        {"owner": "alice"},
+    )
+    assert _mlflow_adapter.read_model_version(store, "fraud", "2") is None
+    assert _mlflow_adapter.read_model_version(store, "fraud", "x") is None
+    store.set_model_version_tag("fraud", "1", ModelVersionTag("team", "risk"))
+    assert _mlflow_adapter.read_model_version(store, "fraud", "1")[2] == dict(
+        store.get_model_version("fraud", "1").tags
+    )
+    store.delete_model_version("fraud", "1")  # internally deleted: gone for MLflow, gone here
+    assert _mlflow_adapter.read_model_version(store, "fraud", "1") is None
+
+    tracking = _mlflow_adapter.tracking_sql_store(client)
+    assert tracking is not None
+    metrics = _mlflow_adapter.read_run_metrics(tracking, run.info.run_id)
+    expected = client.get_run(run.info.run_id).data.metrics
+    assert metrics["accuracy"] == expected["accuracy"] == 0.9
+    assert math.isnan(metrics["loss"])
+    assert math.isnan(expected["loss"])
+    assert set(metrics) == set(expected)
+    assert _mlflow_adapter.read_run_metrics(tracking, "0" * 32) is None
+    assert _mlflow_adapter.read_logged_model_metrics(tracking, model.model_id) == {"auc": 0.8}
+    assert _mlflow_adapter.read_logged_model_metrics(tracking, "m-missing") is None
+    assert _mlflow_adapter.tracking_sql_store(MlflowClient("http://127.0.0.1:9")) is None

@@ -52,10 +52,12 @@ def _current(rng, n=800, shift=0.0) -> pd.DataFrame:
 
 
 def _check(workspace, uri, data, *extra):
-    result = CliRunner().invoke(cli, ["monitor", "check", uri, "--data", str(data), "--json",
-                                      *extra])
-    return result.exit_code, (json.loads(result.output) if result.output.startswith("{")
-                              else result.output)
+    result = CliRunner().invoke(
+        cli, ["monitor", "check", uri, "--data", str(data), "--json", *extra]
+    )
+    return result.exit_code, (
+        json.loads(result.output) if result.output.startswith("{") else result.output
+    )
 
 
 def test_healthy_then_drift_logged_to_mlflow_and_tagged_through_governance(workspace):
@@ -92,11 +94,15 @@ def test_healthy_then_drift_logged_to_mlflow_and_tagged_through_governance(works
     from mlflow_steward import db
     from mlflow_steward.governance.audit import AuditLog
 
-    entries = [e for e in AuditLog(db.get_engine(workspace.db_uri)).entries(model="fraud")
-               if e.actor == "steward-monitor"]
+    entries = [
+        e
+        for e in AuditLog(db.get_engine(workspace.db_uri)).entries(model="fraud")
+        if e.actor == "steward-monitor"
+    ]
     assert [(e.action, e.details["tag_key"]) for e in entries][-2:] == [
         ("set_model_version_tag", "steward.monitor.status"),
-        ("set_model_version_tag", "steward.monitor.last_run")]
+        ("set_model_version_tag", "steward.monitor.last_run"),
+    ]
     # Clients still cannot write steward.* tags themselves.
     with pytest.raises(MlflowException, match="reserved-tags"):
         workspace.client().set_model_version_tag("fraud", version, "steward.monitor.status", "ok")
@@ -111,8 +117,7 @@ def test_bad_batches_give_findings_and_exit_2_without_drift(workspace):
     assert few["status"] == "insufficient data"
     assert few["run_id"] is None
     _current(rng).drop(columns=["score"]).to_csv(workspace.root / "missing.csv", index=False)
-    code, missing = _check(workspace, "models:/fraud/1", workspace.root / "missing.csv",
-                           "--no-log")
+    code, missing = _check(workspace, "models:/fraud/1", workspace.root / "missing.csv", "--no-log")
     assert code == 2
     assert missing["status"] == "invalid"
     assert "missing columns score" in missing["quality"][0]
@@ -147,14 +152,28 @@ def test_reads_an_onprem_request_log(workspace, tmp_path):
         batch = _current(rng, n=25, shift=1.0)
         body = {"dataframe_split": batch.to_dict(orient="split", index=False)}
         preds = {"predictions": model.predict(batch).tolist()}
-        log.add(request_id=f"r{i}", version="1", status=200, latency_ms=1.0,
-                content_type="application/json", request=json.dumps(body).encode(),
-                response=json.dumps(preds).encode())
-    log.add(request_id="bad", version="1", status=400, latency_ms=1.0, content_type=None,
-            request=b"{}", response=b"{}")
+        log.add(
+            request_id=f"r{i}",
+            version="1",
+            status=200,
+            latency_ms=1.0,
+            content_type="application/json",
+            request=json.dumps(body).encode(),
+            response=json.dumps(preds).encode(),
+        )
+    log.add(
+        request_id="bad",
+        version="1",
+        status=400,
+        latency_ms=1.0,
+        content_type=None,
+        request=b"{}",
+        response=b"{}",
+    )
     log.close()
-    code, result = _check(workspace, "models:/fraud/1", tmp_path / "requests", "--no-log",
-                          "--drift-share", "0.25")
+    code, result = _check(
+        workspace, "models:/fraud/1", tmp_path / "requests", "--no-log", "--drift-share", "0.25"
+    )
     assert result["drifted"] == ["age"]
     assert code == 1  # one of four columns (the three features and the prediction)
     n_current = {c["column"]: c["n_current"] for c in result["columns"]}

@@ -32,8 +32,9 @@ def serve(workspace, requests: int = 60, rows: int = 5) -> pd.DataFrame:
             status=200,
             latency_ms=1.0,
             content_type="application/json",
-            request=json.dumps({"dataframe_split": part.to_dict(orient="split", index=False)})
-            .encode(),
+            request=json.dumps(
+                {"dataframe_split": part.to_dict(orient="split", index=False)}
+            ).encode(),
             response=json.dumps({"predictions": predictions}).encode(),
         )
         truth += [{"request_id": f"r{i}", "row": j, "label": p} for j, p in enumerate(predictions)]
@@ -69,8 +70,10 @@ def test_labels_joined_on_request_and_row_judge_the_served_predictions(workspace
     assert bad["status"] == "drift"
     assert bad["drifted"] == []  # the inputs did not move: the performance did
     assert bad["performance"]["realised"] == 0.75
-    assert any("realised accuracy 0.75 on 300 labelled rows" in q and "worse by" in q
-               for q in bad["quality"]), bad["quality"]
+    assert any(
+        "realised accuracy 0.75 on 300 labelled rows" in q and "worse by" in q
+        for q in bad["quality"]
+    ), bad["quality"]
     assert [a["action"] for a in bad["actions"]] == ["tag"]
 
 
@@ -82,7 +85,9 @@ def test_empty_labels_float_labels_and_corrections(workspace):
     corrected = messy.iloc[[1]].assign(label=1 - messy.loc[1, "label"])
     wrong_first = messy.copy()
     wrong_first.loc[1, "label"] = 1 - wrong_first.loc[1, "label"]  # wrong, then corrected
-    run = monitor(workspace, pd.concat([wrong_first, corrected.assign(label=messy.loc[1, "label"])]))
+    run = monitor(
+        workspace, pd.concat([wrong_first, corrected.assign(label=messy.loc[1, "label"])])
+    )
     assert run["status"] == "healthy", run["quality"]
     assert run["performance"]["realised"] == 1.0
     assert run["performance"]["labelled"] == 299
@@ -99,12 +104,16 @@ def test_too_few_labels_is_a_finding_not_a_verdict(workspace):
 
 
 def test_join_and_score_units():
-    current = pd.DataFrame({"x": [1, 2, 3], "__request_id__": ["a", "a", "b"],
-                            "__prediction__": [1, 0, 1]})
+    current = pd.DataFrame(
+        {"x": [1, 2, 3], "__request_id__": ["a", "a", "b"], "__prediction__": [1, 0, 1]}
+    )
     labels = pd.DataFrame({"request_id": ["a", "a", "b"], "row": [1, 0, 0], "label": [0, 1, 1]})
     joined = join_labels(current, labels)
     assert sorted(zip(joined["__prediction__"], joined["__label__"], strict=True)) == [
-        (0, 0), (1, 1), (1, 1)]
+        (0, 0),
+        (1, 1),
+        (1, 1),
+    ]
     # Without `row`, only single-row requests can be matched.
     assert len(join_labels(current, labels.drop(columns="row").tail(1))) == 1
     assert score("rmse", [1.0, 3.0], [2.0, 3.0]) == pytest.approx(0.5**0.5)
@@ -113,5 +122,6 @@ def test_join_and_score_units():
     with pytest.raises(MonitoringError, match="request log"):
         join_labels(current.drop(columns="__request_id__"), labels)
     baseline = pd.DataFrame({c: [0.0] for c in COLUMNS})
-    assert "no labels and predictions" in realised(current, labels, baseline, metric="accuracy",
-                                                   max_drop=0.1, min_samples=1)
+    assert "no labels and predictions" in realised(
+        current, labels, baseline, metric="accuracy", max_drop=0.1, min_samples=1
+    )

@@ -22,7 +22,7 @@ from tests.monitoring_helpers import batch
 
 pytestmark = pytest.mark.slow
 
-TRAIN = '''\
+TRAIN = """\
 import argparse
 
 import mlflow
@@ -48,7 +48,7 @@ with mlflow.start_run():
     )
     steward.log_baseline(X, model_info=info)
     mlflow.register_model(info.model_uri, "fraud")
-'''
+"""
 
 
 @pytest.fixture
@@ -58,25 +58,44 @@ def project_version(workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     repo = tmp_path / "project"
     repo.mkdir()
-    (repo / "MLproject").write_text(textwrap.dedent("""\
+    (repo / "MLproject").write_text(
+        textwrap.dedent("""\
         name: fraud
         entry_points:
           main:
             parameters: {seed: {type: int, default: 0}}
             command: "python train.py --seed {seed}"
-        """))
+        """)
+    )
     (repo / "train.py").write_text(TRAIN)
-    for args in (["init", "-q"], ["add", "."],
-                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "v1"]):
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "v1"],
+    ):
         subprocess.run(["git", "-C", str(repo), *args], check=True)
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     mlflow.set_tracking_uri(workspace.db_uri)
     mlflow.projects.run(str(repo), parameters={"seed": 3}, env_manager="local")
     # A later commit must not be what is retrained.
     (repo / "train.py").write_text("raise SystemExit('the wrong commit was checked out')\n")
-    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c",
-                    "user.name=t", "commit", "-qam", "broken"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qam",
+            "broken",
+        ],
+        check=True,
+    )
     return commit
 
 
@@ -108,10 +127,14 @@ def test_retrain_reruns_the_project_at_its_commit_with_its_parameters(workspace,
     assert new.data.tags["steward.retrained_from"] == "models:/fraud/1"
     assert new.data.tags["mlflow.source.git.commit"] == project_version
     assert workspace.plain_client().get_model_version("fraud", "2").run_id is not None
-    entry = next(e for e in AuditLog(db.get_engine(workspace.db_uri)).entries()
-                 if e.action == "retrain")
+    entry = next(
+        e for e in AuditLog(db.get_engine(workspace.db_uri)).entries() if e.action == "retrain"
+    )
     assert (entry.actor, entry.decision, entry.details["commit"]) == (
-        "steward-monitor", "allowed", project_version)
+        "steward-monitor",
+        "allowed",
+        project_version,
+    )
 
 
 def test_a_policy_can_refuse_the_retrain(workspace, project_version):
@@ -124,5 +147,6 @@ def test_a_policy_can_refuse_the_retrain(workspace, project_version):
     [action] = run["actions"]
     assert not action["ok"]
     assert "[required-tags] missing tag retrainable" in action["result"]
-    assert [v.version for v in workspace.plain_client().search_model_versions("name='fraud'")] \
-        == [1]
+    assert [v.version for v in workspace.plain_client().search_model_versions("name='fraud'")] == [
+        1
+    ]

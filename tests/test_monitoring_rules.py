@@ -31,7 +31,7 @@ def monitor_run(*args: str, expect: int | None = 0) -> dict:
     result = CliRunner().invoke(cli, ["monitor", "run", "--json", *args])
     if expect is not None:
         assert result.exit_code == expect, result.output
-    return json.loads(result.output[result.output.index("{"):])
+    return json.loads(result.output[result.output.index("{") :])
 
 
 @pytest.fixture
@@ -71,7 +71,11 @@ def write_batch(workspace, name: str, shift: float, seed: int) -> None:
 
 
 def audit_by_monitor(workspace):
-    return [e for e in AuditLog(db.get_engine(workspace.db_uri)).entries() if e.actor == "steward-monitor"]
+    return [
+        e
+        for e in AuditLog(db.get_engine(workspace.db_uri)).entries()
+        if e.actor == "steward-monitor"
+    ]
 
 
 def test_hysteresis_cooldown_and_actions_audited_as_steward_monitor(two_versions):
@@ -125,14 +129,18 @@ def test_dry_run_describes_and_changes_nothing(two_versions):
 
 def test_a_policy_refuses_the_monitors_rollback(two_versions):
     ws = two_versions
-    config(ws, "- when: drift\n  do: [rollback, alert]\n", alerters=textwrap.dedent("""\
+    config(
+        ws,
+        "- when: drift\n  do: [rollback, alert]\n",
+        alerters=textwrap.dedent("""\
         alerters:
           ops: {use: webhook, url: "URL", secret_env: HOOK_SECRET}
         policies:
           - use: required-tags
             when: {action: set_alias, alias: production}
             with: {tags: [owner]}
-        """))
+        """),
+    )
     with Webhook() as hook:
         ws.config_path.write_text(ws.config_path.read_text().replace("URL", hook.url))
         write_batch(ws, "shifted", 0.8, 2)
@@ -152,13 +160,17 @@ def test_a_policy_refuses_the_monitors_rollback(two_versions):
 def test_alerts_reach_a_signed_webhook_and_smtp_and_a_dead_channel_stops_nothing(two_versions):
     ws = two_versions
     with Webhook() as hook, Smtp() as smtp:
-        config(ws, "- when: drift\n  do: [alert]\n", alerters=textwrap.dedent(f"""\
+        config(
+            ws,
+            "- when: drift\n  do: [alert]\n",
+            alerters=textwrap.dedent(f"""\
             alerters:
               dead: {{use: slack, url: "http://127.0.0.1:9/nothing-listens", timeout: 2}}
               ops: {{use: webhook, url: "{hook.url}", secret_env: HOOK_SECRET}}
               mail: {{use: smtp, host: 127.0.0.1, port: {smtp.port},
                       sender: steward@example.com, to: [oncall@example.com]}}
-            """))
+            """),
+        )
         write_batch(ws, "shifted", 0.8, 2)
         run = monitor_run()["runs"][0]
         [alert] = run["actions"]
@@ -169,7 +181,9 @@ def test_alerts_reach_a_signed_webhook_and_smtp_and_a_dead_channel_stops_nothing
         [(headers, body)] = hook.received
         expected = sign(SECRET, headers[TIMESTAMP_HEADER], body)
         assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
-        assert not hmac.compare_digest(headers[SIGNATURE_HEADER], sign("wrong", headers[TIMESTAMP_HEADER], body))
+        assert not hmac.compare_digest(
+            headers[SIGNATURE_HEADER], sign("wrong", headers[TIMESTAMP_HEADER], body)
+        )
         assert json.loads(body)["drifted"] == ["age"]
         [(sender, rcpt, content)] = smtp.messages
     assert (sender, rcpt) == ("steward@example.com", ["oncall@example.com"])
@@ -182,14 +196,21 @@ def test_alerts_reach_a_signed_webhook_and_smtp_and_a_dead_channel_stops_nothing
         ("missing", lambda b: b.drop(columns=["age"]), "schema mismatch: missing columns age"),
         ("nan", lambda b: b.assign(age=np.nan), "column age: no values at all"),
         ("small", lambda b: b.head(50), "fewer than the minimum of 200"),
-        ("types", lambda b: b.assign(age="old"), "column age is numeric (float64) in the reference"),
+        (
+            "types",
+            lambda b: b.assign(age="old"),
+            "column age is numeric (float64) in the reference",
+        ),
         ("empty", lambda b: b.head(0), "0 rows in the current batch"),
     ],
 )
 def test_bad_input_gives_a_finding_and_never_an_action(two_versions, name, frame, finding):
     ws = two_versions
-    config(ws, "- when: drift\n  do: [tag, rollback]\n- when: [invalid, insufficient data]\n  do: [alert]\n",
-           alerters="alerters:\n  ops: {use: webhook, url: 'http://127.0.0.1:9/x', timeout: 1}\n")
+    config(
+        ws,
+        "- when: drift\n  do: [tag, rollback]\n- when: [invalid, insufficient data]\n  do: [alert]\n",
+        alerters="alerters:\n  ops: {use: webhook, url: 'http://127.0.0.1:9/x', timeout: 1}\n",
+    )
     folder = ws.root / "current"
     folder.mkdir()
     frame(batch(np.random.default_rng(3))).to_csv(folder / "bad.csv", index=False)
@@ -207,8 +228,11 @@ def test_a_detector_plugin_is_used_and_a_crashing_one_fails_only_its_monitor(two
         def steward_detectors(self):
             def mean_shift(columns, params):
                 return {
-                    c: DetectorResult(abs(cur.mean() - ref.mean()), threshold=params["limit"],
-                                      drifted=abs(cur.mean() - ref.mean()) > params["limit"])
+                    c: DetectorResult(
+                        abs(cur.mean() - ref.mean()),
+                        threshold=params["limit"],
+                        drifted=abs(cur.mean() - ref.mean()) > params["limit"],
+                    )
                     for c, (ref, cur) in columns.items()
                 }
 
@@ -217,13 +241,19 @@ def test_a_detector_plugin_is_used_and_a_crashing_one_fails_only_its_monitor(two
 
             from mlflow_steward.plugins.types import Option
 
-            yield Detector("mean-shift", ("numeric",), mean_shift, "difference of means",
-                           options=(Option("limit", "number", "largest allowed shift", 0.5),))
+            yield Detector(
+                "mean-shift",
+                ("numeric",),
+                mean_shift,
+                "difference of means",
+                options=(Option("limit", "number", "largest allowed shift", 0.5),),
+            )
             yield Detector("broken", ("numeric",), broken, "always raises")
 
     ws = two_versions
     write_batch(ws, "shifted", 0.8, 2)
-    ws.write_config(textwrap.dedent(f"""\
+    ws.write_config(
+        textwrap.dedent(f"""\
         monitors:
           a-broken:
             model: models:/fraud@production
@@ -234,7 +264,8 @@ def test_a_detector_plugin_is_used_and_a_crashing_one_fails_only_its_monitor(two
             data: {{files: "{ws.root}/current/*.csv"}}
             detector: mean-shift
             params: {{limit: 0.3}}
-        """))
+        """)
+    )
     pm = create_plugin_manager(plugins=[Plugins()])
     session = StewardSession(config=load_config(), pm=pm)
     broken, mean = MonitorRunner(session).run()
@@ -253,22 +284,37 @@ def test_a_detector_plugin_is_used_and_a_crashing_one_fails_only_its_monitor(two
     ("snippet", "line", "message"),
     [
         ("    detector: kss\n", 5, "unknown detector 'kss' (did you mean 'ks'?)"),
-        ("    rules:\n      - when: invalid\n        do: [rollback]\n", 7,
-         "a rule on invalid may only alert"),
-        ("    rules:\n      - when: drift\n        do: [{alert: pager}]\n"
-         "alerters:\n  ops: {use: slack, url: 'http://127.0.0.1:9/x'}\n", 7,
-         "unknown alerter 'pager'"),
+        (
+            "    rules:\n      - when: invalid\n        do: [rollback]\n",
+            7,
+            "a rule on invalid may only alert",
+        ),
+        (
+            "    rules:\n      - when: drift\n        do: [{alert: pager}]\n"
+            "alerters:\n  ops: {use: slack, url: 'http://127.0.0.1:9/x'}\n",
+            7,
+            "unknown alerter 'pager'",
+        ),
         ("    windw: 1h\n", 5, "unknown monitor setting 'windw' (did you mean 'window'?)"),
         ("    rules:\n      - when: drfit\n        do: [tag]\n", 6, "unknown status 'drfit'"),
-        ("    rules:\n      - when: drift\n        do: [{alert: 5}]\n", 7,
-         "alert takes an alerter name or a list"),
+        (
+            "    rules:\n      - when: drift\n        do: [{alert: 5}]\n",
+            7,
+            "alert takes an alerter name or a list",
+        ),
         ("    rules:\n      - when: drift\n        do: [alert]\n", 7, "alert needs alerters"),
         ("    rules:\n      - when: []\n        do: [tag]\n", 6, "name at least one status"),
         ("    schedule: 0\n", 5, "expected a duration above 0"),
-        ("    rules:\n      - when: drift\n        do: [{tag: mykey}]\n", 7,
-         "tag takes a mapping of its settings"),
-        ("    rules:\n      - when: drift\n        do: [{rollback: {deployments: 'no'}}]\n", 7,
-         "expected true or false"),
+        (
+            "    rules:\n      - when: drift\n        do: [{tag: mykey}]\n",
+            7,
+            "tag takes a mapping of its settings",
+        ),
+        (
+            "    rules:\n      - when: drift\n        do: [{rollback: {deployments: 'no'}}]\n",
+            7,
+            "expected true or false",
+        ),
         ("    weights: {age: heavy}\n", 5, "expected a number >= 0"),
     ],
 )
@@ -321,8 +367,7 @@ def test_watch_runs_each_monitor_on_its_schedule(two_versions):
     )
     runner = MonitorRunner(StewardSession(config=load_config()), log=False)
     seen: list[str] = []
-    runs = runner.watch(stop=threading.Event(), report=lambda r: seen.append(r.monitor),
-                        max_runs=4)
+    runs = runner.watch(stop=threading.Event(), report=lambda r: seen.append(r.monitor), max_runs=4)
     assert runs == 4
     assert seen[:2] == ["fast", "slow"]  # both at once, then only the fast one is due
     assert seen[2:] == ["fast", "fast"]
@@ -332,8 +377,11 @@ def test_a_monitor_whose_alias_is_gone_still_alerts(two_versions):
     ws = two_versions
     write_batch(ws, "ok", 0.0, 1)
     with Webhook() as hook:
-        config(ws, "- when: error\n  do: [alert]\n",
-               alerters=f"alerters:\n  ops: {{use: webhook, url: '{hook.url}'}}\n")
+        config(
+            ws,
+            "- when: error\n  do: [alert]\n",
+            alerters=f"alerters:\n  ops: {{use: webhook, url: '{hook.url}'}}\n",
+        )
         ws.client().delete_registered_model_alias("fraud", "production")
         run = monitor_run(expect=1)["runs"][0]
         assert run["status"] == "error"

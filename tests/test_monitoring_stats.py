@@ -20,14 +20,20 @@ def _scipy(ref, cur, method="auto"):
     ("make_ref", "make_cur"),
     [
         # continuous, float32, a shift in some columns
-        (lambda r: r.normal(size=(3000, 6)).astype(np.float32),
-         lambda r: (r.normal(size=(2500, 6)) + np.linspace(0, 0.3, 6)).astype(np.float32)),
+        (
+            lambda r: r.normal(size=(3000, 6)).astype(np.float32),
+            lambda r: (r.normal(size=(2500, 6)) + np.linspace(0, 0.3, 6)).astype(np.float32),
+        ),
         # many ties within and across the samples
-        (lambda r: r.integers(0, 5, size=(400, 4)).astype(float),
-         lambda r: r.integers(1, 7, size=(350, 4)).astype(float)),
+        (
+            lambda r: r.integers(0, 5, size=(400, 4)).astype(float),
+            lambda r: r.integers(1, 7, size=(350, 4)).astype(float),
+        ),
         # tiny samples, all values tied across
-        (lambda r: r.integers(0, 2, size=(7, 3)).astype(float),
-         lambda r: r.integers(0, 2, size=(5, 3)).astype(float)),
+        (
+            lambda r: r.integers(0, 2, size=(7, 3)).astype(float),
+            lambda r: r.integers(0, 2, size=(5, 3)).astype(float),
+        ),
         # one sample entirely above the other
         (lambda r: r.uniform(0, 1, size=(50, 2)), lambda r: r.uniform(2, 3, size=(60, 2))),
     ],
@@ -72,8 +78,9 @@ def test_mid_sized_samples_use_scipys_distribution():
 
 def test_one_dimensional_input_is_one_column():
     result = ks_columns(np.arange(10.0), np.arange(5.0, 15.0))
-    assert result.statistic.tolist() == [stats.ks_2samp(np.arange(10.0), np.arange(5.0, 15.0))
-                                         .statistic]
+    assert result.statistic.tolist() == [
+        stats.ks_2samp(np.arange(10.0), np.arange(5.0, 15.0)).statistic
+    ]
 
 
 def test_data_it_cannot_judge_is_refused_with_a_reason():

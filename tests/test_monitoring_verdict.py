@@ -20,11 +20,13 @@ from mlflow_steward.monitoring.verdict import (
 
 
 def _frame(rng, n, *, shift=0.0, colors=("red", "green", "blue"), p=None):
-    return pd.DataFrame({
-        "amount": rng.normal(100 + shift, 10, n),
-        "age": rng.normal(40, 5, n),
-        "color": rng.choice(list(colors), n, p=p),
-    })
+    return pd.DataFrame(
+        {
+            "amount": rng.normal(100 + shift, 10, n),
+            "age": rng.normal(40, 5, n),
+            "color": rng.choice(list(colors), n, p=p),
+        }
+    )
 
 
 def test_unshifted_data_is_healthy_and_a_shifted_column_is_named():
@@ -50,8 +52,11 @@ def test_large_samples_use_distances_with_thresholds():
     # A shift of 0.02 std: a p-value test at this size would call it drift; a distance does not.
     verdict = judge(reference, _frame(rng, 20_000, shift=0.2))
     methods = {f.column: f.method for f in verdict.columns}
-    assert methods == {"amount": "wasserstein (in reference std)",
-                       "age": "wasserstein (in reference std)", "color": "jensen-shannon"}
+    assert methods == {
+        "amount": "wasserstein (in reference std)",
+        "age": "wasserstein (in reference std)",
+        "color": "jensen-shannon",
+    }
     assert verdict.status == HEALTHY
     moved = judge(reference, _frame(rng, 20_000, p=[0.6, 0.2, 0.2]))
     assert moved.drifted == ["color"]
@@ -73,7 +78,8 @@ def test_corrections_for_testing_many_columns():
     p = [0.01, 0.02, 0.04, 0.5]
     assert adjust(p, "bonferroni") == pytest.approx([0.04, 0.08, 0.16, 1.0])
     assert adjust(p, "benjamini-hochberg") == pytest.approx(
-        sstats.false_discovery_control(p, method="bh").tolist())
+        sstats.false_discovery_control(p, method="bh").tolist()
+    )
     assert adjust(p, "none") == p
     with pytest.raises(ValueError, match="correction 'holm'"):
         adjust(p, "holm")
@@ -158,30 +164,40 @@ def test_a_forced_method_applies_to_columns_of_its_kind():
 
 def test_categories_written_another_way_are_invalid_not_drift():
     rng = np.random.default_rng(5)
-    reference = pd.DataFrame({"code": rng.choice(["1", "2", "3"], 1000), "flag": rng.random(1000) > 0.5})
-    current = pd.DataFrame({"code": rng.choice([1.0, 2.0, 3.0], 500), "flag": rng.random(500) > 0.5})
+    reference = pd.DataFrame(
+        {"code": rng.choice(["1", "2", "3"], 1000), "flag": rng.random(1000) > 0.5}
+    )
+    current = pd.DataFrame(
+        {"code": rng.choice([1.0, 2.0, 3.0], 500), "flag": rng.random(500) > 0.5}
+    )
     verdict = judge(reference, current)
     assert verdict.status == "invalid"
     assert "schema mismatch: column code is categorical (" in verdict.quality[-1]
     assert "holds float64 values now" in verdict.quality[-1]
     as_ints = judge(reference.drop(columns="code"), current.drop(columns="code").astype(int))
     assert as_ints.status == "invalid"
-    assert "column flag is categorical (bool) in the reference but holds int64" in as_ints.quality[-1]
+    assert (
+        "column flag is categorical (bool) in the reference but holds int64" in as_ints.quality[-1]
+    )
 
 
 def test_each_joint_test_is_one_test_with_its_own_p_value():
     from mlflow_steward.plugins.types import Detector, DetectorResult
 
     def grouped(columns, params):  # two joint tests: {a, b} healthy, {shifted} drifted
-        return {c: DetectorResult(0.1 if c != "shifted" else 0.9,
-                                  p_value=0.9 if c != "shifted" else 1e-9, joint=True)
-                for c in columns}
+        return {
+            c: DetectorResult(
+                0.1 if c != "shifted" else 0.9, p_value=0.9 if c != "shifted" else 1e-9, joint=True
+            )
+            for c in columns
+        }
 
     detector = Detector("grouped", ("numeric",), grouped, "two joint tests")
     rng = np.random.default_rng(6)
     frame = pd.DataFrame(rng.normal(size=(500, 3)), columns=["a", "b", "shifted"])
-    verdict = judge(frame, frame, method="grouped", detectors={"grouped": detector},
-                    drift_share=0.3)
+    verdict = judge(
+        frame, frame, method="grouped", detectors={"grouped": detector}, drift_share=0.3
+    )
     p = {c.column: c.p_value for c in verdict.columns}
     assert p["a"] == p["b"] == 0.9
     assert p["shifted"] == pytest.approx(2e-9)  # BH over two tests, not three

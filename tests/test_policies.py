@@ -28,8 +28,9 @@ def test_require_signature_with_input_example():
     no_example = decide(cfg, make_event("create_model_version", facts=StaticFacts()))
     assert not no_example.allowed
     assert "no input example" in reasons(no_example)
-    assert decide(cfg, make_event("create_model_version",
-                                  facts=StaticFacts(has_input_example=True))).allowed
+    assert decide(
+        cfg, make_event("create_model_version", facts=StaticFacts(has_input_example=True))
+    ).allowed
 
 
 def test_required_tags_values_and_scope():
@@ -38,15 +39,26 @@ policies:
   - use: required-tags
     with: {tags: [owner], values: {risk: [low, medium]}, scope: either}
 """
-    bad = decide(cfg, make_event(alias="production", facts=StaticFacts(
-        model_tags={"owner": "alice"}, version_tags={"risk": "high"})))
+    bad = decide(
+        cfg,
+        make_event(
+            alias="production",
+            facts=StaticFacts(model_tags={"owner": "alice"}, version_tags={"risk": "high"}),
+        ),
+    )
     assert not bad.allowed
     assert "tag risk='high' is not one of low, medium" in reasons(bad)
-    good = decide(cfg, make_event(alias="production", facts=StaticFacts(
-        model_tags={"owner": "alice"}, version_tags={"risk": "low"})))
+    good = decide(
+        cfg,
+        make_event(
+            alias="production",
+            facts=StaticFacts(model_tags={"owner": "alice"}, version_tags={"risk": "low"}),
+        ),
+    )
     assert good.allowed
-    blank = decide(cfg, make_event(alias="production", facts=StaticFacts(
-        version_tags={"owner": "  "})))
+    blank = decide(
+        cfg, make_event(alias="production", facts=StaticFacts(version_tags={"owner": "  "}))
+    )
     assert "missing tag owner" in reasons(blank)
 
 
@@ -54,12 +66,15 @@ def champion(value, version="3"):
     return StaticFacts(run_metrics={"accuracy": value}, version=version)
 
 
-@pytest.mark.parametrize(("challenger", "holder", "allowed", "fragment"), [
-    (0.95, None, True, "no version holds @production yet"),
-    (0.95, 0.90, True, "beats @production version 3"),
-    (0.905, 0.90, False, "does not beat the current @production (version 3, accuracy=0.9)"),
-    (0.75, None, False, "accuracy=0.75 is below the minimum 0.8"),
-])
+@pytest.mark.parametrize(
+    ("challenger", "holder", "allowed", "fragment"),
+    [
+        (0.95, None, True, "no version holds @production yet"),
+        (0.95, 0.90, True, "beats @production version 3"),
+        (0.905, 0.90, False, "does not beat the current @production (version 3, accuracy=0.9)"),
+        (0.75, None, False, "accuracy=0.75 is below the minimum 0.8"),
+    ],
+)
 def test_metric_threshold_champion_challenger(challenger, holder, allowed, fragment):
     cfg = """
 policies:
@@ -82,8 +97,10 @@ def test_metric_threshold_prefers_evaluation_and_fails_closed_on_missing():
     missing = decide(cfg, make_event(alias="production", facts=StaticFacts()))
     assert not missing.allowed
     assert "metric 'accuracy' was not logged" in reasons(missing)
-    nan = decide(cfg, make_event(alias="production",
-                                 facts=StaticFacts(run_metrics={"accuracy": float("nan")})))
+    nan = decide(
+        cfg,
+        make_event(alias="production", facts=StaticFacts(run_metrics={"accuracy": float("nan")})),
+    )
     assert not nan.allowed
     assert "NaN" in reasons(nan)
 
@@ -101,8 +118,9 @@ policies:
     assert "beats @production version 3 (5) by 1" in reasons(accepted)
     slight = StaticFacts(run_metrics={"rmse": 4.8}, holders=holder, version="4")
     assert not decide(cfg, make_event(alias="production", facts=slight)).allowed
-    blind = StaticFacts(run_metrics={"rmse": 4.0},
-                        holders={"production": StaticFacts(version="2")}, version="4")
+    blind = StaticFacts(
+        run_metrics={"rmse": 4.0}, holders={"production": StaticFacts(version="2")}, version="4"
+    )
     refused = decide(cfg, make_event(alias="production", facts=blind))
     assert not refused.allowed
     assert "has no metric 'rmse'" in reasons(refused)
@@ -114,8 +132,15 @@ policies:
   - use: allowed-requirements
     with: {allow: [scikit-learn, numpy, mlflow], deny: [pickle5], require_pinned: true}
 """
-    facts = StaticFacts(requirements=["scikit-learn==1.5.0", "numpy>=1.26", "requests==2.0",
-                                      "--extra-index-url http://x", "Pickle5==0.1"])
+    facts = StaticFacts(
+        requirements=[
+            "scikit-learn==1.5.0",
+            "numpy>=1.26",
+            "requests==2.0",
+            "--extra-index-url http://x",
+            "Pickle5==0.1",
+        ]
+    )
     decision = decide(cfg, make_event(alias="production", facts=facts))
     text = reasons(decision)
     assert not decision.allowed
@@ -140,8 +165,7 @@ policies:
     christmas = datetime(2026, 12, 24, 12, 0, tzinfo=UTC)
     refused = decide(cfg, make_event(alias="production", time=christmas))
     assert not refused.allowed
-    assert "window 1 (2026-12-20T00:00 to 2027-01-05T00:00)" in reasons(
-        refused)
+    assert "window 1 (2026-12-20T00:00 to 2027-01-05T00:00)" in reasons(refused)
     friday_evening = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)  # 17:30 in Berlin
     assert not decide(cfg, make_event(alias="production", time=friday_evening)).allowed
     friday_noon = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -160,9 +184,15 @@ policies:
     when: {alias: production}
     with: {count: 2, expires_after: 1d}
 """
-    facts = StaticFacts(author="alice", approval_list=[
-        _approval("alice"), _approval("bob"), _approval("carol", age=3 * 86400),
-        _approval("dave", alias="staging")])
+    facts = StaticFacts(
+        author="alice",
+        approval_list=[
+            _approval("alice"),
+            _approval("bob"),
+            _approval("carol", age=3 * 86400),
+            _approval("dave", alias="staging"),
+        ],
+    )
     refused = decide(cfg, make_event(alias="production", actor="erin", facts=facts))
     assert not refused.allowed
     text = reasons(refused)
@@ -186,8 +216,11 @@ def test_author_cannot_approve():
 
 def test_registrant_counts_as_author_for_four_eyes():
     cfg = "policies: [{use: approvals, when: {alias: production}, with: {count: 1}}]"
-    facts = StaticFacts(author="root", registrant="alice",
-                        approval_list=[_approval("alice"), _approval("bob", age=10)])
+    facts = StaticFacts(
+        author="root",
+        registrant="alice",
+        approval_list=[_approval("alice"), _approval("bob", age=10)],
+    )
     refused = decide(cfg, make_event("approve", alias="production", actor="alice", facts=facts))
     assert "alice trained or registered this version" in reasons(refused)
     promotion = decide(cfg, make_event(alias="production", actor="carol", facts=facts))

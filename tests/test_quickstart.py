@@ -16,8 +16,14 @@ STEWARD = str(Path(sys.executable).with_name("steward"))
 
 
 def _steward(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run([STEWARD, *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [STEWARD, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 @pytest.mark.slow
@@ -35,28 +41,37 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert "SERVING: version 1 at http://127.0.0.1:" in out
     assert "HTTP 200 from v1: predictions [0, 1, 1, 1, 1]" in out
     assert "true labels:               [0, 1, 1, 1, 1]" in out
-    assert re.search(r"SWITCHED to version 3: \d+ requests during the update, 0 failed; "
-                     r"answered by v1 then v3", out), out[-4000:]
-    assert re.search(r"ROLLED BACK automatically to version 3: automatic rollback: error rate of "
-                     r"v4 was \d+\.\d% over the last \d+ requests", out), out[-4000:]
+    assert re.search(
+        r"SWITCHED to version 3: \d+ requests during the update, 0 failed; "
+        r"answered by v1 then v3",
+        out,
+    ), out[-4000:]
+    assert re.search(
+        r"ROLLED BACK automatically to version 3: automatic rollback: error rate of "
+        r"v4 was \d+\.\d% over the last \d+ requests",
+        out,
+    ), out[-4000:]
     assert re.search(r"auto-rollback +v4 -> v3 +by steward-gateway", out)
     # Monitoring: healthy on normal traffic, drift on the shifted traffic, rolled back by the rule.
     assert "verdict: HEALTHY on 143 logged rows of v5" in out
     assert "verdict: DRIFT on 143 logged rows of v5" in out
-    assert "rule -> rollback: moved @production from v5 back to v3; deployment breast-cancer " \
+    assert (
+        "rule -> rollback: moved @production from v5 back to v3; deployment breast-cancer "
         "now serves v3" in out
+    )
     assert re.search(r"#\d+ +steward-monitor +set_alias +breast-cancer/3@production +allowed", out)
     assert "audit log OK: 34 entries, hash chain intact" in out
     assert "deployment 'breast-cancer' stopped" in out
 
     root = tmp_path / "qs"
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-           "MLFLOW_STEWARD_CONFIG": str(root / "steward.yaml")}
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "MLFLOW_STEWARD_CONFIG": str(root / "steward.yaml"),
+    }
     check = _steward("check", "models:/breast-cancer/2", "--to", "production", "--json", env=env)
     assert check.returncode == 1, check.stderr
     verdicts = {p["policy"]: p["allowed"] for p in json.loads(check.stdout)["policies"]}
-    assert verdicts == {"require-signature": True, "required-tags": True,
-                        "metric-threshold": False}
+    assert verdicts == {"require-signature": True, "required-tags": True, "metric-threshold": False}
 
     history = _steward("history", "breast-cancer", env=env)
     assert "@production" in history.stdout
@@ -64,7 +79,14 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
 
     deployed = _steward("deploy", "history", "breast-cancer", env=env)
     assert [line.split()[1] for line in deployed.stdout.splitlines()] == [
-        "create", "update", "update", "auto-rollback", "update", "update", "delete"]
+        "create",
+        "update",
+        "update",
+        "auto-rollback",
+        "update",
+        "update",
+        "delete",
+    ]
     monitor_runs = _steward("monitor", "run", "--no-log", "--json", env=env)
     assert monitor_runs.returncode == 1, monitor_runs.stdout  # the deployment is gone now
     [run] = json.loads(monitor_runs.stdout)["runs"]

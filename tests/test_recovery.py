@@ -1,5 +1,10 @@
-"""A process killed between MLflow's write and steward's audit entry: the write is recorded later,
-checked against the registry, by the next governed write on the model or `steward audit recover`."""
+"""A process killed in the middle of a governed write.
+
+On MLflow's SQL store (the usual case) the write and its audit entry are one transaction, so a
+death between them leaves neither. Where the write cannot join steward's transaction (another
+store, a deployment), it is recorded later, checked against the registry, by the next governed
+write on the model or `steward audit recover`: the worker runs that path with joining switched off.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from tests.interrupted_worker import DIED
 WORKER = str(Path(__file__).with_name("interrupted_worker.py"))
 
 
-def die_during(workspace, when: str, action: str, *args: str) -> None:
+def die_during(workspace, when: str, action: str, *args: str, join: bool = False) -> None:
     env = {**workspace.env(), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env["STEWARD_TEST_JOIN"] = "1" if join else "0"
     proc = subprocess.run(
         [sys.executable, WORKER, when, action, *args],
         env=env,
@@ -54,6 +60,30 @@ def fraud(workspace, log_model):
         client.set_model_version_tag("fraud", version, "owner", "alice")
     client.set_registered_model_alias("fraud", "production", "1")
     return client
+
+
+def test_killed_between_the_write_and_its_entry_in_one_transaction_leaves_neither(workspace, fraud):
+    log = audit(workspace)
+    before = log.entries(model="fraud")
+    die_during(
+        workspace,
+        "after-write",
+        "set_registered_model_alias",
+        "fraud",
+        "production",
+        "2",
+        join=True,
+    )
+    plain = workspace.plain_client()
+    assert plain.get_model_version_by_alias("fraud", "production").version == 1
+    assert log.entries(model="fraud") == before
+    assert recovery.pending(log.engine) == []
+    result = CliRunner().invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "interrupted" not in result.output
+    # The database is not left locked: the next write goes through.
+    fraud.set_registered_model_alias("fraud", "production", "2")
+    assert plain.get_model_version_by_alias("fraud", "production").version == 2
 
 
 def test_killed_after_the_write_is_recorded_as_applied_by_the_next_write(workspace, fraud):

@@ -245,7 +245,10 @@ def test_the_server_sees_deployments_recorded_by_any_host(sqlite_server):
     assert listed.status_code == 200
     (deployment,) = listed.json()["deployments"]
     assert (deployment["name"], deployment["target"], deployment["version"]) == (
-        "served-rack", "rack", "1")
+        "served-rack",
+        "rack",
+        "1",
+    )
     assert [s["kind"] for s in deployment["history"]] == ["create"]
     other = requests.get(
         f"{sqlite_server.url}/ajax-api/2.0/steward/deployments", params={"name": "nope"}, timeout=30

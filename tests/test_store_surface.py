@@ -16,11 +16,24 @@ from mlflow_steward.governance.store import GOVERNED_METHODS, READ_METHODS, Gove
 
 #: AbstractStore defaults that are implemented through the registry methods above.
 INHERITED_THROUGH_GOVERNED = {
-    "copy_model_version", "create_prompt", "create_prompt_version", "delete_prompt",
-    "delete_prompt_alias", "delete_prompt_tag", "delete_prompt_version",
-    "delete_prompt_version_tag", "get_prompt", "get_prompt_version", "get_prompt_version_by_alias",
-    "link_prompt_version_to_model", "link_prompt_version_to_run", "link_prompts_to_trace",
-    "search_prompt_versions", "search_prompts", "set_prompt_alias", "set_prompt_tag",
+    "copy_model_version",
+    "create_prompt",
+    "create_prompt_version",
+    "delete_prompt",
+    "delete_prompt_alias",
+    "delete_prompt_tag",
+    "delete_prompt_version",
+    "delete_prompt_version_tag",
+    "get_prompt",
+    "get_prompt_version",
+    "get_prompt_version_by_alias",
+    "link_prompt_version_to_model",
+    "link_prompt_version_to_run",
+    "link_prompts_to_trace",
+    "search_prompt_versions",
+    "search_prompts",
+    "set_prompt_alias",
+    "set_prompt_tag",
     "set_prompt_version_tag",
 }
 
@@ -34,7 +47,8 @@ def test_every_store_method_is_classified():
     unknown = _public_methods(SqlAlchemyStore) - known
     assert not unknown, (
         f"MLflow's registry store has methods steward does not classify: {sorted(unknown)}. "
-        "Decide for each whether it writes (govern it in governance/store.py) or only reads.")
+        "Decide for each whether it writes (govern it in governance/store.py) or only reads."
+    )
 
 
 def test_governed_and_read_methods_are_defined_on_the_wrapper():

@@ -163,7 +163,10 @@ def test_the_documented_plugin_template_installs_lists_and_passes_its_tests(tmp_
     assert template["provides"] == {"policies": ["owner-in-domain"]}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TEMPLATE / "tests")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(site)},
     )
     assert proc.returncode == 0, proc.stdout[-2000:]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +33,176 @@ def build_registry_store(store_uri: str, tracking_uri: str | None) -> Any:
     if {"store_uri", "tracking_uri"} <= params:
         return builder(store_uri=store_uri, tracking_uri=tracking_uri)
     return builder(store_uri=store_uri)
+
+
+#: (store, connection): the registry store whose sessions join steward's open transaction here.
+_joined: ContextVar[tuple[Any, Any] | None] = ContextVar("steward_joined_sessions", default=None)
+
+
+def can_join_sessions(store: Any) -> bool:
+    """Whether ``store`` is MLflow's SQL registry store, whose writes can run inside a
+    transaction of steward's (see :func:`sessions_joined`)."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    return (
+        isinstance(store, SqlAlchemyStore)
+        and callable(getattr(store, "ManagedSessionMaker", None))
+        and isinstance(getattr(store, "db_type", None), str)
+    )
+
+
+def install_session_joining(store: Any) -> None:
+    """Let ``store``'s sessions join a connection given by :func:`sessions_joined`.
+
+    MLflow's SQL store opens every session through ``store.ManagedSessionMaker`` (commit on
+    success, rollback and an ``MlflowException`` on error). This wraps it once: outside
+    :func:`sessions_joined` nothing changes; inside, the session is bound to steward's
+    connection in a SAVEPOINT (SQLAlchemy's ``create_savepoint`` join mode): MLflow's commit
+    releases the savepoint and leaves the transaction open (steward commits it with the audit
+    entry); MLflow's rollback (also after a read that answers "not found") undoes only that
+    session's work. MLflow's own session factory still wraps the session, so its error handling
+    is unchanged.
+    """
+    from mlflow.store.db.utils import _get_managed_session_maker
+    from sqlalchemy.orm import sessionmaker
+
+    original = store.ManagedSessionMaker
+    if getattr(original, "steward_joining", False):
+        return
+
+    @contextmanager
+    def managed_session(read_only: bool = True) -> Iterator[Any]:
+        joined = _joined.get()
+        if joined is None or joined[0] is not store:
+            with original(read_only=read_only) as session:
+                yield session
+        else:
+            maker = sessionmaker(bind=joined[1], join_transaction_mode="create_savepoint")
+            with _get_managed_session_maker(maker, store.db_type)(read_only=read_only) as session:
+                yield session
+
+    managed_session.steward_joining = True  # type: ignore[attr-defined]
+    store.ManagedSessionMaker = managed_session
+
+
+@contextmanager
+def sessions_joined(store: Any, connection: Any) -> Iterator[None]:
+    """Inside the block (this thread or task only), ``store``'s reads and writes run in
+    ``connection``'s open transaction (``store`` went through :func:`install_session_joining`)."""
+    if not getattr(store.ManagedSessionMaker, "steward_joining", False):
+        raise RuntimeError("install_session_joining(store) was not called")
+    token = _joined.set((store, connection))
+    try:
+        yield
+    finally:
+        _joined.reset(token)
+
+
+# -- direct reads of MLflow's tables ---------------------------------------------------------------
+# The facts policies decide on, each in one light query instead of an ORM load of the whole
+# entity (MLflow's get_run also loads the run's inputs and outputs). Same filters as MLflow's
+# own getters: the store's workspace clauses, internally deleted versions left out.
+
+
+@contextmanager
+def _reading(store: Any) -> Iterator[Any]:
+    joined = _joined.get()
+    if joined is not None and joined[0] is store:
+        yield joined[1]  # inside steward's transaction: read what it is about to commit
+    else:
+        with store.engine.connect() as conn:
+            yield conn
+
+
+def read_alias_holder(store: Any, name: str, alias: str) -> str | None:
+    """The version holding ``alias`` on ``name`` (MLflow's SQL registry store), or ``None``."""
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias as A
+    from sqlalchemy import select
+
+    query = select(A.version).where(
+        A.name == name, A.alias == alias, *store._get_workspace_clauses(A)
+    )
+    with _reading(store) as conn:
+        row = conn.execute(query).first()
+    return None if row is None else str(row[0])
+
+
+def read_model_version(
+    store: Any, name: str, version: str
+) -> tuple[str | None, str | None, dict[str, str]] | None:
+    """``(source, run_id, tags)`` of a registered version, or ``None`` when there is none."""
+    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
+    from sqlalchemy import select
+
+    if not str(version).isdigit():
+        return None
+    number = int(version)
+    found = select(V.source, V.run_id).where(
+        V.name == name,
+        V.version == number,
+        V.current_stage != STAGE_DELETED_INTERNAL,
+        *store._get_workspace_clauses(V),
+    )
+    tags = select(T.key, T.value).where(
+        T.name == name, T.version == number, *store._get_workspace_clauses(T)
+    )
+    with _reading(store) as conn:
+        row = conn.execute(found).first()
+        if row is None:
+            return None
+        return row.source, row.run_id, {k: v for k, v in conn.execute(tags)}
+
+
+def tracking_sql_store(client: Any) -> Any | None:
+    """The SQL tracking store behind an ``MlflowClient``, or ``None`` (a server, a file store)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | None:
+    """A run's latest metrics, as ``Run.data.metrics`` has them; ``None`` when there is no run."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
+    from mlflow.store.tracking.dbmodels.models import SqlRun as R
+    from sqlalchemy import select
+
+    with tracking_store.engine.connect() as conn:
+        rows = conn.execute(select(M.key, M.value, M.is_nan).where(M.run_uuid == run_id)).all()
+        if (
+            not rows
+            and conn.execute(select(R.run_uuid).where(R.run_uuid == run_id)).first() is None
+        ):
+            return None
+    return {key: float("nan") if is_nan else float(value) for key, value, is_nan in rows}
+
+
+def read_logged_model_metrics(tracking_store: Any, model_id: str) -> dict[str, float] | None:
+    """The latest value of each metric logged on a logged model (``mlflow.models.evaluate``),
+    by timestamp then step; ``None`` when there is no such (undeleted) logged model."""
+    from mlflow.entities.lifecycle_stage import LifecycleStage
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel as L
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModelMetric as M
+    from sqlalchemy import select
+
+    exists = select(L.model_id).where(
+        L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED
+    )
+    metrics = select(M.metric_name, M.metric_timestamp_ms, M.metric_step, M.metric_value).where(
+        M.model_id == model_id
+    )
+    with tracking_store.engine.connect() as conn:
+        if conn.execute(exists).first() is None:
+            return None
+        rows = conn.execute(metrics).all()
+    latest: dict[str, tuple[tuple[int, int], float]] = {}
+    for name, timestamp, step, value in rows:
+        stamp = (timestamp or 0, step or 0)
+        if name not in latest or stamp >= latest[name][0]:
+            latest[name] = (stamp, float("nan") if value is None else float(value))
+    return {name: value for name, (_, value) in latest.items()}
 
 
 def artifact_repository(artifact_uri: str, tracking_uri: str | None) -> Any:

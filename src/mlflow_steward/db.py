@@ -187,6 +187,13 @@ def _install_sqlite_locking(engine: Engine) -> None:
     @sa_event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # MLflow sets these in each of its sessions; its writes joined to a steward transaction
+        # (governance/store.py) run on this connection, where a PRAGMA inside a transaction is
+        # a no-op: so they are set once, here.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA case_sensitive_like = true")
+        cursor.close()
 
     @sa_event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:

@@ -94,6 +94,10 @@ def alias_holder(store: Any, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on ``name`` in MLflow's registry ``store``, or ``None``."""
     from mlflow.exceptions import MlflowException
 
+    from mlflow_steward import _mlflow_adapter
+
+    if _mlflow_adapter.can_join_sessions(store):
+        return _mlflow_adapter.read_alias_holder(store, name, alias)
     try:
         return str(store.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:

@@ -94,19 +94,28 @@ class AuditLog:
         outcome: str,
         reasons: list[Mapping[str, Any]],
         also: Callable[[Connection, int], None] | None = None,
+        conn: Connection | None = None,
     ) -> AuditEntry:
-        """Append one entry; ``also(conn, seq)`` writes related rows in the same transaction."""
-        with self.engine.begin() as conn:
+        """Append one entry; ``also(conn, seq)`` writes related rows in the same transaction.
+
+        With ``conn`` (a connection in an open transaction) the entry is written there and
+        commits with whatever else that transaction holds; else in a transaction of its own.
+        """
+
+        def write(conn: Connection) -> AuditEntry:
             # Updating the head row first takes the database's write lock (SQLite) or the row
             # lock (PostgreSQL): concurrent appenders queue here, so the chain stays linear.
-            conn.execute(
+            bump = (
                 db.audit_head.update()
                 .where(db.audit_head.c.id == 1)
                 .values(seq=db.audit_head.c.seq + 1)
             )
-            seq, prev_hash = conn.execute(
-                sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
-            ).one()
+            head = (db.audit_head.c.seq, db.audit_head.c.hash)
+            if conn.dialect.update_returning:
+                seq, prev_hash = conn.execute(bump.returning(*head)).one()
+            else:
+                conn.execute(bump)
+                seq, prev_hash = conn.execute(sa.select(*head).where(db.audit_head.c.id == 1)).one()
             entry = AuditEntry(
                 seq=seq,
                 ts=utc_now(),
@@ -142,7 +151,12 @@ class AuditLog:
             conn.execute(db.audit_head.update().where(db.audit_head.c.id == 1).values(hash=digest))
             if also is not None:
                 also(conn, seq)
-        return AuditEntry(**{**entry.to_dict(), "hash": digest})
+            return AuditEntry(**{**entry.to_dict(), "hash": digest})
+
+        if conn is not None:
+            return write(conn)
+        with self.engine.begin() as own:
+            return write(own)
 
     @staticmethod
     def _from_row(row: Any) -> AuditEntry:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,13 @@ from mlflow_steward.plugins.types import PolicyVerdict
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
+
+
+#: Policies run on these threads, so that one that hangs can be timed out (fail closed). A worker
+#: stays busy while its policy hangs; the pool grows to this many before a check has to queue
+#: (and then times out, refused naming its policy).
+POLICY_WORKERS = 64
+_policy_pool = ThreadPoolExecutor(max_workers=POLICY_WORKERS, thread_name_prefix="steward-policy")
 
 
 @dataclass(frozen=True)
@@ -137,48 +145,22 @@ class PolicyEngine:
                 configured.label, reg.policy.name, reg.plugin, allowed, reason, error
             )
 
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = reg.policy.check(event, configured.options)
-            except BaseException as exc:
-                box["error"] = exc
-
-        worker = threading.Thread(
-            target=target, name=f"steward-policy-{configured.label}", daemon=True
-        )
-        worker.start()
-        worker.join(configured.timeout)
-        if worker.is_alive():
-            error: BaseException = TimeoutError(f"no verdict after {configured.timeout:g}s")
-            self._hooks.on_policy_error(policy=configured.label, event=event, error=error)
-            return outcome(
-                False,
-                f"policy could not decide (plugin {plugin}): {error}; "
-                "refused because policies fail closed",
-                error=True,
-            )
-        if "error" in box:
-            exc = box["error"]
-            self._hooks.on_policy_error(policy=configured.label, event=event, error=exc)
-            if isinstance(exc, FactUnavailable):
-                return outcome(
-                    False, f"cannot decide: {exc}; refused because policies fail closed", error=True
-                )
-            return outcome(
-                False,
-                f"policy raised {type(exc).__name__}: {exc} (plugin {plugin}); "
-                "refused because policies fail closed",
-                error=True,
-            )
-        result = box.get("result")
-        if not isinstance(result, PolicyVerdict):
-            error = TypeError(f"returned {result!r} instead of a PolicyVerdict")
-            self._hooks.on_policy_error(policy=configured.label, event=event, error=error)
-            return outcome(
-                False,
-                f"policy {error} (plugin {plugin}); refused because policies fail closed",
-                error=True,
-            )
-        return outcome(result.allowed, result.reason)
+        future = _policy_pool.submit(reg.policy.check, event, configured.options)
+        try:
+            exc = future.exception(timeout=configured.timeout)
+        except FutureTimeout:
+            exc = TimeoutError(f"no verdict after {configured.timeout:g}s")
+            reason = f"policy could not decide (plugin {plugin}): {exc}"
+        else:
+            if exc is None:
+                result = future.result()
+                if isinstance(result, PolicyVerdict):
+                    return outcome(result.allowed, result.reason)
+                exc = TypeError(f"returned {result!r} instead of a PolicyVerdict")
+                reason = f"policy {exc} (plugin {plugin})"
+            elif isinstance(exc, FactUnavailable):
+                reason = f"cannot decide: {exc}"
+            else:
+                reason = f"policy raised {type(exc).__name__}: {exc} (plugin {plugin})"
+        self._hooks.on_policy_error(policy=configured.label, event=event, error=exc)
+        return outcome(False, f"{reason}; refused because policies fail closed", error=True)

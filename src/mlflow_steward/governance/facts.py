@@ -21,7 +21,7 @@ import yaml
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.governance.events import Approval, FactUnavailable
-from mlflow_steward.registry import not_found
+from mlflow_steward.registry import alias_holder
 
 PROMPT_TAG_KEYS = ("mlflow.prompt.is_prompt", "mlflow.prompt.text", "_mlflow_prompt_type")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -65,6 +65,30 @@ class MlflowContext:
         self.db_engine = db_engine
         self._client = None
         self._lock = threading.Lock()
+        #: MLflow's SQL registry store: facts are read with direct queries (see _mlflow_adapter).
+        self.direct = _mlflow_adapter.can_join_sessions(registry_store)
+
+    def model_version(self, name: str, version: str) -> tuple[str | None, str | None, dict]:
+        """``(source, run_id, tags)`` of a registered version; :class:`FactUnavailable` if none."""
+        if self.direct:
+            found = _mlflow_adapter.read_model_version(self.registry, name, str(version))
+            if found is None:
+                raise FactUnavailable(f"model version {name!r} {version} does not exist")
+            return found
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.registry.get_model_version(name, str(version))
+        except MlflowException as exc:
+            raise FactUnavailable(
+                f"model version {name!r} {version} cannot be read: {exc.message}"
+            ) from exc
+        return mv.source, mv.run_id, _tags_dict(mv.tags)
+
+    @functools.cached_property
+    def tracking_store(self) -> Any | None:
+        """The SQL tracking store, for direct reads of run metrics (``None``: use the client)."""
+        return _mlflow_adapter.tracking_sql_store(self.client)
 
     @property
     def client(self) -> Any:
@@ -150,18 +174,15 @@ class VersionFacts:
 
     @classmethod
     def of_version(cls, ctx: MlflowContext, name: str, version: str) -> VersionFacts:
-        try:
-            mv = ctx.registry.get_model_version(name, str(version))
-        except Exception as exc:
-            raise FactUnavailable(f"model version {name!r} {version} not found: {exc}") from exc
+        source, run_id, tags = ctx.model_version(name, str(version))
         return cls(
             ctx,
-            name=mv.name,
-            version=str(mv.version),
-            source=mv.source,
-            run_id=mv.run_id,
-            model_id=model_id_of(getattr(mv, "model_id", None), mv.source),
-            tags=_tags_dict(mv.tags),
+            name=name,
+            version=str(version),
+            source=source,
+            run_id=run_id,
+            model_id=model_id_of(None, source),
+            tags=tags,
         )
 
     @property
@@ -212,9 +233,15 @@ class VersionFacts:
         except Exception as exc:
             raise FactUnavailable(f"source run {self.run_id} cannot be read: {exc}") from exc
 
-    @property
+    @cached_property
     def run_metrics(self) -> Mapping[str, float]:
-        return dict(self._run.data.metrics)
+        store = self._ctx.tracking_store if self.run_id else None
+        if store is None:
+            return dict(self._run.data.metrics)
+        metrics = _mlflow_adapter.read_run_metrics(store, self.run_id)
+        if metrics is None:
+            raise FactUnavailable(f"source run {self.run_id} does not exist")
+        return metrics
 
     @property
     def run_params(self) -> Mapping[str, str]:
@@ -246,6 +273,12 @@ class VersionFacts:
         """Metrics logged on the version's logged model (``mlflow.models.evaluate``); latest wins."""
         if not self.model_id:
             return {}
+        store = self._ctx.tracking_store
+        if store is not None:
+            metrics = _mlflow_adapter.read_logged_model_metrics(store, self.model_id)
+            if metrics is None:
+                raise FactUnavailable(f"logged model {self.model_id} does not exist")
+            return metrics
         try:
             logged = self._ctx.client.get_logged_model(self.model_id)
         except Exception as exc:
@@ -290,12 +323,10 @@ class VersionFacts:
         from mlflow.exceptions import MlflowException
 
         try:
-            mv = self._ctx.registry.get_model_version_by_alias(self.name, alias)
+            holder = alias_holder(self._ctx.registry, self.name, alias)
         except MlflowException as exc:
-            if not_found(exc):
-                return None  # nobody holds the alias
             raise FactUnavailable(f"cannot read who holds @{alias}: {exc}") from exc
-        return VersionFacts.of_version(self._ctx, self.name, str(mv.version))
+        return None if holder is None else VersionFacts.of_version(self._ctx, self.name, holder)
 
 
 class RegisteredVersionFacts(VersionFacts):
@@ -310,28 +341,21 @@ class RegisteredVersionFacts(VersionFacts):
         self._model_tags = None
 
     @cached_property
-    def _entity(self) -> Any:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self._ctx.registry.get_model_version(self.name, self._version)
-        except MlflowException as exc:
-            raise FactUnavailable(
-                f"model version {self.name!r} {self._version} cannot be read: {exc.message}"
-            ) from exc
+    def _entity(self) -> tuple[str | None, str | None, dict[str, str]]:
+        return self._ctx.model_version(self.name, self._version)
 
     @cached_property
     def source(self) -> str | None:  # type: ignore[override]
-        return self._entity.source
+        return self._entity[0]
 
     @cached_property
     def run_id(self) -> str | None:  # type: ignore[override]
-        return self._entity.run_id
+        return self._entity[1]
 
     @cached_property
     def model_id(self) -> str | None:  # type: ignore[override]
-        return model_id_of(getattr(self._entity, "model_id", None), self._entity.source)
+        return model_id_of(None, self._entity[0])
 
     @cached_property
     def _tags(self) -> dict[str, str]:  # type: ignore[override]
-        return _tags_dict(self._entity.tags)
+        return self._entity[2]

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, PERMISSION_DENIED
 from sqlalchemy.engine import Connection
 
-from mlflow_steward import db
+from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import StewardError
 from mlflow_steward.governance import recovery
@@ -156,7 +156,21 @@ class Governor:
         version: str | None = None,
         also: Callable[[Connection, int], None] | None = None,
     ) -> AuditEntry:
-        entry = self.audit.append(
+        entry = self._append(event, decision, outcome, version=version, also=also)
+        self._recorded(event, decision, entry)
+        return entry
+
+    def _append(
+        self,
+        event: ActionEvent,
+        decision: Decision,
+        outcome: str,
+        *,
+        version: str | None = None,
+        also: Callable[[Connection, int], None] | None = None,
+        conn: Connection | None = None,
+    ) -> AuditEntry:
+        return self.audit.append(
             actor=event.actor,
             action=event.action,
             model=event.model,
@@ -167,12 +181,15 @@ class Governor:
             outcome=outcome,
             reasons=[o.to_dict() for o in decision.outcomes],
             also=also,
+            conn=conn,
         )
+
+    def _recorded(self, event: ActionEvent, decision: Decision, entry: AuditEntry) -> None:
+        """What follows a committed audit entry: the server's response header, observers."""
         recorded = _request_audit.get()
         if recorded is not None:
             recorded.append(entry.seq)
         self.pm.hooks.after_decision(event=event, decision=decision)
-        return entry
 
     def refuse(self, event: ActionEvent, policy: str, reason: str) -> PolicyDenied:
         """Record and return (for raising) a refusal by steward itself (reserved tags, ...)."""
@@ -187,13 +204,14 @@ class Governor:
         *,
         version_of: Callable[[T], str | None] | None = None,
         also: Callable[[Connection, int, T], None] | None = None,
+        join: Any = None,
     ) -> T:
         """Decide; if refused, record and raise :class:`PolicyDenied`; else write, then record.
 
         The whole sequence holds the model's write lock, so the facts a policy decided on (the
         current alias holder, approvals) are still true when the write happens.
         """
-        return self.apply(event, write, version_of=version_of, also=also)[0]
+        return self.apply(event, write, version_of=version_of, also=also, join=join)[0]
 
     def apply(
         self,
@@ -203,11 +221,20 @@ class Governor:
         version_of: Callable[[T], str | None] | None = None,
         also: Callable[[Connection, int, T], None] | None = None,
         outside_audit: bool = True,
+        join: Any = None,
     ) -> tuple[T, Decision]:
         """:meth:`governed`, also returning the decision that allowed the write.
 
-        ``outside_audit=False`` says the whole effect is written by ``also`` in the audit
-        transaction (nothing can be applied without its entry), so no pending row is needed.
+        How the write and its audit entry stay together:
+
+        - ``join``: MLflow's SQL registry store making the write (prepared with
+          ``_mlflow_adapter.install_session_joining``). Its sessions join the audit
+          transaction: the write and its entry commit together, or neither does.
+        - ``outside_audit=False``: the whole effect is written by ``also`` in the audit
+          transaction, the same guarantee.
+        - otherwise (a write outside the database: a deployment, ...): a pending row is
+          committed before the write, so that an interrupted write is found and recorded later
+          (``governance/recovery.py``).
         """
         with ExitStack() as stack:
             try:
@@ -217,7 +244,12 @@ class Governor:
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
             return self._governed(
-                event, write, version_of=version_of, also=also, outside_audit=outside_audit
+                event,
+                write,
+                version_of=version_of,
+                also=also,
+                in_transaction=join is not None or not outside_audit,
+                join=join,
             )
 
     def recover_all(self) -> list[AuditEntry]:
@@ -277,14 +309,15 @@ class Governor:
         *,
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
-        outside_audit: bool,
+        in_transaction: bool,
+        join: Any,
     ) -> tuple[T, Decision]:
         pending_id: int | None = None
         try:
             decision = self.decide(event)
             if not decision.allowed:
                 self.record(event, decision, "refused")
-            elif outside_audit:
+            elif not in_transaction:
                 pending_id = recovery.insert(
                     self.db_engine,
                     actor=event.actor,
@@ -299,6 +332,10 @@ class Governor:
             raise GovernanceUnavailable(event, exc) from exc
         if not decision.allowed:
             raise PolicyDenied(decision)
+        if in_transaction:
+            return self._write_in_transaction(
+                event, decision, write, join, version_of, also
+            ), decision
 
         def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
             if pending_id is not None:
@@ -343,3 +380,51 @@ class Governor:
                     ) from exc
                 time.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
+
+    def _write_in_transaction(
+        self,
+        event: ActionEvent,
+        decision: Decision,
+        write: Callable[[], T],
+        join: Any,
+        version_of: Callable[[T], str | None] | None,
+        also: Callable[[Connection, int, T], None] | None,
+    ) -> T:
+        """The write and its audit entry in one transaction: both are committed, or neither."""
+        wrote = False
+        try:
+            with self.db_engine.begin() as conn:
+                joined = _mlflow_adapter.sessions_joined(join, conn) if join is not None else None
+                with joined or nullcontext():
+                    result = write()
+                wrote = True
+                entry = self._append(
+                    event,
+                    decision,
+                    "applied",
+                    version=version_of(result) if version_of else None,
+                    also=(lambda c, seq: also(c, seq, result)) if also is not None else None,
+                    conn=conn,
+                )
+        except Exception as exc:
+            # Rolled back: nothing of the write is in the registry. Say so on the log.
+            problem = f"{type(exc).__name__}: {exc}"
+            try:
+                self.record(
+                    event,
+                    decision,
+                    f"failed: steward could not record the write ({problem}); nothing was changed"
+                    if wrote
+                    else f"failed: {problem}",
+                )
+            except Exception:
+                _logger.exception("could not record the failed %s", event.target)
+            if wrote:
+                raise MlflowException(
+                    f"{event.action} on {event.target} by {event.actor} was not applied: steward "
+                    f"could not add it to the audit log ({problem}); nothing was changed",
+                    error_code=ABORTED,
+                ) from exc
+            raise
+        self._recorded(event, decision, entry)
+        return result

@@ -83,15 +83,22 @@ class GovernedRegistryStore(_AbstractStore):
         self.store_uri = store_uri
         self.inner = inner
         self.governor = governor
+        # MLflow's SQL store: its writes join steward's audit transaction (atomic write + entry).
+        self._join = inner if _mlflow_adapter.can_join_sessions(inner) else None
+        if self._join is not None:
+            _mlflow_adapter.install_session_joining(inner)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes the class does not define (e.g. the inner store's
         # `engine`); registry methods are all defined explicitly above.
-        if name.startswith("__") or name in ("inner", "governor"):
+        if name.startswith("__") or name in ("inner", "governor", "_join"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _governed(self, event: Any, write: Any, **kwargs: Any) -> Any:
+        return self.governor.governed(event, write, join=self._join, **kwargs)
 
     def _facts(self, name: str, version: str) -> VersionFacts:
         # Read lazily: a version nobody's policy looks at is not read at all; one that does not
@@ -137,14 +144,14 @@ class GovernedRegistryStore(_AbstractStore):
         event = self.governor.event(
             "create_registered_model", name, context={"is_prompt": is_prompt} if is_prompt else {}
         )
-        return self.governor.governed(
+        return self._governed(
             event, lambda: self.inner.create_registered_model(name, tags, description, **kwargs)
         )
 
     def update_registered_model(self, name, description, deployment_job_id=None):
         event = self.governor.event("update_registered_model", name)
         kwargs = {"deployment_job_id": deployment_job_id} if deployment_job_id else {}
-        return self.governor.governed(
+        return self._governed(
             event, lambda: self.inner.update_registered_model(name, description, **kwargs)
         )
 
@@ -167,7 +174,7 @@ class GovernedRegistryStore(_AbstractStore):
             new_name=new_name,
             context={ALIASES_HELD: self._model_aliases(name)},
         )
-        return self.governor.governed(
+        return self._governed(
             event,
             lambda: self.inner.rename_registered_model(name, new_name),
             also=lambda conn, _seq, _r: history.rename_model(conn, name, new_name),
@@ -177,21 +184,19 @@ class GovernedRegistryStore(_AbstractStore):
         event = self.governor.event(
             "delete_registered_model", name, context={ALIASES_HELD: self._model_aliases(name)}
         )
-        return self.governor.governed(event, lambda: self.inner.delete_registered_model(name))
+        return self._governed(event, lambda: self.inner.delete_registered_model(name))
 
     def set_registered_model_tag(self, name, tag):
         self._guard_reserved("set_registered_model_tag", name, tag.key)
         event = self.governor.event(
             "set_registered_model_tag", name, tag_key=tag.key, tag_value=tag.value
         )
-        return self.governor.governed(event, lambda: self.inner.set_registered_model_tag(name, tag))
+        return self._governed(event, lambda: self.inner.set_registered_model_tag(name, tag))
 
     def delete_registered_model_tag(self, name, key):
         self._guard_reserved("delete_registered_model_tag", name, key)
         event = self.governor.event("delete_registered_model_tag", name, tag_key=key)
-        return self.governor.governed(
-            event, lambda: self.inner.delete_registered_model_tag(name, key)
-        )
+        return self._governed(event, lambda: self.inner.delete_registered_model_tag(name, key))
 
     # -- model versions -----------------------------------------------------------------------
 
@@ -236,7 +241,7 @@ class GovernedRegistryStore(_AbstractStore):
             )
 
         try:
-            return self.governor.governed(event, write, version_of=lambda mv: str(mv.version))
+            return self._governed(event, write, version_of=lambda mv: str(mv.version))
         except MlflowException as exc:
             if exc.error_code == "PERMISSION_DENIED":
                 self._remove_empty_model(event)
@@ -280,7 +285,7 @@ class GovernedRegistryStore(_AbstractStore):
 
     def update_model_version(self, name, version, description):
         event = self.governor.event("update_model_version", name, version=str(version))
-        return self.governor.governed(
+        return self._governed(
             event, lambda: self.inner.update_model_version(name, version, description)
         )
 
@@ -297,7 +302,7 @@ class GovernedRegistryStore(_AbstractStore):
             facts=self._facts(name, version),
             context={ALIASES_HELD: held},
         )
-        return self.governor.governed(event, lambda: self.inner.delete_model_version(name, version))
+        return self._governed(event, lambda: self.inner.delete_model_version(name, version))
 
     def set_model_version_tag(self, name, version, tag):
         self._guard_reserved("set_model_version_tag", name, tag.key, str(version))
@@ -309,9 +314,7 @@ class GovernedRegistryStore(_AbstractStore):
             tag_value=tag.value,
             facts=self._facts(name, version),
         )
-        return self.governor.governed(
-            event, lambda: self.inner.set_model_version_tag(name, version, tag)
-        )
+        return self._governed(event, lambda: self.inner.set_model_version_tag(name, version, tag))
 
     def set_steward_tag(self, name: str, version: str, key: str, value: str, *, actor: str) -> None:
         """Write a tag in steward's reserved namespace (monitoring status, ...) as steward's own
@@ -329,7 +332,7 @@ class GovernedRegistryStore(_AbstractStore):
             facts=self._facts(name, version),
             actor=actor,
         )
-        self.governor.governed(
+        self._governed(
             event,
             lambda: self.inner.set_model_version_tag(name, version, ModelVersionTag(key, value)),
         )
@@ -343,7 +346,7 @@ class GovernedRegistryStore(_AbstractStore):
             tag_key=key,
             facts=self._facts(name, version),
         )
-        return self.governor.governed(
+        return self._governed(
             event, lambda: self.inner.delete_model_version_tag(name, version, key)
         )
 
@@ -356,7 +359,7 @@ class GovernedRegistryStore(_AbstractStore):
             facts=self._facts(name, version),
             context={"archive_existing_versions": bool(archive_existing_versions)},
         )
-        return self.governor.governed(
+        return self._governed(
             event,
             lambda: self.inner.transition_model_version_stage(
                 name, version, stage, archive_existing_versions
@@ -393,7 +396,7 @@ class GovernedRegistryStore(_AbstractStore):
             _expect_holder(context, name, alias, before["holder"])
             return self.inner.set_registered_model_alias(name, alias, version)
 
-        return self.governor.governed(
+        return self._governed(
             event,
             write,
             also=lambda conn, seq, _r: history.insert_move(
@@ -423,7 +426,7 @@ class GovernedRegistryStore(_AbstractStore):
             _expect_holder(context, name, alias, self.holder_of(name, alias))
             return self.inner.delete_registered_model_alias(name, alias)
 
-        return self.governor.governed(
+        return self._governed(
             event,
             write,
             also=lambda conn, seq, _r: history.insert_move(
