@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -88,6 +89,51 @@ def test_timeout_is_a_deny():
     assert time.perf_counter() - started < 2
     assert not decision.allowed
     assert "no verdict after 0.2s" in decision.outcomes[0].reason
+
+
+def test_a_hung_policy_times_out_alone_and_the_others_still_decide():
+    release = threading.Event()
+    ran = []
+
+    def hangs(event, options):
+        release.wait(30)
+        ran.append("hangs finished")
+        return PolicyVerdict.allow()
+
+    def quick(event, options):
+        ran.append("quick")
+        return PolicyVerdict.deny("quick says no")
+
+    def exits(event, options):
+        raise SystemExit(3)
+
+    engine = _engine(
+        "policies: [{use: first, timeout: 5}, {use: hangs, timeout: 0.3}, {use: quick}, "
+        "{use: exits}]\n",
+        _policy_plugin("first", lambda e, o: PolicyVerdict.allow("fine")),
+        _policy_plugin("hangs", hangs),
+        _policy_plugin("quick", quick),
+        _policy_plugin("exits", exits),
+    )
+    started = time.perf_counter()
+    decision = engine.decide(make_event())
+    assert time.perf_counter() - started < 3
+    assert [(o.policy, o.allowed, o.error) for o in decision.outcomes] == [
+        ("first", True, False),
+        ("hangs", False, True),
+        ("quick", False, False),
+        ("exits", False, True),
+    ]
+    assert "no verdict after 0.3s" in decision.outcomes[1].reason
+    assert "SystemExit" in decision.outcomes[3].reason
+    release.set()  # the hung policy finishes later; its verdict no longer counts
+    for _ in range(100):
+        if "hangs finished" in ran:
+            break
+        time.sleep(0.01)
+    assert ran == ["quick", "hangs finished"]
+    again = engine.decide(make_event())  # the pool still works
+    assert [o.policy for o in again.outcomes] == ["first", "hangs", "quick", "exits"]
 
 
 def test_missing_fact_is_a_deny():

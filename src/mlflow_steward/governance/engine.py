@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
 
 #: Policies run on these threads, so that one that hangs can be timed out (fail closed). A worker
-#: stays busy while its policy hangs; the pool grows to this many before a check has to queue
-#: (and then times out, refused naming its policy).
+#: stays busy while its policy hangs; the pool grows to this many before a decision has to queue
+#: (and then its policies time out, refused naming each).
 POLICY_WORKERS = 64
 _policy_pool = ThreadPoolExecutor(max_workers=POLICY_WORKERS, thread_name_prefix="steward-policy")
 
@@ -134,33 +135,96 @@ class PolicyEngine:
         return [p for p in self.policies if p.applies_to(event)]
 
     def decide(self, event: ActionEvent) -> Decision:
-        return Decision(event, tuple(self._run(p, event) for p in self.applicable(event)))
+        policies = self.applicable(event)
+        outcomes: list[PolicyOutcome] = []
+        while len(outcomes) < len(policies):
+            # The rest run one after another on one pool thread (one hand-off per decision, not
+            # one per policy); each is timed out on its own. After a timeout the hung policy
+            # keeps that thread and the ones after it start again on another.
+            batch = _Batch(policies[len(outcomes) :], event)
+            _policy_pool.submit(batch.run)
+            outcomes += batch.collect(self._outcome)
+        return Decision(event, tuple(outcomes))
 
-    def _run(self, configured: ConfiguredPolicy, event: ActionEvent) -> PolicyOutcome:
+    def _outcome(
+        self,
+        configured: ConfiguredPolicy,
+        event: ActionEvent,
+        result: Any,
+        exc: BaseException | None,
+    ) -> PolicyOutcome:
         reg = configured.registered
-        plugin = self._hooks.describe_plugin(reg.plugin)
 
         def outcome(allowed: bool, reason: str, error: bool = False) -> PolicyOutcome:
             return PolicyOutcome(
                 configured.label, reg.policy.name, reg.plugin, allowed, reason, error
             )
 
-        future = _policy_pool.submit(reg.policy.check, event, configured.options)
-        try:
-            exc = future.exception(timeout=configured.timeout)
-        except FutureTimeout:
-            exc = TimeoutError(f"no verdict after {configured.timeout:g}s")
+        if exc is None and isinstance(result, PolicyVerdict):
+            return outcome(result.allowed, result.reason)
+        plugin = self._hooks.describe_plugin(reg.plugin)
+        if exc is None:
+            exc = TypeError(f"returned {result!r} instead of a PolicyVerdict")
+            reason = f"policy {exc} (plugin {plugin})"
+        elif isinstance(exc, _PolicyTimeout):
             reason = f"policy could not decide (plugin {plugin}): {exc}"
+        elif isinstance(exc, FactUnavailable):
+            reason = f"cannot decide: {exc}"
         else:
-            if exc is None:
-                result = future.result()
-                if isinstance(result, PolicyVerdict):
-                    return outcome(result.allowed, result.reason)
-                exc = TypeError(f"returned {result!r} instead of a PolicyVerdict")
-                reason = f"policy {exc} (plugin {plugin})"
-            elif isinstance(exc, FactUnavailable):
-                reason = f"cannot decide: {exc}"
-            else:
-                reason = f"policy raised {type(exc).__name__}: {exc} (plugin {plugin})"
+            reason = f"policy raised {type(exc).__name__}: {exc} (plugin {plugin})"
         self._hooks.on_policy_error(policy=configured.label, event=event, error=exc)
         return outcome(False, f"{reason}; refused because policies fail closed", error=True)
+
+
+class _PolicyTimeout(TimeoutError):
+    pass
+
+
+class _Batch:
+    """Policies run in order on one pool thread, while the deciding thread times each one out."""
+
+    def __init__(self, policies: list[ConfiguredPolicy], event: ActionEvent) -> None:
+        self.policies = policies
+        self.event = event
+        self.results: list[tuple[Any, BaseException | None]] = []
+        self.started = time.monotonic()  # of the policy running now (or of the submission)
+        self.abandoned = False
+        self.cond = threading.Condition()
+
+    def run(self) -> None:
+        for configured in self.policies:
+            with self.cond:
+                if self.abandoned:
+                    return
+                self.started = time.monotonic()
+            try:
+                result: tuple[Any, BaseException | None] = (
+                    configured.registered.policy.check(self.event, configured.options),
+                    None,
+                )
+            except BaseException as exc:  # fail closed on anything, SystemExit included
+                result = (None, exc)
+            with self.cond:
+                if self.abandoned:
+                    return
+                self.results.append(result)
+                self.cond.notify_all()
+
+    def collect(self, outcome: Any) -> list[PolicyOutcome]:
+        """Outcomes in order, until all are in or one times out (then it is the last one)."""
+        done: list[PolicyOutcome] = []
+        with self.cond:
+            while len(done) < len(self.policies):
+                configured = self.policies[len(done)]
+                if len(self.results) > len(done):
+                    result, exc = self.results[len(done)]
+                    done.append(outcome(configured, self.event, result, exc))
+                    continue
+                remaining = self.started + configured.timeout - time.monotonic()
+                if remaining <= 0:
+                    self.abandoned = True
+                    error = _PolicyTimeout(f"no verdict after {configured.timeout:g}s")
+                    done.append(outcome(configured, self.event, None, error))
+                    break
+                self.cond.wait(remaining)
+        return done
