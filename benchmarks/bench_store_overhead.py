@@ -40,7 +40,7 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
     root = Path(tempfile.mkdtemp(prefix="steward-bench-"))
     db_uri = f"sqlite:///{root / 'mlflow.db'}"
     (root / "steward.yaml").write_text(FIVE_POLICIES)
-    os.environ["MLFLOW_STEWARD_FIVE_POLICIES"] = str(root / "steward.yaml")
+    os.environ["MLFLOW_STEWARD_CONFIG"] = str(root / "steward.yaml")
     os.environ["MLFLOW_TRACKING_URI"] = db_uri
     models = log_models(db_uri, calls + 3)
     clients = {
@@ -87,9 +87,17 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
     from mlflow_steward import db
     from mlflow_steward.governance.audit import AuditLog
 
-    audit = AuditLog(db.get_engine(db_uri)).verify()
+    log = AuditLog(db.get_engine(db_uri))
+    audit = log.verify()
     if not audit.ok or audit.entries < 2 * calls:
         raise RuntimeError(f"the audit log does not hold every timed decision: {audit}")
+    # The timed calls were decided by the policies named above (2 on a new version, 5 on a move).
+    decided = {
+        e.action: sorted(r["policy"] for r in e.reasons)
+        for e in log.entries(model="bench-governed", limit=2, newest_first=True)
+    }
+    if len(decided.get("set_alias", [])) != 5 or len(decided.get("create_model_version", [])) != 2:
+        raise RuntimeError(f"the benchmark's policies did not apply: {decided}")
     return {
         call: (statistics.median(t["plain"]), statistics.median(t["governed"]))
         for call, t in times.items()

@@ -160,4 +160,9 @@ def test_direct_reads_agree_with_mlflows_getters(tmp_path, monkeypatch):
     assert _mlflow_adapter.read_run_metrics(tracking, "0" * 32) is None
     assert _mlflow_adapter.read_logged_model_metrics(tracking, model.model_id) == {"auc": 0.8}
     assert _mlflow_adapter.read_logged_model_metrics(tracking, "m-missing") is None
+    assert (
+        _mlflow_adapter.read_logged_model_location(tracking, model.model_id)
+        == client.get_logged_model(model.model_id).artifact_location
+    )
+    assert _mlflow_adapter.read_logged_model_location(tracking, "m-missing") is None
     assert _mlflow_adapter.tracking_sql_store(MlflowClient("http://127.0.0.1:9")) is None

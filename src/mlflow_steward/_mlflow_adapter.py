@@ -179,6 +179,21 @@ def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | Non
     return {key: float("nan") if is_nan else float(value) for key, value, is_nan in rows}
 
 
+def read_logged_model_location(tracking_store: Any, model_id: str) -> str | None:
+    """Where a logged model's artifacts live (``LoggedModel.artifact_location``), or ``None``
+    when there is no such (undeleted) logged model."""
+    from mlflow.entities.lifecycle_stage import LifecycleStage
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel as L
+    from sqlalchemy import select
+
+    query = select(L.artifact_location).where(
+        L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED
+    )
+    with tracking_store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else row[0]
+
+
 def read_logged_model_metrics(tracking_store: Any, model_id: str) -> dict[str, float] | None:
     """The latest value of each metric logged on a logged model (``mlflow.models.evaluate``),
     by timestamp then step; ``None`` when there is no such (undeleted) logged model."""

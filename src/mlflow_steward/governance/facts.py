@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -52,6 +53,28 @@ def _tags_dict(tags: Any) -> dict[str, str]:
     if isinstance(tags, Mapping):
         return {str(k): str(v) for k, v in tags.items()}
     return {t.key: t.value for t in tags}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _parse_model_file(source: str, relpath: str, raw: bytes | None) -> Any:
+    if relpath == "MLmodel":
+        if raw is None:
+            raise FactUnavailable(f"no MLmodel file at {source!r}: is this an MLflow model?")
+        data = yaml.load(raw, Loader=_Loader)
+        if not isinstance(data, Mapping):
+            raise FactUnavailable(f"the MLmodel file at {source!r} is not a mapping")
+        return _frozen(data)
+    if raw is None:
+        raise FactUnavailable(f"the model at {source!r} has no requirements.txt")
+    lines = (line.split("#", 1)[0].strip() for line in raw.decode().splitlines())
+    return tuple(line for line in lines if line)
 
 
 class MlflowContext:
@@ -106,9 +129,17 @@ class MlflowContext:
         @functools.lru_cache(maxsize=1024)
         def lookup(model_id: str) -> str:
             try:
-                return self.client.get_logged_model(model_id).artifact_location
+                store = self.tracking_store
+                if store is None:
+                    return self.client.get_logged_model(model_id).artifact_location
+                location = _mlflow_adapter.read_logged_model_location(store, model_id)
             except Exception as exc:
                 raise FactUnavailable(f"cannot resolve logged model {model_id!r}: {exc}") from exc
+            if location is None:
+                raise FactUnavailable(
+                    f"cannot resolve logged model {model_id!r}: it does not exist"
+                )
+            return location
 
         return lookup
 
@@ -126,6 +157,17 @@ class MlflowContext:
             return self._read_model_file(source, relpath)
 
         return read
+
+    @functools.cached_property
+    def model_document(self) -> Callable[[str, str], Any]:
+        """A model file of ``source`` parsed (``MLmodel`` as YAML, ``requirements.txt`` as its
+        requirement lines), cached like the bytes, and read-only: policies share it."""
+
+        @functools.lru_cache(maxsize=512)
+        def parsed(source: str, relpath: str) -> Any:
+            return _parse_model_file(source, relpath, self.read_model_file(source, relpath))
+
+        return parsed
 
     def _read_model_file(self, source: str, relpath: str) -> bytes | None:
         if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
@@ -189,23 +231,19 @@ class VersionFacts:
     def version(self) -> str | None:
         return self._version
 
-    def _read(self, relpath: str) -> bytes | None:
+    def _document(self, relpath: str) -> Any:
         if self._local_model_path:
             path = Path(self._local_model_path) / relpath
-            return path.read_bytes() if path.is_file() else None
+            raw = path.read_bytes() if path.is_file() else None
+            return _parse_model_file(self._local_model_path, relpath, raw)
         if not self.source:
             raise FactUnavailable("the model version has no source to read the model from")
-        return self._ctx.read_model_file(self.source, relpath)
+        return self._ctx.model_document(self.source, relpath)
 
     @cached_property
     def mlmodel(self) -> Mapping[str, Any]:
-        raw = self._read("MLmodel")
-        if raw is None:
-            raise FactUnavailable(f"no MLmodel file at {self.source!r}: is this an MLflow model?")
-        data = yaml.load(raw, Loader=_Loader)
-        if not isinstance(data, Mapping):
-            raise FactUnavailable(f"the MLmodel file at {self.source!r} is not a mapping")
-        return data
+        """The version's ``MLmodel`` file (read-only)."""
+        return self._document("MLmodel")
 
     @property
     def signature(self) -> Mapping[str, Any] | None:
@@ -218,11 +256,7 @@ class VersionFacts:
 
     @cached_property
     def requirements(self) -> list[str]:
-        raw = self._read("requirements.txt")
-        if raw is None:
-            raise FactUnavailable(f"the model at {self.source!r} has no requirements.txt")
-        lines = (line.split("#", 1)[0].strip() for line in raw.decode().splitlines())
-        return [line for line in lines if line]
+        return list(self._document("requirements.txt"))
 
     @cached_property
     def _run(self) -> Any:

@@ -71,6 +71,11 @@ def acting_as(actor: str) -> Iterator[None]:
 _request_audit: ContextVar[list[int] | None] = ContextVar("steward_request_audit", default=None)
 
 
+class _RecoverFirst(Exception):
+    """Interrupted writes of the model were found in the audit transaction: recover them, then
+    decide and write again."""
+
+
 class PolicyDenied(MlflowException):
     """A governed action was refused. Error code ``PERMISSION_DENIED`` (HTTP 403): never retried."""
 
@@ -236,21 +241,28 @@ class Governor:
           committed before the write, so that an interrupted write is found and recorded later
           (``governance/recovery.py``).
         """
+        in_transaction = join is not None or not outside_audit
+        recoverable = db.serializes_writers(self.db_engine)  # else a pending row may be live
         with ExitStack() as stack:
             try:
                 stack.enter_context(db.write_lock(self.db_engine, event.model))
-                if db.serializes_writers(self.db_engine):  # else a pending row may be live
+                if recoverable and not in_transaction:
                     self.recover(event.model)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
-            return self._governed(
-                event,
-                write,
-                version_of=version_of,
-                also=also,
-                in_transaction=join is not None or not outside_audit,
-                join=join,
+            kwargs: dict[str, Any] = dict(
+                version_of=version_of, also=also, in_transaction=in_transaction, join=join
             )
+            try:
+                # A write in the audit transaction looks for interrupted writes there (one
+                # query on a connection it holds anyway) and only then recovers them.
+                return self._governed(event, write, look_for_pending=recoverable, **kwargs)
+            except _RecoverFirst:
+                try:
+                    self.recover(event.model)
+                except Exception as exc:
+                    raise GovernanceUnavailable(event, exc) from exc
+                return self._governed(event, write, look_for_pending=False, **kwargs)
 
     def recover_all(self) -> list[AuditEntry]:
         """Recover the interrupted writes of every model, each under its model's write lock."""
@@ -311,6 +323,7 @@ class Governor:
         also: Callable[[Connection, int, T], None] | None,
         in_transaction: bool,
         join: Any,
+        look_for_pending: bool,
     ) -> tuple[T, Decision]:
         pending_id: int | None = None
         try:
@@ -334,7 +347,7 @@ class Governor:
             raise PolicyDenied(decision)
         if in_transaction:
             return self._write_in_transaction(
-                event, decision, write, join, version_of, also
+                event, decision, write, join, version_of, also, look_for_pending
             ), decision
 
         def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
@@ -389,11 +402,14 @@ class Governor:
         join: Any,
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
+        look_for_pending: bool,
     ) -> T:
         """The write and its audit entry in one transaction: both are committed, or neither."""
         wrote = False
         try:
             with self.db_engine.begin() as conn:
+                if look_for_pending and recovery.any_pending(conn, event.model):
+                    raise _RecoverFirst
                 joined = _mlflow_adapter.sessions_joined(join, conn) if join is not None else None
                 with joined or nullcontext():
                     result = write()
@@ -406,6 +422,8 @@ class Governor:
                     also=(lambda c, seq: also(c, seq, result)) if also is not None else None,
                     conn=conn,
                 )
+        except _RecoverFirst:
+            raise
         except Exception as exc:
             # Rolled back: nothing of the write is in the registry. Say so on the log.
             problem = f"{type(exc).__name__}: {exc}"

@@ -85,6 +85,12 @@ def delete(conn: Connection, pending_id: int) -> None:
     conn.execute(db.pending_writes.delete().where(db.pending_writes.c.id == pending_id))
 
 
+def any_pending(conn: Connection, model: str) -> bool:
+    """Whether ``model`` has pending rows (in the caller's transaction)."""
+    query = sa.select(db.pending_writes.c.id).where(db.pending_writes.c.model == model).limit(1)
+    return conn.execute(query).first() is not None
+
+
 def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:
     """Pending rows, oldest first (of one model, or all)."""
     query = sa.select(db.pending_writes).order_by(db.pending_writes.c.id)
