@@ -10,7 +10,7 @@ machine noise; the ratio is of the median round throughputs.
 Bar (issue 3): steward throughput at least 0.8x the plain server's, on both backends; p50/p99
 latency printed for both.
 
-    python benchmarks/bench_server_throughput.py [--rounds 3] [--iterations 15]
+    python benchmarks/bench_server_throughput.py [--rounds 7] [--iterations 15]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -118,11 +118,27 @@ def _postgres_db(admin_uri: str, stack: ExitStack) -> str:
     return admin_uri.rsplit("/", 1)[0] + f"/{name}"
 
 
+def _check_policies_applied(backend: str) -> None:
+    """The steward server decided the timed calls with the five policies and logged them all."""
+    from mlflow_steward import db
+    from mlflow_steward.governance.audit import AuditLog
+
+    log = AuditLog(db.get_engine(backend))
+    newest = {e.action: e for e in log.entries(limit=30, newest_first=True)}
+    decided = {a: len(e.reasons) for a, e in newest.items()}
+    if decided.get("set_alias") != 5 or decided.get("create_model_version") != 2:
+        raise RuntimeError(f"the benchmark's policies did not apply: {decided}")
+    if not log.verify().ok:
+        raise RuntimeError("the steward server's audit log does not verify")
+    db.dispose_engines()  # before the database is dropped
+
+
 def run_backend(kind: str, args: argparse.Namespace) -> float:
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="steward-bench-")))
         (root / "steward.yaml").write_text(FIVE_POLICIES)
         servers = {}
+        backends = {}
         for app in ("plain", "steward"):
             folder = root / app
             folder.mkdir()
@@ -130,6 +146,7 @@ def run_backend(kind: str, args: argparse.Namespace) -> float:
                 backend = f"sqlite:///{folder / 'mlflow.db'}"
             else:
                 backend = _postgres_db(args.postgres, stack)
+            backends[app] = backend
             servers[app] = stack.enter_context(
                 mlflow_server(
                     backend,
@@ -144,6 +161,7 @@ def run_backend(kind: str, args: argparse.Namespace) -> float:
         for r in range(args.rounds):
             for app in ("plain", "steward") if r % 2 == 0 else ("steward", "plain"):
                 results[app].append(_round(servers[app].url, models[app], args.iterations, f"{r}"))
+        _check_policies_applied(backends["steward"])
         for app, rounds in results.items():
             latencies = [x for _, lat in rounds for x in lat]
             print(
@@ -163,7 +181,7 @@ def run_backend(kind: str, args: argparse.Namespace) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per server")
     parser.add_argument("--iterations", type=int, default=15, help="per client and round")
     parser.add_argument("--models", type=int, default=20, help="logged models per server")
     parser.add_argument("--workers", type=int, default=2, help="server workers")

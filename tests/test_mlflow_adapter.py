@@ -104,6 +104,8 @@ def test_registry_sessions_join_a_steward_transaction(tmp_path):
     with engine.begin() as conn, _mlflow_adapter.sessions_joined(store, conn):
         store.create_registered_model("joined")
     assert [m.name for m in store.search_registered_models()] == ["joined"]
+    with engine.connect() as idle, pytest.raises(RuntimeError, match="begin the transaction"):
+        _mlflow_adapter.sessions_joined(store, idle).__enter__()
     # Outside the block the store uses its own sessions again.
     store.create_registered_model("own")
     assert len(store.search_registered_models()) == 2
@@ -166,3 +168,23 @@ def test_direct_reads_agree_with_mlflows_getters(tmp_path, monkeypatch):
     )
     assert _mlflow_adapter.read_logged_model_location(tracking, "m-missing") is None
     assert _mlflow_adapter.tracking_sql_store(MlflowClient("http://127.0.0.1:9")) is None
+
+
+def test_shared_reads_check_out_one_connection_per_decision(tmp_path):
+    from sqlalchemy import event
+
+    uri = f"sqlite:///{tmp_path}/x.db"
+    store = _mlflow_adapter.build_registry_store(uri, None)
+    store.create_registered_model("fraud")
+    checkouts = []
+    event.listen(store.engine, "checkout", lambda *args: checkouts.append(1))
+    _mlflow_adapter.read_alias_holder(store, "fraud", "a")
+    _mlflow_adapter.read_alias_holder(store, "fraud", "b")
+    assert len(checkouts) == 2
+    checkouts.clear()
+    with _mlflow_adapter.shared_reads():
+        for alias in ("a", "b", "c"):
+            assert _mlflow_adapter.read_alias_holder(store, "fraud", alias) is None
+        assert _mlflow_adapter.read_model_version(store, "fraud", "1") is None
+    assert len(checkouts) == 1
+    assert store.engine.pool.checkedout() == 0  # given back when the decision is over

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -91,6 +92,9 @@ def sessions_joined(store: Any, connection: Any) -> Iterator[None]:
     ``connection``'s open transaction (``store`` went through :func:`install_session_joining`)."""
     if not getattr(store.ManagedSessionMaker, "steward_joining", False):
         raise RuntimeError("install_session_joining(store) was not called")
+    if not connection.in_transaction():
+        # Else MLflow's session would begin, and commit, a transaction of its own.
+        raise RuntimeError("begin the transaction before MLflow's sessions join it")
     token = _joined.set((store, connection))
     try:
         yield
@@ -104,13 +108,80 @@ def sessions_joined(store: Any, connection: Any) -> Iterator[None]:
 # own getters: the store's workspace clauses, internally deleted versions left out.
 
 
+class _SharedReads:
+    """One connection per database for all the reads of one decision (see :func:`shared_reads`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: dict[str, Any] = {}
+        self._in_use = 0
+        self._closed = False
+
+    @contextmanager
+    def connection(self, engine: Any) -> Iterator[Any]:
+        key = engine.url.render_as_string(hide_password=False)
+        with self._lock:
+            conn = None if self._closed else self._conns.get(key)
+            if conn is None and not self._closed:
+                conn = self._conns[key] = engine.connect()
+            if conn is not None:
+                self._in_use += 1
+        if conn is None:  # the decision is over (a policy that outlived its timeout)
+            with engine.connect() as own:
+                yield own
+            return
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._in_use -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._conns.values():
+                if self._in_use:
+                    conn.invalidate()  # a timed-out policy is reading on it: never back to the pool
+                else:
+                    conn.close()
+            self._conns.clear()
+
+
+_shared: ContextVar[_SharedReads | None] = ContextVar("steward_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Inside the block (and in the policy threads started with a copy of its context), the
+    direct reads below share one connection per database: one pool checkout (and pre-ping)
+    per decision instead of one per read."""
+    scope = _SharedReads()
+    token = _shared.set(scope)
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+        scope.close()
+
+
+@contextmanager
+def _connection(engine: Any) -> Iterator[Any]:
+    scope = _shared.get()
+    if scope is None:
+        with engine.connect() as conn:
+            yield conn
+    else:
+        with scope.connection(engine) as conn:
+            yield conn
+
+
 @contextmanager
 def _reading(store: Any) -> Iterator[Any]:
     joined = _joined.get()
     if joined is not None and joined[0] is store:
         yield joined[1]  # inside steward's transaction: read what it is about to commit
     else:
-        with store.engine.connect() as conn:
+        with _connection(store.engine) as conn:
             yield conn
 
 
@@ -134,25 +205,30 @@ def read_model_version(
     from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
     from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
     from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
-    from sqlalchemy import select
+    from sqlalchemy import and_, select
 
     if not str(version).isdigit():
         return None
     number = int(version)
-    found = select(V.source, V.run_id).where(
-        V.name == name,
-        V.version == number,
-        V.current_stage != STAGE_DELETED_INTERNAL,
-        *store._get_workspace_clauses(V),
+    # One round trip: the version, and its tags through an outer join (none: one row of NULLs).
+    tag_of_version = and_(
+        T.name == V.name, T.version == V.version, *store._get_workspace_clauses(T)
     )
-    tags = select(T.key, T.value).where(
-        T.name == name, T.version == number, *store._get_workspace_clauses(T)
+    query = (
+        select(V.source, V.run_id, T.key, T.value)
+        .outerjoin(T, tag_of_version)
+        .where(
+            V.name == name,
+            V.version == number,
+            V.current_stage != STAGE_DELETED_INTERNAL,
+            *store._get_workspace_clauses(V),
+        )
     )
     with _reading(store) as conn:
-        row = conn.execute(found).first()
-        if row is None:
-            return None
-        return row.source, row.run_id, {k: v for k, v in conn.execute(tags)}
+        rows = conn.execute(query).all()
+    if not rows:
+        return None
+    return rows[0].source, rows[0].run_id, {r.key: r.value for r in rows if r.key is not None}
 
 
 def tracking_sql_store(client: Any) -> Any | None:
@@ -169,7 +245,7 @@ def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | Non
     from mlflow.store.tracking.dbmodels.models import SqlRun as R
     from sqlalchemy import select
 
-    with tracking_store.engine.connect() as conn:
+    with _connection(tracking_store.engine) as conn:
         rows = conn.execute(select(M.key, M.value, M.is_nan).where(M.run_uuid == run_id)).all()
         if (
             not rows
@@ -189,7 +265,7 @@ def read_logged_model_location(tracking_store: Any, model_id: str) -> str | None
     query = select(L.artifact_location).where(
         L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED
     )
-    with tracking_store.engine.connect() as conn:
+    with _connection(tracking_store.engine) as conn:
         row = conn.execute(query).first()
     return None if row is None else row[0]
 
@@ -202,16 +278,18 @@ def read_logged_model_metrics(tracking_store: Any, model_id: str) -> dict[str, f
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModelMetric as M
     from sqlalchemy import select
 
-    exists = select(L.model_id).where(
-        L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED
+    # One round trip: the logged model, and its metrics through an outer join.
+    query = (
+        select(M.metric_name, M.metric_timestamp_ms, M.metric_step, M.metric_value)
+        .select_from(L)
+        .outerjoin(M, M.model_id == L.model_id)
+        .where(L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED)
     )
-    metrics = select(M.metric_name, M.metric_timestamp_ms, M.metric_step, M.metric_value).where(
-        M.model_id == model_id
-    )
-    with tracking_store.engine.connect() as conn:
-        if conn.execute(exists).first() is None:
-            return None
-        rows = conn.execute(metrics).all()
+    with _connection(tracking_store.engine) as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return None
+    rows = [r for r in rows if r.metric_name is not None]
     latest: dict[str, tuple[tuple[int, int], float]] = {}
     for name, timestamp, step, value in rows:
         stamp = (timestamp or 0, step or 0)

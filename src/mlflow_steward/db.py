@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from mlflow_steward.errors import RegistryURIError
 
@@ -257,7 +258,7 @@ def _lock_engine(engine: Engine) -> Engine:
         lock_engine = _lock_engines.get(key)
         if lock_engine is None:
             lock_engine = sa.create_engine(
-                engine.url, pool_size=2, max_overflow=30, pool_timeout=600, pool_pre_ping=True
+                engine.url, pool_size=8, max_overflow=24, pool_timeout=600, pool_pre_ping=True
             )
             _lock_engines[key] = lock_engine
         return lock_engine
@@ -270,6 +271,68 @@ def serializes_writers(engine: Engine) -> bool:
     )
 
 
+def locks_in_transaction(engine: Engine) -> bool:
+    """Whether a model's write lock can be taken inside a transaction (PostgreSQL), so that a
+    write holding it needs one connection (see :func:`lock_in_transaction`)."""
+    return engine.dialect.name == "postgresql"
+
+
+def lock_connection(engine: Engine) -> Connection:
+    """A connection for a transaction that will wait on (and hold) a model's lock: from the
+    lock pool, so waiters never take the main pool's connections (see :func:`_lock_engine`)."""
+    return _lock_engine(engine).connect()
+
+
+def lock_in_transaction(conn: Connection, key: str) -> None:
+    """Take ``key``'s write lock until ``conn``'s transaction ends (PostgreSQL). It excludes
+    :func:`write_lock` on the same key, and is released by the commit or rollback."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+#: SQLite: model locks are spread over this many lock files, so writes on different models
+#: (mostly) do not wait for each other; two models sharing a file only wait for each other.
+LOCK_STRIPES = 64
+
+
+def _lock_file(database: str, key: str | None) -> Path:
+    folder = Path(database).with_suffix(".steward-locks")
+    folder.mkdir(exist_ok=True)
+    if key is None:
+        return folder / "transactions.lock"
+    stripe = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % LOCK_STRIPES
+    return folder / f"{stripe:02d}.lock"
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database
+    return (
+        database if engine.dialect.name == "sqlite" and database not in ("", ":memory:") else None
+    )
+
+
+@contextlib.contextmanager
+def transaction_lock(engine: Engine) -> Iterator[None]:
+    """SQLite: governed write transactions take turns here, where a waiter wakes as soon as the
+    lock is free, instead of in SQLite's busy handler, which polls with growing sleeps (tens of
+    milliseconds under load). Elsewhere nothing: the database queues writers itself."""
+    database = _sqlite_file(engine)
+    if database is None:
+        yield
+    else:
+        with _flock(_lock_file(database, None)):
+            yield
+
+
 @contextlib.contextmanager
 def write_lock(engine: Engine, key: str) -> Iterator[None]:
     """Serialize governed writes on ``key`` (a registered model) across processes and servers.
@@ -277,7 +340,8 @@ def write_lock(engine: Engine, key: str) -> Iterator[None]:
     MLflow's own alias write reads then inserts, so two concurrent writers of a new alias race to
     a unique-constraint error; and a decision (e.g. "beats the current champion") must still hold
     when the write happens. PostgreSQL: a transaction-independent advisory lock on the key.
-    SQLite: an exclusive lock on a file beside the database (SQLite is single-host anyway).
+    SQLite: an exclusive lock (``flock``, so threads exclude each other too) on one of
+    :data:`LOCK_STRIPES` files in a folder beside the database (SQLite is single-host anyway).
     Other databases: no extra serialization.
     """
     dialect = engine.dialect.name
@@ -290,13 +354,8 @@ def write_lock(engine: Engine, key: str) -> Iterator[None]:
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
                 conn.commit()
-    elif dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = Path(engine.url.database).with_suffix(".steward-lock")
-        with open(lock_path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif _sqlite_file(engine) is not None:
+        with _flock(_lock_file(engine.url.database, key)):
+            yield
     else:
         yield

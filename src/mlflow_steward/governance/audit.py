@@ -131,24 +131,27 @@ class AuditLog:
                 prev_hash=prev_hash,
             )
             digest = self._digest(entry.content())
-            conn.execute(
-                db.audit.insert().values(
-                    seq=seq,
-                    ts=entry.ts,
-                    actor=actor,
-                    action=action,
-                    model=model,
-                    version=version,
-                    alias=alias,
-                    details=json.dumps(entry.details, sort_keys=True),
-                    decision=decision,
-                    outcome=outcome,
-                    reasons=json.dumps(entry.reasons),
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
+            insert = db.audit.insert().values(
+                seq=seq,
+                ts=entry.ts,
+                actor=actor,
+                action=action,
+                model=model,
+                version=version,
+                alias=alias,
+                details=json.dumps(entry.details, sort_keys=True),
+                decision=decision,
+                outcome=outcome,
+                reasons=json.dumps(entry.reasons),
+                prev_hash=prev_hash,
+                hash=digest,
             )
-            conn.execute(db.audit_head.update().where(db.audit_head.c.id == 1).values(hash=digest))
+            head = db.audit_head.update().where(db.audit_head.c.id == 1).values(hash=digest)
+            if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
+                conn.execute(head.add_cte(insert.cte("steward_new_entry")))
+            else:
+                conn.execute(insert)
+                conn.execute(head)
             if also is not None:
                 also(conn, seq)
             return AuditEntry(**{**entry.to_dict(), "hash": digest})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Mapping
@@ -142,7 +143,8 @@ class PolicyEngine:
             # one per policy); each is timed out on its own. After a timeout the hung policy
             # keeps that thread and the ones after it start again on another.
             batch = _Batch(policies[len(outcomes) :], event)
-            _policy_pool.submit(batch.run)
+            # In a copy of this context: policies see the action's context variables.
+            _policy_pool.submit(contextvars.copy_context().run, batch.run)
             outcomes += batch.collect(self._outcome)
         return Decision(event, tuple(outcomes))
 

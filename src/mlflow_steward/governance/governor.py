@@ -150,7 +150,8 @@ class Governor:
 
     def decide(self, event: ActionEvent) -> Decision:
         """The decision without writing anything (a dry run)."""
-        return self.policies.decide(event)
+        with _mlflow_adapter.shared_reads():
+            return self.policies.decide(event)
 
     def record(
         self,
@@ -243,6 +244,24 @@ class Governor:
         """
         in_transaction = join is not None or not outside_audit
         recoverable = db.serializes_writers(self.db_engine)  # else a pending row may be live
+        kwargs: dict[str, Any] = dict(
+            version_of=version_of, also=also, in_transaction=in_transaction, join=join
+        )
+        if in_transaction and db.locks_in_transaction(self.db_engine):
+            # PostgreSQL: the model's lock is taken in the write's own transaction and released
+            # by its commit (one connection, no separate lock and unlock round trips).
+            try:
+                conn = db.lock_connection(self.db_engine)
+            except Exception as exc:
+                raise GovernanceUnavailable(event, exc) from exc
+            with conn:
+                try:
+                    db.lock_in_transaction(conn, event.model)
+                    if recovery.any_pending(conn, event.model):
+                        self.recover(event.model)
+                except Exception as exc:
+                    raise GovernanceUnavailable(event, exc) from exc
+                return self._governed(event, write, look_for_pending=False, conn=conn, **kwargs)
         with ExitStack() as stack:
             try:
                 stack.enter_context(db.write_lock(self.db_engine, event.model))
@@ -250,9 +269,6 @@ class Governor:
                     self.recover(event.model)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
-            kwargs: dict[str, Any] = dict(
-                version_of=version_of, also=also, in_transaction=in_transaction, join=join
-            )
             try:
                 # A write in the audit transaction looks for interrupted writes there (one
                 # query on a connection it holds anyway) and only then recovers them.
@@ -324,6 +340,7 @@ class Governor:
         in_transaction: bool,
         join: Any,
         look_for_pending: bool,
+        conn: Connection | None = None,
     ) -> tuple[T, Decision]:
         pending_id: int | None = None
         try:
@@ -347,7 +364,7 @@ class Governor:
             raise PolicyDenied(decision)
         if in_transaction:
             return self._write_in_transaction(
-                event, decision, write, join, version_of, also, look_for_pending
+                event, decision, write, join, version_of, also, look_for_pending, conn
             ), decision
 
         def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
@@ -403,11 +420,23 @@ class Governor:
         version_of: Callable[[T], str | None] | None,
         also: Callable[[Connection, int, T], None] | None,
         look_for_pending: bool,
+        conn: Connection | None = None,
     ) -> T:
-        """The write and its audit entry in one transaction: both are committed, or neither."""
+        """The write and its audit entry in one transaction: both are committed, or neither.
+
+        ``conn``: a connection whose transaction is open (and holds the model's lock); else one
+        of the engine's. Committed here, before observers hear of the entry.
+        """
         wrote = False
+        stack = ExitStack()
+        if conn is None:
+            stack.enter_context(db.transaction_lock(self.db_engine))
+            conn = stack.enter_context(self.db_engine.connect())
         try:
-            with self.db_engine.begin() as conn:
+            try:
+                if not conn.in_transaction():
+                    # Begun here, so that MLflow's sessions join it (and do not commit their own).
+                    conn.begin()
                 if look_for_pending and recovery.any_pending(conn, event.model):
                     raise _RecoverFirst
                 joined = _mlflow_adapter.sessions_joined(join, conn) if join is not None else None
@@ -422,6 +451,12 @@ class Governor:
                     also=(lambda c, seq: also(c, seq, result)) if also is not None else None,
                     conn=conn,
                 )
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                stack.close()
         except _RecoverFirst:
             raise
         except Exception as exc:
