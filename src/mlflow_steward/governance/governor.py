@@ -161,22 +161,12 @@ class Governor:
         *,
         version: str | None = None,
         also: Callable[[Connection, int], None] | None = None,
-    ) -> AuditEntry:
-        entry = self._append(event, decision, outcome, version=version, also=also)
-        self._recorded(event, decision, entry)
-        return entry
-
-    def _append(
-        self,
-        event: ActionEvent,
-        decision: Decision,
-        outcome: str,
-        *,
-        version: str | None = None,
-        also: Callable[[Connection, int], None] | None = None,
         conn: Connection | None = None,
     ) -> AuditEntry:
-        return self.audit.append(
+        """Append the decision's entry and tell the observers. With ``conn`` (an open
+        transaction) the entry is written there, and the caller calls :meth:`_recorded` once
+        that transaction has committed."""
+        entry = self.audit.append(
             actor=event.actor,
             action=event.action,
             model=event.model,
@@ -189,6 +179,9 @@ class Governor:
             also=also,
             conn=conn,
         )
+        if conn is None:
+            self._recorded(event, decision, entry)
+        return entry
 
     def _recorded(self, event: ActionEvent, decision: Decision, entry: AuditEntry) -> None:
         """What follows a committed audit entry: the server's response header, observers."""
@@ -443,7 +436,7 @@ class Governor:
                 with joined or nullcontext():
                     result = write()
                 wrote = True
-                entry = self._append(
+                entry = self.record(
                     event,
                     decision,
                     "applied",
