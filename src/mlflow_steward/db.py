@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import threading
 import time
@@ -266,9 +267,7 @@ def _lock_engine(engine: Engine) -> Engine:
 
 def serializes_writers(engine: Engine) -> bool:
     """Whether :func:`write_lock` really excludes other writers (PostgreSQL, a SQLite file)."""
-    return engine.dialect.name == "postgresql" or (
-        engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
-    )
+    return engine.dialect.name == "postgresql" or _sqlite_file(engine) is not None
 
 
 def locks_in_transaction(engine: Engine) -> bool:
@@ -294,9 +293,15 @@ def lock_in_transaction(conn: Connection, key: str) -> None:
 LOCK_STRIPES = 64
 
 
-def _lock_file(database: str, key: str | None) -> Path:
+@functools.lru_cache(maxsize=64)
+def _lock_folder(database: str) -> Path:
     folder = Path(database).with_suffix(".steward-locks")
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)  # once per database and process, not once per write
+    return folder
+
+
+def _lock_file(database: str, key: str | None) -> Path:
+    folder = _lock_folder(database)
     if key is None:
         return folder / "transactions.lock"
     stripe = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % LOCK_STRIPES
@@ -314,9 +319,12 @@ def _flock(path: Path) -> Iterator[None]:
 
 
 def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine; ``None`` for in-memory SQLite and other databases."""
     database = engine.url.database
     return (
-        database if engine.dialect.name == "sqlite" and database not in ("", ":memory:") else None
+        database
+        if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+        else None
     )
 
 
@@ -344,9 +352,9 @@ def write_lock(engine: Engine, key: str) -> Iterator[None]:
     :data:`LOCK_STRIPES` files in a folder beside the database (SQLite is single-host anyway).
     Other databases: no extra serialization.
     """
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        with _lock_engine(engine).connect() as conn:
+    database = _sqlite_file(engine)
+    if engine.dialect.name == "postgresql":
+        with lock_connection(engine) as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
             conn.commit()
             try:
@@ -354,8 +362,8 @@ def write_lock(engine: Engine, key: str) -> Iterator[None]:
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
                 conn.commit()
-    elif _sqlite_file(engine) is not None:
-        with _flock(_lock_file(engine.url.database, key)):
+    elif database is not None:
+        with _flock(_lock_file(database, key)):
             yield
     else:
         yield

@@ -144,28 +144,18 @@ class MlflowContext:
         return lookup
 
     @functools.cached_property
-    def read_model_file(self) -> Callable[[str, str], bytes | None]:
-        """Read one file of a model from its source URI; ``None`` when it does not exist.
+    def model_document(self) -> Callable[[str, str], Any]:
+        """A model file of ``source``, parsed (``MLmodel`` as YAML, ``requirements.txt`` as its
+        requirement lines) and read-only: policies share it.
 
-        Model artifacts are written once (a logged model's files do not change), so what was read
-        is cached: a promotion does not download the same ``MLmodel`` again. A read that fails is
-        not cached.
+        Model artifacts are written once (a logged model's files do not change), so what was
+        parsed is cached: a promotion does not download the same ``MLmodel`` again. A read that
+        fails, or a file that is missing, is not cached.
         """
 
         @functools.lru_cache(maxsize=512)
-        def read(source: str, relpath: str) -> bytes | None:
-            return self._read_model_file(source, relpath)
-
-        return read
-
-    @functools.cached_property
-    def model_document(self) -> Callable[[str, str], Any]:
-        """A model file of ``source`` parsed (``MLmodel`` as YAML, ``requirements.txt`` as its
-        requirement lines), cached like the bytes, and read-only: policies share it."""
-
-        @functools.lru_cache(maxsize=512)
         def parsed(source: str, relpath: str) -> Any:
-            return _parse_model_file(source, relpath, self.read_model_file(source, relpath))
+            return _parse_model_file(source, relpath, self._read_model_file(source, relpath))
 
         return parsed
 
