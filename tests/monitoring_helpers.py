@@ -107,3 +107,19 @@ class Smtp:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+def log_served(log, request_id: str, frame: pd.DataFrame, predictions: list) -> None:
+    """Record in a deployment's request ``log`` one request v1 served: ``frame`` in (as
+    ``dataframe_split``), ``predictions`` out."""
+    log.add(
+        request_id=request_id,
+        version="1",
+        status=200,
+        latency_ms=1.0,
+        content_type="application/json",
+        request=json.dumps(
+            {"dataframe_split": frame.to_dict(orient="split", index=False)}
+        ).encode(),
+        response=json.dumps({"predictions": list(predictions)}).encode(),
+    )

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_steward.cli.main import cli
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
 from mlflow_steward.errors import MonitoringError
+from tests.monitoring_helpers import log_served
 
 
 def _train(workspace, *, baseline: bool = True, log_input: bool = False):
@@ -150,17 +151,7 @@ def test_reads_an_onprem_request_log(workspace, tmp_path):
     log = RequestLog(tmp_path / "requests", deployment="fraud", rotate_rows=50)
     for i in range(40):
         batch = _current(rng, n=25, shift=1.0)
-        body = {"dataframe_split": batch.to_dict(orient="split", index=False)}
-        preds = {"predictions": model.predict(batch).tolist()}
-        log.add(
-            request_id=f"r{i}",
-            version="1",
-            status=200,
-            latency_ms=1.0,
-            content_type="application/json",
-            request=json.dumps(body).encode(),
-            response=json.dumps(preds).encode(),
-        )
+        log_served(log, f"r{i}", batch, model.predict(batch).tolist())
     log.add(
         request_id="bad",
         version="1",

@@ -14,7 +14,7 @@ from mlflow_steward.cli.main import cli
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.monitoring.performance import join_labels, realised, score
-from tests.monitoring_helpers import COLUMNS, batch, train
+from tests.monitoring_helpers import COLUMNS, batch, log_served, train
 
 
 def serve(workspace, requests: int = 60, rows: int = 5) -> pd.DataFrame:
@@ -26,17 +26,7 @@ def serve(workspace, requests: int = 60, rows: int = 5) -> pd.DataFrame:
     for i in range(requests):
         part = batch(rng, n=rows)
         predictions = (part["amount"] > 0).astype(int).tolist()
-        log.add(
-            request_id=f"r{i}",
-            version="1",
-            status=200,
-            latency_ms=1.0,
-            content_type="application/json",
-            request=json.dumps(
-                {"dataframe_split": part.to_dict(orient="split", index=False)}
-            ).encode(),
-            response=json.dumps({"predictions": predictions}).encode(),
-        )
+        log_served(log, f"r{i}", part, predictions)
         truth += [{"request_id": f"r{i}", "row": j, "label": p} for j, p in enumerate(predictions)]
     log.close()
     return pd.DataFrame(truth)
