@@ -188,3 +188,38 @@ def test_shared_reads_check_out_one_connection_per_decision(tmp_path):
         assert _mlflow_adapter.read_model_version(store, "fraud", "1") is None
     assert len(checkouts) == 1
     assert store.engine.pool.checkedout() == 0  # given back when the decision is over
+
+
+def test_direct_reads_keep_to_the_active_workspace(tmp_path, monkeypatch):
+    """With MLflow's workspaces on, a direct read sees what MLflow's store sees in the active
+    workspace (the same model name in another workspace is another model)."""
+    from mlflow.entities.model_registry import ModelVersionTag
+    from mlflow.store.model_registry.sqlalchemy_workspace_store import (
+        WorkspaceAwareSqlAlchemyStore,
+    )
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    store = WorkspaceAwareSqlAlchemyStore(f"sqlite:///{tmp_path}/x.db")
+    with WorkspaceContext("team-a"):
+        store.create_registered_model("fraud")
+        store.create_model_version("fraud", "file:///tmp/a", run_id=None)
+        store.set_model_version_tag("fraud", "1", ModelVersionTag("owner", "alice"))
+        store.set_registered_model_alias("fraud", "production", "1")
+        assert _mlflow_adapter.read_model_version(store, "fraud", "1") == (
+            "file:///tmp/a",
+            None,
+            {"owner": "alice"},
+        )
+        assert _mlflow_adapter.read_alias_holder(store, "fraud", "production") == "1"
+    with WorkspaceContext("team-b"):
+        assert _mlflow_adapter.read_model_version(store, "fraud", "1") is None
+        assert _mlflow_adapter.read_alias_holder(store, "fraud", "production") is None
+        store.create_registered_model("fraud")
+        store.create_model_version("fraud", "file:///tmp/b", run_id=None)
+        assert _mlflow_adapter.read_model_version(store, "fraud", "1") == (
+            "file:///tmp/b",
+            None,
+            {},
+        )
+        assert _mlflow_adapter.read_alias_holder(store, "fraud", "production") is None

@@ -6,6 +6,7 @@ loudly when one of these internals moves or changes shape.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import threading
@@ -185,47 +186,83 @@ def _reading(store: Any) -> Iterator[Any]:
             yield conn
 
 
+def _workspace(store: Any, *models: Any) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    """Which of ``models`` MLflow's store filters by workspace (``_get_workspace_clauses``,
+    which filters on ``model.workspace == store._get_active_workspace()``), and the bind value
+    of that workspace for the statements below."""
+    flags = tuple(bool(store._get_workspace_clauses(model)) for model in models)
+    return flags, {"workspace": store._get_active_workspace()} if any(flags) else {}
+
+
+def _in_workspace(table: Any, filtered: bool) -> list[Any]:
+    from sqlalchemy import bindparam
+
+    return [table.c.workspace == bindparam("workspace")] if filtered else []
+
+
+# The statements are built once (per workspace filtering) and compiled once per database: a
+# governed write runs several of them, and building one costs more than running it.
+
+
+@functools.cache
+def _alias_holder_query(filtered: bool) -> Any:
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias
+    from sqlalchemy import bindparam, select
+
+    a = SqlRegisteredModelAlias.__table__
+    return select(a.c.version).where(
+        a.c.name == bindparam("name"), a.c.alias == bindparam("alias"), *_in_workspace(a, filtered)
+    )
+
+
 def read_alias_holder(store: Any, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on ``name`` (MLflow's SQL registry store), or ``None``."""
-    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias as A
-    from sqlalchemy import select
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias
 
-    query = select(A.version).where(
-        A.name == name, A.alias == alias, *store._get_workspace_clauses(A)
-    )
+    flags, params = _workspace(store, SqlRegisteredModelAlias)
     with _reading(store) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(
+            _alias_holder_query(*flags), {**params, "name": name, "alias": alias}
+        ).first()
     return None if row is None else str(row[0])
+
+
+@functools.cache
+def _model_version_query(version_filtered: bool, tags_filtered: bool) -> Any:
+    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlModelVersionTag
+    from sqlalchemy import and_, bindparam, select
+
+    v, t = SqlModelVersion.__table__, SqlModelVersionTag.__table__
+    # One round trip: the version, and its tags through an outer join (none: one row of NULLs).
+    tag_of_version = and_(
+        t.c.name == v.c.name, t.c.version == v.c.version, *_in_workspace(t, tags_filtered)
+    )
+    return (
+        select(v.c.source, v.c.run_id, t.c.key, t.c.value)
+        .outerjoin(t, tag_of_version)
+        .where(
+            v.c.name == bindparam("name"),
+            v.c.version == bindparam("version"),
+            v.c.current_stage != STAGE_DELETED_INTERNAL,
+            *_in_workspace(v, version_filtered),
+        )
+    )
 
 
 def read_model_version(
     store: Any, name: str, version: str
 ) -> tuple[str | None, str | None, dict[str, str]] | None:
     """``(source, run_id, tags)`` of a registered version, or ``None`` when there is none."""
-    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
-    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
-    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
-    from sqlalchemy import and_, select
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlModelVersionTag
 
     if not str(version).isdigit():
         return None
-    number = int(version)
-    # One round trip: the version, and its tags through an outer join (none: one row of NULLs).
-    tag_of_version = and_(
-        T.name == V.name, T.version == V.version, *store._get_workspace_clauses(T)
-    )
-    query = (
-        select(V.source, V.run_id, T.key, T.value)
-        .outerjoin(T, tag_of_version)
-        .where(
-            V.name == name,
-            V.version == number,
-            V.current_stage != STAGE_DELETED_INTERNAL,
-            *store._get_workspace_clauses(V),
-        )
-    )
+    flags, params = _workspace(store, SqlModelVersion, SqlModelVersionTag)
     with _reading(store) as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(
+            _model_version_query(*flags), {**params, "name": name, "version": int(version)}
+        ).all()
     if not rows:
         return None
     return rows[0].source, rows[0].run_id, {r.key: r.value for r in rows if r.key is not None}
@@ -239,59 +276,75 @@ def tracking_sql_store(client: Any) -> Any | None:
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
+@functools.cache
+def _run_queries() -> tuple[Any, Any]:
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun
+    from sqlalchemy import bindparam, select
+
+    m, r = SqlLatestMetric.__table__, SqlRun.__table__
+    return (
+        select(m.c.key, m.c.value, m.c.is_nan).where(m.c.run_uuid == bindparam("run_id")),
+        select(r.c.run_uuid).where(r.c.run_uuid == bindparam("run_id")),
+    )
+
+
 def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | None:
     """A run's latest metrics, as ``Run.data.metrics`` has them; ``None`` when there is no run."""
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
-    from mlflow.store.tracking.dbmodels.models import SqlRun as R
-    from sqlalchemy import select
-
+    metrics, run = _run_queries()
+    params = {"run_id": run_id}
     with _connection(tracking_store.engine) as conn:
-        rows = conn.execute(select(M.key, M.value, M.is_nan).where(M.run_uuid == run_id)).all()
-        if (
-            not rows
-            and conn.execute(select(R.run_uuid).where(R.run_uuid == run_id)).first() is None
-        ):
+        rows = conn.execute(metrics, params).all()
+        if not rows and conn.execute(run, params).first() is None:
             return None
     return {key: float("nan") if is_nan else float(value) for key, value, is_nan in rows}
+
+
+@functools.cache
+def _logged_model_queries() -> tuple[Any, Any]:
+    from mlflow.entities.lifecycle_stage import LifecycleStage
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlLoggedModelMetric
+    from sqlalchemy import bindparam, select
+
+    model, metric = SqlLoggedModel.__table__, SqlLoggedModelMetric.__table__
+    live = (
+        model.c.model_id == bindparam("model_id"),
+        model.c.lifecycle_stage != LifecycleStage.DELETED,
+    )
+    location = select(model.c.artifact_location).where(*live)
+    # One round trip: the logged model, and its metrics through an outer join.
+    metrics = (
+        select(
+            metric.c.metric_name,
+            metric.c.metric_timestamp_ms,
+            metric.c.metric_step,
+            metric.c.metric_value,
+        )
+        .select_from(model)
+        .outerjoin(metric, metric.c.model_id == model.c.model_id)
+        .where(*live)
+    )
+    return location, metrics
 
 
 def read_logged_model_location(tracking_store: Any, model_id: str) -> str | None:
     """Where a logged model's artifacts live (``LoggedModel.artifact_location``), or ``None``
     when there is no such (undeleted) logged model."""
-    from mlflow.entities.lifecycle_stage import LifecycleStage
-    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel as L
-    from sqlalchemy import select
-
-    query = select(L.artifact_location).where(
-        L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED
-    )
     with _connection(tracking_store.engine) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_logged_model_queries()[0], {"model_id": model_id}).first()
     return None if row is None else row[0]
 
 
 def read_logged_model_metrics(tracking_store: Any, model_id: str) -> dict[str, float] | None:
     """The latest value of each metric logged on a logged model (``mlflow.models.evaluate``),
     by timestamp then step; ``None`` when there is no such (undeleted) logged model."""
-    from mlflow.entities.lifecycle_stage import LifecycleStage
-    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel as L
-    from mlflow.store.tracking.dbmodels.models import SqlLoggedModelMetric as M
-    from sqlalchemy import select
-
-    # One round trip: the logged model, and its metrics through an outer join.
-    query = (
-        select(M.metric_name, M.metric_timestamp_ms, M.metric_step, M.metric_value)
-        .select_from(L)
-        .outerjoin(M, M.model_id == L.model_id)
-        .where(L.model_id == model_id, L.lifecycle_stage != LifecycleStage.DELETED)
-    )
     with _connection(tracking_store.engine) as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(_logged_model_queries()[1], {"model_id": model_id}).all()
     if not rows:
         return None
-    rows = [r for r in rows if r.metric_name is not None]
     latest: dict[str, tuple[tuple[int, int], float]] = {}
     for name, timestamp, step, value in rows:
+        if name is None:
+            continue
         stamp = (timestamp or 0, step or 0)
         if name not in latest or stamp >= latest[name][0]:
             latest[name] = (stamp, float("nan") if value is None else float(value))

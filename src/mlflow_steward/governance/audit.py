@@ -14,7 +14,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -47,12 +47,31 @@ class AuditEntry:
     hash: str = ""
 
     def content(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("hash")
-        return data
+        """What the entry's hash covers: every field but the hash."""
+        return {name: getattr(self, name) for name in _CONTENT_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name != "hash")
+
+
+def _row_fields(entry: AuditEntry) -> Iterator[tuple[str, Any]]:
+    """The entry's columns stored as they are (``details`` and ``reasons`` are stored as JSON)."""
+    for name in (*_CONTENT_FIELDS, "hash"):
+        if name not in ("details", "reasons"):
+            yield name, getattr(entry, name)
+
+
+# Built once (and compiled once per database): an append runs on every governed write.
+_HEAD_ROW = db.audit_head.c.id == 1
+_BUMP_HEAD = db.audit_head.update().where(_HEAD_ROW).values(seq=db.audit_head.c.seq + 1)
+_BUMP_HEAD_RETURNING = _BUMP_HEAD.returning(db.audit_head.c.seq, db.audit_head.c.hash)
+_READ_HEAD = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(_HEAD_ROW)
+_INSERT_ENTRY = db.audit.insert().values({c.name: sa.bindparam(f"e_{c.name}") for c in db.audit.c})
+_SET_HEAD = db.audit_head.update().where(_HEAD_ROW).values(hash=sa.bindparam("e_hash"))
+_INSERT_ENTRY_AND_SET_HEAD = _SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry"))
 
 
 @dataclass(frozen=True)
@@ -105,17 +124,11 @@ class AuditLog:
         def write(conn: Connection) -> AuditEntry:
             # Updating the head row first takes the database's write lock (SQLite) or the row
             # lock (PostgreSQL): concurrent appenders queue here, so the chain stays linear.
-            bump = (
-                db.audit_head.update()
-                .where(db.audit_head.c.id == 1)
-                .values(seq=db.audit_head.c.seq + 1)
-            )
-            head = (db.audit_head.c.seq, db.audit_head.c.hash)
             if conn.dialect.update_returning:
-                seq, prev_hash = conn.execute(bump.returning(*head)).one()
+                seq, prev_hash = conn.execute(_BUMP_HEAD_RETURNING).one()
             else:
-                conn.execute(bump)
-                seq, prev_hash = conn.execute(sa.select(*head).where(db.audit_head.c.id == 1)).one()
+                conn.execute(_BUMP_HEAD)
+                seq, prev_hash = conn.execute(_READ_HEAD).one()
             entry = AuditEntry(
                 seq=seq,
                 ts=utc_now(),
@@ -130,31 +143,23 @@ class AuditLog:
                 reasons=list(reasons),
                 prev_hash=prev_hash,
             )
-            digest = self._digest(entry.content())
-            insert = db.audit.insert().values(
-                seq=seq,
-                ts=entry.ts,
-                actor=actor,
-                action=action,
-                model=model,
-                version=version,
-                alias=alias,
-                details=json.dumps(entry.details, sort_keys=True),
-                decision=decision,
-                outcome=outcome,
-                reasons=json.dumps(entry.reasons),
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-            head = db.audit_head.update().where(db.audit_head.c.id == 1).values(hash=digest)
+            entry = replace(entry, hash=self._digest(entry.content()))
+            row = {
+                f"e_{name}": value
+                for name, value in (
+                    *_row_fields(entry),
+                    ("details", json.dumps(entry.details, sort_keys=True)),
+                    ("reasons", json.dumps(entry.reasons)),
+                )
+            }
             if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
-                conn.execute(head.add_cte(insert.cte("steward_new_entry")))
+                conn.execute(_INSERT_ENTRY_AND_SET_HEAD, row)
             else:
-                conn.execute(insert)
-                conn.execute(head)
+                conn.execute(_INSERT_ENTRY, row)
+                conn.execute(_SET_HEAD, row)
             if also is not None:
                 also(conn, seq)
-            return AuditEntry(**{**entry.to_dict(), "hash": digest})
+            return entry
 
         if conn is not None:
             return write(conn)

@@ -210,7 +210,11 @@ class _Batch:
                 if self.abandoned:
                     return
                 self.results.append(result)
-                self.cond.notify_all()
+                self.started = time.monotonic()  # the next policy's clock starts now
+                if len(self.results) == len(self.policies):
+                    # The deciding thread sleeps until then, or until the running policy's
+                    # timeout (it reads `started` when it wakes): one wake-up per decision.
+                    self.cond.notify_all()
 
     def collect(self, outcome: Any) -> list[PolicyOutcome]:
         """Outcomes in order, until all are in or one times out (then it is the last one)."""

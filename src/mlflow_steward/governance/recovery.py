@@ -85,10 +85,17 @@ def delete(conn: Connection, pending_id: int) -> None:
     conn.execute(db.pending_writes.delete().where(db.pending_writes.c.id == pending_id))
 
 
+# Built once: every governed write in the audit transaction asks it.
+_ANY_PENDING = (
+    sa.select(db.pending_writes.c.id)
+    .where(db.pending_writes.c.model == sa.bindparam("model"))
+    .limit(1)
+)
+
+
 def any_pending(conn: Connection, model: str) -> bool:
     """Whether ``model`` has pending rows (in the caller's transaction)."""
-    query = sa.select(db.pending_writes.c.id).where(db.pending_writes.c.model == model).limit(1)
-    return conn.execute(query).first() is not None
+    return conn.execute(_ANY_PENDING, {"model": model}).first() is not None
 
 
 def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:

@@ -28,6 +28,9 @@ class HistoryEntry:
         return asdict(self)
 
 
+_INSERT_MOVE = db.alias_history.insert()  # built once: every governed alias move runs it
+
+
 def insert_move(
     conn: Connection,
     *,
@@ -41,17 +44,18 @@ def insert_move(
     audit_seq: int,
 ) -> None:
     conn.execute(
-        db.alias_history.insert().values(
-            model=model,
-            alias=alias,
-            stage=stage,
-            version=version,
-            previous_version=previous_version,
-            kind=kind,
-            actor=actor,
-            ts=utc_now(),
-            audit_seq=audit_seq,
-        )
+        _INSERT_MOVE,
+        {
+            "model": model,
+            "alias": alias,
+            "stage": stage,
+            "version": version,
+            "previous_version": previous_version,
+            "kind": kind,
+            "actor": actor,
+            "ts": utc_now(),
+            "audit_seq": audit_seq,
+        },
     )
 
 
