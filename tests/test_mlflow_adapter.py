@@ -111,6 +111,37 @@ def test_registry_sessions_join_a_steward_transaction(tmp_path):
     assert len(store.search_registered_models()) == 2
 
 
+def test_joined_sessions_on_stewards_sqlite_connections_keep_mlflows_pragmas(tmp_path):
+    """MLflow's sessions run three PRAGMAs each on SQLite; joined to a connection of steward's
+    (which set them when it connected) they are skipped, and what they do still holds."""
+    from sqlalchemy import event
+
+    from mlflow_steward import db
+
+    uri = f"sqlite:///{tmp_path}/x.db"
+    store = _mlflow_adapter.build_registry_store(uri, None)
+    _mlflow_adapter.install_session_joining(store)
+    engine = db.get_engine(uri)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with (
+        engine.begin() as conn,
+        _mlflow_adapter.sessions_joined(store, conn, sqlite_pragmas_set=True),
+    ):
+        store.create_registered_model("Fraud")
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        # LIKE is case-sensitive, as MLflow's own sessions make it
+        assert [m.name for m in store.search_registered_models("name LIKE 'Fr%'")] == ["Fraud"]
+        assert store.search_registered_models("name LIKE 'fr%'") == []
+    assert any("INSERT INTO registered_models" in s for s in statements)
+    assert [s for s in statements if "PRAGMA" in s] == ["PRAGMA foreign_keys"]  # the test's own
+    # Without the flag MLflow's sessions set them as usual.
+    statements.clear()
+    with engine.begin() as conn, _mlflow_adapter.sessions_joined(store, conn):
+        store.get_registered_model("Fraud")
+    assert sum("PRAGMA" in s for s in statements) == 3
+
+
 def test_direct_reads_agree_with_mlflows_getters(tmp_path, monkeypatch):
     import math
 

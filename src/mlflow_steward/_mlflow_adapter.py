@@ -10,6 +10,7 @@ import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,10 +38,6 @@ def build_registry_store(store_uri: str, tracking_uri: str | None) -> Any:
     return builder(store_uri=store_uri)
 
 
-#: (store, connection): the registry store whose sessions join steward's open transaction here.
-_joined: ContextVar[tuple[Any, Any] | None] = ContextVar("steward_joined_sessions", default=None)
-
-
 def can_join_sessions(store: Any) -> bool:
     """Whether ``store`` is MLflow's SQL registry store, whose writes can run inside a
     transaction of steward's (see :func:`sessions_joined`)."""
@@ -65,9 +62,6 @@ def install_session_joining(store: Any) -> None:
     session's work. MLflow's own session factory still wraps the session, so its error handling
     is unchanged.
     """
-    from mlflow.store.db.utils import _get_managed_session_maker
-    from sqlalchemy.orm import sessionmaker
-
     original = store.ManagedSessionMaker
     if getattr(original, "steward_joining", False):
         return
@@ -79,24 +73,56 @@ def install_session_joining(store: Any) -> None:
             with original(read_only=read_only) as session:
                 yield session
         else:
-            maker = sessionmaker(bind=joined[1], join_transaction_mode="create_savepoint")
-            with _get_managed_session_maker(maker, store.db_type)(read_only=read_only) as session:
+            with joined[2](read_only=read_only) as session:
                 yield session
 
     managed_session.steward_joining = True  # type: ignore[attr-defined]
     store.ManagedSessionMaker = managed_session
 
 
+#: (store, connection, session factory): the registry store whose sessions join steward's open
+#: transaction on ``connection`` here.
+_joined: ContextVar[tuple[Any, Any, Any] | None] = ContextVar(
+    "steward_joined_sessions", default=None
+)
+
+
+def _joined_session_factory(store: Any, connection: Any, pragmas_set: bool) -> Any:
+    """MLflow's session factory, on ``connection`` in SAVEPOINTs.
+
+    On SQLite, MLflow's factory starts each session with three PRAGMAs (foreign keys, busy
+    timeout, case-sensitive LIKE). With ``pragmas_set`` (the connection set them when it
+    connected, as steward's do) the factory is asked for a database type that skips them.
+    """
+    from mlflow.store.db.db_types import SQLITE
+    from mlflow.store.db.utils import _get_managed_session_maker
+    from sqlalchemy.orm import sessionmaker
+
+    maker = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+    db_type = store.db_type
+    if pragmas_set and db_type == SQLITE:
+        db_type = "sqlite, pragmas set on connect"
+    return _get_managed_session_maker(maker, db_type)
+
+
 @contextmanager
-def sessions_joined(store: Any, connection: Any) -> Iterator[None]:
+def sessions_joined(
+    store: Any, connection: Any, *, sqlite_pragmas_set: bool = False
+) -> Iterator[None]:
     """Inside the block (this thread or task only), ``store``'s reads and writes run in
-    ``connection``'s open transaction (``store`` went through :func:`install_session_joining`)."""
+    ``connection``'s open transaction (``store`` went through :func:`install_session_joining`).
+
+    ``sqlite_pragmas_set``: the connection turned on SQLite's foreign keys and case-sensitive
+    LIKE when it connected (``db.get_engine``'s connections do), so MLflow's sessions need not.
+    """
     if not getattr(store.ManagedSessionMaker, "steward_joining", False):
         raise RuntimeError("install_session_joining(store) was not called")
     if not connection.in_transaction():
         # Else MLflow's session would begin, and commit, a transaction of its own.
         raise RuntimeError("begin the transaction before MLflow's sessions join it")
-    token = _joined.set((store, connection))
+    token = _joined.set(
+        (store, connection, _joined_session_factory(store, connection, sqlite_pragmas_set))
+    )
     try:
         yield
     finally:
@@ -190,8 +216,16 @@ def _workspace(store: Any, *models: Any) -> tuple[tuple[bool, ...], dict[str, An
     """Which of ``models`` MLflow's store filters by workspace (``_get_workspace_clauses``,
     which filters on ``model.workspace == store._get_active_workspace()``), and the bind value
     of that workspace for the statements below."""
-    flags = tuple(bool(store._get_workspace_clauses(model)) for model in models)
+    known = _workspace_flags.setdefault(store, {})
+    flags = known.get(models)
+    if flags is None:  # which models are filtered does not change; the active workspace may
+        flags = known[models] = tuple(bool(store._get_workspace_clauses(m)) for m in models)
     return flags, {"workspace": store._get_active_workspace()} if any(flags) else {}
+
+
+_workspace_flags: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[bool, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _in_workspace(table: Any, filtered: bool) -> list[Any]:

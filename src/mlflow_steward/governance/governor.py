@@ -432,7 +432,11 @@ class Governor:
                     conn.begin()
                 if look_for_pending and recovery.any_pending(conn, event.model):
                     raise _RecoverFirst
-                joined = _mlflow_adapter.sessions_joined(join, conn) if join is not None else None
+                joined = (
+                    _mlflow_adapter.sessions_joined(join, conn, sqlite_pragmas_set=True)
+                    if join is not None
+                    else None
+                )
                 with joined or nullcontext():
                     result = write()
                 wrote = True
