@@ -220,25 +220,6 @@ def test_shared_reads_check_out_one_connection_per_decision(tmp_path):
     assert len(checkouts) == 1
     assert store.engine.pool.checkedout() == 0  # given back when the decision is over
 
-    # Given steward's engine on the same database, the reads use its connection instead.
-    from mlflow_steward import db
-
-    steward = db.get_engine(uri)
-    own: list[int] = []
-    event.listen(steward, "checkout", lambda *args: own.append(1))
-    checkouts.clear()
-    with _mlflow_adapter.shared_reads(steward):
-        assert _mlflow_adapter.read_alias_holder(store, "fraud", "a") is None
-        assert _mlflow_adapter.read_model_version(store, "fraud", "1") is None
-    assert (len(checkouts), len(own)) == (0, 1)
-    assert steward.pool.checkedout() == 0
-    # Another database's reads still go to their own engine.
-    other = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path}/other.db", None)
-    event.listen(other.engine, "checkout", lambda *args: checkouts.append(1))
-    with _mlflow_adapter.shared_reads(steward):
-        assert _mlflow_adapter.read_alias_holder(other, "fraud", "a") is None
-    assert len(checkouts) == 1
-
 
 def test_direct_reads_keep_to_the_active_workspace(tmp_path, monkeypatch):
     """With MLflow's workspaces on, a direct read sees what MLflow's store sees in the active

@@ -138,20 +138,19 @@ def sessions_joined(
 class _SharedReads:
     """One connection per database for all the reads of one decision (see :func:`shared_reads`)."""
 
-    def __init__(self, engine: Any | None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
         self._in_use = 0
         self._closed = False
-        self._engines = {} if engine is None else {_url_key(engine): engine}
 
     @contextmanager
     def connection(self, engine: Any) -> Iterator[Any]:
-        key = _url_key(engine)
+        key = engine.url.render_as_string(hide_password=False)
         with self._lock:
             conn = None if self._closed else self._conns.get(key)
             if conn is None and not self._closed:
-                conn = self._conns[key] = self._engines.get(key, engine).connect()
+                conn = self._conns[key] = engine.connect()
             if conn is not None:
                 self._in_use += 1
         if conn is None:  # the decision is over (a policy that outlived its timeout)
@@ -175,23 +174,15 @@ class _SharedReads:
             self._conns.clear()
 
 
-def _url_key(engine: Any) -> str:
-    return engine.url.render_as_string(hide_password=False)
-
-
 _shared: ContextVar[_SharedReads | None] = ContextVar("steward_shared_reads", default=None)
 
 
 @contextmanager
-def shared_reads(engine: Any | None = None) -> Iterator[None]:
+def shared_reads() -> Iterator[None]:
     """Inside the block (and in the policy threads started with a copy of its context), the
     direct reads below share one connection per database: one pool checkout (and pre-ping)
-    per decision instead of one per read.
-
-    ``engine``: steward's engine; the reads of MLflow's tables in its database (the registry's,
-    and the tracking store's when it is the same) check out its connection instead of one of
-    MLflow's engines (whose pools ping each connection they hand out)."""
-    scope = _SharedReads(engine)
+    per decision instead of one per read."""
+    scope = _SharedReads()
     token = _shared.set(scope)
     try:
         yield

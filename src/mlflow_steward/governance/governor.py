@@ -150,7 +150,7 @@ class Governor:
 
     def decide(self, event: ActionEvent) -> Decision:
         """The decision without writing anything (a dry run)."""
-        with _mlflow_adapter.shared_reads(self.db_engine):
+        with _mlflow_adapter.shared_reads():
             return self.policies.decide(event)
 
     def record(
