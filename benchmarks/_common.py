@@ -1,6 +1,14 @@
-"""What the benchmarks share: the five-policy configuration and logging real models."""
+"""What the benchmarks share: the five-policy configuration and logging real models.
+
+Importing it turns MLflow's usage telemetry off (unless set otherwise) for the benchmark and the
+servers it starts: benchmarks send nothing off the machine.
+"""
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 #: Five built-in policies that all pass for the benchmark's models, so every timed call writes.
 FIVE_POLICIES = """\

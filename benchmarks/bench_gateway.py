@@ -38,6 +38,8 @@ from array import array
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
+import _common  # noqa: F401  (MLflow's telemetry off)
+
 THROUGHPUT_BAR = 0.8
 P99_BAR = 1.5
 COLUMNS = [f"x{i}" for i in range(8)]

@@ -29,6 +29,8 @@ import time
 import warnings
 from pathlib import Path
 
+import _common  # noqa: F401  (MLflow's telemetry off)
+
 
 def setup(root: Path, models: int, rows: int, columns: int) -> str:
     import mlflow

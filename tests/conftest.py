@@ -15,6 +15,11 @@ import pytest
 from mlflow_steward import db
 from mlflow_steward.plugins.manager import reset_plugin_manager
 
+# MLflow's usage telemetry would try to reach the internet from the test process and the
+# servers the tests start (it reads this before MLflow is first imported): tests keep all their
+# traffic on 127.0.0.1.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 EXAMPLE_CONFIG = textwrap.dedent("""\
     policies:
       - use: require-signature
