@@ -497,3 +497,101 @@ def test_a_move_decided_on_an_older_holder_is_not_applied(workspace, log_model):
         StewardSession().rollback("fraud", "production", to_version="3", expect_current="2")
     last = _audit_json(workspace)[-1]
     assert (last["action"], last["outcome"].split(":")[0]) == ("delete_alias", "failed")
+
+
+def test_a_decision_does_not_wait_for_a_writer(workspace, log_model):
+    """Deciding only reads: `steward check` (and the decision before a write) goes on while
+    another connection holds SQLite's write lock, instead of queuing behind it."""
+    import sqlite3
+    import threading
+
+    import mlflow_steward
+
+    source = log_model()
+    client = workspace.client()
+    client.create_registered_model("fraud")
+    mv = client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    client.set_model_version_tag("fraud", mv.version, "owner", "alice")
+    writer = sqlite3.connect(workspace.root / "mlflow.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process writing, for as long as this test says
+    decided = []
+    try:
+        thread = threading.Thread(
+            target=lambda: decided.append(
+                mlflow_steward.check(f"models:/fraud/{mv.version}", alias="production")
+            ),
+            daemon=True,
+        )
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the decision waited for the writer's lock"
+    finally:
+        writer.rollback()
+        writer.close()
+    assert decided[0].allowed, decided[0].message()
+
+
+def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_model):
+    """A policy times out while its read waits for SQLite's lock: the decision is refused
+    naming it at once, and the connection the policy reads on is not closed or invalidated
+    under it from the deciding thread (with PostgreSQL's driver that close would wait for the
+    read; on SQLite it pulls the connection from under a running statement): the reader gives
+    it back when its read ends, and the next decision works."""
+    import sqlite3
+    import threading
+
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.pool import Pool
+
+    import mlflow_steward as steward
+    from mlflow_steward import hookimpl
+    from mlflow_steward.plugins.types import Policy, PolicyVerdict
+
+    workspace.write_config("policy_timeout: 1s\n")
+    source = log_model()
+    client = workspace.client()
+    client.create_registered_model("fraud")
+    client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    read_done = threading.Event()
+    outcome: list[str] = []
+
+    def blocked_read(event, options):
+        writer = sqlite3.connect(workspace.root / "mlflow.db", isolation_level=None)
+        writer.execute("BEGIN EXCLUSIVE")  # readers of the file now wait, then give up
+        try:
+            outcome.append(str(event.facts.run_metrics))  # on the shared connection
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+        finally:
+            writer.rollback()
+            writer.close()
+            read_done.set()
+        return PolicyVerdict.allow("late")
+
+    class SlowReader:
+        @hookimpl
+        def steward_policies(self):
+            yield Policy(
+                name="slow-reader",
+                description="reads while the database is locked",
+                enabled_by_default=True,
+                actions=frozenset({"set_alias"}),
+                check=blocked_read,
+            )
+
+    invalidated: list[tuple] = []
+
+    def on_invalidate(*args) -> None:
+        invalidated.append(args)
+
+    sa_event.listen(Pool, "invalidate", on_invalidate)
+    try:
+        decision = steward.check("models:/fraud/1", alias="production", plugins=[SlowReader()])
+        assert read_done.wait(timeout=60), "the abandoned read never ended"
+    finally:
+        sa_event.remove(Pool, "invalidate", on_invalidate)
+    assert [o.policy for o in decision.denials] == ["slow-reader"]
+    assert "no verdict after 1s" in decision.denials[0].reason
+    assert invalidated == []
+    assert outcome == ["OperationalError"]  # the read waited for the lock, then gave up
+    assert steward.check("models:/fraud/1", alias="production").allowed

@@ -136,12 +136,17 @@ def sessions_joined(
 
 
 class _SharedReads:
-    """One connection per database for all the reads of one decision (see :func:`shared_reads`)."""
+    """One connection per database for all the reads of one decision (see :func:`shared_reads`).
+
+    A policy that outlived its timeout may still be reading on one when the decision ends: that
+    connection is closed by its last reader, never under it (closing a SQLite connection while
+    another thread runs a statement on it crashes the process).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
-        self._in_use = 0
+        self._readers: dict[str, int] = {}
         self._closed = False
 
     @contextmanager
@@ -152,7 +157,7 @@ class _SharedReads:
             if conn is None and not self._closed:
                 conn = self._conns[key] = engine.connect()
             if conn is not None:
-                self._in_use += 1
+                self._readers[key] = self._readers.get(key, 0) + 1
         if conn is None:  # the decision is over (a policy that outlived its timeout)
             with engine.connect() as own:
                 yield own
@@ -161,17 +166,17 @@ class _SharedReads:
             yield conn
         finally:
             with self._lock:
-                self._in_use -= 1
+                self._readers[key] -= 1
+                last = self._closed and not self._readers[key]
+            if last:  # the decision ended while this reader was still reading
+                conn.close()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for conn in self._conns.values():
-                if self._in_use:
-                    conn.invalidate()  # a timed-out policy is reading on it: never back to the pool
-                else:
-                    conn.close()
-            self._conns.clear()
+            idle = [c for k, c in self._conns.items() if not self._readers.get(k)]
+        for conn in idle:
+            conn.close()
 
 
 _shared: ContextVar[_SharedReads | None] = ContextVar("steward_shared_reads", default=None)
