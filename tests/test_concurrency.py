@@ -93,3 +93,48 @@ def test_eight_processes_on_sqlite(tmp_path, monkeypatch):
 def test_eight_processes_on_postgres(tmp_path, monkeypatch, postgres_uri):
     monkeypatch.chdir(tmp_path)
     _run_concurrently(tmp_path, postgres_uri, f"steward+{postgres_uri}")
+
+
+@pytest.mark.slow
+def test_eight_threads_share_one_governed_store(tmp_path, monkeypatch):
+    """A server's request threads: one governed store, eight threads writing on their own
+    models at once (versions, tags, aliases). Every write is applied, none waits on another's
+    decision, and the chain verifies."""
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tmp_path / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    monkeypatch.setenv("MLFLOW_STEWARD_CONFIG", str(config))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    good = log_model_at(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=f"steward+{uri}")
+    client.search_registered_models()  # the store is built before the threads, as in a server
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        name = f"model-{i}"
+        try:
+            client.create_registered_model(name)
+            for _ in range(4):
+                mv = client.create_model_version(
+                    name, f"models:/{good.model_id}", run_id=good.run_id, model_id=good.model_id
+                )
+                client.set_model_version_tag(name, str(mv.version), "owner", "alice")
+                client.set_registered_model_alias(name, "production", str(mv.version))
+        except Exception as exc:  # collected: the assertion below shows them all
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not [t for t in threads if t.is_alive()], "writers did not finish in 240 s"
+    assert errors == []
+    for i in range(WORKERS):
+        assert client.get_model_version_by_alias(f"model-{i}", "production").version == 4
+    result = AuditLog(db.get_engine(uri)).verify()
+    assert result.ok, result.problem
+    assert result.entries == WORKERS * (1 + 4 * 3)
