@@ -57,13 +57,6 @@ class AuditEntry:
 _CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name != "hash")
 
 
-def _row_fields(entry: AuditEntry) -> Iterator[tuple[str, Any]]:
-    """The entry's columns stored as they are (``details`` and ``reasons`` are stored as JSON)."""
-    for name in (*_CONTENT_FIELDS, "hash"):
-        if name not in ("details", "reasons"):
-            yield name, getattr(entry, name)
-
-
 # Built once (and compiled once per database): an append runs on every governed write.
 _HEAD_ROW = db.audit_head.c.id == 1
 _BUMP_HEAD = db.audit_head.update().where(_HEAD_ROW).values(seq=db.audit_head.c.seq + 1)
@@ -144,14 +137,9 @@ class AuditLog:
                 prev_hash=prev_hash,
             )
             entry = replace(entry, hash=self._digest(entry.content()))
-            row = {
-                f"e_{name}": value
-                for name, value in (
-                    *_row_fields(entry),
-                    ("details", json.dumps(entry.details, sort_keys=True)),
-                    ("reasons", json.dumps(entry.reasons)),
-                )
-            }
+            row = {f"e_{c.name}": getattr(entry, c.name) for c in db.audit.c}
+            row["e_details"] = json.dumps(entry.details, sort_keys=True)
+            row["e_reasons"] = json.dumps(entry.reasons)
             if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
                 conn.execute(_INSERT_ENTRY_AND_SET_HEAD, row)
             else:
