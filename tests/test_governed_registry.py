@@ -533,10 +533,9 @@ def test_a_decision_does_not_wait_for_a_writer(workspace, log_model):
 
 def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_model):
     """A policy times out while its read waits for SQLite's lock: the decision is refused
-    naming it at once, and the connection the policy reads on is not closed or invalidated
-    under it from the deciding thread (with PostgreSQL's driver that close would wait for the
-    read; on SQLite it pulls the connection from under a running statement): the reader gives
-    it back when its read ends, and the next decision works."""
+    naming it at once, and the connection the policy reads on is not invalidated from under it
+    by the deciding thread: the reader gives it back when its read ends, and the next decision
+    works."""
     import sqlite3
     import threading
 

@@ -139,8 +139,9 @@ class _SharedReads:
     """One connection per database for all the reads of one decision (see :func:`shared_reads`).
 
     A policy that outlived its timeout may still be reading on one when the decision ends: that
-    connection is closed by its last reader, never under it (closing a SQLite connection while
-    another thread runs a statement on it crashes the process).
+    connection is closed by its last reader, never from under it (invalidating a SQLite
+    connection while another thread waited on it for the database's lock crashed the process
+    in one experiment).
     """
 
     def __init__(self) -> None:
