@@ -110,7 +110,9 @@ def test_a_hung_policy_times_out_alone_and_the_others_still_decide():
     engine = _engine(
         "policies: [{use: first, timeout: 5}, {use: hangs, timeout: 0.3}, {use: quick}, "
         "{use: exits}]\n",
-        _policy_plugin("first", lambda e, o: PolicyVerdict.allow("fine")),
+        # `first` still runs when the deciding thread starts waiting (for up to its 5 s); the
+        # hung one after it must still be timed out at its own 0.3 s.
+        _policy_plugin("first", lambda e, o: time.sleep(0.2) or PolicyVerdict.allow("fine")),
         _policy_plugin("hangs", hangs),
         _policy_plugin("quick", quick),
         _policy_plugin("exits", exits),

@@ -211,10 +211,7 @@ class _Batch:
                     return
                 self.results.append(result)
                 self.started = time.monotonic()  # the next policy's clock starts now
-                if len(self.results) == len(self.policies):
-                    # The deciding thread sleeps until then, or until the running policy's
-                    # timeout (it reads `started` when it wakes): one wake-up per decision.
-                    self.cond.notify_all()
+                self.cond.notify_all()  # the deciding thread timed its wait for the one that ended
 
     def collect(self, outcome: Any) -> list[PolicyOutcome]:
         """Outcomes in order, until all are in or one times out (then it is the last one)."""
