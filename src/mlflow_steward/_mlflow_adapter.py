@@ -10,7 +10,6 @@ import functools
 import inspect
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -222,16 +221,8 @@ def _workspace(store: Any, *models: Any) -> tuple[tuple[bool, ...], dict[str, An
     """Which of ``models`` MLflow's store filters by workspace (``_get_workspace_clauses``,
     which filters on ``model.workspace == store._get_active_workspace()``), and the bind value
     of that workspace for the statements below."""
-    known = _workspace_flags.setdefault(store, {})
-    flags = known.get(models)
-    if flags is None:  # which models are filtered does not change; the active workspace may
-        flags = known[models] = tuple(bool(store._get_workspace_clauses(m)) for m in models)
+    flags = tuple(bool(store._get_workspace_clauses(m)) for m in models)
     return flags, {"workspace": store._get_active_workspace()} if any(flags) else {}
-
-
-_workspace_flags: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[bool, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _in_workspace(table: Any, filtered: bool) -> list[Any]:
