@@ -594,3 +594,15 @@ def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_m
     assert invalidated == []
     assert outcome == ["OperationalError"]  # the read waited for the lock, then gave up
     assert steward.check("models:/fraud/1", alias="production").allowed
+
+
+def test_registering_through_the_governed_store_logs_no_wait(workspace, log_model, caplog):
+    # MLflow's SQL store creates READY versions and skips the client's "Waiting up to 300
+    # seconds" wait; the governed store must answer the same, not AbstractStore's default.
+    model = log_model()
+    with caplog.at_level("INFO", logger="mlflow"):
+        version = mlflow.register_model(model.uri, "fraud")
+        workspace.client().create_model_version("fraud", model.uri, model_id=model.model_id)
+    assert version.status == "READY"
+    waits = [r.getMessage() for r in caplog.records if "finish creation" in r.getMessage()]
+    assert waits == []

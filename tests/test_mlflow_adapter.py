@@ -42,6 +42,20 @@ def test_register_model_creates_the_model_before_its_version():
     assert source.index("create_registered_model(") < source.index("_create_model_version(")
 
 
+def test_the_registry_client_awaits_creation_through_the_store(tmp_path):
+    from mlflow.store.model_registry.abstract_store import AbstractStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+
+    source = inspect.getsource(ModelRegistryClient.create_model_version)
+    assert "self.store._await_model_version_creation(mv, await_creation_for)" in source
+    store = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path / 'r.db'}", None)
+    # MLflow's SQL store does not wait (no log, no polling); AbstractStore's default does.
+    assert type(store)._await_model_version_creation is not (
+        AbstractStore._await_model_version_creation
+    )
+    _mlflow_adapter.await_model_version_creation(store, object(), 300)
+
+
 def test_server_internals_used_by_the_steward_app():
     from mlflow.server import auth
 

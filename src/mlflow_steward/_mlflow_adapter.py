@@ -406,6 +406,18 @@ def abstract_registry_store() -> type:
     return AbstractStore
 
 
+def await_model_version_creation(store: Any, mv: Any, await_creation_for: int) -> None:
+    """What the registry client does after ``create_model_version``, answered by ``store``.
+
+    ``MlflowClient.create_model_version`` calls the store's private
+    ``_await_model_version_creation``. ``AbstractStore``'s default logs "Waiting up to 300 seconds"
+    at INFO and polls while the version is pending; MLflow's SQL store overrides it with a no-op
+    (its versions are READY when created). A wrapper must ask the inner store, or every
+    governed registration logs a wait that never happens.
+    """
+    store._await_model_version_creation(mv, await_creation_for)
+
+
 # -- the tracking server (used by mlflow_steward.server only) ------------------------------------
 
 

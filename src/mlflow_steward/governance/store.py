@@ -283,6 +283,11 @@ class GovernedRegistryStore(_AbstractStore):
             return
         self.governor.record(cleanup, decision, "applied")
 
+    def _await_model_version_creation(self, mv, await_creation_for):
+        # Called by MLflow's registry client after create_model_version: the inner store knows
+        # whether its versions can be pending (MLflow's SQL store: never, so no wait is logged).
+        _mlflow_adapter.await_model_version_creation(self.inner, mv, await_creation_for)
+
     def update_model_version(self, name, version, description):
         event = self.governor.event("update_model_version", name, version=str(version))
         return self._governed(
