@@ -138,6 +138,94 @@ def test_a_hung_policy_times_out_alone_and_the_others_still_decide():
     assert [o.policy for o in again.outcomes] == ["first", "hangs", "quick", "exits"]
 
 
+class _ThreadRecordingFacts(StaticFacts):
+    """Facts that note the thread reading the version's tags (and may take a while)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        object.__setattr__(self, "readers", [])
+        object.__setattr__(self, "delay", delay)
+
+    @property
+    def version_tags(self):  # type: ignore[override]
+        self.readers.append(threading.current_thread())
+        time.sleep(self.delay)
+        return {"owner": "alice"}
+
+    @version_tags.setter
+    def version_tags(self, _value) -> None:  # StaticFacts' field default
+        pass
+
+
+def test_built_in_policies_decide_on_the_calling_thread_plugins_on_the_pool():
+    seen = []
+
+    def plugin_check(event, options):
+        seen.append(threading.current_thread())
+        event.facts.version_tags  # noqa: B018 - a fact read from the plugin's thread
+        return PolicyVerdict.allow()
+
+    engine = _engine(
+        "policies: [{use: required-tags, with: {tags: [owner]}}, {use: mine}]\n",
+        _policy_plugin("mine", plugin_check),
+    )
+    facts = _ThreadRecordingFacts()
+    decision = engine.decide(make_event(facts=facts))
+    assert decision.allowed
+    assert facts.readers[0] is threading.current_thread()  # required-tags, built in
+    assert seen[0] is not threading.current_thread()  # the plugin, on the pool
+    assert facts.readers[1] is seen[0]
+
+
+def test_a_plugin_policy_named_like_a_builtin_still_runs_on_the_pool():
+    # Where a policy runs depends on who registered it, not on its name.
+    seen = []
+
+    def check(event, options):
+        seen.append(threading.current_thread())
+        return PolicyVerdict.allow()
+
+    pm = create_plugin_manager(
+        plugins=[_policy_plugin("required-tags", check)],
+        autoload=False,
+        disable=["builtin.required_tags"],
+    )
+    engine = PolicyEngine(pm, parse_config("policies: [{use: required-tags}]\n", path="s.yaml"))
+    assert engine.decide(make_event()).allowed
+    assert len(seen) == 1
+    assert seen[0] is not threading.current_thread()
+
+
+def test_a_built_in_policy_past_its_timeout_is_refused_naming_it():
+    engine = _engine(
+        "policies: [{use: required-tags, with: {tags: [owner]}, timeout: 0.1}, "
+        "{use: require-signature}]\n"
+    )
+    decision = engine.decide(make_event(facts=_ThreadRecordingFacts(delay=0.3)))
+    assert [(o.policy, o.allowed, o.error) for o in decision.outcomes] == [
+        ("required-tags", False, True),
+        ("require-signature", True, False),
+    ]
+    reason = decision.outcomes[0].reason
+    assert "no verdict after 0.1s (it took 0.3" in reason
+    assert "fail closed" in reason
+
+
+def test_bounded_work_gives_up_at_the_deciding_policys_deadline():
+    from mlflow_steward.governance.timeouts import PolicyTimeout, bounded, deciding_until
+
+    release = threading.Event()
+    assert bounded("quick", lambda: 7) == 7  # no policy deciding: run here
+    started = time.monotonic()
+    expected = r"no verdict after 0.2s \(the download did not finish\)"
+    with deciding_until(started + 0.2, 0.2), pytest.raises(PolicyTimeout, match=expected):
+        bounded("the download", lambda: release.wait(30))
+    assert time.monotonic() - started < 2
+    release.set()
+    with deciding_until(time.monotonic() + 10, 10), pytest.raises(ZeroDivisionError):
+        bounded("a division", lambda: 1 / 0)  # the work's own errors come through
+
+
 def test_missing_fact_is_a_deny():
     engine = _engine("policies: [{use: allowed-requirements, with: {deny: [tensorflow]}}]\n")
     decision = engine.decide(make_event(facts=StaticFacts(requirements=None)))

@@ -606,3 +606,38 @@ def test_registering_through_the_governed_store_logs_no_wait(workspace, log_mode
     assert version.status == "READY"
     waits = [r.getMessage() for r in caplog.records if "finish creation" in r.getMessage()]
     assert waits == []
+
+
+def test_a_built_in_policy_waiting_on_a_download_is_refused_at_its_timeout(workspace, monkeypatch):
+    """Built-in policies run on the calling thread; a download they wait on does not: it is
+    abandoned at the policy's timeout, the move is refused naming the policy, nothing moves."""
+    import threading
+    import time
+
+    from mlflow_steward import _mlflow_adapter
+
+    workspace.write_config("policies: [{use: require-signature, timeout: 0.5s}]\n")
+    release = threading.Event()
+
+    class HangingRepository:
+        def download_artifacts(self, path, dst_path=None):
+            release.wait(30)
+            raise OSError("gave up")
+
+    monkeypatch.setattr(_mlflow_adapter, "artifact_repository", lambda uri, t: HangingRepository())
+    plain = workspace.plain_client()
+    plain.create_registered_model("fraud")
+    plain.create_model_version("fraud", "s3://models-bucket/fraud/1")
+    started = time.monotonic()
+    try:
+        with pytest.raises(MlflowException) as err:
+            workspace.client().set_registered_model_alias("fraud", "production", "1")
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    assert took < 5
+    message = refused(err)
+    assert "[require-signature] policy could not decide" in message
+    assert "no verdict after 0.5s (downloading MLmodel from s3://models-bucket/fraud/1" in message
+    assert plain.get_registered_model("fraud").aliases == {}
+    assert _audit_json(workspace)[-1]["decision"] == "refused"

@@ -6,29 +6,22 @@ import contextvars
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_steward.config import (
-    PolicyEntry,
     StewardConfig,
     When,
     default_value,
     resolve_policies,
 )
 from mlflow_steward.governance.events import ActionEvent, FactUnavailable
+from mlflow_steward.governance.policies import DECIDE_ON_THE_CALLING_THREAD
+from mlflow_steward.governance.timeouts import PolicyTimeout, deciding_until, policy_pool
 from mlflow_steward.plugins.types import PolicyVerdict
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
-
-
-#: Policies run on these threads, so that one that hangs can be timed out (fail closed). A worker
-#: stays busy while its policy hangs; the pool grows to this many before a decision has to queue
-#: (and then its policies time out, refused naming each).
-POLICY_WORKERS = 64
-_policy_pool = ThreadPoolExecutor(max_workers=POLICY_WORKERS, thread_name_prefix="steward-policy")
 
 
 @dataclass(frozen=True)
@@ -92,6 +85,8 @@ class ConfiguredPolicy:
     options: Mapping[str, Any]
     when: When
     timeout: float
+    #: Runs on the deciding thread (a built-in that decides from facts only); else on the pool.
+    on_calling_thread: bool = False
 
     def applies_to(self, event: ActionEvent) -> bool:
         policy = self.registered.policy
@@ -117,20 +112,27 @@ class PolicyEngine:
         named: set[str] = set()
         for entry, reg, options in resolve_policies(config, pm):
             named.add(entry.use)
-            self.policies.append(self._configured(entry, reg, options, config))
+            timeout = entry.timeout if entry.timeout is not None else config.policy_timeout
+            self.policies.append(self._configured(entry.label, reg, options, entry.when, timeout))
         for name, reg in sorted(pm.hooks.policies().items()):
             if reg.policy.enabled_by_default and name not in named:
                 options = {o.name: default_value(o) for o in reg.policy.options if not o.required}
                 self.policies.append(
-                    ConfiguredPolicy(name, reg, options, When(), config.policy_timeout)
+                    self._configured(name, reg, options, When(), config.policy_timeout)
                 )
 
-    @staticmethod
     def _configured(
-        entry: PolicyEntry, reg: RegisteredPolicy, options: Mapping[str, Any], config: StewardConfig
+        self,
+        label: str,
+        reg: RegisteredPolicy,
+        options: Mapping[str, Any],
+        when: When,
+        timeout: float,
     ) -> ConfiguredPolicy:
-        timeout = entry.timeout if entry.timeout is not None else config.policy_timeout
-        return ConfiguredPolicy(entry.label, reg, options, entry.when, timeout)
+        inline = reg.policy.name in DECIDE_ON_THE_CALLING_THREAD and self._hooks.is_builtin(
+            reg.plugin
+        )
+        return ConfiguredPolicy(label, reg, options, when, timeout, inline)
 
     def applicable(self, event: ActionEvent) -> list[ConfiguredPolicy]:
         return [p for p in self.policies if p.applies_to(event)]
@@ -139,14 +141,36 @@ class PolicyEngine:
         policies = self.applicable(event)
         outcomes: list[PolicyOutcome] = []
         while len(outcomes) < len(policies):
-            # The rest run one after another on one pool thread (one hand-off per decision, not
-            # one per policy); each is timed out on its own. After a timeout the hung policy
-            # keeps that thread and the ones after it start again on another.
-            batch = _Batch(policies[len(outcomes) :], event)
+            if policies[len(outcomes)].on_calling_thread:
+                outcomes.append(self._decide_here(policies[len(outcomes)], event))
+                continue
+            # The plugin policies up to the next built-in run one after another on one pool
+            # thread (one hand-off, not one per policy); each is timed out on its own. After a
+            # timeout the hung policy keeps that thread and the ones after it start again.
+            end = len(outcomes)
+            while end < len(policies) and not policies[end].on_calling_thread:
+                end += 1
+            batch = _Batch(policies[len(outcomes) : end], event)
             # In a copy of this context: policies see the action's context variables.
-            _policy_pool.submit(contextvars.copy_context().run, batch.run)
+            policy_pool.submit(contextvars.copy_context().run, batch.run)
             outcomes += batch.collect(self._outcome)
         return Decision(event, tuple(outcomes))
+
+    def _decide_here(self, configured: ConfiguredPolicy, event: ActionEvent) -> PolicyOutcome:
+        """A built-in policy, on this thread: what it waits on beyond the registry's database
+        gives up at its deadline (``timeouts.bounded``); finishing past it is a refusal too."""
+        started = time.monotonic()
+        result: Any = None
+        exc: BaseException | None = None
+        with deciding_until(started + configured.timeout, configured.timeout):
+            try:
+                result = configured.registered.policy.check(event, configured.options)
+            except Exception as error:
+                exc = error
+        took = time.monotonic() - started
+        if exc is None and took > configured.timeout:
+            exc = PolicyTimeout(f"no verdict after {configured.timeout:g}s (it took {took:.1f}s)")
+        return self._outcome(configured, event, result, exc)
 
     def _outcome(
         self,
@@ -168,7 +192,7 @@ class PolicyEngine:
         if exc is None:
             exc = TypeError(f"returned {result!r} instead of a PolicyVerdict")
             reason = f"policy {exc} (plugin {plugin})"
-        elif isinstance(exc, _PolicyTimeout):
+        elif isinstance(exc, PolicyTimeout):
             reason = f"policy could not decide (plugin {plugin}): {exc}"
         elif isinstance(exc, FactUnavailable):
             reason = f"cannot decide: {exc}"
@@ -176,10 +200,6 @@ class PolicyEngine:
             reason = f"policy raised {type(exc).__name__}: {exc} (plugin {plugin})"
         self._hooks.on_policy_error(policy=configured.label, event=event, error=exc)
         return outcome(False, f"{reason}; refused because policies fail closed", error=True)
-
-
-class _PolicyTimeout(TimeoutError):
-    pass
 
 
 class _Batch:
@@ -226,7 +246,7 @@ class _Batch:
                 remaining = self.started + configured.timeout - time.monotonic()
                 if remaining <= 0:
                     self.abandoned = True
-                    error = _PolicyTimeout(f"no verdict after {configured.timeout:g}s")
+                    error = PolicyTimeout(f"no verdict after {configured.timeout:g}s")
                     done.append(outcome(configured, self.event, None, error))
                     break
                 self.cond.wait(remaining)

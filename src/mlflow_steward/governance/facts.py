@@ -22,6 +22,7 @@ import yaml
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.governance.events import Approval, FactUnavailable
+from mlflow_steward.governance.timeouts import PolicyTimeout, bounded
 from mlflow_steward.registry import alias_holder
 
 PROMPT_TAG_KEYS = ("mlflow.prompt.is_prompt", "mlflow.prompt.text", "_mlflow_prompt_type")
@@ -101,7 +102,10 @@ class MlflowContext:
         from mlflow.exceptions import MlflowException
 
         try:
-            mv = self.registry.get_model_version(name, str(version))
+            mv = bounded(
+                f"reading model version {name!r} {version}",
+                lambda: self.registry.get_model_version(name, str(version)),
+            )
         except MlflowException as exc:
             raise FactUnavailable(
                 f"model version {name!r} {version} cannot be read: {exc.message}"
@@ -131,8 +135,13 @@ class MlflowContext:
             try:
                 store = self.tracking_store
                 if store is None:
-                    return self.client.get_logged_model(model_id).artifact_location
+                    return bounded(
+                        f"reading logged model {model_id} from the tracking server",
+                        lambda: self.client.get_logged_model(model_id).artifact_location,
+                    )
                 location = _mlflow_adapter.read_logged_model_location(store, model_id)
+            except PolicyTimeout:
+                raise
             except Exception as exc:
                 raise FactUnavailable(f"cannot resolve logged model {model_id!r}: {exc}") from exc
             if location is None:
@@ -166,11 +175,17 @@ class MlflowContext:
         if local is not None:
             path = local / relpath
             return path.read_bytes() if path.is_file() else None
-        try:
+
+        def download() -> bytes | None:
             repo = _mlflow_adapter.artifact_repository(source, self.tracking_uri)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(repo.download_artifacts(relpath, dst_path=tmp))
                 return path.read_bytes() if path.is_file() else None
+
+        try:
+            return bounded(f"downloading {relpath} from {source}", download)
+        except PolicyTimeout:
+            raise
         except Exception as exc:
             message = str(exc)
             if "No such file" in message or "does not exist" in message or "404" in message:
@@ -252,8 +267,16 @@ class VersionFacts:
     def _run(self) -> Any:
         if not self.run_id:
             raise FactUnavailable("the model version has no source run")
+        run_id = self.run_id
         try:
-            return self._ctx.client.get_run(self.run_id)
+            if self._ctx.tracking_store is not None:  # a SQL read of the tracking database
+                return self._ctx.client.get_run(run_id)
+            return bounded(
+                f"reading run {run_id} from the tracking server",
+                lambda: self._ctx.client.get_run(run_id),
+            )
+        except PolicyTimeout:
+            raise
         except Exception as exc:
             raise FactUnavailable(f"source run {self.run_id} cannot be read: {exc}") from exc
 
@@ -303,8 +326,14 @@ class VersionFacts:
             if metrics is None:
                 raise FactUnavailable(f"logged model {self.model_id} does not exist")
             return metrics
+        model_id = self.model_id
         try:
-            logged = self._ctx.client.get_logged_model(self.model_id)
+            logged = bounded(
+                f"reading logged model {model_id} from the tracking server",
+                lambda: self._ctx.client.get_logged_model(model_id),
+            )
+        except PolicyTimeout:
+            raise
         except Exception as exc:
             raise FactUnavailable(f"logged model {self.model_id} cannot be read: {exc}") from exc
         latest: dict[str, tuple[int, float]] = {}

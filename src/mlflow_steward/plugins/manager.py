@@ -218,6 +218,10 @@ class StewardHooks:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
 
+    def is_builtin(self, plugin_name: str) -> bool:
+        """Whether ``plugin_name`` is one of steward's own plugins (registered as built-in)."""
+        return self._pm._origins.get(plugin_name, (None, None, False))[2]
+
     def _describe(self, plugin_name: str) -> str:
         dist, version, builtin = self._pm._origins.get(plugin_name, (None, None, False))
         if dist:
