@@ -56,6 +56,26 @@ def test_the_registry_client_awaits_creation_through_the_store(tmp_path):
     _mlflow_adapter.await_model_version_creation(store, object(), 300)
 
 
+def test_workspace_flags_match_mlflows_workspace_clauses(tmp_path):
+    # _workspace reads MLflow's _WORKSPACE_MODELS instead of building the clauses, for stores
+    # that keep MLflow's _get_workspace_clauses: both must agree on every registry table.
+    from mlflow.store.model_registry.dbmodels import models as dbmodels
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path / 'r.db'}", None)
+    assert type(store)._get_workspace_clauses is SqlAlchemyStore._get_workspace_clauses
+    tables = [
+        m
+        for m in vars(dbmodels).values()
+        if isinstance(m, type) and issubclass(m, dbmodels.Base) and m is not dbmodels.Base
+    ]
+    assert len(tables) >= 6
+    for model in tables:
+        (flag,), params = _mlflow_adapter._workspace(store, model)
+        assert flag == bool(store._get_workspace_clauses(model)), model
+        assert params == ({"workspace": store._get_active_workspace()} if flag else {})
+
+
 def test_server_internals_used_by_the_steward_app():
     from mlflow.server import auth
 

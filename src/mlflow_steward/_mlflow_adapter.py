@@ -220,8 +220,18 @@ def _reading(store: Any) -> Iterator[Any]:
 def _workspace(store: Any, *models: Any) -> tuple[tuple[bool, ...], dict[str, Any]]:
     """Which of ``models`` MLflow's store filters by workspace (``_get_workspace_clauses``,
     which filters on ``model.workspace == store._get_active_workspace()``), and the bind value
-    of that workspace for the statements below."""
-    flags = tuple(bool(store._get_workspace_clauses(m)) for m in models)
+    of that workspace for the statements below.
+
+    MLflow's own ``_get_workspace_clauses`` filters exactly the models in ``_WORKSPACE_MODELS``;
+    for a store that keeps that method the flags are read from there instead of building the
+    clauses (SQL expressions) on every read. A store that overrides it is asked each time.
+    """
+    from mlflow.store.model_registry.sqlalchemy_store import _WORKSPACE_MODELS, SqlAlchemyStore
+
+    if type(store)._get_workspace_clauses is SqlAlchemyStore._get_workspace_clauses:
+        flags = tuple(m in _WORKSPACE_MODELS for m in models)
+    else:
+        flags = tuple(bool(store._get_workspace_clauses(m)) for m in models)
     return flags, {"workspace": store._get_active_workspace()} if any(flags) else {}
 
 

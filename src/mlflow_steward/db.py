@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -308,9 +309,43 @@ def _lock_file(database: str, key: str | None) -> Path:
     return folder / f"{stripe:02d}.lock"
 
 
+#: path -> (open lock file, lock of this process's threads): opened once per process.
+_lock_files: dict[Path, tuple[Any, threading.Lock]] = {}
+_lock_files_lock = threading.Lock()
+
+
+def _forget_lock_files() -> None:
+    # A forked child must not share its parent's open lock files: flock() locks belong to the
+    # open file, so a lock taken through a shared one would not exclude the parent.
+    global _lock_files_lock
+    _lock_files.clear()
+    _lock_files_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_lock_files)
+
+
+def _same_file(path: Path, handle: Any) -> bool:
+    try:
+        on_disk, held = os.stat(path), os.fstat(handle.fileno())
+    except FileNotFoundError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
 @contextlib.contextmanager
 def _flock(path: Path) -> Iterator[None]:
-    with open(path, "a+b") as handle:
+    """Hold ``path``'s exclusive lock: threads of this process take turns on a thread lock, and
+    processes on ``flock`` of the one open lock file this process keeps for the path."""
+    with _lock_files_lock:
+        entry = _lock_files.get(path)
+        if entry is None:
+            entry = _lock_files[path] = (open(path, "a+b"), threading.Lock())  # noqa: SIM115
+        elif not _same_file(path, entry[0]):
+            # The lock file was removed or replaced: lock the one other processes now open.
+            entry = _lock_files[path] = (open(path, "a+b"), entry[1])  # noqa: SIM115
+    handle, threads = entry
+    with threads:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
@@ -98,10 +99,15 @@ class GovernanceUnavailable(MlflowException):
         )
 
 
+#: The process's operating-system user, looked up once (without USER or LOGNAME set, each lookup
+#: reads the password database).
+_os_user = functools.cache(getpass.getuser)
+
+
 def default_actor() -> str:
     """The request's authenticated identity in the server, else ``MLFLOW_STEWARD_ACTOR``, else the
     operating-system user."""
-    return _request_actor.get() or os.environ.get(ACTOR_ENV) or getpass.getuser()
+    return _request_actor.get() or os.environ.get(ACTOR_ENV) or _os_user()
 
 
 class Governor:
