@@ -255,6 +255,44 @@ def test_shared_reads_check_out_one_connection_per_decision(tmp_path):
     assert store.engine.pool.checkedout() == 0  # given back when the decision is over
 
 
+def test_a_second_thread_reads_on_a_connection_of_its_own(tmp_path):
+    # A timed-out plugin policy may still read while the decision goes on: one SQLAlchemy
+    # connection is never used by two threads at once.
+    import contextvars
+    import threading
+
+    store = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path}/x.db", None)
+    engine = store.engine
+    used = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_reader(scope_context):
+        def read():
+            with _mlflow_adapter._connection(engine) as conn:
+                used["slow"] = conn
+                inside.set()
+                release.wait(10)
+
+        scope_context.run(read)
+
+    with _mlflow_adapter.shared_reads():
+        reader = threading.Thread(target=slow_reader, args=(contextvars.copy_context(),))
+        reader.start()
+        assert inside.wait(10)
+        with _mlflow_adapter._connection(engine) as conn:
+            used["here"] = conn
+        with _mlflow_adapter._connection(engine) as conn:
+            used["again"] = conn
+        release.set()
+        reader.join(10)
+        with _mlflow_adapter._connection(engine) as conn:
+            used["after"] = conn
+    assert used["here"] is not used["slow"]
+    assert used["again"] is not used["slow"]
+    assert used["after"] is used["slow"]  # free again: the decision's shared connection
+    assert engine.pool.checkedout() == 0
+
+
 def test_direct_reads_keep_to_the_active_workspace(tmp_path, monkeypatch):
     """With MLflow's workspaces on, a direct read sees what MLflow's store sees in the active
     workspace (the same model name in another workspace is another model)."""

@@ -135,30 +135,34 @@ def sessions_joined(
 
 
 class _SharedReads:
-    """One connection per database for all the reads of one decision (see :func:`shared_reads`).
+    """One connection per database for the reads of one decision (see :func:`shared_reads`),
+    used by one reader at a time.
 
-    A policy that outlived its timeout may still be reading on one when the decision ends: that
-    connection is closed by its last reader, never from under it (invalidating a SQLite
-    connection while another thread waited on it for the database's lock crashed the process
-    in one experiment).
+    A reader that finds the connection in use by another thread (a plugin policy that outlived
+    its timeout still reading while the decision goes on) reads on a connection of its own: a
+    SQLAlchemy connection must not be used by two threads at once. When the decision ends while
+    a reader still reads, the connection is closed by that reader, never from under it
+    (invalidating a SQLite connection while another thread waited on it for the database's lock
+    crashed the process in one experiment).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
-        self._readers: dict[str, int] = {}
+        self._busy: set[str] = set()
         self._closed = False
 
     @contextmanager
     def connection(self, engine: Any) -> Iterator[Any]:
         key = engine.url.render_as_string(hide_password=False)
         with self._lock:
-            conn = None if self._closed else self._conns.get(key)
-            if conn is None and not self._closed:
-                conn = self._conns[key] = engine.connect()
-            if conn is not None:
-                self._readers[key] = self._readers.get(key, 0) + 1
-        if conn is None:  # the decision is over (a policy that outlived its timeout)
+            shared = not self._closed and key not in self._busy
+            if shared:
+                conn = self._conns.get(key)
+                if conn is None:
+                    conn = self._conns[key] = engine.connect()
+                self._busy.add(key)
+        if not shared:  # the decision is over, or another thread is reading on it now
             with engine.connect() as own:
                 yield own
             return
@@ -166,15 +170,15 @@ class _SharedReads:
             yield conn
         finally:
             with self._lock:
-                self._readers[key] -= 1
-                last = self._closed and not self._readers[key]
+                self._busy.discard(key)
+                last = self._closed
             if last:  # the decision ended while this reader was still reading
                 conn.close()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle = [c for k, c in self._conns.items() if not self._readers.get(k)]
+            idle = [c for k, c in self._conns.items() if k not in self._busy]
         for conn in idle:
             conn.close()
 
