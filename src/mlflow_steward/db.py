@@ -221,12 +221,22 @@ def get_engine(registry_uri: str) -> Engine:
         return engine
 
 
+#: SQLite: the head row takes each new entry's hash inside the entry's INSERT, one statement less
+#: per governed write (PostgreSQL does both in one statement with a CTE, see governance/audit.py).
+SQLITE_HEAD_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS steward_audit_head_follows AFTER INSERT ON steward_audit "
+    "BEGIN UPDATE steward_audit_head SET hash = NEW.hash WHERE id = 1; END"
+)
+
+
 def _create_tables(engine: Engine) -> None:
     # Two processes may create the tables at once; the loser sees "already exists" and retries.
     for attempt in range(5):
         try:
             metadata.create_all(engine, checkfirst=True)
             with engine.begin() as conn:
+                if engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql(SQLITE_HEAD_TRIGGER)
                 if conn.execute(sa.select(audit_head.c.id)).first() is None:
                     conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
             return

@@ -1,4 +1,5 @@
-"""The SQLite write locks: threads and processes take turns, also after a fork or a removed file."""
+"""Steward's database: the SQLite write locks (threads, processes, a fork, a removed file) and the
+audit head trigger."""
 
 from __future__ import annotations
 
@@ -79,3 +80,38 @@ def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
     waited = float(os.read(read, 100).decode())
     os.close(read)
     assert waited >= 0.4
+
+
+def test_a_database_from_before_the_head_trigger_gets_it(tmp_path):
+    """SQLite appends rely on a trigger to move the audit head: a database whose steward tables
+    were created without it gets it when steward opens it, and its chain keeps verifying."""
+    import sqlite3
+
+    from mlflow_steward.governance.audit import AuditLog
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.get_engine(uri)
+    log = AuditLog(engine)
+    entry = {
+        "actor": "a",
+        "action": "set_alias",
+        "model": "m",
+        "version": "1",
+        "alias": "x",
+        "details": {},
+        "decision": "allowed",
+        "outcome": "applied",
+        "reasons": [],
+    }
+    log.append(**entry)
+    db.dispose_engines()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("DROP TRIGGER steward_audit_head_follows")
+    engine = db.get_engine(uri)  # opened again: the trigger is back
+    log = AuditLog(engine)
+    second = log.append(**entry)
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        head = conn.execute("SELECT seq, hash FROM steward_audit_head").fetchone()
+    assert head == (2, second.hash)
+    assert log.verify().ok
+    db.dispose_engines()
