@@ -139,6 +139,8 @@ policies:
             "requests==2.0",
             "--extra-index-url http://x",
             "Pickle5==0.1",
+            "mlflow @ https://example.invalid/mlflow.whl",
+            "not a requirement !!",
         ]
     )
     decision = decide(cfg, make_event(alias="production", facts=facts))
@@ -148,6 +150,10 @@ policies:
     assert "requests is not on the allow list" in text
     assert "pip option" in text
     assert "Pickle5 is on the deny list" in text
+    assert "mlflow comes from a URL (https://example.invalid/mlflow.whl)" in text
+    assert "'not a requirement !!' is not a requirement steward can check" in text
+    again = decide(cfg, make_event(alias="production", facts=facts))  # parsed lines are cached
+    assert reasons(again) == text
     ok = StaticFacts(requirements=["scikit-learn==1.5.0", "numpy==2.1.0", "mlflow==3.17.2"])
     assert decide(cfg, make_event(alias="production", facts=ok)).allowed
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -18,6 +20,29 @@ def _pinned(req: Requirement) -> bool:
     return len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version
 
 
+@dataclass(frozen=True)
+class _Line:
+    """What the policy needs of one requirement line (parsed once per process: the same
+    requirements come back on every decision about a model)."""
+
+    name: str = ""
+    canonical: str = ""
+    url: str | None = None
+    pinned: bool = False
+    problem: str | None = None  # the line cannot be checked
+
+
+@functools.lru_cache(maxsize=4096)
+def _line(line: str) -> _Line:
+    if line.startswith("-"):
+        return _Line(problem=f"{line!r} is a pip option, which cannot be checked")
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        return _Line(problem=f"{line!r} is not a requirement steward can check")
+    return _Line(req.name, canonicalize_name(req.name), req.url, _pinned(req))
+
+
 def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:
     facts = event.facts
     if facts is None:
@@ -25,24 +50,19 @@ def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:
     allow = {canonicalize_name(n) for n in options["allow"]}
     deny = {canonicalize_name(n) for n in options["deny"]}
     problems = []
-    for line in facts.requirements:
-        if line.startswith("-"):
-            problems.append(f"{line!r} is a pip option, which cannot be checked")
+    for text in facts.requirements:
+        line = _line(text)
+        if line.problem is not None:
+            problems.append(line.problem)
             continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            problems.append(f"{line!r} is not a requirement steward can check")
-            continue
-        name = canonicalize_name(req.name)
-        if req.url:
-            problems.append(f"{req.name} comes from a URL ({req.url})")
-        if name in deny:
-            problems.append(f"{req.name} is on the deny list")
-        elif allow and name not in allow:
-            problems.append(f"{req.name} is not on the allow list")
-        if options["require_pinned"] and not _pinned(req):
-            problems.append(f"{line} is not pinned to one version (use ==)")
+        if line.url:
+            problems.append(f"{line.name} comes from a URL ({line.url})")
+        if line.canonical in deny:
+            problems.append(f"{line.name} is on the deny list")
+        elif allow and line.canonical not in allow:
+            problems.append(f"{line.name} is not on the allow list")
+        if options["require_pinned"] and not line.pinned:
+            problems.append(f"{text} is not pinned to one version (use ==)")
     if problems:
         return PolicyVerdict.deny("; ".join(problems))
     return PolicyVerdict.allow(f"{len(facts.requirements)} requirements checked")
