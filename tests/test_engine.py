@@ -224,6 +224,16 @@ def test_bounded_work_gives_up_at_the_deciding_policys_deadline():
     release.set()
     with deciding_until(time.monotonic() + 10, 10), pytest.raises(ZeroDivisionError):
         bounded("a division", lambda: 1 / 0)  # the work's own errors come through
+    # The work sees the caller's context variables, and runs outside the deadline itself.
+    from contextvars import ContextVar
+
+    from mlflow_steward.governance import timeouts
+
+    workspace: ContextVar[str] = ContextVar("workspace", default="default")
+    workspace.set("team-a")
+    with deciding_until(time.monotonic() + 10, 10):
+        seen = bounded("a read", lambda: (workspace.get(), timeouts._deadline.get()))
+    assert seen == ("team-a", None)
 
 
 def test_missing_fact_is_a_deny():

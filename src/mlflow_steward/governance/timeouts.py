@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,14 +55,19 @@ def bounded(what: str, work: Callable[[], T]) -> T:
     """``work()``; when a built-in policy is deciding on this thread, run on the policy pool and
     abandoned with :class:`PolicyTimeout` at that policy's deadline.
 
-    ``work`` runs in the worker's own context (none of the decision's context variables, so it
-    never shares the decision's database connection), and must not need them.
+    ``work`` runs in a copy of the caller's context (MLflow's and steward's context variables,
+    such as the active workspace, hold there too), outside the policy's deadline.
     """
     limit = _deadline.get()
     if limit is None:
         return work()
     deadline, timeout = limit
-    future = policy_pool.submit(work)
+
+    def run() -> T:
+        _deadline.set(None)  # in the copy only: the work itself is not bounded again
+        return work()
+
+    future = policy_pool.submit(contextvars.copy_context().run, run)
     try:
         return future.result(timeout=max(0.0, deadline - time.monotonic()))
     except concurrent.futures.TimeoutError:
