@@ -115,3 +115,84 @@ def test_a_database_from_before_the_head_trigger_gets_it(tmp_path):
     assert head == (2, second.hash)
     assert log.verify().ok
     db.dispose_engines()
+
+
+def _entry(**over):
+    return {
+        "actor": "a",
+        "action": "set_alias",
+        "model": "m",
+        "version": "1",
+        "alias": "x",
+        "details": {},
+        "decision": "allowed",
+        "outcome": "applied",
+        "reasons": [],
+        **over,
+    }
+
+
+def test_reads_do_not_wait_for_another_processs_write_transaction(tmp_path):
+    import sqlite3
+
+    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.lifecycle.history import history
+
+    engine = db.get_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    log = AuditLog(engine)
+    log.append(**_entry())
+    writer = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a governed write
+    try:
+        done = []
+        reader = threading.Thread(
+            target=lambda: done.append((len(log.entries()), log.verify().ok, history(engine, "m")))
+        )
+        reader.start()
+        reader.join(10)
+        assert done == [(1, True, [])], "a read waited for the writer's transaction"
+    finally:
+        writer.rollback()
+        writer.close()
+        db.dispose_engines()
+
+
+def test_verify_leaves_entries_appended_meanwhile_for_the_next_run(tmp_path, monkeypatch):
+    from mlflow_steward.governance.audit import AuditLog
+
+    log = AuditLog(db.get_engine(f"sqlite:///{tmp_path / 'r.db'}"))
+    for _ in range(3):
+        log.append(**_entry())
+    head = AuditLog._head
+
+    def head_then_an_append(self):
+        found = head(self)
+        log.append(**_entry(actor="concurrent"))  # another writer, right after the head is read
+        return found
+
+    monkeypatch.setattr(AuditLog, "_head", head_then_an_append)
+    result = log.verify()
+    assert result.ok, result.problem
+    assert result.entries == 3
+    monkeypatch.undo()
+    assert log.verify().entries == 4
+    db.dispose_engines()
+
+
+def test_verify_names_the_entry_beyond_a_head_edited_back(tmp_path):
+    import sqlite3
+
+    from mlflow_steward.governance.audit import AuditLog
+
+    log = AuditLog(db.get_engine(f"sqlite:///{tmp_path / 'r.db'}"))
+    first = log.append(**_entry())
+    log.append(**_entry())
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        conn.execute("UPDATE steward_audit_head SET seq = 1, hash = ?", (first.hash,))
+    result = log.verify()
+    assert not result.ok
+    assert result.bad_seq == 2
+    assert "entry 2 comes after the head, which records entry 1: the head was edited" in (
+        result.problem
+    )
+    db.dispose_engines()

@@ -200,7 +200,27 @@ def _install_sqlite_locking(engine: Engine) -> None:
 
     @sa_event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection from `reading` begins DEFERRED: it takes SQLite's shared lock when it
+        # reads, so it waits for no other transaction, only for a commit being written.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+#: Execution option of the connections :func:`reading` gives.
+READ_ONLY = "steward_read_only"
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection that only reads steward's tables.
+
+    On SQLite, steward's transactions begin IMMEDIATE (they take the write lock up front); a
+    reading connection's begin DEFERRED instead, so a read (the audit log, history, approvals,
+    deployments) does not queue behind another process's write transaction. It must not write:
+    a write would have to upgrade its lock, which is what IMMEDIATE avoids.
+    """
+    with engine.connect() as conn:
+        yield conn.execution_options(**{READ_ONLY: True})
 
 
 def get_engine(registry_uri: str) -> Engine:

@@ -77,7 +77,7 @@ class DeploymentStore:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, name: str) -> DeploymentInfo | None:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             row = conn.execute(
                 sa.select(db.deployments).where(db.deployments.c.name == name)
             ).first()
@@ -97,14 +97,14 @@ class DeploymentStore:
         query = sa.select(db.deployments).order_by(db.deployments.c.name)
         if target is not None:
             query = query.where(db.deployments.c.target == target)
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return [_row_to_info(row) for row in conn.execute(query)]
 
     def history(self, name: str, *, since_create: bool = False) -> list[DeploymentStep]:
         """Every step of deployments named ``name``, oldest first; ``since_create``: only those
         of the current deployment (a name can be deleted and created again)."""
         t = db.deployment_events
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             rows = conn.execute(sa.select(t).where(t.c.deployment == name).order_by(t.c.id))
             steps = [DeploymentStep(**row._mapping) for row in rows]
         if since_create:

@@ -183,28 +183,40 @@ class AuditLog:
         query = query.order_by(db.audit.c.seq.desc() if newest_first else db.audit.c.seq)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return [self._from_row(r) for r in conn.execute(query)]
 
-    def iter_all(self, batch: int = 5000) -> Iterator[AuditEntry]:
+    def iter_all(self, batch: int = 5000, *, up_to: int | None = None) -> Iterator[AuditEntry]:
+        """Every entry in order (up to sequence number ``up_to``), read in batches."""
         last = 0
         while True:
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(db.audit)
-                    .where(db.audit.c.seq > last)
-                    .order_by(db.audit.c.seq)
-                    .limit(batch)
-                ).all()
+            query = sa.select(db.audit).where(db.audit.c.seq > last)
+            if up_to is not None:
+                query = query.where(db.audit.c.seq <= up_to)
+            with db.reading(self.engine) as conn:
+                rows = conn.execute(query.order_by(db.audit.c.seq).limit(batch)).all()
             if not rows:
                 return
             for row in rows:
                 yield self._from_row(row)
             last = rows[-1].seq
 
+    def _head(self) -> tuple[int, str, bool]:
+        """The head's sequence number and hash, and whether an entry lies beyond it, read in one
+        transaction (an append moves the head in the transaction that inserts the entry)."""
+        with db.reading(self.engine) as conn:
+            seq, hash_ = conn.execute(_READ_HEAD).one()
+            beyond = conn.execute(
+                sa.select(db.audit.c.seq).where(db.audit.c.seq > seq).limit(1)
+            ).first()
+        return seq, hash_, beyond is not None
+
     def verify(self) -> VerifyResult:
+        """Check the chain up to the head as read first: entries appended while verifying are
+        left for the next run instead of looking like a head that lags the chain."""
+        head_seq, head_hash, beyond = self._head()
         expected_seq, prev_hash, count = 1, db.GENESIS_HASH, 0
-        for entry in self.iter_all():
+        for entry in self.iter_all(up_to=head_seq):
             count += 1
             if entry.seq != expected_seq:
                 return VerifyResult(
@@ -232,10 +244,6 @@ class AuditLog:
                     f"{entry.ts} as stored now)",
                 )
             prev_hash, expected_seq = entry.hash, entry.seq + 1
-        with self.engine.connect() as conn:
-            head_seq, head_hash = conn.execute(
-                sa.select(db.audit_head.c.seq, db.audit_head.c.hash)
-            ).one()
         head = {"seq": head_seq, "hash": head_hash}
         if head_seq != expected_seq - 1 or head_hash != prev_hash:
             return VerifyResult(
@@ -245,6 +253,15 @@ class AuditLog:
                 f"the chain ends at entry {expected_seq - 1} but the head records "
                 f"entry {head_seq}: the newest entries were deleted or the head "
                 "was edited",
+                head,
+            )
+        if beyond:
+            return VerifyResult(
+                False,
+                count,
+                head_seq + 1,
+                f"entry {head_seq + 1} comes after the head, which records entry {head_seq}: "
+                "the head was edited",
                 head,
             )
         return VerifyResult(True, count, head=head)
@@ -270,7 +287,7 @@ class AuditLog:
             .order_by(table.seq.desc())
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return conn.execute(query).scalar_one_or_none()
 
     def last_entry_for_model(self, model: str) -> AuditEntry | None:

@@ -103,7 +103,7 @@ def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:
     query = sa.select(db.pending_writes).order_by(db.pending_writes.c.id)
     if model is not None:
         query = query.where(db.pending_writes.c.model == model)
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return [
             PendingWrite(
                 id=r.id,

@@ -14,7 +14,7 @@ from mlflow_steward.governance.events import Approval
 
 
 def _select(query: Any, engine: Engine) -> list[Approval]:
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return [
             Approval(r.model, r.version, r.alias, r.approver, r.comment, r.created, r.verdict)
             for r in conn.execute(query.order_by(db.approvals.c.id))

@@ -80,7 +80,7 @@ def history(engine: Engine, model: str, alias: str | None = None) -> list[Histor
     if alias is not None:
         query = query.where(db.alias_history.c.alias == alias)
     query = query.order_by(db.alias_history.c.id)
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return [
             HistoryEntry(
                 r.model,

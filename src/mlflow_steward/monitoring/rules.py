@@ -174,7 +174,7 @@ def healthy_previous_holder(session: Any, model: str, alias: str, current: str) 
                 .order_by(db.monitor_runs.c.id.desc())
                 .limit(1)
             )
-            with session.governor.db_engine.connect() as conn:
+            with db.reading(session.governor.db_engine) as conn:
                 last_run = conn.execute(query).scalar()
             if tags.get(STATUS_TAG) not in bad and last_run not in bad:
                 return version
@@ -415,7 +415,7 @@ def recent_statuses(engine: Any, monitor: str, version: str | None, limit: int) 
         .order_by(db.monitor_runs.c.id.desc())
         .limit(limit)
     )
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return [r.status for r in conn.execute(query)]
 
 
@@ -429,7 +429,7 @@ def last_run(engine: Any, monitor: str) -> float | None:
     query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(
         db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.status.in_(("healthy", "drift"))
     )
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return conn.execute(query).scalar()
 
 
@@ -444,7 +444,7 @@ def last_fired(engine: Any, monitor: str, rule: int, since: float) -> float | No
         .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.ts >= since)
         .order_by(db.monitor_runs.c.id.desc())
     )
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         for row in conn.execute(query):
             if any(a.get("rule") == rule for a in json.loads(row.actions)):
                 return float(row.ts)
