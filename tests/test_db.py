@@ -92,24 +92,13 @@ def test_a_database_from_before_the_head_trigger_gets_it(tmp_path):
     uri = f"sqlite:///{tmp_path / 'old.db'}"
     engine = db.get_engine(uri)
     log = AuditLog(engine)
-    entry = {
-        "actor": "a",
-        "action": "set_alias",
-        "model": "m",
-        "version": "1",
-        "alias": "x",
-        "details": {},
-        "decision": "allowed",
-        "outcome": "applied",
-        "reasons": [],
-    }
-    log.append(**entry)
+    log.append(**_entry())
     db.dispose_engines()
     with sqlite3.connect(tmp_path / "old.db") as conn:
         conn.execute("DROP TRIGGER steward_audit_head_follows")
     engine = db.get_engine(uri)  # opened again: the trigger is back
     log = AuditLog(engine)
-    second = log.append(**entry)
+    second = log.append(**_entry())
     with sqlite3.connect(tmp_path / "old.db") as conn:
         head = conn.execute("SELECT seq, hash FROM steward_audit_head").fetchone()
     assert head == (2, second.hash)
