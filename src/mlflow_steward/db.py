@@ -215,9 +215,9 @@ def reading(engine: Engine) -> Iterator[Connection]:
     """A connection that only reads steward's tables.
 
     On SQLite, steward's transactions begin IMMEDIATE (they take the write lock up front); a
-    reading connection's begin DEFERRED instead, so a read (the audit log, history, approvals,
-    deployments) does not queue behind another process's write transaction. It must not write:
-    a write would have to upgrade its lock, which is what IMMEDIATE avoids.
+    reading connection's transactions begin DEFERRED instead, so a read (the audit log, history,
+    approvals, deployments) does not queue behind another process's write transaction. It must
+    not write: a write would have to upgrade its lock, which is what IMMEDIATE avoids.
     """
     with engine.connect() as conn:
         yield conn.execution_options(**{READ_ONLY: True})
