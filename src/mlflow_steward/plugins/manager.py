@@ -126,6 +126,10 @@ class StewardPluginManager(pluggy.PluginManager):
             raise PluginLoadError(f"{who} could not be registered: {exc}") from exc
         self._origins[name] = (distribution, version, builtin)
 
+    def origin(self, name: str) -> tuple[str | None, str | None, bool]:
+        """(distribution, version, built-in) of the plugin registered as ``name``."""
+        return self._origins.get(name, (None, None, False))
+
     def plugin_infos(self) -> list[PluginInfo]:
         policies = self.hooks.policies()
         commands = self.hooks.commands()
@@ -134,7 +138,7 @@ class StewardPluginManager(pluggy.PluginManager):
         for name, plugin in self.list_name_plugin():
             if plugin is None:  # blocked
                 continue
-            dist, version, builtin = self._origins.get(name, (None, None, False))
+            dist, version, builtin = self.origin(name)
             hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ()))
             provides = {
                 "policies": tuple(sorted(p for p, r in policies.items() if r.plugin == name)),
@@ -220,10 +224,10 @@ class StewardHooks:
 
     def is_builtin(self, plugin_name: str) -> bool:
         """Whether ``plugin_name`` is one of steward's own plugins (registered as built-in)."""
-        return self._pm._origins.get(plugin_name, (None, None, False))[2]
+        return self._pm.origin(plugin_name)[2]
 
     def _describe(self, plugin_name: str) -> str:
-        dist, version, builtin = self._pm._origins.get(plugin_name, (None, None, False))
+        dist, version, builtin = self._pm.origin(plugin_name)
         if dist:
             return f"{plugin_name!r} (distribution {dist} {version})"
         return f"{plugin_name!r}" + (" (built-in)" if builtin else "")
