@@ -185,3 +185,89 @@ def test_verify_names_the_entry_beyond_a_head_edited_back(tmp_path):
         result.problem
     )
     db.dispose_engines()
+
+
+def _prepared_checks(uri: str) -> None:
+    import pytest
+    import sqlalchemy as sa
+
+    engine = db.get_engine(uri)
+    with engine.connect() as conn:
+        conn.begin()
+        # Literal parameters of the statement (the +1, the LIMIT) are bound as SQLAlchemy binds
+        # them; the RETURNING row comes back.
+        bump = db.Prepared(
+            db.audit_head.update()
+            .where(db.audit_head.c.id == 1)
+            .values(seq=db.audit_head.c.seq + 1)
+            .returning(db.audit_head.c.seq, db.audit_head.c.hash)
+        )
+        assert bump.rows(conn) == [(1, db.GENESIS_HASH)]
+        assert bump._compiled[conn.dialect] is not None  # run on the DBAPI cursor
+        insert = db.Prepared(
+            db.alias_history.insert().values(
+                {c.name: sa.bindparam(c.name) for c in db.alias_history.c if c.name != "id"}
+            )
+        )
+        row = dict(model="m", alias="a", stage=None, version="2", previous_version="1")
+        row.update(kind="set", actor="x", ts="t", audit_seq=1)
+        insert.rows(conn, row)
+        insert.rows(conn, {**row, "version": "3"})
+        newest = db.Prepared(
+            sa.select(db.alias_history.c.version, db.alias_history.c.previous_version)
+            .where(db.alias_history.c.model == sa.bindparam("model"))
+            .order_by(db.alias_history.c.id.desc())
+            .limit(1)
+        )
+        assert newest.rows(conn, {"model": "m"}) == [("3", "1")]
+        assert newest.rows(conn, {"model": "other"}) == []
+        # A missing parameter is an error, not a NULL.
+        with pytest.raises((KeyError, sa.exc.DBAPIError)):
+            newest.rows(conn, {})
+        conn.rollback()
+        conn.begin()
+        # A database error is SQLAlchemy's, as from conn.execute.
+        with pytest.raises(sa.exc.IntegrityError):
+            insert.rows(conn, {**row, "kind": None})
+        conn.rollback()
+        assert newest.rows(conn, {"model": "m"}) == []  # rolled back with the transaction
+        # A column whose value the driver's type decides (PostgreSQL's numbers) is read right.
+        conn.execute(
+            db.approvals.insert().values(
+                model="m", version="1", alias="a", approver="x", created=1.5, audit_seq=1
+            )
+        )
+        created = db.Prepared(
+            sa.select(db.approvals.c.created).where(db.approvals.c.model == sa.bindparam("m"))
+        )
+        assert created.rows(conn, {"m": "m"}) == [(1.5,)]
+        conn.rollback()
+
+
+def test_prepared_statements_on_sqlite(tmp_path):
+    _prepared_checks(f"sqlite:///{tmp_path}/x.db")
+
+
+def test_prepared_statements_on_postgres(postgres_uri):
+    _prepared_checks(postgres_uri)
+
+
+def test_prepared_statements_that_convert_types_run_through_sqlalchemy(tmp_path):
+    import datetime
+
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "t", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", sa.DateTime)
+    )
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/x.db")
+    metadata.create_all(engine)
+    when = datetime.datetime(2026, 11, 24, 12, 0)
+    insert = db.Prepared(table.insert().values(id=sa.bindparam("id"), at=sa.bindparam("at")))
+    select = db.Prepared(sa.select(table.c.at).where(table.c.id == sa.bindparam("id")))
+    with engine.begin() as conn:
+        insert.rows(conn, {"id": 1, "at": when})
+        assert select.rows(conn, {"id": 1}) == [(when,)]  # a datetime, as SQLAlchemy gives it
+        assert insert._compiled[conn.dialect] is None
+        assert select._compiled[conn.dialect] is None

@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlparse
 
+from mlflow_steward.db import Prepared
+
 
 def registry_store_builder(store_uri: str) -> Any:
     """The builder MLflow's registry-store registry uses for ``store_uri``.
@@ -255,8 +257,12 @@ def _alias_holder_query(filtered: bool) -> Any:
     from sqlalchemy import bindparam, select
 
     a = SqlRegisteredModelAlias.__table__
-    return select(a.c.version).where(
-        a.c.name == bindparam("name"), a.c.alias == bindparam("alias"), *_in_workspace(a, filtered)
+    return Prepared(
+        select(a.c.version).where(
+            a.c.name == bindparam("name"),
+            a.c.alias == bindparam("alias"),
+            *_in_workspace(a, filtered),
+        )
     )
 
 
@@ -266,10 +272,8 @@ def read_alias_holder(store: Any, name: str, alias: str) -> str | None:
 
     flags, params = _workspace(store, SqlRegisteredModelAlias)
     with _reading(store) as conn:
-        row = conn.execute(
-            _alias_holder_query(*flags), {**params, "name": name, "alias": alias}
-        ).first()
-    return None if row is None else str(row[0])
+        rows = _alias_holder_query(*flags).rows(conn, {**params, "name": name, "alias": alias})
+    return str(rows[0][0]) if rows else None
 
 
 @functools.cache
@@ -283,7 +287,7 @@ def _model_version_query(version_filtered: bool, tags_filtered: bool) -> Any:
     tag_of_version = and_(
         t.c.name == v.c.name, t.c.version == v.c.version, *_in_workspace(t, tags_filtered)
     )
-    return (
+    return Prepared(
         select(v.c.source, v.c.run_id, t.c.key, t.c.value)
         .outerjoin(t, tag_of_version)
         .where(
@@ -305,12 +309,13 @@ def read_model_version(
         return None
     flags, params = _workspace(store, SqlModelVersion, SqlModelVersionTag)
     with _reading(store) as conn:
-        rows = conn.execute(
-            _model_version_query(*flags), {**params, "name": name, "version": int(version)}
-        ).all()
+        rows = _model_version_query(*flags).rows(
+            conn, {**params, "name": name, "version": int(version)}
+        )
     if not rows:
         return None
-    return rows[0].source, rows[0].run_id, {r.key: r.value for r in rows if r.key is not None}
+    (source, run_id, _, _), *_ = rows
+    return source, run_id, {key: value for _, _, key, value in rows if key is not None}
 
 
 def tracking_sql_store(client: Any) -> Any | None:
@@ -328,8 +333,8 @@ def _run_queries() -> tuple[Any, Any]:
 
     m, r = SqlLatestMetric.__table__, SqlRun.__table__
     return (
-        select(m.c.key, m.c.value, m.c.is_nan).where(m.c.run_uuid == bindparam("run_id")),
-        select(r.c.run_uuid).where(r.c.run_uuid == bindparam("run_id")),
+        Prepared(select(m.c.key, m.c.value, m.c.is_nan).where(m.c.run_uuid == bindparam("run_id"))),
+        Prepared(select(r.c.run_uuid).where(r.c.run_uuid == bindparam("run_id"))),
     )
 
 
@@ -338,8 +343,8 @@ def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | Non
     metrics, run = _run_queries()
     params = {"run_id": run_id}
     with _connection(tracking_store.engine) as conn:
-        rows = conn.execute(metrics, params).all()
-        if not rows and conn.execute(run, params).first() is None:
+        rows = metrics.rows(conn, params)
+        if not rows and not run.rows(conn, params):
             return None
     return {key: float("nan") if is_nan else float(value) for key, value, is_nan in rows}
 
@@ -368,22 +373,22 @@ def _logged_model_queries() -> tuple[Any, Any]:
         .outerjoin(metric, metric.c.model_id == model.c.model_id)
         .where(*live)
     )
-    return location, metrics
+    return Prepared(location), Prepared(metrics)
 
 
 def read_logged_model_location(tracking_store: Any, model_id: str) -> str | None:
     """Where a logged model's artifacts live (``LoggedModel.artifact_location``), or ``None``
     when there is no such (undeleted) logged model."""
     with _connection(tracking_store.engine) as conn:
-        row = conn.execute(_logged_model_queries()[0], {"model_id": model_id}).first()
-    return None if row is None else row[0]
+        rows = _logged_model_queries()[0].rows(conn, {"model_id": model_id})
+    return rows[0][0] if rows else None
 
 
 def read_logged_model_metrics(tracking_store: Any, model_id: str) -> dict[str, float] | None:
     """The latest value of each metric logged on a logged model (``mlflow.models.evaluate``),
     by timestamp then step; ``None`` when there is no such (undeleted) logged model."""
     with _connection(tracking_store.engine) as conn:
-        rows = conn.execute(_logged_model_queries()[1], {"model_id": model_id}).all()
+        rows = _logged_model_queries()[1].rows(conn, {"model_id": model_id})
     if not rows:
         return None
     latest: dict[str, tuple[tuple[int, int], float]] = {}

@@ -60,11 +60,12 @@ _CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name != "hash")
 # Built once (and compiled once per database): an append runs on every governed write.
 _HEAD_ROW = db.audit_head.c.id == 1
 _BUMP_HEAD = db.audit_head.update().where(_HEAD_ROW).values(seq=db.audit_head.c.seq + 1)
-_BUMP_HEAD_RETURNING = _BUMP_HEAD.returning(db.audit_head.c.seq, db.audit_head.c.hash)
+_BUMP_HEAD_RETURNING = db.Prepared(_BUMP_HEAD.returning(db.audit_head.c.seq, db.audit_head.c.hash))
 _READ_HEAD = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(_HEAD_ROW)
 _INSERT_ENTRY = db.audit.insert().values({c.name: sa.bindparam(f"e_{c.name}") for c in db.audit.c})
 _SET_HEAD = db.audit_head.update().where(_HEAD_ROW).values(hash=sa.bindparam("e_hash"))
-_INSERT_ENTRY_AND_SET_HEAD = _SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry"))
+_INSERT_ENTRY_AND_SET_HEAD = db.Prepared(_SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry")))
+_INSERT_ENTRY_FAST = db.Prepared(_INSERT_ENTRY)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class AuditLog:
             # Updating the head row first takes the database's write lock (SQLite) or the row
             # lock (PostgreSQL): concurrent appenders queue here, so the chain stays linear.
             if conn.dialect.update_returning:
-                seq, prev_hash = conn.execute(_BUMP_HEAD_RETURNING).one()
+                ((seq, prev_hash),) = _BUMP_HEAD_RETURNING.rows(conn)
             else:
                 conn.execute(_BUMP_HEAD)
                 seq, prev_hash = conn.execute(_READ_HEAD).one()
@@ -141,9 +142,9 @@ class AuditLog:
             row["e_details"] = json.dumps(entry.details, sort_keys=True)
             row["e_reasons"] = json.dumps(entry.reasons)
             if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
-                conn.execute(_INSERT_ENTRY_AND_SET_HEAD, row)
+                _INSERT_ENTRY_AND_SET_HEAD.rows(conn, row)
             elif conn.dialect.name == "sqlite":  # db.SQLITE_HEAD_TRIGGER sets the head's hash
-                conn.execute(_INSERT_ENTRY, row)
+                _INSERT_ENTRY_FAST.rows(conn, row)
             else:
                 conn.execute(_INSERT_ENTRY, row)
                 conn.execute(_SET_HEAD, row)

@@ -86,7 +86,7 @@ def delete(conn: Connection, pending_id: int) -> None:
 
 
 # Built once: every governed write in the audit transaction asks it.
-_ANY_PENDING = (
+_ANY_PENDING = db.Prepared(
     sa.select(db.pending_writes.c.id)
     .where(db.pending_writes.c.model == sa.bindparam("model"))
     .limit(1)
@@ -95,7 +95,7 @@ _ANY_PENDING = (
 
 def any_pending(conn: Connection, model: str) -> bool:
     """Whether ``model`` has pending rows (in the caller's transaction)."""
-    return conn.execute(_ANY_PENDING, {"model": model}).first() is not None
+    return bool(_ANY_PENDING.rows(conn, {"model": model}))
 
 
 def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:

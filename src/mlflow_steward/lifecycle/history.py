@@ -28,7 +28,11 @@ class HistoryEntry:
         return asdict(self)
 
 
-_INSERT_MOVE = db.alias_history.insert()  # built once: every governed alias move runs it
+_INSERT_MOVE = db.Prepared(
+    db.alias_history.insert().values(
+        {c.name: sa.bindparam(c.name) for c in db.alias_history.c if c.name != "id"}
+    )
+)  # every governed alias move runs it
 
 
 def insert_move(
@@ -43,8 +47,8 @@ def insert_move(
     actor: str,
     audit_seq: int,
 ) -> None:
-    conn.execute(
-        _INSERT_MOVE,
+    _INSERT_MOVE.rows(
+        conn,
         {
             "model": model,
             "alias": alias,
