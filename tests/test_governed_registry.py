@@ -463,6 +463,26 @@ def test_steward_failure_refuses_with_403_and_writes_nothing(workspace, log_mode
     assert calls == ["set_alias", "set_model_version_tag", "set_model_version_tag"]
 
 
+def test_an_unreachable_database_refuses_with_403_and_writes_nothing(
+    workspace, log_model, monkeypatch
+):
+    mlflow.register_model(log_model().uri, "fraud")
+    client = workspace.client()
+    client.set_model_version_tag("fraud", "1", "owner", "alice")
+    governor = client._get_registry_client().store.governor
+
+    def unreachable():
+        raise ConnectionRefusedError("connection to the registry database refused")
+
+    monkeypatch.setattr(governor.db_engine, "connect", unreachable)
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", "1")
+    assert err.value.error_code == "PERMISSION_DENIED"
+    assert "steward could not decide (ConnectionRefusedError: connection to the" in refused(err)
+    monkeypatch.undo()
+    assert workspace.plain_client().get_registered_model("fraud").aliases == {}
+
+
 def test_metric_threshold_reads_the_latest_evaluation_of_a_registered_version(workspace, log_model):
     # The source run logged accuracy 0.95; a later evaluation run logged 0.5 on the logged model
     # (as mlflow.models.evaluate does). The evaluation is what metric-threshold judges.
@@ -641,3 +661,103 @@ def test_a_built_in_policy_waiting_on_a_download_is_refused_at_its_timeout(works
     assert "no verdict after 0.5s (downloading MLmodel from s3://models-bucket/fraud/1" in message
     assert plain.get_registered_model("fraud").aliases == {}
     assert _audit_json(workspace)[-1]["decision"] == "refused"
+
+
+def test_a_governed_write_reads_its_facts_on_its_own_connection(workspace, log_model):
+    """The decision's reads of the registry's database are made on the connection the write
+    then uses: MLflow's own pool is not touched by a governed alias move."""
+    from mlflow.entities.model_registry import ModelVersionTag
+    from sqlalchemy import event as sa_event
+
+    from mlflow_steward.governance.store import build_governed_store
+
+    source = log_model()
+    store = build_governed_store(workspace.registry_uri, workspace.db_uri)
+    store.create_registered_model("fraud")
+    store.create_model_version(
+        "fraud", source.uri, run_id=source.run_id, tags=[ModelVersionTag("owner", "a")]
+    )
+    checkouts: list[int] = []
+    sa_event.listen(store.inner.engine, "checkout", lambda *args: checkouts.append(1))
+    store.set_registered_model_alias("fraud", "production", "1")
+    assert checkouts == []
+    entry = store.governor.audit.entries(model="fraud", limit=1, newest_first=True)[0]
+    assert (entry.action, entry.outcome) == ("set_alias", "applied")
+    # metric-threshold read the run's accuracy, required-tags the version's tags
+    assert {r["policy"] for r in entry.reasons} >= {"metric-threshold", "required-tags"}
+    assert store.governor.db_engine.pool.checkedout() == 0
+
+
+def test_a_plugin_reading_past_its_timeout_keeps_the_writes_connection(workspace, log_model):
+    """A plugin policy still reads on the connection lent to the decision when its timeout
+    refuses the move: steward neither writes on that connection nor closes it from under the
+    reader; the refusal is on the log, the alias does not move, and the next move works."""
+    import sqlite3
+    import threading
+
+    import mlflow_steward as steward
+    from mlflow_steward import hookimpl
+    from mlflow_steward.plugins.types import Policy, PolicyVerdict
+
+    workspace.write_config("policy_timeout: 1s\n")
+    source = log_model()
+    client = workspace.client()
+    client.create_registered_model("fraud")
+    client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    read_done = threading.Event()
+    outcome: list[str] = []
+    slow = {"on": True}
+
+    def blocked_read(event, options):
+        if not slow["on"]:
+            return PolicyVerdict.allow("fast now")
+        writer = sqlite3.connect(
+            workspace.root / "mlflow.db", isolation_level=None, check_same_thread=False
+        )
+        writer.execute("BEGIN EXCLUSIVE")  # readers of the file now wait, for 3 s
+
+        def release() -> None:
+            writer.rollback()
+            writer.close()
+
+        threading.Timer(3, release).start()
+        try:
+            outcome.append(dict(event.facts.run_metrics))  # on the lent connection
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+        finally:
+            read_done.set()
+        return PolicyVerdict.allow("late")
+
+    class SlowReader:
+        @hookimpl
+        def steward_policies(self):
+            yield Policy(
+                name="slow-reader",
+                description="reads while the database is locked",
+                enabled_by_default=True,
+                actions=frozenset({"set_alias"}),
+                check=blocked_read,
+            )
+
+    steward.register_plugin(SlowReader())
+    with pytest.raises(MlflowException) as err:
+        client.set_registered_model_alias("fraud", "production", "1")
+    assert "[slow-reader]" in refused(err)
+    assert "no verdict after 1s" in refused(err)
+    assert read_done.wait(timeout=60), "the abandoned read never ended"
+    assert outcome == [{"accuracy": 0.95}]  # it read on after the refusal, and finished
+    assert workspace.plain_client().get_registered_model("fraud").aliases == {}
+    slow["on"] = False
+    client.set_registered_model_alias("fraud", "production", "1")
+    aliases = workspace.plain_client().get_registered_model("fraud").aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"production": "1"}
+    moves = [(e.action, e.decision) for e in steward_entries(workspace) if e.action == "set_alias"]
+    assert moves == [("set_alias", "refused"), ("set_alias", "allowed")]
+
+
+def steward_entries(workspace):
+    from mlflow_steward import db
+    from mlflow_steward.governance.audit import AuditLog
+
+    return AuditLog(db.get_engine(workspace.db_uri)).entries(model="fraud")

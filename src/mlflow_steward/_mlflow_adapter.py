@@ -97,9 +97,13 @@ def _joined_session_factory(store: Any, connection: Any, pragmas_set: bool) -> A
     """
     from mlflow.store.db.db_types import SQLITE
     from mlflow.store.db.utils import _get_managed_session_maker
-    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.orm import Session
 
-    maker = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+    def maker() -> Session:
+        # A plain Session, not a sessionmaker: building a sessionmaker defines a class, which
+        # costs more than the rest of joining (this runs on every governed write).
+        return Session(bind=connection, join_transaction_mode="create_savepoint")
+
     db_type = store.db_type
     if pragmas_set and db_type == SQLITE:
         db_type = "sqlite, pragmas set on connect"
@@ -148,11 +152,19 @@ class _SharedReads:
     crashed the process in one experiment).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lent: Any = None) -> None:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
         self._busy: set[str] = set()
         self._closed = False
+        #: The key of a connection the caller lent (and closes itself, unless still busy).
+        self._lent: str | None = None
+        if lent is not None:
+            self._lent = lent.engine.url.render_as_string(hide_password=False)
+            self._conns[self._lent] = lent
+        #: Whether a reader still used the lent connection when the decision ended (that
+        #: reader closes it then; the lender must not use it).
+        self.lent_kept = False
 
     @contextmanager
     def connection(self, engine: Any) -> Iterator[Any]:
@@ -180,7 +192,8 @@ class _SharedReads:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle = [c for k, c in self._conns.items() if k not in self._busy]
+            idle = [c for k, c in self._conns.items() if k not in self._busy and k != self._lent]
+            self.lent_kept = self._lent is not None and self._lent in self._busy
         for conn in idle:
             conn.close()
 
@@ -189,14 +202,19 @@ _shared: ContextVar[_SharedReads | None] = ContextVar("steward_shared_reads", de
 
 
 @contextmanager
-def shared_reads() -> Iterator[None]:
+def shared_reads(lend: Any = None) -> Iterator[_SharedReads]:
     """Inside the block (and in the policy threads started with a copy of its context), the
     direct reads below share one connection per database: one pool checkout (and pre-ping)
-    per decision instead of one per read."""
-    scope = _SharedReads()
+    per decision instead of one per read.
+
+    ``lend``: a connection of the caller's (the one its write will use) to read that database
+    on. The caller keeps it, unless ``lent_kept`` is true after the block: a reader was still
+    using it then (a plugin policy past its timeout), and that reader closes it when done.
+    """
+    scope = _SharedReads(lend)
     token = _shared.set(scope)
     try:
-        yield
+        yield scope
     finally:
         _shared.reset(token)
         scope.close()

@@ -159,6 +159,20 @@ class Governor:
         with _mlflow_adapter.shared_reads():
             return self.policies.decide(event)
 
+    def _decide_on(self, event: ActionEvent, conn: Connection) -> tuple[Decision, bool]:
+        """The decision, its reads of the registry's database made on ``conn`` (the connection
+        the write will use: no second pool checkout, and its page cache is warm for the write).
+        Also returns whether ``conn`` is still the caller's: not when a reader still used it
+        when the decision ended (a plugin policy past its timeout), which then closes it."""
+        conn.execution_options(**{db.READ_ONLY: True})
+        with _mlflow_adapter.shared_reads(lend=conn) as scope:
+            decision = self.policies.decide(event)
+        if scope.lent_kept:
+            return decision, False
+        conn.rollback()  # the reads' transaction (SQLite: DEFERRED, no write lock)
+        conn.execution_options(**{db.READ_ONLY: False})
+        return decision, True
+
     def record(
         self,
         event: ActionEvent,
@@ -341,9 +355,50 @@ class Governor:
         look_for_pending: bool,
         conn: Connection | None = None,
     ) -> tuple[T, Decision]:
+        # SQLite and others: the write's connection, checked out now for the decision's reads.
+        own = None
+        if in_transaction and conn is None:
+            try:
+                own = self.db_engine.connect()
+            except Exception as exc:  # the database is unreachable: fail closed, say why
+                raise GovernanceUnavailable(event, exc) from exc
+        try:
+            return self._decided(
+                event,
+                write,
+                version_of=version_of,
+                also=also,
+                in_transaction=in_transaction,
+                join=join,
+                look_for_pending=look_for_pending,
+                conn=conn,
+                own=own,
+            )
+        finally:
+            if own is not None:
+                own.close()
+
+    def _decided(
+        self,
+        event: ActionEvent,
+        write: Callable[[], T],
+        *,
+        version_of: Callable[[T], str | None] | None,
+        also: Callable[[Connection, int, T], None] | None,
+        in_transaction: bool,
+        join: Any,
+        look_for_pending: bool,
+        conn: Connection | None,
+        own: Connection | None,
+    ) -> tuple[T, Decision]:
         pending_id: int | None = None
         try:
-            decision = self.decide(event)
+            if own is not None:
+                decision, kept = self._decide_on(event, own)
+                if not kept:
+                    own = None
+            else:
+                decision = self.decide(event)
             if not decision.allowed:
                 self.record(event, decision, "refused")
             elif not in_transaction:
@@ -363,7 +418,7 @@ class Governor:
             raise PolicyDenied(decision)
         if in_transaction:
             return self._write_in_transaction(
-                event, decision, write, join, version_of, also, look_for_pending, conn
+                event, decision, write, join, version_of, also, look_for_pending, conn or own
             ), decision
 
         def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
@@ -423,13 +478,15 @@ class Governor:
     ) -> T:
         """The write and its audit entry in one transaction: both are committed, or neither.
 
-        ``conn``: a connection whose transaction is open (and holds the model's lock); else one
-        of the engine's. Committed here, before observers hear of the entry.
+        ``conn``: a connection whose transaction is open (and holds the model's lock), or one
+        of the caller's with no transaction open; else one of the engine's. Committed here,
+        before observers hear of the entry.
         """
         wrote = False
         stack = ExitStack()
-        if conn is None:
+        if conn is None or not conn.in_transaction():
             stack.enter_context(db.transaction_lock(self.db_engine))
+        if conn is None:
             conn = stack.enter_context(self.db_engine.connect())
         try:
             try:
