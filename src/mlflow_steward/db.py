@@ -396,6 +396,7 @@ def _lock_folder(database: str) -> Path:
     return folder
 
 
+@functools.lru_cache(maxsize=4096)
 def _lock_file(database: str, key: str | None) -> Path:
     folder = _lock_folder(database)
     if key is None:

@@ -14,7 +14,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -123,22 +123,23 @@ class AuditLog:
             else:
                 conn.execute(_BUMP_HEAD)
                 seq, prev_hash = conn.execute(_READ_HEAD).one()
-            entry = AuditEntry(
-                seq=seq,
-                ts=utc_now(),
-                actor=actor,
-                action=action,
-                model=model,
-                version=version,
-                alias=alias,
-                details=dict(details),
-                decision=decision,
-                outcome=outcome,
-                reasons=list(reasons),
-                prev_hash=prev_hash,
-            )
-            entry = replace(entry, hash=self._digest(entry.content()))
-            row = {f"e_{c.name}": getattr(entry, c.name) for c in db.audit.c}
+            content = {
+                "seq": seq,
+                "ts": utc_now(),
+                "actor": actor,
+                "action": action,
+                "model": model,
+                "version": version,
+                "alias": alias,
+                "details": dict(details),
+                "decision": decision,
+                "outcome": outcome,
+                "reasons": list(reasons),
+                "prev_hash": prev_hash,
+            }
+            entry = AuditEntry(**content, hash=self._digest(content))
+            row = {f"e_{name}": value for name, value in content.items()}
+            row["e_hash"] = entry.hash
             row["e_details"] = json.dumps(entry.details, sort_keys=True)
             row["e_reasons"] = json.dumps(entry.reasons)
             if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
