@@ -355,115 +355,89 @@ class Governor:
         look_for_pending: bool,
         conn: Connection | None = None,
     ) -> tuple[T, Decision]:
-        # SQLite and others: the write's connection, checked out now for the decision's reads.
-        own = None
-        if in_transaction and conn is None:
+        with ExitStack() as stack:
+            # SQLite and others: the write's connection, checked out now for the decision's
+            # reads (its transaction begins after the decision).
+            own = None
+            if in_transaction and conn is None:
+                try:
+                    own = stack.enter_context(self.db_engine.connect())
+                except Exception as exc:  # the database is unreachable: fail closed, say why
+                    raise GovernanceUnavailable(event, exc) from exc
+            pending_id: int | None = None
             try:
-                own = self.db_engine.connect()
-            except Exception as exc:  # the database is unreachable: fail closed, say why
+                if own is not None:
+                    decision, kept = self._decide_on(event, own)
+                    if not kept:  # a reader still uses it, and closes it
+                        stack.pop_all()
+                        own = None
+                else:
+                    decision = self.decide(event)
+                if not decision.allowed:
+                    self.record(event, decision, "refused")
+                elif not in_transaction:
+                    pending_id = recovery.insert(
+                        self.db_engine,
+                        actor=event.actor,
+                        action=event.action,
+                        model=event.model,
+                        version=event.version,
+                        alias=event.alias,
+                        details=event.details(),
+                        reasons=[o.to_dict() for o in decision.outcomes],
+                    )
+            except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
-        try:
-            return self._decided(
-                event,
-                write,
-                version_of=version_of,
-                also=also,
-                in_transaction=in_transaction,
-                join=join,
-                look_for_pending=look_for_pending,
-                conn=conn,
-                own=own,
-            )
-        finally:
-            if own is not None:
-                own.close()
-
-    def _decided(
-        self,
-        event: ActionEvent,
-        write: Callable[[], T],
-        *,
-        version_of: Callable[[T], str | None] | None,
-        also: Callable[[Connection, int, T], None] | None,
-        in_transaction: bool,
-        join: Any,
-        look_for_pending: bool,
-        conn: Connection | None,
-        own: Connection | None,
-    ) -> tuple[T, Decision]:
-        pending_id: int | None = None
-        try:
-            if own is not None:
-                decision, kept = self._decide_on(event, own)
-                if not kept:
-                    own = None
-            else:
-                decision = self.decide(event)
             if not decision.allowed:
-                self.record(event, decision, "refused")
-            elif not in_transaction:
-                pending_id = recovery.insert(
-                    self.db_engine,
-                    actor=event.actor,
-                    action=event.action,
-                    model=event.model,
-                    version=event.version,
-                    alias=event.alias,
-                    details=event.details(),
-                    reasons=[o.to_dict() for o in decision.outcomes],
-                )
-        except Exception as exc:
-            raise GovernanceUnavailable(event, exc) from exc
-        if not decision.allowed:
-            raise PolicyDenied(decision)
-        if in_transaction:
-            return self._write_in_transaction(
-                event, decision, write, join, version_of, also, look_for_pending, conn or own
-            ), decision
+                raise PolicyDenied(decision)
+            if in_transaction:
+                return self._write_in_transaction(
+                    event, decision, write, join, version_of, also, look_for_pending, conn or own
+                ), decision
 
-        def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
-            if pending_id is not None:
-                recovery.delete(conn, pending_id)
-            if ok and also is not None:
-                also(conn, seq, result)
+            def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
+                if pending_id is not None:
+                    recovery.delete(conn, pending_id)
+                if ok and also is not None:
+                    also(conn, seq, result)
 
-        try:
-            result = write()
-        except Exception as exc:
-            self.record(
-                event,
-                decision,
-                f"failed: {type(exc).__name__}: {exc}",
-                also=lambda conn, seq: completed(conn, seq, ok=False),
-            )
-            raise
-        version = version_of(result) if version_of else None
-        for attempt in range(1, AUDIT_ATTEMPTS + 1):
             try:
+                result = write()
+            except Exception as exc:
                 self.record(
                     event,
                     decision,
-                    "applied",
-                    version=version,
-                    also=lambda conn, seq: completed(conn, seq, result, ok=True),
+                    f"failed: {type(exc).__name__}: {exc}",
+                    also=lambda conn, seq: completed(conn, seq, ok=False),
                 )
-                return result, decision
-            except Exception as exc:
-                _logger.exception(
-                    "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target
-                )
-                if attempt == AUDIT_ATTEMPTS:
-                    # The write happened and cannot be taken back in general. Say so, with a
-                    # code MLflow clients do not retry (409), so it is not applied twice.
-                    raise MlflowException(
-                        f"{event.action} on {event.target} by {event.actor} was applied, but "
-                        f"steward could not add it to the audit log yet ({type(exc).__name__}: "
-                        f"{exc}); the next governed write on {event.model!r} adds it (or run "
-                        "`steward audit recover`)",
-                        error_code=ABORTED,
-                    ) from exc
-                time.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")
+                raise
+            version = version_of(result) if version_of else None
+            for attempt in range(1, AUDIT_ATTEMPTS + 1):
+                try:
+                    self.record(
+                        event,
+                        decision,
+                        "applied",
+                        version=version,
+                        also=lambda conn, seq: completed(conn, seq, result, ok=True),
+                    )
+                    return result, decision
+                except Exception as exc:
+                    _logger.exception(
+                        "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target
+                    )
+                    if attempt == AUDIT_ATTEMPTS:
+                        # The write happened and cannot be taken back in general. Say so, with a
+                        # code MLflow clients do not retry (409), so it is not applied twice.
+                        raise MlflowException(
+                            f"{event.action} on {event.target} by {event.actor} was applied, but "
+                            f"steward could not add it to the audit log yet ({type(exc).__name__}: "
+                            f"{exc}); the next governed write on {event.model!r} adds it (or run "
+                            "`steward audit recover`)",
+                            error_code=ABORTED,
+                        ) from exc
+                    time.sleep(0.2 * attempt)
+            raise AssertionError("unreachable")
 
     def _write_in_transaction(
         self,
