@@ -43,7 +43,7 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert "true labels:               [0, 1, 1, 1, 1]" in out
     assert re.search(
         r"SWITCHED to version 3: \d+ requests during the update, 0 failed; "
-        r"answered by v1 then v3",
+        r"answered by v1 then v3\n",  # each client: v1, then v3 only, never back
         out,
     ), out[-4000:]
     assert re.search(

@@ -426,17 +426,22 @@ def _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train) ->
         click.echo(f"    true labels:               {y_test.head(5).tolist()}")
 
         def under_load(work, *, clients: int = 2) -> tuple[object, dict]:
-            seen: dict = {"ok": 0, "failed": 0, "versions": []}
+            # Each client keeps its own counts and the versions it was answered by, in its own
+            # order: merged in arrival order, an answer sent just before the switch could land
+            # after one sent just after it, and read as a switch back.
+            per_client = [{"ok": 0, "failed": 0, "versions": []} for _ in range(clients)]
             stop = threading.Event()
 
-            def client() -> None:
+            def client(mine: dict) -> None:
                 while not stop.is_set():
                     code, version, _ = predict(rows)
-                    seen["ok" if code == 200 else "failed"] += 1
-                    if not seen["versions"] or seen["versions"][-1] != version:
-                        seen["versions"].append(version)
+                    mine["ok" if code == 200 else "failed"] += 1
+                    if not mine["versions"] or mine["versions"][-1] != version:
+                        mine["versions"].append(version)
 
-            threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+            threads = [
+                threading.Thread(target=client, args=(mine,), daemon=True) for mine in per_client
+            ]
             for t in threads:
                 t.start()
             try:
@@ -445,6 +450,12 @@ def _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train) ->
                 stop.set()
                 for t in threads:
                     t.join(timeout=30)
+            seen = {
+                "ok": sum(c["ok"] for c in per_client),
+                "failed": sum(c["failed"] for c in per_client),
+                # the client that saw the most changes (a switch back would show there)
+                "versions": max((c["versions"] for c in per_client), key=len),
+            }
             return result, seen
 
         mlflow.set_tracking_uri(db_uri)
