@@ -551,6 +551,26 @@ def test_a_decision_does_not_wait_for_a_writer(workspace, log_model):
     assert decided[0].allowed, decided[0].message()
 
 
+def _slow_reader(check):
+    """A plugin with one policy, ``slow-reader``, on alias moves: ``check`` reads while the
+    database is locked."""
+    from mlflow_steward import hookimpl
+    from mlflow_steward.plugins.types import Policy
+
+    class SlowReader:
+        @hookimpl
+        def steward_policies(self):
+            yield Policy(
+                name="slow-reader",
+                description="reads while the database is locked",
+                enabled_by_default=True,
+                actions=frozenset({"set_alias"}),
+                check=check,
+            )
+
+    return SlowReader()
+
+
 def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_model):
     """A policy times out while its read waits for SQLite's lock: the decision is refused
     naming it at once, and the connection the policy reads on is not invalidated from under it
@@ -563,8 +583,7 @@ def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_m
     from sqlalchemy.pool import Pool
 
     import mlflow_steward as steward
-    from mlflow_steward import hookimpl
-    from mlflow_steward.plugins.types import Policy, PolicyVerdict
+    from mlflow_steward.plugins.types import PolicyVerdict
 
     workspace.write_config("policy_timeout: 1s\n")
     source = log_model()
@@ -587,17 +606,6 @@ def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_m
             read_done.set()
         return PolicyVerdict.allow("late")
 
-    class SlowReader:
-        @hookimpl
-        def steward_policies(self):
-            yield Policy(
-                name="slow-reader",
-                description="reads while the database is locked",
-                enabled_by_default=True,
-                actions=frozenset({"set_alias"}),
-                check=blocked_read,
-            )
-
     invalidated: list[tuple] = []
 
     def on_invalidate(*args) -> None:
@@ -605,7 +613,9 @@ def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_m
 
     sa_event.listen(Pool, "invalidate", on_invalidate)
     try:
-        decision = steward.check("models:/fraud/1", alias="production", plugins=[SlowReader()])
+        decision = steward.check(
+            "models:/fraud/1", alias="production", plugins=[_slow_reader(blocked_read)]
+        )
         assert read_done.wait(timeout=60), "the abandoned read never ended"
     finally:
         sa_event.remove(Pool, "invalidate", on_invalidate)
@@ -696,8 +706,7 @@ def test_a_plugin_reading_past_its_timeout_keeps_the_writes_connection(workspace
     import threading
 
     import mlflow_steward as steward
-    from mlflow_steward import hookimpl
-    from mlflow_steward.plugins.types import Policy, PolicyVerdict
+    from mlflow_steward.plugins.types import PolicyVerdict
 
     workspace.write_config("policy_timeout: 1s\n")
     source = log_model()
@@ -729,18 +738,7 @@ def test_a_plugin_reading_past_its_timeout_keeps_the_writes_connection(workspace
             read_done.set()
         return PolicyVerdict.allow("late")
 
-    class SlowReader:
-        @hookimpl
-        def steward_policies(self):
-            yield Policy(
-                name="slow-reader",
-                description="reads while the database is locked",
-                enabled_by_default=True,
-                actions=frozenset({"set_alias"}),
-                check=blocked_read,
-            )
-
-    steward.register_plugin(SlowReader())
+    steward.register_plugin(_slow_reader(blocked_read))
     with pytest.raises(MlflowException) as err:
         client.set_registered_model_alias("fraud", "production", "1")
     assert "[slow-reader]" in refused(err)
