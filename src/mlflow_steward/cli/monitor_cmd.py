@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mlflow_steward.cli.main import StewardContext, echo_json
+from mlflow_steward.monitoring import CORRECTIONS, PERFORMANCE_METRICS
 
 
 @click.group()
@@ -28,7 +29,7 @@ def monitor() -> None:
 )
 @click.option(
     "--correction",
-    type=click.Choice(["benjamini-hochberg", "bonferroni", "none"]),
+    type=click.Choice(CORRECTIONS),
     default="benjamini-hochberg",
     show_default=True,
 )
@@ -42,7 +43,7 @@ def monitor() -> None:
 )
 @click.option(
     "--performance-metric",
-    type=click.Choice(["accuracy", "rmse", "mae"]),
+    type=click.Choice(PERFORMANCE_METRICS),
     default="accuracy",
     show_default=True,
 )

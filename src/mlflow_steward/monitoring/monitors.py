@@ -36,12 +36,12 @@ from mlflow_steward.config import (
     parse_duration,
 )
 from mlflow_steward.errors import ConfigError
+from mlflow_steward.monitoring import CORRECTIONS, PERFORMANCE_METRICS
 from mlflow_steward.plugins.types import Option
 
 STATUSES = ("healthy", "drift", "invalid", "insufficient data", "error")
 NO_VERDICT = ("invalid", "insufficient data", "error")
 SINCE_LAST_RUN = "since-last-run"
-CORRECTIONS = ("bonferroni", "benjamini-hochberg", "none")
 
 _SETTINGS: dict[str, Option] = {
     o.name: o
@@ -79,7 +79,7 @@ _SETTINGS: dict[str, Option] = {
             "str",
             "realised-performance metric",
             "accuracy",
-            choices=("accuracy", "rmse", "mae"),
+            choices=PERFORMANCE_METRICS,
         ),
         Option(
             "max_performance_drop", "number", "largest tolerated loss against the baseline", 0.05

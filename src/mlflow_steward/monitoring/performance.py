@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
+from mlflow_steward.monitoring import PERFORMANCE_METRICS
 from mlflow_steward.monitoring.baseline import LABEL, PREDICTION
 from mlflow_steward.monitoring.data import REQUEST_ID
-
-METRICS = ("accuracy", "rmse", "mae")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,9 @@ def score(metric: str, labels: Any, predictions: Any) -> float:
         return float(np.sqrt(np.mean(error**2)))
     if metric == "mae":
         return float(np.mean(np.abs(error)))
-    raise MonitoringError(f"unknown performance metric {metric!r}; use one of {', '.join(METRICS)}")
+    raise MonitoringError(
+        f"unknown performance metric {metric!r}; use one of {', '.join(PERFORMANCE_METRICS)}"
+    )
 
 
 def join_labels(

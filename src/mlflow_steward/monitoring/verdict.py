@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlflow_steward.monitoring import CORRECTIONS
 from mlflow_steward.monitoring.detectors import BUILTIN, DEFAULT_THRESHOLDS
 from mlflow_steward.plugins.types import Detector
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 HEALTHY, DRIFT, INSUFFICIENT, INVALID = "healthy", "drift", "insufficient data", "invalid"
 METHODS = ("auto", "ks", "wasserstein", "psi", "jensen-shannon", "chi-square", "linf")
-CORRECTIONS = ("bonferroni", "benjamini-hochberg", "none")
 
 
 @dataclass(frozen=True)
