@@ -394,50 +394,63 @@ class Governor:
                 return self._write_in_transaction(
                     event, decision, write, join, version_of, also, look_for_pending, conn or own
                 ), decision
+        return self._write_outside(event, decision, pending_id, write, version_of, also), decision
 
-            def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
-                if pending_id is not None:
-                    recovery.delete(conn, pending_id)
-                if ok and also is not None:
-                    also(conn, seq, result)
+    def _write_outside(
+        self,
+        event: ActionEvent,
+        decision: Decision,
+        pending_id: int | None,
+        write: Callable[[], T],
+        version_of: Callable[[T], str | None] | None,
+        also: Callable[[Connection, int, T], None] | None,
+    ) -> T:
+        """A write outside the audit transaction: its pending row (``pending_id``) was
+        committed before it, and is deleted in the transaction that appends its entry."""
 
+        def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
+            if pending_id is not None:
+                recovery.delete(conn, pending_id)
+            if ok and also is not None:
+                also(conn, seq, result)
+
+        try:
+            result = write()
+        except Exception as exc:
+            self.record(
+                event,
+                decision,
+                f"failed: {type(exc).__name__}: {exc}",
+                also=lambda conn, seq: completed(conn, seq, ok=False),
+            )
+            raise
+        version = version_of(result) if version_of else None
+        for attempt in range(1, AUDIT_ATTEMPTS + 1):
             try:
-                result = write()
-            except Exception as exc:
                 self.record(
                     event,
                     decision,
-                    f"failed: {type(exc).__name__}: {exc}",
-                    also=lambda conn, seq: completed(conn, seq, ok=False),
+                    "applied",
+                    version=version,
+                    also=lambda conn, seq: completed(conn, seq, result, ok=True),
                 )
-                raise
-            version = version_of(result) if version_of else None
-            for attempt in range(1, AUDIT_ATTEMPTS + 1):
-                try:
-                    self.record(
-                        event,
-                        decision,
-                        "applied",
-                        version=version,
-                        also=lambda conn, seq: completed(conn, seq, result, ok=True),
-                    )
-                    return result, decision
-                except Exception as exc:
-                    _logger.exception(
-                        "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target
-                    )
-                    if attempt == AUDIT_ATTEMPTS:
-                        # The write happened and cannot be taken back in general. Say so, with a
-                        # code MLflow clients do not retry (409), so it is not applied twice.
-                        raise MlflowException(
-                            f"{event.action} on {event.target} by {event.actor} was applied, but "
-                            f"steward could not add it to the audit log yet ({type(exc).__name__}: "
-                            f"{exc}); the next governed write on {event.model!r} adds it (or run "
-                            "`steward audit recover`)",
-                            error_code=ABORTED,
-                        ) from exc
-                    time.sleep(0.2 * attempt)
-            raise AssertionError("unreachable")
+                return result
+            except Exception as exc:
+                _logger.exception(
+                    "audit append %d/%d failed for %s", attempt, AUDIT_ATTEMPTS, event.target
+                )
+                if attempt == AUDIT_ATTEMPTS:
+                    # The write happened and cannot be taken back in general. Say so, with a
+                    # code MLflow clients do not retry (409), so it is not applied twice.
+                    raise MlflowException(
+                        f"{event.action} on {event.target} by {event.actor} was applied, but "
+                        f"steward could not add it to the audit log yet ({type(exc).__name__}: "
+                        f"{exc}); the next governed write on {event.model!r} adds it (or run "
+                        "`steward audit recover`)",
+                        error_code=ABORTED,
+                    ) from exc
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     def _write_in_transaction(
         self,
