@@ -144,11 +144,10 @@ class AuditLog:
             row["e_reasons"] = json.dumps(entry.reasons)
             if conn.dialect.name == "postgresql":  # one round trip: WITH (INSERT ...) UPDATE
                 _INSERT_ENTRY_AND_SET_HEAD.rows(conn, row)
-            elif conn.dialect.name == "sqlite":  # db.SQLITE_HEAD_TRIGGER sets the head's hash
-                _INSERT_ENTRY_FAST.rows(conn, row)
             else:
-                conn.execute(_INSERT_ENTRY, row)
-                conn.execute(_SET_HEAD, row)
+                _INSERT_ENTRY_FAST.rows(conn, row)
+                if conn.dialect.name != "sqlite":  # db.SQLITE_HEAD_TRIGGER sets it on SQLite
+                    conn.execute(_SET_HEAD, row)
             if also is not None:
                 also(conn, seq)
             return entry
