@@ -551,6 +551,17 @@ def test_a_decision_does_not_wait_for_a_writer(workspace, log_model):
     assert decided[0].allowed, decided[0].message()
 
 
+def _fraud_v1_with_a_1s_timeout(workspace, log_model):
+    """A governed client on a workspace whose policies time out after 1 s, holding model
+    ``fraud`` with version 1."""
+    workspace.write_config("policy_timeout: 1s\n")
+    source = log_model()
+    client = workspace.client()
+    client.create_registered_model("fraud")
+    client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    return client
+
+
 def _slow_reader(check):
     """A plugin with one policy, ``slow-reader``, on alias moves: ``check`` reads while the
     database is locked."""
@@ -585,11 +596,7 @@ def test_a_policy_reading_past_its_timeout_keeps_its_connection(workspace, log_m
     import mlflow_steward as steward
     from mlflow_steward.plugins.types import PolicyVerdict
 
-    workspace.write_config("policy_timeout: 1s\n")
-    source = log_model()
-    client = workspace.client()
-    client.create_registered_model("fraud")
-    client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    _fraud_v1_with_a_1s_timeout(workspace, log_model)
     read_done = threading.Event()
     outcome: list[str] = []
 
@@ -708,11 +715,7 @@ def test_a_plugin_reading_past_its_timeout_keeps_the_writes_connection(workspace
     import mlflow_steward as steward
     from mlflow_steward.plugins.types import PolicyVerdict
 
-    workspace.write_config("policy_timeout: 1s\n")
-    source = log_model()
-    client = workspace.client()
-    client.create_registered_model("fraud")
-    client.create_model_version("fraud", source.uri, run_id=source.run_id)
+    client = _fraud_v1_with_a_1s_timeout(workspace, log_model)
     read_done = threading.Event()
     outcome: list[str] = []
     slow = {"on": True}
