@@ -210,7 +210,7 @@ def _prepared_checks(uri: str) -> None:
             )
         )
         row = dict(model="m", alias="a", stage=None, version="2", previous_version="1")
-        row.update(kind="set", actor="x", ts="t", audit_seq=1)
+        row.update(kind="set", actor="x", ts="t", audit_seq=1, workspace="default")
         insert.rows(conn, row)
         insert.rows(conn, {**row, "version": "3"})
         newest = db.Prepared(

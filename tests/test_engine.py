@@ -27,8 +27,13 @@ def _policy_plugin(name, check, **kw):
     return Plugin()
 
 
-def _engine(config_text: str, *plugins):
-    pm = create_plugin_manager(plugins=plugins, autoload=False)
+#: Built-in guards on by default that these tests of the engine's own logic leave out (they
+#: would add an outcome to every promotion and tag write); test_policies.py tests them.
+GUARDS = ("builtin.content_digest", "builtin.prompt_markers")
+
+
+def _engine(config_text: str, *plugins, guards: bool = False):
+    pm = create_plugin_manager(plugins=plugins, autoload=False, disable=() if guards else GUARDS)
     return PolicyEngine(pm, parse_config(config_text, path="steward.yaml"))
 
 
@@ -313,6 +318,8 @@ def test_disabled_builtin_is_not_registered(monkeypatch):
         "require-identity",
         "protect-aliases",
         "deploy-requires-alias",
+        "content-digest",
+        "protect-prompt-markers",
     }
     assert pm.is_blocked("builtin.approvals")
 

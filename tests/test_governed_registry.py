@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_steward.cli.main import cli
 from mlflow_steward.errors import RegistryURIError
+from mlflow_steward.governance.events import DIGEST_TAG
 
 
 def refused(excinfo) -> str:
@@ -154,7 +155,8 @@ def test_reserved_tags_are_refused(workspace, log_model):
         with pytest.raises(MlflowException) as err:
             call()
         assert "[reserved-tags]" in refused(err)
-    assert workspace.plain_client().get_model_version("fraud", "1").tags == {}
+    # Only steward's own tag, written at registration.
+    assert workspace.plain_client().get_model_version("fraud", "1").tags.keys() == {DIGEST_TAG}
 
 
 def test_policy_plugin_that_raises_refuses_naming_the_plugin(workspace, log_model):

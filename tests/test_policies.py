@@ -176,11 +176,15 @@ policies:
     assert not decide(cfg, make_event(alias="production", time=friday_evening)).allowed
     friday_noon = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     assert decide(cfg, make_event(alias="production", time=friday_noon)).allowed
-    assert decide(cfg, make_event("set_model_version_tag", time=christmas)).outcomes == ()
+    tagged = decide(cfg, make_event("set_model_version_tag", time=christmas))
+    assert [o.policy for o in tagged.outcomes if o.policy == "freeze-window"] == []
 
 
-def _approval(approver, age=0.0, alias="production"):
-    return Approval("m", "4", alias, approver, "", time.time() - age)
+def _approval(approver, age=0.0, alias="production", **bound):
+    """An approval bound to StaticFacts' model identity and content, unless ``bound`` says
+    otherwise."""
+    bound = {"model_created": 1, "digest": "sha256:static", **bound}
+    return Approval("m", "4", alias, approver, "", time.time() - age, **bound)
 
 
 def test_approvals_quorum_four_eyes_and_expiry():

@@ -336,6 +336,66 @@ def read_model_version(
     return source, run_id, {key: value for _, _, key, value in rows if key is not None}
 
 
+def active_workspace(store: Any) -> str:
+    """The MLflow workspace ``store`` reads and writes now: the request's workspace on a server
+    started with ``--enable-workspaces`` (``WorkspaceAwareMixin._get_active_workspace``), else
+    MLflow's default workspace. A store without workspaces (a REST store) is in the default one."""
+    from mlflow.utils.workspace_utils import DEFAULT_WORKSPACE_NAME
+
+    getter = getattr(store, "_get_active_workspace", None)
+    if getter is None:
+        return DEFAULT_WORKSPACE_NAME
+    return str(getter() or DEFAULT_WORKSPACE_NAME)
+
+
+@functools.cache
+def _registered_model_query(model_filtered: bool, tags_filtered: bool) -> Any:
+    from mlflow.store.model_registry.dbmodels.models import (
+        SqlRegisteredModel,
+        SqlRegisteredModelTag,
+    )
+    from sqlalchemy import and_, bindparam, select
+
+    m, t = SqlRegisteredModel.__table__, SqlRegisteredModelTag.__table__
+    # One round trip: the model's creation time, and its prompt marker through an outer join.
+    marker = and_(
+        t.c.name == m.c.name, t.c.key == bindparam("marker"), *_in_workspace(t, tags_filtered)
+    )
+    return Prepared(
+        select(m.c.creation_time, t.c.value)
+        .outerjoin(t, marker)
+        .where(m.c.name == bindparam("name"), *_in_workspace(m, model_filtered))
+    )
+
+
+def read_registered_model(store: Any, name: str, marker: str) -> tuple[int, str | None] | None:
+    """``(creation_time, value of tag marker)`` of registered model ``name`` (MLflow's
+    ``creation_timestamp``, epoch ms: the identity steward binds reviews to), or ``None`` when
+    there is no such model."""
+    from mlflow.store.model_registry.dbmodels.models import (
+        SqlRegisteredModel,
+        SqlRegisteredModelTag,
+    )
+
+    if not can_join_sessions(store):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = store.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        tags = model.tags if isinstance(model.tags, dict) else {t.key: t.value for t in model.tags}
+        return int(model.creation_timestamp), tags.get(marker)
+    flags, params = _workspace(store, SqlRegisteredModel, SqlRegisteredModelTag)
+    with _reading(store) as conn:
+        rows = _registered_model_query(*flags).rows(
+            conn, {**params, "name": name, "marker": marker}
+        )
+    return (int(rows[0][0]), rows[0][1]) if rows else None
+
+
 def tracking_sql_store(client: Any) -> Any | None:
     """The SQL tracking store behind an ``MlflowClient``, or ``None`` (a server, a file store)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

@@ -22,8 +22,21 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from mlflow_steward.errors import RegistryURIError
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 
 metadata = sa.MetaData()
+
+
+def _workspace() -> sa.Column:
+    """The MLflow workspace a row belongs to (``--enable-workspaces``; else ``default``)."""
+    return sa.Column(
+        "workspace",
+        sa.String(63),
+        nullable=False,
+        default=DEFAULT_WORKSPACE,
+        server_default=DEFAULT_WORKSPACE,
+    )
+
 
 audit = sa.Table(
     "steward_audit",
@@ -41,6 +54,7 @@ audit = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    _workspace(),
     sa.Index("ix_steward_audit_model", "model"),
 )
 
@@ -67,6 +81,7 @@ alias_history = sa.Table(
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("ts", sa.String(40), nullable=False),
     sa.Column("audit_seq", sa.Integer, nullable=False),
+    _workspace(),
     sa.Index("ix_steward_alias_history_model_alias", "model", "alias"),
 )
 
@@ -83,6 +98,14 @@ approvals = sa.Table(
     sa.Column("comment", sa.Text, nullable=False, default=""),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("audit_seq", sa.Integer, nullable=False),
+    _workspace(),
+    # What the review is bound to besides (workspace, model, version, alias): the action it
+    # reviews (a promotion's approval does not approve the demotion), the registered model's
+    # identity (its creation time in MLflow: a model deleted and created again, or another model
+    # renamed onto the name, is another model) and the version's content digest when reviewed.
+    sa.Column("action", sa.String(64), nullable=False, server_default="set_alias"),
+    sa.Column("model_created", sa.BigInteger),
+    sa.Column("digest", sa.String(80)),
     sa.Index("ix_steward_approvals_target", "model", "version", "alias"),
 )
 
@@ -105,6 +128,7 @@ deployments = sa.Table(
     sa.Column("runtime", sa.Text, nullable=False),
     sa.Column("created", sa.String(40), nullable=False),
     sa.Column("updated", sa.String(40), nullable=False),
+    _workspace(),
 )
 
 # Every step of every deployment, each with its audit entry: the history of versions it served.
@@ -122,6 +146,7 @@ deployment_events = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("audit_seq", sa.Integer, nullable=False),
+    _workspace(),
     sa.Index("ix_steward_deployment_events_deployment", "deployment"),
 )
 
@@ -140,6 +165,7 @@ monitor_runs = sa.Table(
     # JSON: [{"rule": i, "action": name, "result": text, "ok": bool}, ...]
     sa.Column("actions", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+    _workspace(),
     sa.Index("ix_steward_monitor_runs_monitor", "monitor"),
 )
 
@@ -161,8 +187,26 @@ pending_writes = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     # host:pid of the writer, for the administrator reading a leftover row
     sa.Column("owner", sa.String(300), nullable=False),
+    _workspace(),
     sa.Index("ix_steward_pending_writes_model", "model"),
 )
+
+# Content digests of model versions (governance/digest.py): the reserved tag
+# ``steward.content_digest`` on a version holds the digest; the per-file hashes behind it are kept
+# here, content-addressed, so that a changed artifact can be named.
+manifests = sa.Table(
+    "steward_manifests",
+    metadata,
+    sa.Column("digest", sa.String(80), primary_key=True),
+    sa.Column("files", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+)
+
+#: Alembic's version table for steward's own tables (MLflow's is ``alembic_version``).
+VERSION_TABLE = "steward_alembic_version"
+#: The newest migration (``mlflow_steward/migrations/versions``): the schema this code needs.
+SCHEMA_REVISION = "0002"
 
 GENESIS_HASH = "0" * 64
 
@@ -288,20 +332,27 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn.execution_options(**{READ_ONLY: True})
 
 
+def _new_engine(uri: str) -> Engine:
+    if uri.startswith("sqlite"):
+        engine = sa.create_engine(uri, connect_args={"timeout": 120, "check_same_thread": False})
+        _install_sqlite_locking(engine)
+        return engine
+    return sa.create_engine(uri, pool_pre_ping=True)
+
+
 def get_engine(registry_uri: str) -> Engine:
-    """A cached engine for the registry's database, with steward's tables created."""
+    """A cached engine for the registry's database, with steward's tables created (a new
+    database) or checked to be at this release's schema (else :class:`SchemaOutdated`)."""
     uri = sql_uri(registry_uri)
     with _engines_lock:
         engine = _engines.get(uri)
         if engine is None:
-            if uri.startswith("sqlite"):
-                engine = sa.create_engine(
-                    uri, connect_args={"timeout": 120, "check_same_thread": False}
-                )
-                _install_sqlite_locking(engine)
-            else:
-                engine = sa.create_engine(uri, pool_pre_ping=True)
-            _create_tables(engine)
+            engine = _new_engine(uri)
+            try:
+                _prepare(engine, uri)
+            except BaseException:
+                engine.dispose()
+                raise
             _engines[uri] = engine
         return engine
 
@@ -314,21 +365,71 @@ SQLITE_HEAD_TRIGGER = (
 )
 
 
-def _create_tables(engine: Engine) -> None:
+class SchemaOutdated(RegistryURIError):
+    """Steward's tables in the database are not at the schema this release needs."""
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The migration steward's tables are at: ``None`` for a database without them, ``"0001"``
+    for tables made by release 0.1.0 (which kept no version)."""
+    tables = set(sa.inspect(conn).get_table_names())
+    if VERSION_TABLE in tables:
+        revision = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        if revision is not None:
+            return str(revision)
+    return "0001" if audit.name in tables else None
+
+
+def _prepare(engine: Engine, uri: str) -> None:
     # Two processes may create the tables at once; the loser sees "already exists" and retries.
     for attempt in range(5):
         try:
-            metadata.create_all(engine, checkfirst=True)
             with engine.begin() as conn:
-                if engine.dialect.name == "sqlite":
-                    conn.exec_driver_sql(SQLITE_HEAD_TRIGGER)
-                if conn.execute(sa.select(audit_head.c.id)).first() is None:
-                    conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
-            return
+                revision = schema_revision(conn)
+                if revision is None:
+                    _create_current(conn)
+                    return
+                if revision == SCHEMA_REVISION:
+                    if engine.dialect.name == "sqlite":
+                        conn.exec_driver_sql(SQLITE_HEAD_TRIGGER)
+                    return
+            break
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
             if attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
+    where = engine.url.render_as_string(hide_password=True)
+    from mlflow_steward.migrations import newer_than_known
+
+    if newer_than_known(revision):
+        raise SchemaOutdated(
+            f"steward's tables in {where} are at schema {revision}, newer than this release "
+            f"knows ({SCHEMA_REVISION}): upgrade mlflow-steward, or use the release that "
+            "upgraded the database"
+        )
+    raise SchemaOutdated(
+        f"steward's tables in {where} are at schema {revision}, older than this release needs "
+        f"({SCHEMA_REVISION}); nothing was changed. Upgrade them first (back up the database; "
+        f"the upgrade keeps every entry): steward db upgrade --registry-uri {where}"
+    )
+
+
+def _create_current(conn: Connection) -> None:
+    """A new database: the current tables as they are declared, stamped with the newest
+    migration (the migrations test checks that running every migration gives the same)."""
+    metadata.create_all(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(SQLITE_HEAD_TRIGGER)
+    if conn.execute(sa.select(audit_head.c.id)).first() is None:
+        conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    conn.execute(
+        sa.text(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+            f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+        )
+    )
+    conn.execute(version.insert().values(version_num=SCHEMA_REVISION))
 
 
 def dispose_engines() -> None:

@@ -55,3 +55,7 @@ class DeploymentError(StewardError):
 
 class MonitoringError(StewardError):
     """Monitoring cannot run (no baseline, unreadable data); the message says what to do."""
+
+
+class InvalidVersion(StewardError):
+    """A model version that MLflow's registry would not read as a version number."""

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_steward.errors import RegistryURIError
+from mlflow_steward.errors import InvalidVersion, RegistryURIError
 
 STEWARD_PREFIX = "steward+"
 
@@ -39,6 +39,33 @@ def governed_uri(uri: str) -> str:
             "(sqlite:///mlflow.db, postgresql://...) to keep its audit log and history"
         )
     return STEWARD_PREFIX + inner
+
+
+#: The largest version number a registry database can hold (MLflow's ``version`` column is a
+#: 32-bit integer on every database it supports).
+MAX_VERSION = 2**31 - 1
+
+
+def canonical_version(version: object) -> str:
+    """``version`` exactly as MLflow's registry store reads it (``int(version)``, in
+    ``_validate_model_version``), written back as decimal digits.
+
+    MLflow accepts every spelling ``int`` does: ``"01"``, ``" 1"``, ``"+1"``, ``"1_0"`` (10),
+    Arabic-Indic or full-width digits. Steward compares, looks up, reviews and audits versions in this one
+    form, so no spelling of a version escapes a rule written for another. A value MLflow would not
+    read as a version raises :class:`InvalidVersion`.
+    """
+    if isinstance(version, bool):
+        raise InvalidVersion(f"version {version!r} is not a version number")
+    try:
+        number = int(version)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidVersion(
+            f"version {version!r} is not a version number (use 1, 2, ...)"
+        ) from None
+    if abs(number) > MAX_VERSION:
+        raise InvalidVersion(f"version {version!r} is out of range: no model has that version")
+    return str(number)
 
 
 def tracking_uri_for(registry_uri: str) -> str:

@@ -58,6 +58,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "audit": ("mlflow_steward.cli.audit_cmd", "audit", "Read, verify and export the audit log."),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
+    "db": ("mlflow_steward.cli.db_cmd", "db", "Schema status and upgrades of steward's tables."),
     "quickstart": (
         "mlflow_steward.cli.quickstart",
         "quickstart",
@@ -68,7 +69,13 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 #: Errors whose message is written for users already; others get their type and a --debug hint.
 _PLAIN_ERRORS = frozenset(
-    {"PolicyDenied", "MlflowException", "RestException", "GovernanceUnavailable"}
+    {
+        "PolicyDenied",
+        "MlflowException",
+        "RestException",
+        "GovernanceUnavailable",
+        "SchemaOutdated",
+    }
 )
 
 

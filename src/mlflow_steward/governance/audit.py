@@ -45,16 +45,22 @@ class AuditEntry:
     reasons: list[Mapping[str, Any]]
     prev_hash: str
     hash: str = ""
+    workspace: str = db.DEFAULT_WORKSPACE
 
     def content(self) -> dict[str, Any]:
-        """What the entry's hash covers: every field but the hash."""
-        return {name: getattr(self, name) for name in _CONTENT_FIELDS}
+        """What the entry's hash covers: every field but the hash. The workspace only when it is
+        not the default one, so entries written before workspaces (0.1.0) still verify, and
+        moving an entry into or out of the default workspace still changes what is hashed."""
+        out = {name: getattr(self, name) for name in _CONTENT_FIELDS}
+        if self.workspace != db.DEFAULT_WORKSPACE:
+            out["workspace"] = self.workspace
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name != "hash")
+_CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name not in ("hash", "workspace"))
 
 
 # Built once (and compiled once per database): an append runs on every governed write.
@@ -108,6 +114,7 @@ class AuditLog:
         reasons: list[Mapping[str, Any]],
         also: Callable[[Connection, int], None] | None = None,
         conn: Connection | None = None,
+        workspace: str = db.DEFAULT_WORKSPACE,
     ) -> AuditEntry:
         """Append one entry; ``also(conn, seq)`` writes related rows in the same transaction.
 
@@ -137,8 +144,11 @@ class AuditLog:
                 "reasons": list(reasons),
                 "prev_hash": prev_hash,
             }
+            if workspace != db.DEFAULT_WORKSPACE:
+                content["workspace"] = workspace
             entry = AuditEntry(**content, hash=self._digest(content))
             row = {f"e_{name}": value for name, value in content.items()}
+            row["e_workspace"] = workspace
             row["e_hash"] = entry.hash
             row["e_details"] = json.dumps(entry.details, sort_keys=True)
             row["e_reasons"] = json.dumps(entry.reasons)
@@ -173,14 +183,23 @@ class AuditLog:
             reasons=_json_or_raw(row.reasons),
             prev_hash=row.prev_hash,
             hash=row.hash,
+            workspace=row.workspace,
         )
 
     def entries(
-        self, *, model: str | None = None, limit: int | None = None, newest_first: bool = False
+        self,
+        *,
+        model: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        workspace: str | None = None,
     ) -> list[AuditEntry]:
+        """Entries, optionally of one model and of one workspace (``None``: every workspace)."""
         query = sa.select(db.audit)
         if model is not None:
             query = query.where(db.audit.c.model == model)
+        if workspace is not None:
+            query = query.where(db.audit.c.workspace == workspace)
         query = query.order_by(db.audit.c.seq.desc() if newest_first else db.audit.c.seq)
         if limit is not None:
             query = query.limit(limit)
@@ -274,7 +293,9 @@ class AuditLog:
             n += 1
         return n
 
-    def registrant(self, model: str, version: str) -> str | None:
+    def registrant(
+        self, model: str, version: str, workspace: str = db.DEFAULT_WORKSPACE
+    ) -> str | None:
         """The actor of the applied ``create_model_version`` of ``model`` version ``version``."""
         table = db.audit.c
         query = (
@@ -284,6 +305,7 @@ class AuditLog:
                 table.version == str(version),
                 table.action == "create_model_version",
                 table.outcome == "applied",
+                table.workspace == workspace,
             )
             .order_by(table.seq.desc())
             .limit(1)

@@ -19,6 +19,17 @@ ALIASES_HELD = "aliases_held"
 #: What a review entry says about a version taking an alias.
 REVIEW_VERDICTS = ("request", "approve", "reject")
 
+#: The governed actions a review can be about: a promotion's approval does not approve the
+#: demotion (``delete_alias``), nor a deployment.
+REVIEWED_ACTIONS = ("set_alias", "delete_alias", "transition_stage", "deploy")
+
+#: The reserved version tag holding the version's content digest, recorded at registration.
+DIGEST_TAG = "steward.content_digest"
+
+#: The workspace of actions on a server without ``--enable-workspaces`` (MLflow's
+#: ``DEFAULT_WORKSPACE_NAME``; also what rows of steward's tables from before workspaces hold).
+DEFAULT_WORKSPACE = "default"
+
 
 @dataclass(frozen=True)
 class Approval:
@@ -32,6 +43,13 @@ class Approval:
     comment: str
     created: float
     verdict: str = "approve"
+    #: The action reviewed (``set_alias``: the promotion; ``delete_alias``: the demotion; ...).
+    action: str = "set_alias"
+    #: The registered model's identity when reviewed (its creation time in MLflow, epoch ms).
+    model_created: int | None = None
+    #: The version's content digest when reviewed (``None``: recorded before 0.2).
+    digest: str | None = None
+    workspace: str = DEFAULT_WORKSPACE
 
     def to_dict(self) -> dict[str, Any]:
         """The form the CLI and the server's REST API show."""
@@ -43,6 +61,10 @@ class Approval:
             "actor": self.approver,
             "comment": self.comment,
             "created": self.created,
+            "action": self.action,
+            "model_created": self.model_created,
+            "digest": self.digest,
+            "workspace": self.workspace,
         }
 
 
@@ -82,9 +104,30 @@ class ModelFacts(Protocol):
     def is_prompt(self) -> bool: ...
     @property
     def version(self) -> str | None: ...
+    @property
+    def model_created(self) -> int | None:
+        """The registered model's identity: its creation time in MLflow (epoch ms)."""
+        ...
 
-    def approvals(self, alias: str) -> list[Approval]:
-        """Review entries (requests, approvals, rejections) for this version taking ``alias``."""
+    @property
+    def content_digest(self) -> str:
+        """The digest of the version's artifacts as they are now (``sha256:<hex>``)."""
+        ...
+
+    @property
+    def recorded_digest(self) -> str | None:
+        """The digest recorded when the version was registered (``None``: registered without
+        steward, or before 0.2)."""
+        ...
+
+    def changed_files(self) -> list[str]:
+        """The artifacts that differ from what was recorded at registration."""
+        ...
+
+    def approvals(self, alias: str, action: str = "set_alias") -> list[Approval]:
+        """Review entries (requests, approvals, rejections) of ``action`` for this version and
+        ``alias``, in the action's workspace, whatever model or content they were about (the
+        ``approvals`` policy counts only those bound to this model and its content)."""
         ...
 
     def alias_holder(self, alias: str) -> ModelFacts | None:
@@ -108,6 +151,8 @@ class ActionEvent:
     new_name: str | None = None
     facts: ModelFacts | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    #: The MLflow workspace of the action (``default`` without ``--enable-workspaces``).
+    workspace: str = DEFAULT_WORKSPACE
 
     @property
     def is_prompt(self) -> bool:

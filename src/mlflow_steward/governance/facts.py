@@ -21,11 +21,27 @@ from urllib.request import url2pathname
 import yaml
 
 from mlflow_steward import _mlflow_adapter
-from mlflow_steward.governance.events import Approval, FactUnavailable
+from mlflow_steward.governance.events import DIGEST_TAG, Approval, FactUnavailable
 from mlflow_steward.governance.timeouts import PolicyTimeout, bounded
 from mlflow_steward.registry import alias_holder
 
-PROMPT_TAG_KEYS = ("mlflow.prompt.is_prompt", "mlflow.prompt.text", "_mlflow_prompt_type")
+#: The tags MLflow marks prompts (registered models and versions) with. Whether a model is a
+#: prompt is decided by the first, on the registered model, as MLflow's ``create_prompt`` sets it
+#: when it creates the model; the governed store refuses changes of any of them afterwards.
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+PROMPT_TAG_KEYS = (IS_PROMPT_TAG, "mlflow.prompt.text", "_mlflow_prompt_type")
+
+
+def is_prompt_marker(key: str) -> bool:
+    """Whether a tag key is one of MLflow's prompt markers (any case, surrounding blanks)."""
+    return str(key).strip().lower() in {k.lower() for k in PROMPT_TAG_KEYS}
+
+
+def marks_prompt(tags: Mapping[str, str]) -> bool:
+    """Whether registered-model tags mark a prompt, as MLflow reads them (``== "true"``)."""
+    return tags.get(IS_PROMPT_TAG) == "true"
+
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -168,9 +184,66 @@ class MlflowContext:
 
         return parsed
 
-    def _read_model_file(self, source: str, relpath: str) -> bytes | None:
+    def location(self, source: str) -> str:
+        """Where the artifacts of a version's ``source`` are: a logged model's location for
+        ``models:/<model id>``, the run's artifacts (or, as MLflow 3 resolves it, those of the
+        run's logged model of that name) for ``runs:/<run id>/<path>``."""
         if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
-            source = self.artifact_location(source[len("models:/") :].strip("/"))
+            return self.artifact_location(source[len("models:/") :].strip("/"))
+        if source.startswith("runs:/"):
+            return self._run_location(source)
+        return source
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one context per store, kept for its life)
+    def _run_location(self, source: str) -> str:
+        run_id, _, path = source[len("runs:/") :].strip("/").partition("/")
+        try:
+            run = self.client.get_run(run_id)
+            in_run = (
+                f"{run.info.artifact_uri.rstrip('/')}/{path}" if path else run.info.artifact_uri
+            )
+            if (
+                not path
+                or _mlflow_adapter.artifact_repository(in_run, self.tracking_uri).list_artifacts()
+            ):
+                return in_run
+            name, _, rest = path.partition("/")
+            for logged in self.client.search_logged_models(
+                experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}'"
+            ):
+                if logged.source_run_id == run_id:
+                    location = logged.artifact_location.rstrip("/")
+                    return f"{location}/{rest}" if rest else location
+        except Exception as exc:
+            raise FactUnavailable(f"cannot resolve {source}: {exc}") from exc
+        raise FactUnavailable(f"{source} holds no artifacts (no files, no logged model {path!r})")
+
+    def content_digest(self, source: str) -> Any:
+        """The :class:`~mlflow_steward.governance.digest.ContentDigest` of ``source``'s files
+        as they are now (never cached: it is how a changed file is noticed)."""
+        from mlflow_steward.governance import digest
+
+        location = self.location(source)
+        local = _local_path(location)
+        if local is not None:
+            if not local.is_dir():
+                raise FactUnavailable(f"the model at {source!r} is not a folder ({location})")
+            return digest.digest_local(local)
+        return bounded(
+            f"hashing the artifacts of {source}",
+            lambda: digest.digest_artifacts(location, self.tracking_uri),
+        )
+
+    def manifest(self, content_digest: str) -> Mapping[str, str] | None:
+        """The per-file hashes recorded behind ``content_digest`` (``None``: not recorded)."""
+        if self.db_engine is None:
+            return None
+        from mlflow_steward.governance import manifests
+
+        return manifests.recorded_files(self.db_engine, content_digest)
+
+    def _read_model_file(self, source: str, relpath: str) -> bytes | None:
+        source = self.location(source)
         local = _local_path(source)
         if local is not None:
             path = local / relpath
@@ -313,7 +386,9 @@ class VersionFacts:
             raise FactUnavailable("no steward database to read the registrant from")
         from mlflow_steward.governance.audit import AuditLog
 
-        return AuditLog(self._ctx.db_engine).registrant(self.name, self._version)
+        return AuditLog(self._ctx.db_engine).registrant(
+            self.name, self._version, workspace=self.workspace
+        )
 
     @cached_property
     def evaluation_metrics(self) -> Mapping[str, float]:
@@ -356,21 +431,81 @@ class VersionFacts:
         except Exception as exc:
             raise FactUnavailable(f"registered model {self.name!r} cannot be read: {exc}") from exc
 
+    @cached_property
+    def _registered_model(self) -> tuple[int, str | None] | None:
+        try:
+            return _mlflow_adapter.read_registered_model(
+                self._ctx.registry, self.name, IS_PROMPT_TAG
+            )
+        except Exception as exc:
+            raise FactUnavailable(f"registered model {self.name!r} cannot be read: {exc}") from exc
+
     @property
     def is_prompt(self) -> bool:
-        # MLflow writes the prompt tags on every prompt version (and passes them to
-        # create_model_version), so the version's own tags decide without reading the model.
-        return any(k in self._tags for k in PROMPT_TAG_KEYS)
+        """Whether the registered model is a prompt: its ``mlflow.prompt.is_prompt`` tag, which
+        MLflow sets when it creates a prompt and the governed store lets nobody change later.
+        The version's own tags do not decide it: any client with EDIT could write those."""
+        if self._model_tags is not None:
+            return marks_prompt(self._model_tags)
+        found = self._registered_model
+        return found is not None and found[1] == "true"
 
-    def approvals(self, alias: str) -> list[Approval]:
-        """Approvals recorded for this version taking ``alias`` (oldest first)."""
+    @property
+    def model_created(self) -> int | None:
+        """The registered model's creation time in MLflow (epoch ms): its identity, which a
+        model deleted and created again, or another model renamed onto the name, does not have."""
+        found = self._registered_model
+        return None if found is None else found[0]
+
+    @cached_property
+    def _content(self) -> Any:
+        if self._local_model_path:
+            from mlflow_steward.governance import digest
+
+            return digest.digest_local(self._local_model_path)
+        if not self.source:
+            raise FactUnavailable("the model version has no source to hash")
+        return self._ctx.content_digest(self.source)
+
+    @property
+    def content_digest(self) -> str:
+        return str(self._content.digest)
+
+    @property
+    def recorded_digest(self) -> str | None:
+        return self.version_tags.get(DIGEST_TAG)
+
+    def changed_files(self) -> list[str]:
+        recorded = self.recorded_digest
+        if recorded is None or recorded == self.content_digest:
+            return []
+        files = self._ctx.manifest(recorded)
+        if files is None:
+            return ["(the files recorded at registration are not known)"]
+        from mlflow_steward.governance import digest
+
+        return digest.ContentDigest(recorded, files, 0).changed(self._content)
+
+    @property
+    def workspace(self) -> str:
+        return _mlflow_adapter.active_workspace(self._ctx.registry)
+
+    def approvals(self, alias: str, action: str = "set_alias") -> list[Approval]:
+        """Review entries of ``action`` recorded for this version and ``alias`` (oldest first)."""
         if self._version is None:
             return []
         if self._ctx.db_engine is None:
             raise FactUnavailable("no steward database to read approvals from")
         from mlflow_steward.lifecycle.approvals import list_approvals
 
-        return list_approvals(self._ctx.db_engine, self.name, self._version, alias)
+        return list_approvals(
+            self._ctx.db_engine,
+            self.name,
+            self._version,
+            alias,
+            action=action,
+            workspace=self.workspace,
+        )
 
     def alias_holder(self, alias: str) -> VersionFacts | None:
         from mlflow.exceptions import MlflowException

@@ -23,7 +23,7 @@ from mlflow_steward.errors import StewardError
 from mlflow_steward.governance import recovery
 from mlflow_steward.governance.audit import AuditEntry, AuditLog
 from mlflow_steward.governance.engine import Decision, PolicyEngine, PolicyOutcome
-from mlflow_steward.governance.events import ActionEvent
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE, ActionEvent
 from mlflow_steward.governance.facts import MlflowContext
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
 
@@ -110,6 +110,14 @@ def default_actor() -> str:
     return _request_actor.get() or os.environ.get(ACTOR_ENV) or _os_user()
 
 
+def _lock_key(event: ActionEvent) -> str:
+    """The write lock of the event's registered model: one per model and workspace (two
+    workspaces may each have a model of the same name)."""
+    if event.workspace == DEFAULT_WORKSPACE:
+        return event.model
+    return f"{event.workspace}\x00{event.model}"
+
+
 class Governor:
     """Policy engine + audit log + observers for one registry database."""
 
@@ -145,12 +153,17 @@ class Governor:
     def actor(self) -> str:
         return self.pm.hooks.resolve_actor(default=default_actor())
 
+    def workspace(self) -> str:
+        """The MLflow workspace of the action being served (``default`` without workspaces)."""
+        return _mlflow_adapter.active_workspace(self.ctx.registry)
+
     def event(self, action: str, model: str, **fields: Any) -> ActionEvent:
         return ActionEvent(
             action=action,
             model=model,
             actor=fields.pop("actor", None) or self.actor(),
             time=datetime.now(UTC),
+            workspace=fields.pop("workspace", None) or self.workspace(),
             **fields,
         )
 
@@ -198,6 +211,7 @@ class Governor:
             reasons=[o.to_dict() for o in decision.outcomes],
             also=also,
             conn=conn,
+            workspace=event.workspace,
         )
         if conn is None:
             self._recorded(event, decision, entry)
@@ -269,7 +283,7 @@ class Governor:
                 raise GovernanceUnavailable(event, exc) from exc
             with conn:
                 try:
-                    db.lock_in_transaction(conn, event.model)
+                    db.lock_in_transaction(conn, _lock_key(event))
                     if recovery.any_pending(conn, event.model):
                         self.recover(event.model)
                 except Exception as exc:
@@ -277,7 +291,7 @@ class Governor:
                 return self._governed(event, write, look_for_pending=False, conn=conn, **kwargs)
         with ExitStack() as stack:
             try:
-                stack.enter_context(db.write_lock(self.db_engine, event.model))
+                stack.enter_context(db.write_lock(self.db_engine, _lock_key(event)))
                 if recoverable and not in_transaction:
                     self.recover(event.model)
             except Exception as exc:

@@ -15,21 +15,25 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import ABORTED
+from mlflow.protos.databricks_pb2 import ABORTED, INVALID_PARAMETER_VALUE
 
 from mlflow_steward import _mlflow_adapter, db
-from mlflow_steward.errors import RegistryURIError
+from mlflow_steward.errors import InvalidVersion, RegistryURIError
+from mlflow_steward.governance import manifests
 from mlflow_steward.governance.engine import Decision
-from mlflow_steward.governance.events import ALIASES_HELD
+from mlflow_steward.governance.events import ALIASES_HELD, DIGEST_TAG
 from mlflow_steward.governance.facts import (
     RegisteredVersionFacts,
     VersionFacts,
     _tags_dict,
+    is_prompt_marker,
+    marks_prompt,
     model_id_of,
 )
 from mlflow_steward.governance.governor import Governor, current_action_context
+from mlflow_steward.governance.policies.prompt_markers import MARKERS
 from mlflow_steward.lifecycle import history
-from mlflow_steward.registry import alias_holder, not_found, quote_name
+from mlflow_steward.registry import alias_holder, canonical_version, not_found, quote_name
 
 if TYPE_CHECKING:
     from mlflow_steward.config import StewardConfig
@@ -100,6 +104,17 @@ class GovernedRegistryStore(_AbstractStore):
     def _governed(self, event: Any, write: Any, **kwargs: Any) -> Any:
         return self.governor.governed(event, write, join=self._join, **kwargs)
 
+    @staticmethod
+    def _version(version: Any) -> tuple[str, dict[str, str]]:
+        """The canonical version (as MLflow's store reads it: see ``canonical_version``), and the
+        event context recording the spelling the client sent when it differs."""
+        try:
+            canonical = canonical_version(version)
+        except InvalidVersion as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        raw = str(version)
+        return canonical, ({} if raw == canonical else {"raw_version": raw})
+
     def _facts(self, name: str, version: str) -> VersionFacts:
         # Read lazily: a version nobody's policy looks at is not read at all; one that does not
         # exist is a fact a policy cannot have, so a policy that needs it refuses (fail closed)
@@ -140,7 +155,7 @@ class GovernedRegistryStore(_AbstractStore):
         tag_map = _tags_dict(tags)
         for key in tag_map:
             self._guard_reserved("create_registered_model", name, key)
-        is_prompt = str(tag_map.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+        is_prompt = marks_prompt(tag_map)  # as MLflow's create_prompt marks a new prompt
         event = self.governor.event(
             "create_registered_model", name, context={"is_prompt": is_prompt} if is_prompt else {}
         )
@@ -177,7 +192,7 @@ class GovernedRegistryStore(_AbstractStore):
         return self._governed(
             event,
             lambda: self.inner.rename_registered_model(name, new_name),
-            also=lambda conn, _seq, _r: history.rename_model(conn, name, new_name),
+            also=lambda conn, _seq, _r: history.rename_model(conn, name, new_name, event.workspace),
         )
 
     def delete_registered_model(self, name):
@@ -224,24 +239,38 @@ class GovernedRegistryStore(_AbstractStore):
             tags=tag_map,
             local_model_path=local_model_path,
         )
-        event = self.governor.event(
-            "create_model_version", name, facts=facts, context={"source": source, "run_id": run_id}
-        )
+        context: dict[str, Any] = {"source": source, "run_id": run_id}
+        markers = sorted(k for k in tag_map if is_prompt_marker(k))
+        if markers:
+            context[MARKERS] = markers
+        event = self.governor.event("create_model_version", name, facts=facts, context=context)
+        recorded: list[Any] = []
 
         def write():
+            written = list(tags or ())
+            if not event.is_prompt:  # a prompt's source is a placeholder, not artifacts
+                # Usually hashed already, by the content-digest policy's decision.
+                recorded.append(facts._content)
+                written.append(_version_tag(DIGEST_TAG, recorded[0].digest))
             return self.inner.create_model_version(
                 name,
                 source,
                 run_id=run_id,
-                tags=tags,
+                tags=written or tags,
                 run_link=run_link,
                 description=description,
                 local_model_path=local_model_path,
                 model_id=model_id,
             )
 
+        def keep_manifest(conn, _seq, _mv):
+            if recorded:
+                manifests.record(conn, recorded[0])
+
         try:
-            return self._governed(event, write, version_of=lambda mv: str(mv.version))
+            return self._governed(
+                event, write, version_of=lambda mv: str(mv.version), also=keep_manifest
+            )
         except MlflowException as exc:
             if exc.error_code == "PERMISSION_DENIED":
                 self._remove_empty_model(event)
@@ -289,35 +318,39 @@ class GovernedRegistryStore(_AbstractStore):
         _mlflow_adapter.await_model_version_creation(self.inner, mv, await_creation_for)
 
     def update_model_version(self, name, version, description):
-        event = self.governor.event("update_model_version", name, version=str(version))
+        version, raw = self._version(version)
+        event = self.governor.event("update_model_version", name, version=version, context=raw)
         return self._governed(
             event, lambda: self.inner.update_model_version(name, version, description)
         )
 
     def delete_model_version(self, name, version):
+        version, raw = self._version(version)
         held = {
-            alias: str(version)
+            alias: version
             for alias, holder in self._model_aliases(name).items()
-            if holder == str(version)
+            if holder == version
         }
         event = self.governor.event(
             "delete_model_version",
             name,
-            version=str(version),
+            version=version,
             facts=self._facts(name, version),
-            context={ALIASES_HELD: held},
+            context={ALIASES_HELD: held, **raw},
         )
         return self._governed(event, lambda: self.inner.delete_model_version(name, version))
 
     def set_model_version_tag(self, name, version, tag):
-        self._guard_reserved("set_model_version_tag", name, tag.key, str(version))
+        version, raw = self._version(version)
+        self._guard_reserved("set_model_version_tag", name, tag.key, version)
         event = self.governor.event(
             "set_model_version_tag",
             name,
-            version=str(version),
+            version=version,
             tag_key=tag.key,
             tag_value=tag.value,
             facts=self._facts(name, version),
+            context=raw,
         )
         return self._governed(event, lambda: self.inner.set_model_version_tag(name, version, tag))
 
@@ -326,8 +359,7 @@ class GovernedRegistryStore(_AbstractStore):
         ``actor``: a governed, audited ``set_model_version_tag`` that clients cannot make."""
         if not key.startswith(RESERVED_TAG_PREFIX):
             raise ValueError(f"{key!r} is not a steward.* tag")
-        from mlflow.entities.model_registry import ModelVersionTag
-
+        version = canonical_version(version)
         event = self.governor.event(
             "set_model_version_tag",
             name,
@@ -339,30 +371,33 @@ class GovernedRegistryStore(_AbstractStore):
         )
         self._governed(
             event,
-            lambda: self.inner.set_model_version_tag(name, version, ModelVersionTag(key, value)),
+            lambda: self.inner.set_model_version_tag(name, version, _version_tag(key, value)),
         )
 
     def delete_model_version_tag(self, name, version, key):
-        self._guard_reserved("delete_model_version_tag", name, key, str(version))
+        version, raw = self._version(version)
+        self._guard_reserved("delete_model_version_tag", name, key, version)
         event = self.governor.event(
             "delete_model_version_tag",
             name,
-            version=str(version),
+            version=version,
             tag_key=key,
             facts=self._facts(name, version),
+            context=raw,
         )
         return self._governed(
             event, lambda: self.inner.delete_model_version_tag(name, version, key)
         )
 
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions):
+        version, raw = self._version(version)
         event = self.governor.event(
             "transition_stage",
             name,
-            version=str(version),
+            version=version,
             stage=str(stage),
             facts=self._facts(name, version),
-            context={"archive_existing_versions": bool(archive_existing_versions)},
+            context={"archive_existing_versions": bool(archive_existing_versions), **raw},
         )
         return self._governed(
             event,
@@ -378,20 +413,22 @@ class GovernedRegistryStore(_AbstractStore):
                 kind="stage",
                 actor=event.actor,
                 audit_seq=seq,
+                workspace=event.workspace,
             ),
         )
 
     # -- aliases ------------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name, alias, version):
+        version, raw = self._version(version)
         context = current_action_context()
         event = self.governor.event(
             "set_alias",
             name,
-            version=str(version),
+            version=version,
             alias=alias,
             facts=self._facts(name, version),
-            context=context,
+            context={**context, **raw},
         )
         before: dict[str, str | None] = {}
 
@@ -413,6 +450,7 @@ class GovernedRegistryStore(_AbstractStore):
                 kind="rollback" if context.get("rollback") else "set",
                 actor=event.actor,
                 audit_seq=seq,
+                workspace=event.workspace,
             ),
         )
 
@@ -443,6 +481,7 @@ class GovernedRegistryStore(_AbstractStore):
                 kind="delete",
                 actor=event.actor,
                 audit_seq=seq,
+                workspace=event.workspace,
             ),
         )
 
@@ -493,6 +532,12 @@ class GovernedRegistryStore(_AbstractStore):
 
     def test_webhook(self, *args, **kwargs):
         return self.inner.test_webhook(*args, **kwargs)
+
+
+def _version_tag(key: str, value: str) -> Any:
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    return ModelVersionTag(key, value)
 
 
 def _expect_holder(context: Mapping[str, Any], name: str, alias: str, holder: str | None) -> None:

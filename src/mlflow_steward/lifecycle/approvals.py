@@ -1,5 +1,11 @@
 """Review entries (requests, approvals, rejections) live in steward's own table, never in tags,
-which anyone with EDIT permission could write."""
+which anyone with EDIT permission could write.
+
+Each entry is bound to what was reviewed: the workspace, the registered model's identity (its
+creation time in MLflow), the version, the alias, the action (promotion or demotion, ...) and the
+version's content digest when reviewed. The ``approvals`` policy counts an entry only when every
+one of them still holds.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +16,64 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mlflow_steward import db
-from mlflow_steward.governance.events import Approval
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE, Approval
 
 
 def _select(query: Any, engine: Engine) -> list[Approval]:
     with db.reading(engine) as conn:
         return [
-            Approval(r.model, r.version, r.alias, r.approver, r.comment, r.created, r.verdict)
+            Approval(
+                r.model,
+                r.version,
+                r.alias,
+                r.approver,
+                r.comment,
+                r.created,
+                r.verdict,
+                action=r.action,
+                model_created=r.model_created,
+                digest=r.digest,
+                workspace=r.workspace,
+            )
             for r in conn.execute(query.order_by(db.approvals.c.id))
         ]
 
 
-def list_approvals(engine: Engine, model: str, version: str, alias: str) -> list[Approval]:
-    """Review entries of one version for one alias, oldest first."""
+def list_approvals(
+    engine: Engine,
+    model: str,
+    version: str,
+    alias: str,
+    *,
+    action: str = "set_alias",
+    workspace: str = DEFAULT_WORKSPACE,
+) -> list[Approval]:
+    """Review entries of one action on one version for one alias, oldest first."""
     table = db.approvals.c
     return _select(
         sa.select(db.approvals).where(
-            table.model == model, table.version == str(version), table.alias == alias
+            table.workspace == workspace,
+            table.model == model,
+            table.version == str(version),
+            table.alias == alias,
+            table.action == action,
         ),
         engine,
     )
 
 
 def list_reviews(
-    engine: Engine, model: str | None = None, since: float | None = None
+    engine: Engine,
+    model: str | None = None,
+    since: float | None = None,
+    *,
+    workspace: str | None = DEFAULT_WORKSPACE,
 ) -> list[Approval]:
-    """Every review entry, optionally of one model and no older than ``since``, oldest first."""
+    """Every review entry of a workspace (``None``: all), optionally of one model and no older
+    than ``since``, oldest first."""
     query = sa.select(db.approvals)
+    if workspace is not None:
+        query = query.where(db.approvals.c.workspace == workspace)
     if model is not None:
         query = query.where(db.approvals.c.model == model)
     if since is not None:
@@ -54,6 +91,10 @@ def insert_approval(
     comment: str,
     audit_seq: int,
     verdict: str = "approve",
+    action: str = "set_alias",
+    model_created: int | None = None,
+    digest: str | None = None,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> None:
     conn.execute(
         db.approvals.insert().values(
@@ -65,5 +106,9 @@ def insert_approval(
             comment=comment,
             created=time.time(),
             audit_seq=audit_seq,
+            action=action,
+            model_created=model_created,
+            digest=digest,
+            workspace=workspace,
         )
     )

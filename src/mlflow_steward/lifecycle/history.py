@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlflow_steward import db
 from mlflow_steward.governance.audit import utc_now
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class HistoryEntry:
     actor: str
     ts: str
     audit_seq: int
+    workspace: str = DEFAULT_WORKSPACE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +48,7 @@ def insert_move(
     kind: str,
     actor: str,
     audit_seq: int,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> None:
     _INSERT_MOVE.rows(
         conn,
@@ -59,28 +62,41 @@ def insert_move(
             "actor": actor,
             "ts": utc_now(),
             "audit_seq": audit_seq,
+            "workspace": workspace,
         },
     )
 
 
-def last_version(conn: Connection, model: str, alias: str) -> str | None:
+def last_version(
+    conn: Connection, model: str, alias: str, workspace: str = DEFAULT_WORKSPACE
+) -> str | None:
     """The version the newest recorded move of ``alias`` left it on (``None``: none, or deleted)."""
+    table = db.alias_history.c
     return conn.execute(
-        sa.select(db.alias_history.c.version)
-        .where(db.alias_history.c.model == model, db.alias_history.c.alias == alias)
+        sa.select(table.version)
+        .where(table.model == model, table.alias == alias, table.workspace == workspace)
         .order_by(db.alias_history.c.id.desc())
         .limit(1)
     ).scalar()
 
 
-def rename_model(conn: Connection, old: str, new: str) -> None:
-    """Keep history and approvals attached to a renamed registered model."""
+def rename_model(conn: Connection, old: str, new: str, workspace: str = DEFAULT_WORKSPACE) -> None:
+    """Keep history and approvals attached to a renamed registered model (reviews stay bound to
+    the model's identity, which a rename keeps)."""
     for table in (db.alias_history, db.approvals):
-        conn.execute(table.update().where(table.c.model == old).values(model=new))
+        conn.execute(
+            table.update()
+            .where(table.c.model == old, table.c.workspace == workspace)
+            .values(model=new)
+        )
 
 
-def history(engine: Engine, model: str, alias: str | None = None) -> list[HistoryEntry]:
-    query = sa.select(db.alias_history).where(db.alias_history.c.model == model)
+def history(
+    engine: Engine, model: str, alias: str | None = None, workspace: str = DEFAULT_WORKSPACE
+) -> list[HistoryEntry]:
+    query = sa.select(db.alias_history).where(
+        db.alias_history.c.model == model, db.alias_history.c.workspace == workspace
+    )
     if alias is not None:
         query = query.where(db.alias_history.c.alias == alias)
     query = query.order_by(db.alias_history.c.id)
@@ -96,6 +112,7 @@ def history(engine: Engine, model: str, alias: str | None = None) -> list[Histor
                 r.actor,
                 r.ts,
                 r.audit_seq,
+                r.workspace,
             )
             for r in conn.execute(query)
         ]

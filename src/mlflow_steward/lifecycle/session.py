@@ -13,9 +13,9 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from mlflow_steward.config import StewardConfig, load_config
-from mlflow_steward.errors import LifecycleError
+from mlflow_steward.errors import InvalidVersion, LifecycleError
 from mlflow_steward.governance.engine import Decision
-from mlflow_steward.governance.events import REVIEW_VERDICTS
+from mlflow_steward.governance.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
 from mlflow_steward.governance.facts import VersionFacts
 from mlflow_steward.governance.governor import action_context
 from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
@@ -23,6 +23,7 @@ from mlflow_steward.lifecycle import approvals, history
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
 from mlflow_steward.registry import (
     ModelRef,
+    canonical_version,
     governed_uri,
     parse_model_uri,
     resolve_registry_uri,
@@ -57,8 +58,12 @@ class StewardSession:
 
     def version_of(self, ref: ModelRef) -> str:
         if ref.version:
-            self._require_version(ref.name, ref.version)
-            return ref.version
+            try:
+                version = canonical_version(ref.version)
+            except InvalidVersion as exc:
+                raise LifecycleError(f"models:/{ref.name}/{ref.version}: {exc}") from None
+            self._require_version(ref.name, version)
+            return version
         if ref.alias:
             try:
                 return str(self.store.get_model_version_by_alias(ref.name, ref.alias).version)
@@ -153,7 +158,7 @@ class StewardSession:
         return version
 
     def history(self, name: str, alias: str | None = None) -> list[history.HistoryEntry]:
-        return history.history(self.governor.db_engine, name, alias)
+        return history.history(self.governor.db_engine, name, alias, self.governor.workspace())
 
     def rollback(
         self,
@@ -210,25 +215,41 @@ class StewardSession:
         )
 
     def review(
-        self, model_uri: str, *, alias: str, verdict: str = "approve", comment: str = ""
+        self,
+        model_uri: str,
+        *,
+        alias: str,
+        verdict: str = "approve",
+        comment: str = "",
+        action: str = "set_alias",
     ) -> Decision:
-        """Record a request for, an approval of, or a rejection of a version taking ``alias``.
+        """Record a request for, an approval of, or a rejection of ``action`` (default: the
+        version taking ``alias``; ``delete_alias``: the alias leaving it).
 
         A governed action (``request_approval``, ``approve``, ``reject``): policies decide whether
         the actor may do it (the ``approvals`` policy refuses reviews by requesters and by the run's
-        author), and it is audited with the actor.
+        author), and it is audited with the actor. The entry is bound to the registered model's
+        identity and to the version's content digest as they are now: it does not count for a
+        model created again under the name, nor for other artifacts.
         """
         if verdict not in REVIEW_VERDICTS:
             raise LifecycleError(f"unknown review {verdict!r}; use one of {REVIEW_VERDICTS}")
+        if action not in REVIEWED_ACTIONS:
+            raise LifecycleError(
+                f"a review cannot be about {action!r}; use one of {', '.join(REVIEWED_ACTIONS)}"
+            )
         name, version = self.registered(model_uri)
         facts = VersionFacts.of_version(self.governor.ctx, name, version)
+        context: dict[str, Any] = {"review_action": action}
+        if comment:
+            context["comment"] = comment
         event = self.governor.event(
             REVIEW_ACTIONS[verdict],
             name,
             version=version,
             alias=alias,
             facts=facts,
-            context={"comment": comment} if comment else {},
+            context=context,
         )
         # A governed action whose only write is steward's own row, in the audit transaction.
         _, decision = self.governor.apply(
@@ -243,6 +264,12 @@ class StewardSession:
                 comment=comment,
                 audit_seq=seq,
                 verdict=verdict,
+                action=action,
+                model_created=facts.model_created,
+                # Approvals count for these artifacts only (hashed for the content-digest
+                # policy's decision already); requests and rejections bind to the model.
+                digest=facts.content_digest if verdict == "approve" else None,
+                workspace=event.workspace,
             ),
             outside_audit=False,
         )
@@ -251,5 +278,8 @@ class StewardSession:
     def reviews(self, model: str | None = None, since_seconds: float = 7 * 86400) -> list[Any]:
         """Review entries of the last ``since_seconds`` (default 7 days), oldest first."""
         return approvals.list_reviews(
-            self.governor.db_engine, model=model, since=time.time() - since_seconds
+            self.governor.db_engine,
+            model=model,
+            since=time.time() - since_seconds,
+            workspace=self.governor.workspace(),
         )

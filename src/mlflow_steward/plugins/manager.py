@@ -64,6 +64,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.approvals", "mlflow_steward.governance.policies.approvals"),
     ("builtin.require_identity", "mlflow_steward.governance.policies.require_identity"),
     ("builtin.protect_aliases", "mlflow_steward.governance.policies.protect_aliases"),
+    ("builtin.content_digest", "mlflow_steward.governance.policies.content_digest"),
+    ("builtin.prompt_markers", "mlflow_steward.governance.policies.prompt_markers"),
     ("builtin.deploy_requires_alias", "mlflow_steward.governance.policies.deploy_requires_alias"),
     ("builtin.onprem", "mlflow_steward.deployment.onprem.plugin"),
     ("builtin.detectors", "mlflow_steward.monitoring.detectors"),

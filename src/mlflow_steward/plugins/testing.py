@@ -45,15 +45,30 @@ class StaticFacts:
     version: str | None = "1"
     holders: Mapping[str, StaticFacts] = field(default_factory=dict)
     approval_list: list[Approval] = field(default_factory=list)
+    #: The registered model's identity (its creation time); reviews bind to it.
+    model_created: int | None = 1
+    #: The digest of the artifacts now (``None``: they cannot be read) and the one recorded at
+    #: registration (``None``: none was recorded).
+    content_digest: str | None = "sha256:static"
+    recorded_digest: str | None = None
+    #: What :meth:`changed_files` reports when the two digests differ.
+    changed: list[str] = field(default_factory=lambda: ["model.pkl (changed)"])
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
         if name == "requirements" and value is None:
             raise FactUnavailable("no requirements.txt")
+        if name == "content_digest" and value is None:
+            raise FactUnavailable("the artifacts cannot be read")
         return value
 
-    def approvals(self, alias: str) -> list[Approval]:
-        return [a for a in self.approval_list if a.alias == alias]
+    def changed_files(self) -> list[str]:
+        if self.recorded_digest is None or self.recorded_digest == self.content_digest:
+            return []
+        return list(self.changed)
+
+    def approvals(self, alias: str, action: str = "set_alias") -> list[Approval]:
+        return [a for a in self.approval_list if a.alias == alias and a.action == action]
 
     def alias_holder(self, alias: str) -> StaticFacts | None:
         return self.holders.get(alias)

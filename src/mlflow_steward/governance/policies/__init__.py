@@ -14,5 +14,7 @@ DECIDE_ON_THE_CALLING_THREAD = frozenset(
         "require-identity",
         "protect-aliases",
         "deploy-requires-alias",
+        "protect-prompt-markers",
+        "content-digest",
     }
 )
