@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any
 
-from mlflow_steward import _mlflow_adapter
+from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.registry import STEWARD_PREFIX, governed_uri
 from mlflow_steward.server import identity
 
@@ -46,6 +46,9 @@ def create_app() -> Any:
 
     mode = identity.auth_mode()
     registry_uri = govern_registry_store()
+    # Refuse to start on steward tables of an older release (naming `steward db upgrade`),
+    # instead of failing on the first governed request.
+    db.get_engine(registry_uri)
     flask_app = _mlflow_adapter.server_flask_app()
     served = _mlflow_adapter.server_enable_basic_auth(flask_app) if mode == "basic" else None
     resolve = identity.actor_resolver(mode)
