@@ -122,8 +122,10 @@ def log_model_at(
     input_example: bool = False,
     requirements: list[str] | None = None,
     user: str | None = None,
+    conda_env: dict | None = None,
 ) -> LoggedModel:
-    """Log a real (tiny) scikit-learn model at any tracking URI, a server's included."""
+    """Log a real (tiny) scikit-learn model at any tracking URI, a server's included.
+    ``conda_env``: MLflow writes the model's environment files from it instead."""
     import mlflow
     import mlflow.sklearn
     import numpy as np
@@ -147,7 +149,8 @@ def log_model_at(
                 name="model",
                 signature=infer_signature(X, model.predict(X)) if signature else None,
                 input_example=X[:2] if input_example else None,
-                pip_requirements=requirements or ["scikit-learn", "numpy"],
+                pip_requirements=None if conda_env else requirements or ["scikit-learn", "numpy"],
+                conda_env=conda_env,
             )
     finally:
         mlflow.set_tracking_uri(None)

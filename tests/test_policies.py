@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
+import yaml
 
 from mlflow_steward.config import parse_config
 from mlflow_steward.governance.engine import PolicyEngine
 from mlflow_steward.governance.events import Approval
+from mlflow_steward.governance.facts import conda_requirement
 from mlflow_steward.plugins.manager import create_plugin_manager
 from mlflow_steward.plugins.testing import StaticFacts, make_event
 
@@ -236,3 +241,186 @@ def test_registrant_counts_as_author_for_four_eyes():
     promotion = decide(cfg, make_event(alias="production", actor="carol", facts=facts))
     assert promotion.allowed
     assert "alice (the run's author)" in reasons(promotion)
+
+
+# -- allowed-requirements on real logged models: every environment file ---------------------------
+
+_REQUIREMENTS_POLICY = """
+policies:
+  - use: allowed-requirements
+    with: {deny: [torch], allow: [scikit-learn, numpy, mlflow], require_pinned: true}
+"""
+
+
+def _artifacts(logged) -> Path:
+    """The local folder of a logged model's artifacts (the workspace's file store)."""
+    import mlflow
+
+    location = mlflow.get_logged_model(logged.model_id).artifact_location
+    return Path(url2pathname(urlparse(location).path))
+
+
+def _register_refusal(uri: str) -> str:
+    """The refusal message of registering ``uri``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as err:
+        mlflow.register_model(uri, "fraud")
+    assert err.value.error_code == "PERMISSION_DENIED"
+    return err.value.message
+
+
+def _edit_yaml(path: Path, edit) -> None:
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def _conda_env(*conda: str, pip: tuple[str, ...] = ("scikit-learn==1.5.0", "numpy==2.1.0")):
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": ["python=3.11.7", "pip<=24.0", *conda, {"pip": list(pip)}],
+    }
+
+
+def test_conda_requirement_writes_conda_specs_as_pip_lines():
+    assert conda_requirement("python=3.11.7") == "python==3.11.7"
+    assert conda_requirement("Scikit_Learn=1.5") == "scikit-learn==1.5"
+    assert conda_requirement("numpy=1.26.4=py311h64a7726_0") == "numpy==1.26.4"
+    assert conda_requirement("numpy 1.26.4 py311h64a7726_0") == "numpy==1.26.4"
+    assert conda_requirement("numpy==1.26.4") == "numpy==1.26.4"
+    assert conda_requirement("numpy=1.26.*") == "numpy==1.26.*"
+    assert conda_requirement("pip<=24.0") == "pip<=24.0"
+    assert conda_requirement("scipy>=1.10,<2") == "scipy>=1.10,<2"
+    assert conda_requirement("torch") == "torch"
+    # a channel names a source steward cannot check: kept as it is, so the policy refuses it
+    assert conda_requirement("conda-forge::numpy=1.26") == "conda-forge::numpy=1.26"
+
+
+def test_allowed_requirements_static_files_tooling_and_own_requirements_txt():
+    cfg = _REQUIREMENTS_POLICY
+    files = {
+        "requirements.txt": ("scikit-learn==1.5.0",),
+        "python_env.yaml": ("pip==24.0", "setuptools", "wheel", "-r requirements.txt"),
+        "conda.yaml": ("python==3.11.7", "pip<=24.0", "numpy==2.1.0"),
+    }
+    facts = StaticFacts(environment_requirements=files)
+    allowed = decide(cfg, make_event(alias="production", facts=facts))
+    assert allowed.allowed, reasons(allowed)
+    assert "8 requirements checked in requirements.txt, python_env.yaml, conda.yaml" in reasons(
+        allowed
+    )
+    bad = {
+        "python_env.yaml": ("-r requirements.txt", "-r other.txt", "torch==2.1"),
+        "conda.yaml": ("conda-forge::numpy=1.26", "pandas==2.2", "setuptools"),
+    }
+    refused = decide(
+        cfg, make_event(alias="production", facts=StaticFacts(environment_requirements=bad))
+    )
+    text = reasons(refused)
+    assert not refused.allowed
+    assert (
+        "python_env.yaml: '-r requirements.txt' names a requirements.txt the model does not have"
+        in text
+    )
+    assert "python_env.yaml: '-r other.txt' is a pip option" in text
+    assert "python_env.yaml: torch is on the deny list" in text
+    assert "conda.yaml: 'conda-forge::numpy=1.26' is not a requirement steward can check" in text
+    assert "conda.yaml: pandas is not on the allow list" in text
+    assert "setuptools" not in text  # tooling in a YAML file: neither allow list nor pin
+    # in requirements.txt, tooling is a package like any other (as before)
+    plain = StaticFacts(requirements=["scikit-learn==1.5.0", "setuptools"])
+    assert "requirements.txt: setuptools is not on the allow list" in reasons(
+        decide(cfg, make_event(alias="production", facts=plain))
+    )
+
+
+def test_allowed_requirements_clean_real_model_is_registered(workspace, log_model):
+    workspace.write_config(_REQUIREMENTS_POLICY)
+    logged = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    folder = _artifacts(logged)
+    assert {p.name for p in folder.iterdir()} >= {
+        "requirements.txt",
+        "python_env.yaml",
+        "conda.yaml",
+    }
+    import mlflow
+
+    assert str(mlflow.register_model(logged.uri, "fraud").version) == "1"
+
+
+def test_allowed_requirements_denied_package_in_conda_yaml_only(workspace, log_model):
+    workspace.write_config(_REQUIREMENTS_POLICY)
+    # MLflow writes the conda dependency into conda.yaml only: requirements.txt stays clean
+    conda_dep = log_model(conda_env=_conda_env("torch=2.1.0"))
+    assert "torch" not in (_artifacts(conda_dep) / "requirements.txt").read_text()
+    message = _register_refusal(conda_dep.uri)
+    assert "[allowed-requirements] conda.yaml: torch is on the deny list" in message
+    assert "requirements.txt:" not in message
+    assert "python_env.yaml:" not in message
+
+    # the pip list of conda.yaml, edited after logging, with requirements.txt still clean
+    pip_dep = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    conda_yaml = _artifacts(pip_dep) / "conda.yaml"
+    _edit_yaml(conda_yaml, lambda d: d["dependencies"][-1]["pip"].append("torch==2.1.0"))
+    message = _register_refusal(pip_dep.uri)
+    assert "conda.yaml: torch is on the deny list" in message
+    assert "requirements.txt:" not in message
+
+
+def test_allowed_requirements_denied_package_or_option_in_python_env_yaml(workspace, log_model):
+    workspace.write_config(_REQUIREMENTS_POLICY)
+    logged = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    python_env = _artifacts(logged) / "python_env.yaml"
+    assert yaml.safe_load(python_env.read_text())["dependencies"] == ["-r requirements.txt"]
+    _edit_yaml(
+        python_env,
+        lambda d: d["dependencies"].extend(["torch==2.1.0", "--extra-index-url http://x"]),
+    )
+    message = _register_refusal(logged.uri)
+    assert "python_env.yaml: torch is on the deny list" in message
+    assert "python_env.yaml: '--extra-index-url http://x' is a pip option" in message
+    assert "-r requirements.txt" not in message  # the model's own file: read anyway
+    assert "conda.yaml:" not in message
+
+
+def test_allowed_requirements_pins_are_checked_in_every_file(workspace, log_model):
+    workspace.write_config(_REQUIREMENTS_POLICY)
+    # conda's "=1.5.0" is one version (pinned); ">=" is not; python and pip are MLflow's tooling
+    logged = log_model(conda_env=_conda_env("scikit-learn=1.5.0", "numpy>=1.26", pip=("mlflow",)))
+    _edit_yaml(
+        _artifacts(logged) / "python_env.yaml",
+        lambda d: d["dependencies"].append("numpy>=2"),
+    )
+    message = _register_refusal(logged.uri)
+    assert "conda.yaml: numpy>=1.26 is not pinned to one version" in message
+    assert "conda.yaml: mlflow is not pinned" in message
+    assert "requirements.txt: mlflow is not pinned" in message
+    assert "python_env.yaml: numpy>=2 is not pinned" in message
+    assert "scikit-learn" not in message
+    assert "python" not in message.replace("python_env.yaml", "")
+    assert "pip<=" not in message
+
+
+def test_allowed_requirements_unparseable_or_missing_files_fail_closed(workspace, log_model):
+    workspace.write_config(_REQUIREMENTS_POLICY)
+    broken = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    (_artifacts(broken) / "conda.yaml").write_text("dependencies: [python=3.11\n  - : ][")
+    message = _register_refusal(broken.uri)
+    assert "[allowed-requirements] cannot decide: conda.yaml of the model at" in message
+    assert "refused because policies fail closed" in message
+
+    not_a_list = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    _edit_yaml(_artifacts(not_a_list) / "conda.yaml", lambda d: d["dependencies"].append(7))
+    message = _register_refusal(not_a_list.uri)
+    assert "conda.yaml of the model at" in message
+    assert "neither a conda spec nor a {pip: [...]} list" in message
+
+    bare = log_model(requirements=["scikit-learn==1.5.0", "numpy==2.1.0"])
+    for name in ("requirements.txt", "python_env.yaml", "conda.yaml"):
+        (_artifacts(bare) / name).unlink()
+    message = _register_refusal(bare.uri)
+    assert "has none of requirements.txt, python_env.yaml, conda.yaml" in message
+    assert "refused because policies fail closed" in message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -80,6 +81,96 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+#: The files MLflow can build a model's Python environment from (``mlflow.utils.environment``):
+#: pip's requirements, virtualenv's ``python_env.yaml`` and conda's ``conda.yaml``.
+ENVIRONMENT_FILES = ("requirements.txt", "python_env.yaml", "conda.yaml")
+
+
+class MissingModelFile(FactUnavailable):
+    """The model has no such file (raised, not returned, so that absence is never cached)."""
+
+
+# A conda match spec: name, then nothing, "=version[=build]", an operator, or " version [build]".
+_CONDA_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)$")
+
+
+def conda_requirement(spec: str) -> str:
+    """A conda dependency as a pip requirement line, so policies compare both alike.
+
+    ``scikit_learn=1.5`` -> ``scikit-learn==1.5``, ``numpy 1.26.4 py311_0`` -> ``numpy==1.26.4``,
+    ``pip<=24`` and ``torch`` unchanged. The name is canonicalized as pip does; conda's
+    ``=1.5`` (strictly "1.5.*") is written ``==1.5``: a spec giving one version counts as pinned,
+    like ``==``. A spec naming a channel (``conda-forge::numpy``), or using conda's bracket or
+    ``|`` syntax, is returned as it is: it then is no requirement a policy can check.
+    """
+    from packaging.utils import canonicalize_name
+
+    spec = spec.strip()
+    match = _CONDA_SPEC.match(spec)
+    if match is None or "::" in spec or "[" in spec or "|" in spec:
+        return spec
+    name, rest = canonicalize_name(match["name"]), match["rest"].strip()
+    if not rest:
+        return name
+    if " " in rest:  # "version build": the build string does not change the version
+        rest = rest.split()[0]
+    if rest.startswith("=") and not rest.startswith("=="):
+        rest = rest[1:]
+    elif rest.startswith("=="):
+        rest = rest[2:]
+    elif rest[0] in "<>!~":
+        return name + rest
+    return f"{name}=={rest.split('=', 1)[0]}"  # "1.2=py_0": the build string goes
+
+
+def _yaml_lines(source: str, relpath: str, raw: bytes) -> tuple[str, ...]:
+    """The requirement lines of ``python_env.yaml`` (its ``build_dependencies`` and
+    ``dependencies``, pip lines) or ``conda.yaml`` (its ``dependencies`` as
+    :func:`conda_requirement` lines, then the lines of its ``{pip: [...]}`` entry), read as
+    MLflow reads them. Anything else MLflow would not install from is :class:`FactUnavailable`:
+    a file the policy cannot read fully must not pass as clean."""
+
+    def bad(why: str) -> FactUnavailable:
+        return FactUnavailable(f"{relpath} of the model at {source!r} cannot be read: {why}")
+
+    try:
+        data = yaml.load(raw.decode(), Loader=_Loader)
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise bad(" ".join(str(exc).split())) from exc
+    if not isinstance(data, Mapping):
+        raise bad("it is not a mapping")
+
+    def strings(key: str, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(f"{key} is not a list of strings")
+        return [v.strip() for v in value if v.strip()]
+
+    if relpath == "python_env.yaml":
+        # "python" is the interpreter's version, not a package: it is not a requirement line.
+        return tuple(
+            strings("build_dependencies", data.get("build_dependencies"))
+            + strings("dependencies", data.get("dependencies"))
+        )
+    deps = data.get("dependencies")
+    if deps is None:
+        return ()
+    if not isinstance(deps, list):
+        raise bad("dependencies is not a list")
+    conda: list[str] = []
+    pip: list[str] = []
+    for dep in deps:
+        if isinstance(dep, str):
+            if dep.strip():
+                conda.append(conda_requirement(dep))
+        elif isinstance(dep, Mapping) and set(dep) == {"pip"}:
+            pip.extend(strings("the pip entry", dep["pip"]))
+        else:  # MLflow refuses these too ("Invalid conda dependency")
+            raise bad(f"dependency {dep!r} is neither a conda spec nor a {{pip: [...]}} list")
+    return tuple(conda + pip)
+
+
 def _parse_model_file(source: str, relpath: str, raw: bytes | None) -> Any:
     if relpath == "MLmodel":
         if raw is None:
@@ -89,7 +180,9 @@ def _parse_model_file(source: str, relpath: str, raw: bytes | None) -> Any:
             raise FactUnavailable(f"the MLmodel file at {source!r} is not a mapping")
         return _frozen(data)
     if raw is None:
-        raise FactUnavailable(f"the model at {source!r} has no requirements.txt")
+        raise MissingModelFile(f"the model at {source!r} has no {relpath}")
+    if relpath != "requirements.txt":
+        return _yaml_lines(source, relpath, raw)
     lines = (line.split("#", 1)[0].strip() for line in raw.decode().splitlines())
     return tuple(line for line in lines if line)
 
@@ -170,8 +263,9 @@ class MlflowContext:
 
     @functools.cached_property
     def model_document(self) -> Callable[[str, str], Any]:
-        """A model file of ``source``, parsed (``MLmodel`` as YAML, ``requirements.txt`` as its
-        requirement lines) and read-only: policies share it.
+        """A model file of ``source``, parsed (``MLmodel`` as YAML; ``requirements.txt``,
+        ``python_env.yaml`` and ``conda.yaml`` as their requirement lines) and read-only:
+        policies share it.
 
         Model artifacts are written once (a logged model's files do not change), so what was
         parsed is cached: a promotion does not download the same ``MLmodel`` again. A read that
@@ -335,6 +429,25 @@ class VersionFacts:
     @cached_property
     def requirements(self) -> list[str]:
         return list(self._document("requirements.txt"))
+
+    @cached_property
+    def environment_requirements(self) -> Mapping[str, tuple[str, ...]]:
+        """Requirement lines of each environment file the model has (``ENVIRONMENT_FILES``;
+        absent files are left out). ``conda.yaml``'s conda specs are written as pip lines (see
+        :func:`conda_requirement`). A model with none of them, or a file that cannot be parsed,
+        is :class:`FactUnavailable`."""
+        found = {}
+        for relpath in ENVIRONMENT_FILES:
+            try:
+                found[relpath] = tuple(self._document(relpath))
+            except MissingModelFile:
+                continue
+        if not found:
+            raise FactUnavailable(
+                f"the model at {self._local_model_path or self.source!r} has none of "
+                + ", ".join(ENVIRONMENT_FILES)
+            )
+        return MappingProxyType(found)
 
     @cached_property
     def _run(self) -> Any:

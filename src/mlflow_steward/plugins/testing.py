@@ -33,6 +33,8 @@ class StaticFacts:
     signature: Mapping[str, Any] | None = field(default_factory=lambda: {"inputs": "[]"})
     has_input_example: bool = False
     requirements: list[str] | None = field(default_factory=list)
+    #: ``None``: the ``requirements`` above as the model's only environment file.
+    environment_requirements: Mapping[str, tuple[str, ...]] | None = None
     run_metrics: Mapping[str, float] = field(default_factory=dict)
     run_params: Mapping[str, str] = field(default_factory=dict)
     run_tags: Mapping[str, str] = field(default_factory=dict)
@@ -60,6 +62,8 @@ class StaticFacts:
             raise FactUnavailable("no requirements.txt")
         if name == "content_digest" and value is None:
             raise FactUnavailable("the artifacts cannot be read")
+        if name == "environment_requirements" and value is None:
+            return {"requirements.txt": tuple(self.requirements)}
         return value
 
     def changed_files(self) -> list[str]:
