@@ -1,8 +1,10 @@
 """Governed vs plain registry store on the same SQLite file: the price of governance per write.
 
-Five built-in policies apply to the timed calls (require-signature, required-tags,
-metric-threshold, allowed-requirements, freeze-window) and every decision is appended to the audit
-log. The calls are the ones users make: ``MlflowClient.create_model_version`` and
+Five configured built-in policies apply to the timed calls (require-signature, required-tags,
+metric-threshold, allowed-requirements, freeze-window), plus the two on by default since 0.2
+(content-digest: the artifacts are hashed at registration and again at each promotion;
+protect-prompt-markers), with version strings canonicalised, and every decision is appended to the
+audit log. The calls are the ones users make: ``MlflowClient.create_model_version`` and
 ``MlflowClient.set_registered_model_alias``, plain (``sqlite:///``) and governed
 (``steward+sqlite:///``), alternated call by call so both see the same machine noise.
 
@@ -91,13 +93,20 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
     audit = log.verify()
     if not audit.ok or audit.entries < 2 * calls:
         raise RuntimeError(f"the audit log does not hold every timed decision: {audit}")
-    # The timed calls were decided by the policies named above (2 on a new version, 5 on a move).
+    # The timed calls were decided by the policies named above (4 on a new version, 6 on a move).
     decided = {
         e.action: sorted(r["policy"] for r in e.reasons)
         for e in log.entries(model="bench-governed", limit=2, newest_first=True)
     }
-    if len(decided.get("set_alias", [])) != 5 or len(decided.get("create_model_version", [])) != 2:
+    if len(decided.get("set_alias", [])) != 6 or len(decided.get("create_model_version", [])) != 4:
         raise RuntimeError(f"the benchmark's policies did not apply: {decided}")
+    from mlflow import MlflowClient
+
+    from mlflow_steward.governance.events import DIGEST_TAG
+
+    registered = MlflowClient(tracking_uri=db_uri, registry_uri=db_uri)
+    if DIGEST_TAG not in registered.get_model_version("bench-governed", "1").tags:
+        raise RuntimeError("the governed versions were registered without a content digest")
     return {
         call: (statistics.median(t["plain"]), statistics.median(t["governed"]))
         for call, t in times.items()

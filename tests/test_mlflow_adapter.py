@@ -326,3 +326,37 @@ def test_direct_reads_keep_to_the_active_workspace(tmp_path, monkeypatch):
             {},
         )
         assert _mlflow_adapter.read_alias_holder(store, "fraud", "production") is None
+
+
+def test_registered_model_identity_prompt_marker_and_workspace(tmp_path, monkeypatch):
+    """read_registered_model agrees with MLflow's getter (creation time, the prompt marker), in
+    the active workspace; active_workspace follows MLflow's workspace context; the prompt
+    source placeholder is the one MLflow's create_prompt_version writes."""
+    from mlflow.store.model_registry.sqlalchemy_workspace_store import (
+        WorkspaceAwareSqlAlchemyStore,
+    )
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    store = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path}/a.db", None)
+    assert _mlflow_adapter.active_workspace(store) == "default"
+    created = store.create_registered_model("fraud")
+    found = _mlflow_adapter.read_registered_model(store, "fraud", "mlflow.prompt.is_prompt")
+    assert found == (created.creation_timestamp, None)
+    assert _mlflow_adapter.read_registered_model(store, "nobody", "x") is None
+    store.create_prompt("greeting")
+    version = store.create_prompt_version("greeting", "Hello {{name}}")
+    found = _mlflow_adapter.read_registered_model(store, "greeting", "mlflow.prompt.is_prompt")
+    assert found[1] == "true"
+    mv = store.get_model_version("greeting", str(version.version))
+    assert mv.source in _mlflow_adapter.prompt_source_placeholders()
+    assert "dummy-source" in _mlflow_adapter.prompt_source_placeholders()  # the client's
+
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    ws = WorkspaceAwareSqlAlchemyStore(f"sqlite:///{tmp_path}/b.db")
+    with WorkspaceContext("team-a"):
+        assert _mlflow_adapter.active_workspace(ws) == "team-a"
+        a = ws.create_registered_model("fraud")
+        assert _mlflow_adapter.read_registered_model(ws, "fraud", "k")[0] == a.creation_timestamp
+    with WorkspaceContext("team-b"):
+        assert _mlflow_adapter.active_workspace(ws) == "team-b"
+        assert _mlflow_adapter.read_registered_model(ws, "fraud", "k") is None

@@ -336,6 +336,18 @@ def read_model_version(
     return source, run_id, {key: value for _, _, key, value in rows if key is not None}
 
 
+@functools.cache
+def prompt_source_placeholders() -> frozenset[str]:
+    """The ``source`` values MLflow gives prompt versions (``_PROMPT_SOURCE_PLACEHOLDERS`` in
+    ``mlflow.prompt.constants``: the client's ``dummy-source``, the store's
+    ``prompt-template``; MLflow's server refuses prompt versions with any other source). A prompt
+    version has no artifacts: a version with any other source is a model, whatever its model's
+    tags say."""
+    from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS
+
+    return frozenset(str(s) for s in _PROMPT_SOURCE_PLACEHOLDERS)
+
+
 def active_workspace(store: Any) -> str:
     """The MLflow workspace ``store`` reads and writes now: the request's workspace on a server
     started with ``--enable-workspaces`` (``WorkspaceAwareMixin._get_active_workspace``), else

@@ -50,7 +50,12 @@ WHEN_KEYS = {
     "model": "registered model name, glob or list",
     "actor": "actor name, glob or list",
     "target": "deployment target name, glob or list (action deploy)",
+    "prompts": "include, exclude or only: whether the policy judges MLflow prompts",
 }
+
+#: ``when: {prompts: ...}``: whether a policy judges prompts (registered models MLflow created as
+#: prompts). Unset: the policy's own default (``Policy.applies_to_prompts``).
+PROMPT_SCOPES = ("include", "exclude", "only")
 
 Path_ = tuple[str | int, ...]
 
@@ -232,6 +237,7 @@ class When:
     models: tuple[str, ...] = ()
     actors: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    prompts: str | None = None
 
     def matches(
         self,
@@ -317,7 +323,20 @@ def _parse_when(loc: Located, where: Path_, value: Any) -> When:
         models=_str_list(loc, (*where, "model"), value["model"]) if "model" in value else (),
         actors=_str_list(loc, (*where, "actor"), value["actor"]) if "actor" in value else (),
         targets=_str_list(loc, (*where, "target"), value["target"]) if "target" in value else (),
+        prompts=_prompt_scope(loc, (*where, "prompts"), value["prompts"])
+        if "prompts" in value
+        else None,
     )
+
+
+def _prompt_scope(loc: Located, where: Path_, value: Any) -> str:
+    if value not in PROMPT_SCOPES:
+        raise loc.error(
+            where,
+            f"expected one of {', '.join(PROMPT_SCOPES)}, not {value!r}"
+            + (did_you_mean(value, PROMPT_SCOPES) if isinstance(value, str) else ""),
+        )
+    return str(value)
 
 
 def parse_config(text: str, *, path: str | None = None) -> StewardConfig:

@@ -13,6 +13,10 @@ import click
 
 from mlflow_steward.cli.main import StewardContext, echo_json
 
+#: The moves a review can be about (``governance.events.REVIEWED_ACTIONS``, kept here so that
+#: ``steward --help`` imports nothing heavy; tests/test_approvals_binding.py checks they agree).
+REVIEWED_ACTIONS = ("set_alias", "delete_alias", "transition_stage", "deploy")
+
 
 def _reviews(obj: StewardContext):
     from mlflow_steward.lifecycle.reviews import LocalReviews, ServerReviews, is_server_uri
@@ -22,34 +26,48 @@ def _reviews(obj: StewardContext):
     return ServerReviews(uri) if is_server_uri(uri) else LocalReviews(obj.session())
 
 
-def _review(obj: StewardContext, model_uri: str, alias: str, verdict: str, comment: str) -> None:
-    decision = _reviews(obj).review(model_uri, alias=alias, verdict=verdict, comment=comment)
+def _review(
+    obj: StewardContext, model_uri: str, alias: str, verdict: str, comment: str, action: str
+) -> None:
+    decision = _reviews(obj).review(
+        model_uri, alias=alias, verdict=verdict, comment=comment, action=action
+    )
     done = {"request": "requested approval of", "approve": "approved", "reject": "rejected"}
-    click.echo(f"{done[verdict]} {model_uri} for @{alias} as {decision['actor']}")
+    what = "" if action == "set_alias" else f" ({action})"
+    click.echo(f"{done[verdict]} {model_uri} for @{alias}{what} as {decision['actor']}")
 
 
 _alias = click.option("--alias", required=True, help="The alias the review is for.")
 _comment = click.option("--comment", default="", help="Why (recorded and audited).")
+_action = click.option(
+    "--action",
+    type=click.Choice(REVIEWED_ACTIONS),
+    default="set_alias",
+    show_default=True,
+    help="The move reviewed: set_alias (the promotion), delete_alias (the demotion), ...",
+)
 
 
 @click.command()
 @click.argument("model_uri")
 @_alias
 @_comment
+@_action
 @click.pass_obj
-def approve(obj: StewardContext, model_uri: str, alias: str, comment: str) -> None:
+def approve(obj: StewardContext, model_uri: str, alias: str, comment: str, action: str) -> None:
     """Approve models:/NAME/VERSION taking ALIAS, as the current identity."""
-    _review(obj, model_uri, alias, "approve", comment)
+    _review(obj, model_uri, alias, "approve", comment, action)
 
 
 @click.command()
 @click.argument("model_uri")
 @_alias
 @_comment
+@_action
 @click.pass_obj
-def reject(obj: StewardContext, model_uri: str, alias: str, comment: str) -> None:
+def reject(obj: StewardContext, model_uri: str, alias: str, comment: str, action: str) -> None:
     """Reject models:/NAME/VERSION taking ALIAS (blocks the move until the rejection expires)."""
-    _review(obj, model_uri, alias, "reject", comment)
+    _review(obj, model_uri, alias, "reject", comment, action)
 
 
 @click.group()
@@ -61,10 +79,11 @@ def approvals() -> None:
 @click.argument("model_uri")
 @_alias
 @_comment
+@_action
 @click.pass_obj
-def request_cmd(obj: StewardContext, model_uri: str, alias: str, comment: str) -> None:
+def request_cmd(obj: StewardContext, model_uri: str, alias: str, comment: str, action: str) -> None:
     """Ask for models:/NAME/VERSION to take ALIAS (the requester cannot approve it)."""
-    _review(obj, model_uri, alias, "request", comment)
+    _review(obj, model_uri, alias, "request", comment, action)
 
 
 @approvals.command("list")

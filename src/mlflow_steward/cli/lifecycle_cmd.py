@@ -110,3 +110,34 @@ def history_cmd(obj: StewardContext, name: str, alias: str | None, as_json: bool
             f"{e.ts}  {where:<16} {e.kind:<8} {e.previous_version or '-'} -> "
             f"{e.version or '-'}  by {e.actor}  (audit #{e.audit_seq})"
         )
+
+
+@click.command()
+@click.argument("model_uri")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def verify(obj: StewardContext, model_uri: str, as_json: bool) -> None:
+    """Hash a version's artifacts again and compare with the digest recorded at registration.
+
+    Exit 0 when they match; 1 when files changed (named) or no digest was recorded."""
+    from mlflow_steward.governance.events import DIGEST_TAG
+
+    report = obj.session().verify(model_uri)
+    if as_json:
+        echo_json(report)
+    elif report["recorded"] is None:
+        click.echo(
+            f"models:/{report['name']}/{report['version']}: no digest was recorded at "
+            f"registration (no {DIGEST_TAG} tag); its artifacts hash to {report['current']}"
+        )
+    elif report["ok"]:
+        click.echo(
+            f"models:/{report['name']}/{report['version']}: artifacts match {report['recorded']}"
+        )
+    else:
+        click.echo(
+            f"models:/{report['name']}/{report['version']}: artifacts CHANGED since "
+            f"registration: {', '.join(report['changed'])}",
+            err=True,
+        )
+    click.get_current_context().exit(0 if report["ok"] else 1)

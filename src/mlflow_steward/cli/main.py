@@ -39,6 +39,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "history_cmd",
         "Where aliases and stages pointed over time.",
     ),
+    "verify": (
+        "mlflow_steward.cli.lifecycle_cmd",
+        "verify",
+        "Check a version's artifacts against the digest recorded at registration.",
+    ),
     "approve": ("mlflow_steward.cli.approvals_cmd", "approve", "Approve a version for an alias."),
     "reject": ("mlflow_steward.cli.approvals_cmd", "reject", "Reject a version for an alias."),
     "approvals": (

@@ -19,6 +19,7 @@ from mlflow_steward import db
 from mlflow_steward.deployment.base import DeploymentInfo
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.governance.audit import AuditLog, utc_now
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 
 #: ``decision`` of audit entries for steps steward takes by itself (automatic rollback, restore).
 AUTOMATIC = "automatic"
@@ -39,6 +40,7 @@ class DeploymentStep:
     reason: str | None
     actor: str
     audit_seq: int
+    workspace: str = DEFAULT_WORKSPACE
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

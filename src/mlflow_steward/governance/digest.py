@@ -41,6 +41,8 @@ from mlflow_steward.governance.events import FactUnavailable
 #: Bytes read per ``readinto``: large enough that the per-call overhead vanishes next to
 #: hashing (OpenSSL releases the GIL for buffers this size), small enough to bound memory.
 CHUNK_SIZE = 1 << 20
+#: Files up to this size are read in one call (no chunk buffer to allocate and fill).
+SMALL_FILE = 1 << 18
 
 _PREFIX = "sha256:"
 
@@ -111,56 +113,64 @@ class ContentDigest:
 
 
 def _hash_file(path: str | Path) -> tuple[str, int]:
-    """``(sha256 hex, size)`` of one regular file, read in chunks into one reused buffer."""
-    sha = hashlib.sha256()
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    size = 0
+    """``(sha256 hex, size)`` of one regular file: read whole when it is small (most of a model's
+    files: one read, no buffer to set up), else in chunks into one reused buffer."""
     with open(path, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # changed since the walk saw it
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):  # changed since the walk saw it
             raise FactUnavailable(f"{path} is no longer a regular file")
+        if info.st_size <= SMALL_FILE:
+            data = f.read()
+            if len(data) <= SMALL_FILE:  # else it grew meanwhile: hash all of it below
+                return hashlib.sha256(data).hexdigest(), len(data)
+            sha, size = hashlib.sha256(data), len(data)
+        else:
+            sha, size = hashlib.sha256(), 0
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
         while n := f.readinto(buf):
             sha.update(view[:n])
             size += n
     return sha.hexdigest(), size
 
 
-def _walk(root: Path) -> Iterator[tuple[str, Path]]:
+def _walk(root: Path) -> Iterator[tuple[str, str]]:
     """``(relpath, path to read)`` of every file under ``root``; refuses what is unsafe to read
-    (see the module doc)."""
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
-        here = Path(dirpath)
-        for name in dirnames:
-            if (here / name).is_symlink():
-                raise FactUnavailable(
-                    f"{here / name} is a symbolic link to a directory: content digests refuse "
-                    "those (MLflow's uploads do not follow them)"
-                )
-        for name in filenames:
-            path = here / name
-            relpath = path.relative_to(root).as_posix()
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                target = path.resolve()
-                if not target.is_relative_to(real_root):
-                    raise FactUnavailable(
-                        f"{path} is a symbolic link to {target}, outside {root}: content "
-                        "digests refuse links that leave the model's folder"
-                    )
-                if not target.is_file():
-                    raise FactUnavailable(
-                        f"{path} is a symbolic link to {target}, which is not a regular file"
-                    )
-                yield relpath, target
-            elif stat.S_ISREG(mode):
-                yield relpath, path
-            else:  # a FIFO would block the read forever; sockets and devices are not content
-                raise FactUnavailable(f"{path} is not a regular file (mode {mode:o})")
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
+    (see the module doc). ``os.scandir`` gives each entry's type without another system call."""
+    real_root: Path | None = None  # resolved only if a link needs checking
+    pending = [("", os.fspath(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                relpath = f"{prefix}{entry.name}"
+                if entry.is_symlink():
+                    if real_root is None:
+                        real_root = root.resolve()
+                    target = Path(entry.path).resolve()
+                    if target.is_dir():
+                        raise FactUnavailable(
+                            f"{entry.path} is a symbolic link to a directory: content digests "
+                            "refuse those (MLflow's uploads do not follow them)"
+                        )
+                    if not target.is_relative_to(real_root):
+                        raise FactUnavailable(
+                            f"{entry.path} is a symbolic link to {target}, outside {root}: "
+                            "content digests refuse links that leave the model's folder"
+                        )
+                    if not target.is_file():
+                        raise FactUnavailable(
+                            f"{entry.path} is a symbolic link to {target}, which is not a "
+                            "regular file"
+                        )
+                    yield relpath, os.fspath(target)
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append((f"{relpath}/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    yield relpath, entry.path
+                else:  # a FIFO would block the read forever; sockets and devices are not content
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    raise FactUnavailable(f"{entry.path} is not a regular file (mode {mode:o})")
 
 
 def digest_local(path: str | Path) -> ContentDigest:

@@ -100,7 +100,12 @@ class ConfiguredPolicy:
             target=event.context.get("target"),
         ):
             return False
-        return policy.applies_to_prompts or not event.is_prompt
+        # Configuration decides, else the policy's default; the event's is_prompt is fixed when
+        # MLflow creates the model (protect-prompt-markers refuses later changes).
+        scope = self.when.prompts or ("include" if policy.applies_to_prompts else "exclude")
+        if scope == "include":
+            return True
+        return event.is_prompt if scope == "only" else not event.is_prompt
 
 
 class PolicyEngine:

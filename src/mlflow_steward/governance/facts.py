@@ -282,10 +282,38 @@ class MlflowContext:
         """Where the artifacts of a version's ``source`` are: a logged model's location for
         ``models:/<model id>``, the run's artifacts (or, as MLflow 3 resolves it, those of the
         run's logged model of that name) for ``runs:/<run id>/<path>``."""
-        if source.startswith("models:/") and "/" not in source[len("models:/") :].strip("/"):
-            return self.artifact_location(source[len("models:/") :].strip("/"))
+        for _ in range(8):  # a registered version's source may itself be models:/...
+            if not source.startswith("models:/"):
+                break
+            rest = source[len("models:/") :].strip("/")
+            if "/" not in rest and "@" not in rest:
+                return self.artifact_location(rest)
+            source = self._registered_source(rest, source)
+        else:
+            raise FactUnavailable(f"{source!r}: models:/ sources nested too deep")
         if source.startswith("runs:/"):
             return self._run_location(source)
+        return source
+
+    def _registered_source(self, rest: str, uri: str) -> str:
+        """The source of the registered version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
+        names (what ``copy_model_version`` registers from), read from the registry."""
+        from mlflow_steward.registry import canonical_version
+
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            version = alias_holder(self.registry, name, alias) or ""
+            if not version:
+                raise FactUnavailable(f"{uri}: no version of {name!r} holds @{alias}")
+        else:
+            name, _, version = rest.rpartition("/")
+        try:
+            version = canonical_version(version)
+        except Exception as exc:
+            raise FactUnavailable(f"{uri} is not a registered model version: {exc}") from exc
+        source = self.model_version(name, version)[0]
+        if not source:
+            raise FactUnavailable(f"{uri} has no source")
         return source
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 (one context per store, kept for its life)
@@ -555,9 +583,13 @@ class VersionFacts:
 
     @property
     def is_prompt(self) -> bool:
-        """Whether the registered model is a prompt: its ``mlflow.prompt.is_prompt`` tag, which
-        MLflow sets when it creates a prompt and the governed store lets nobody change later.
-        The version's own tags do not decide it: any client with EDIT could write those."""
+        """Whether this is a prompt version: its registered model was created as a prompt (the
+        ``mlflow.prompt.is_prompt`` tag MLflow's ``create_prompt`` sets, which the governed store
+        lets nobody change later) and the version has one of MLflow's prompt source placeholders (a
+        version of a prompt model with real artifacts is judged as a model). The version's own
+        tags do not decide it: any client with EDIT could write those."""
+        if self.source not in _mlflow_adapter.prompt_source_placeholders():
+            return False
         if self._model_tags is not None:
             return marks_prompt(self._model_tags)
         found = self._registered_model

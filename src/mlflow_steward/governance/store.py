@@ -122,8 +122,7 @@ class GovernedRegistryStore(_AbstractStore):
         return RegisteredVersionFacts(self.governor.ctx, name, str(version))
 
     def _guard_reserved(self, action: str, name: str, key: str, version: str | None = None) -> None:
-        # Case and surrounding blanks do not make another namespace: " Steward.x" is refused too.
-        if str(key).strip().lower().startswith(RESERVED_TAG_PREFIX):
+        if _is_reserved(key):
             event = self.governor.event(action, name, version=version, tag_key=key)
             raise self.governor.refuse(
                 event,
@@ -227,6 +226,13 @@ class GovernedRegistryStore(_AbstractStore):
         model_id=None,
     ):
         tag_map = _tags_dict(tags)
+        copied = self._copied_reserved_tags(source, tag_map)
+        if copied:
+            # MLflow's copy_model_version sends the source version's tags along: steward's own
+            # (written by steward on the source) are dropped, not written by the client; the
+            # copy gets its own digest below.
+            tags = [t for t in (tags or ()) if _tag_key(t) not in copied]
+            tag_map = {k: v for k, v in tag_map.items() if k not in copied}
         for key in tag_map:
             self._guard_reserved("create_model_version", name, key)
         facts = VersionFacts(
@@ -276,6 +282,21 @@ class GovernedRegistryStore(_AbstractStore):
                 self._remove_empty_model(event)
             raise
 
+    def _copied_reserved_tags(self, source: str, tag_map: Mapping[str, str]) -> set[str]:
+        """The reserved tags of a ``models:/NAME/VERSION`` copy that the source version carries
+        with the same values (all of them, or none: any other reserved tag is refused)."""
+        reserved = {k: v for k, v in tag_map.items() if _is_reserved(k)}
+        if not reserved or not str(source).startswith("models:/"):
+            return set()
+        name, _, version = str(source)[len("models:/") :].strip("/").rpartition("/")
+        try:
+            found = _version_tags(self.governor.ctx, name, canonical_version(version))
+        except Exception:  # not a version, or unreadable: nothing is dropped, the guard refuses
+            return set()
+        if found is None or any(found.get(k) != v for k, v in reserved.items()):
+            return set()
+        return set(reserved)
+
     def _remove_empty_model(self, event) -> None:
         """Undo the registered model ``mlflow.register_model`` created for a refused first version.
 
@@ -284,7 +305,9 @@ class GovernedRegistryStore(_AbstractStore):
         the registry as it found it.
         """
         name = event.model
-        entries = self.governor.audit.entries(model=name, limit=2, newest_first=True)
+        entries = self.governor.audit.entries(
+            model=name, limit=2, newest_first=True, workspace=event.workspace
+        )
         if len(entries) < 2:
             return
         refused, created = entries
@@ -532,6 +555,25 @@ class GovernedRegistryStore(_AbstractStore):
 
     def test_webhook(self, *args, **kwargs):
         return self.inner.test_webhook(*args, **kwargs)
+
+
+def _is_reserved(key: str) -> bool:
+    # Case and surrounding blanks do not make another namespace: " Steward.x" is reserved too.
+    return str(key).strip().lower().startswith(RESERVED_TAG_PREFIX)
+
+
+def _tag_key(tag: Any) -> str:
+    return str(tag.key if hasattr(tag, "key") else tag)
+
+
+def _version_tags(ctx: Any, name: str, version: str) -> dict[str, str] | None:
+    """The tags of registered version ``name``/``version`` (``None``: no such version)."""
+    from mlflow_steward.governance.events import FactUnavailable
+
+    try:
+        return dict(ctx.model_version(name, version)[2])
+    except FactUnavailable:
+        return None
 
 
 def _version_tag(key: str, value: str) -> Any:

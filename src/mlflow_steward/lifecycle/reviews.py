@@ -37,9 +37,17 @@ class ServerReviews:
         client = MlflowClient(tracking_uri=self.server_uri, registry_uri=self.server_uri)
         return ref.name, str(client.get_model_version_by_alias(ref.name, ref.alias).version)
 
-    def review(self, model_uri: str, *, alias: str, verdict: str, comment: str) -> dict[str, Any]:
+    def review(
+        self, model_uri: str, *, alias: str, verdict: str, comment: str, action: str = "set_alias"
+    ) -> dict[str, Any]:
         name, version = self._name_version(model_uri)
-        payload = {"name": name, "version": version, "alias": alias, "comment": comment}
+        payload = {
+            "name": name,
+            "version": version,
+            "alias": alias,
+            "comment": comment,
+            "action": action,
+        }
         response = _mlflow_adapter.server_rest_call(
             self.server_uri, "POST", f"{API}/{verdict}", payload
         )
@@ -56,9 +64,11 @@ class LocalReviews:
     def __init__(self, session: Any) -> None:
         self.session = session
 
-    def review(self, model_uri: str, *, alias: str, verdict: str, comment: str) -> dict[str, Any]:
+    def review(
+        self, model_uri: str, *, alias: str, verdict: str, comment: str, action: str = "set_alias"
+    ) -> dict[str, Any]:
         return self.session.review(
-            model_uri, alias=alias, verdict=verdict, comment=comment
+            model_uri, alias=alias, verdict=verdict, comment=comment, action=action
         ).to_dict()
 
     def reviews(self, model: str | None = None) -> list[dict[str, Any]]:

@@ -275,6 +275,23 @@ class StewardSession:
         )
         return decision
 
+    def verify(self, model_uri: str) -> dict[str, Any]:
+        """Hash a registered version's artifacts again and compare with the digest recorded when
+        it was registered: ``{name, version, recorded, current, changed, ok}``."""
+        name, version = self.registered(model_uri)
+        facts = VersionFacts.of_version(self.governor.ctx, name, version)
+        recorded = facts.recorded_digest
+        current = facts.content_digest
+        changed = facts.changed_files() if recorded is not None else []
+        return {
+            "name": name,
+            "version": version,
+            "recorded": recorded,
+            "current": current,
+            "changed": changed,
+            "ok": recorded is not None and recorded == current,
+        }
+
     def reviews(self, model: str | None = None, since_seconds: float = 7 * 86400) -> list[Any]:
         """Review entries of the last ``since_seconds`` (default 7 days), oldest first."""
         return approvals.list_reviews(

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_steward import _mlflow_adapter
-from mlflow_steward.errors import LifecycleError
-from mlflow_steward.governance.events import REVIEW_VERDICTS
+from mlflow_steward.errors import InvalidVersion, LifecycleError
+from mlflow_steward.governance.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
+from mlflow_steward.registry import canonical_version
 
 PREFIXES = ("/api/2.0/steward", "/ajax-api/2.0/steward")
 
@@ -92,8 +93,19 @@ def _review(verdict: str) -> Callable[[], Any]:
         body = _body()
         name, version, alias = (_field(body, k) for k in ("name", "version", "alias"))
         comment = _field(body, "comment", required=False)
+        action = _field(body, "action", required=False) or "set_alias"
+        if action not in REVIEWED_ACTIONS:
+            raise BadRequest(f"'action' must be one of {', '.join(REVIEWED_ACTIONS)}")
+        try:
+            version = canonical_version(version)
+        except InvalidVersion as exc:
+            raise BadRequest(str(exc)) from None
         decision = session().review(
-            f"models:/{name}/{version}", alias=alias, verdict=verdict, comment=comment
+            f"models:/{name}/{version}",
+            alias=alias,
+            verdict=verdict,
+            comment=comment,
+            action=action,
         )
         return jsonify({"decision": decision.to_dict()})
 
