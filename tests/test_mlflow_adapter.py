@@ -360,3 +360,28 @@ def test_registered_model_identity_prompt_marker_and_workspace(tmp_path, monkeyp
     with WorkspaceContext("team-b"):
         assert _mlflow_adapter.active_workspace(ws) == "team-b"
         assert _mlflow_adapter.read_registered_model(ws, "fraud", "k") is None
+
+
+def test_the_auth_app_records_the_user_it_authenticated():
+    # steward's actor under MLFLOW_STEWARD_AUTH=basic is what MLflow's auth app stores here, for
+    # the built-in Basic function and custom authorization functions alike. If MLflow moves it,
+    # this fails (the server would otherwise see every actor as anonymous).
+    import flask
+    from mlflow.server import auth
+
+    source = inspect.getsource(auth._before_request)
+    assert "authenticate_request()" in source
+    assert "g.mlflow_authenticated_user = authorization.username" in source
+    app = flask.Flask("adapter-test")
+    with app.test_request_context("/"):
+        assert _mlflow_adapter.server_authenticated_user() is None
+        flask.g.mlflow_authenticated_user = "alice"
+        assert _mlflow_adapter.server_authenticated_user() == "alice"
+    assert _mlflow_adapter.server_authenticated_user() is None  # outside a request
+
+
+def test_the_auth_apps_default_function_is_known():
+    from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
+
+    assert DEFAULT_AUTHORIZATION_FUNCTION == "mlflow.server.auth:authenticate_request_basic_auth"
+    assert isinstance(_mlflow_adapter.server_auth_uses_basic_credentials(), bool)

@@ -573,6 +573,32 @@ def server_enable_basic_auth(flask_app: Any) -> Any:
     return create_app(flask_app)
 
 
+def server_authenticated_user() -> str | None:
+    """The user MLflow's auth app authenticated for the current Flask request, or ``None``.
+
+    ``mlflow.server.auth._before_request`` calls the configured ``authorization_function``
+    (basic auth by default, or a custom one) and stores the authenticated name in
+    ``flask.g.mlflow_authenticated_user``; it answers 401 itself when authentication fails, and
+    sets nothing on routes it leaves unprotected. Reading it there, instead of parsing the
+    ``Authorization`` header again, names the user a custom function authenticated too.
+    """
+    from flask import g, has_app_context
+
+    if not has_app_context():
+        return None
+    user = getattr(g, "mlflow_authenticated_user", None)
+    return user if isinstance(user, str) and user else None
+
+
+def server_auth_uses_basic_credentials() -> bool:
+    """Whether MLflow's auth app authenticates with its built-in Basic-credentials function (not a
+    custom ``authorization_function`` from its configuration file)."""
+    from mlflow.server.auth import auth_config
+    from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
+
+    return auth_config.authorization_function == DEFAULT_AUTHORIZATION_FUNCTION
+
+
 def server_rest_call(
     tracking_uri: str, method: str, endpoint: str, payload: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -599,8 +625,11 @@ def server_authorize_with_model_read(routes: list[tuple[str, str]]) -> None:
     can_read = auth.validate_can_read_registered_model
 
     def validator() -> bool:
-        named = request.args.get("name") or (request.get_json(silent=True) or {}).get("name")
-        return bool(named) and can_read()
+        # silent=True turns malformed JSON into None; anything but an object names nothing
+        # (a list or a string body once crashed here with a 500).
+        body = request.get_json(silent=True)
+        named = request.args.get("name") or (body.get("name") if isinstance(body, dict) else None)
+        return isinstance(named, str) and bool(named) and can_read()
 
     for route in routes:
         auth.BEFORE_REQUEST_VALIDATORS[route] = validator
