@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -22,6 +23,18 @@ def _audit(obj: StewardContext):
     return AuditLog(db.get_engine(_uri(obj).removeprefix("steward+")))
 
 
+# C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and the
+# backslash (so an escaped "\n" in a value cannot pass for an escaped newline).
+_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(value: object) -> str:
+    """``value`` as one line of plain text: control characters (newline, carriage return, NUL,
+    the ESC of terminal escape sequences, ...) and backslashes are escaped as Python does
+    (``\\n``, ``\\x1b``), so no field can print as a second entry or rewrite the terminal."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+
+
 @click.group()
 def audit() -> None:
     """Read, verify and export the audit log."""
@@ -40,15 +53,24 @@ def log(obj: StewardContext, model: str | None, limit: int | None, as_json: bool
     if as_json:
         echo_json([e.to_dict() for e in entries])
         return
+    p = printable
     for e in entries:
         target = (
-            e.model + (f"/{e.version}" if e.version else "") + (f"@{e.alias}" if e.alias else "")
+            p(e.model)
+            + (f"/{p(e.version)}" if e.version else "")
+            + (f"@{p(e.alias)}" if e.alias else "")
         )
         click.echo(
-            f"#{e.seq} {e.ts} {e.actor} {e.action} {target} {e.decision.upper()} ({e.outcome})"
+            f"#{e.seq} {p(e.ts)} {p(e.actor)} {p(e.action)} {target} "
+            f"{p(e.decision).upper()} ({p(e.outcome)})"
         )
-        for r in e.reasons:
-            click.echo(f"    {'PASS' if r['allowed'] else 'FAIL'} {r['policy']}: {r['reason']}")
+        reasons = e.reasons if isinstance(e.reasons, list) else [e.reasons]
+        for r in reasons:
+            if isinstance(r, dict):
+                verdict = "PASS" if r.get("allowed") else "FAIL"
+                click.echo(f"    {verdict} {p(r.get('policy'))}: {p(r.get('reason'))}")
+            else:  # an entry edited in the database: shown as it is, verify names it
+                click.echo(f"    {p(r)}")
 
 
 @audit.command()

@@ -83,6 +83,64 @@ class VerifyResult:
     head: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: The longest value each field of an entry keeps (the database's column sizes where it has
+#: them); longer values are cut and marked, so a 12 MB name cannot bloat the log or fail an append.
+FIELD_LIMITS = {"actor": 256, "model": 256, "version": 32, "alias": 256, "outcome": 2000}
+#: The longest string anywhere in ``details`` or ``reasons`` (each value, each reason text).
+VALUE_LIMIT = 2000
+#: At most this many keys per mapping and items per list in ``details`` and ``reasons``.
+ITEMS_LIMIT = 100
+
+
+def truncate(value: str, limit: int) -> str:
+    """``value`` cut to at most ``limit`` characters, ending with a marker that says how many
+    were dropped (``…[+1234 chars]``)."""
+    if len(value) <= limit:
+        return value
+    keep = limit
+    while True:
+        marker = f"…[+{len(value) - keep} chars]"
+        if keep + len(marker) <= limit:
+            return value[:keep] + marker
+        keep = max(0, limit - len(marker))
+        if keep == 0:
+            return marker[:limit]
+
+
+def _bounded_value(value: Any, depth: int = 0) -> Any:
+    """A JSON-like value with every string, mapping and list bounded (nesting too)."""
+    if isinstance(value, str):
+        return truncate(value, VALUE_LIMIT)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= 8:
+        return truncate(repr(value), VALUE_LIMIT)
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        out = {truncate(str(k), 256): _bounded_value(v, depth + 1) for k, v in items[:ITEMS_LIMIT]}
+        if len(items) > ITEMS_LIMIT:
+            out["…"] = f"[+{len(items) - ITEMS_LIMIT} keys]"
+        return out
+    if isinstance(value, list | tuple):
+        out_list = [_bounded_value(v, depth + 1) for v in list(value)[:ITEMS_LIMIT]]
+        if len(value) > ITEMS_LIMIT:
+            out_list.append(f"…[+{len(value) - ITEMS_LIMIT} items]")
+        return out_list
+    return truncate(str(value), VALUE_LIMIT)
+
+
+def bounded_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an entry to append, each within its length bound (see :data:`FIELD_LIMITS`
+    and :data:`VALUE_LIMIT`). Applied before hashing, so the stored entry verifies as stored."""
+    out = dict(fields)
+    for name, limit in FIELD_LIMITS.items():
+        if out.get(name) is not None:
+            out[name] = truncate(str(out[name]), limit)
+    out["details"] = _bounded_value(dict(out["details"]))
+    out["reasons"] = _bounded_value(list(out["reasons"]))
+    return out
+
+
 def canonical(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -120,7 +178,21 @@ class AuditLog:
 
         With ``conn`` (a connection in an open transaction) the entry is written there and
         commits with whatever else that transaction holds; else in a transaction of its own.
+        Over-long values are truncated with a marker first (:func:`bounded_fields`).
         """
+        bounded = bounded_fields(
+            {
+                "actor": actor,
+                "model": model,
+                "version": version,
+                "alias": alias,
+                "details": details,
+                "outcome": outcome,
+                "reasons": reasons,
+            }
+        )
+        actor, model, version, alias = (bounded[k] for k in ("actor", "model", "version", "alias"))
+        details, outcome, reasons = bounded["details"], bounded["outcome"], bounded["reasons"]
 
         def write(conn: Connection) -> AuditEntry:
             # Updating the head row first takes the database's write lock (SQLite) or the row
