@@ -43,7 +43,7 @@ SCHEME_PREFIX = "steward+"
 RESERVED_TAG_PREFIX = "steward."
 _AbstractStore = _mlflow_adapter.abstract_registry_store()
 
-#: Methods delegated unchanged: they read, or manage notifications (webhooks) and prompt links.
+#: Methods delegated unchanged: they read.
 READ_METHODS = (
     "get_registered_model",
     "search_registered_models",
@@ -52,13 +52,9 @@ READ_METHODS = (
     "get_model_version_download_uri",
     "search_model_versions",
     "get_model_version_by_alias",
-    "create_webhook",
     "get_webhook",
     "list_webhooks",
     "list_webhooks_by_event",
-    "update_webhook",
-    "delete_webhook",
-    "test_webhook",
 )
 #: Methods that write and are governed here.
 GOVERNED_METHODS = (
@@ -76,6 +72,12 @@ GOVERNED_METHODS = (
     "delete_model_version_tag",
     "set_registered_model_alias",
     "delete_registered_model_alias",
+    # A webhook sends registry events (names, versions, tags) to a URL of its creator's choice,
+    # and a test sends a request there from the server: each is a governed, audited action.
+    "create_webhook",
+    "update_webhook",
+    "delete_webhook",
+    "test_webhook",
 )
 
 
@@ -535,9 +537,6 @@ class GovernedRegistryStore(_AbstractStore):
     def get_model_version_by_alias(self, name, alias):
         return self.inner.get_model_version_by_alias(name, alias)
 
-    def create_webhook(self, *args, **kwargs):
-        return self.inner.create_webhook(*args, **kwargs)
-
     def get_webhook(self, *args, **kwargs):
         return self.inner.get_webhook(*args, **kwargs)
 
@@ -547,14 +546,94 @@ class GovernedRegistryStore(_AbstractStore):
     def list_webhooks_by_event(self, *args, **kwargs):
         return self.inner.list_webhooks_by_event(*args, **kwargs)
 
-    def update_webhook(self, *args, **kwargs):
-        return self.inner.update_webhook(*args, **kwargs)
+    # -- webhooks (governed: the event's model is the webhook's name, or "*") -----------------
 
-    def delete_webhook(self, *args, **kwargs):
-        return self.inner.delete_webhook(*args, **kwargs)
+    def _webhook_event(self, action: str, webhook_id: str | None, **context: Any) -> Any:
+        """The event of a webhook action; the webhook's current name is its model."""
+        name = context.pop("name", None)
+        if name is None and webhook_id is not None:
+            try:
+                name = self.inner.get_webhook(webhook_id).name
+            except MlflowException:  # unknown: MLflow's own write answers RESOURCE_DOES_NOT_EXIST
+                name = None
+        if webhook_id is not None:
+            context["webhook_id"] = webhook_id
+        # Never the secret: audit details are readable by everyone who reads the log.
+        return self.governor.event(
+            action, name or "*", context={k: v for k, v in context.items() if v is not None}
+        )
 
-    def test_webhook(self, *args, **kwargs):
-        return self.inner.test_webhook(*args, **kwargs)
+    def create_webhook(self, name, url, events, description=None, secret=None, status=None):
+        event = self._webhook_event(
+            "create_webhook",
+            None,
+            name=name,
+            url=url,
+            events=_event_names(events),
+            status=_status_name(status),
+        )
+        return self._governed(
+            event,
+            lambda: self.inner.create_webhook(name, url, events, description, secret, status),
+        )
+
+    def update_webhook(
+        self,
+        webhook_id,
+        name=None,
+        description=None,
+        url=None,
+        events=None,
+        secret=None,
+        status=None,
+    ):
+        event = self._webhook_event(
+            "update_webhook",
+            webhook_id,
+            new_name=name,
+            url=url,
+            events=_event_names(events),
+            status=_status_name(status),
+            secret_changed=True if secret is not None else None,
+        )
+        return self._governed(
+            event,
+            lambda: self.inner.update_webhook(
+                webhook_id,
+                name=name,
+                description=description,
+                url=url,
+                events=events,
+                secret=secret,
+                status=status,
+            ),
+        )
+
+    def delete_webhook(self, webhook_id):
+        event = self._webhook_event("delete_webhook", webhook_id)
+        return self._governed(event, lambda: self.inner.delete_webhook(webhook_id))
+
+    def test_webhook(self, webhook_id, event=None):
+        decided = self._webhook_event(
+            "test_webhook", webhook_id, event=_event_names([event])[0] if event else None
+        )
+        return self._governed(decided, lambda: self.inner.test_webhook(webhook_id, event))
+
+    def authorize_test_webhook(self, webhook_id: str) -> None:
+        """Decide and audit a test of a webhook that MLflow's server then sends itself (its REST
+        handler calls the delivery code, not the store): raises ``PolicyDenied`` when refused."""
+        self._governed(self._webhook_event("test_webhook", webhook_id), lambda: None)
+
+
+def _event_names(events: Any) -> list[str] | None:
+    """Webhook events as ``entity.action`` strings (what a policy or a reader of the log sees)."""
+    if events is None:
+        return None
+    return [str(e) if not hasattr(e, "entity") else f"{e.entity}.{e.action}" for e in events]
+
+
+def _status_name(status: Any) -> str | None:
+    return None if status is None else str(getattr(status, "value", status))
 
 
 def _is_reserved(key: str) -> bool:

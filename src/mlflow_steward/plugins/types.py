@@ -36,6 +36,12 @@ ACTIONS: tuple[str, ...] = (
     "reject",
     "deploy",
     "retrain",
+    # Registry webhooks send registry events to any URL: creating, changing, deleting or
+    # test-firing one is governed too (the event's model is the webhook's name, or "*").
+    "create_webhook",
+    "update_webhook",
+    "delete_webhook",
+    "test_webhook",
 )
 
 #: Actions that move a version into a lifecycle position (an alias or a legacy stage).
