@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -191,9 +192,9 @@ def _postgres_reachable() -> str | None:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test, dropped afterwards.
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards (for fixtures of any scope).
 
     Skips when no server is reachable, except with STEWARD_REQUIRE_POSTGRES=1 (CI), where that
     is a failure.
@@ -222,3 +223,11 @@ def postgres_uri() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards (see
+    :func:`postgres_database`)."""
+    with postgres_database() as uri:
+        yield uri

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_steward import _mlflow_adapter
-from mlflow_steward.errors import InvalidVersion, LifecycleError
+from mlflow_steward.errors import InvalidVersion, LifecycleError, RegistryURIError
 from mlflow_steward.governance.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
 from mlflow_steward.registry import canonical_version
 
@@ -50,7 +50,10 @@ def _body() -> dict[str, Any]:
 
     if not request.is_json:
         raise BadRequest("send a JSON body with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the server's guard refuses such bodies first; this is the backstop
+        body = None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
@@ -78,6 +81,8 @@ def _handled(view: Callable[..., Any]) -> Callable[..., Any]:
             return _json_error(400, "INVALID_PARAMETER_VALUE", str(exc))
         except LifecycleError as exc:
             return _json_error(404, "RESOURCE_DOES_NOT_EXIST", str(exc))
+        except RegistryURIError as exc:  # a name or version no models:/ URI can carry
+            return _json_error(400, "INVALID_PARAMETER_VALUE", str(exc))
         except MlflowException as exc:
             status = exc.get_http_status_code()
             return _json_error(status if status < 500 else 400, exc.error_code, exc.message)
