@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 PROJECT_NAME = "mlflow_steward"
 #: Marks a function or method as an implementation of a steward hook.

@@ -62,6 +62,9 @@ class DeploymentInfo:
     reason: str | None = None
     created: str | None = None
     updated: str | None = None
+    #: The MLflow workspace of the registry the deployment serves from (``default`` without
+    #: workspaces). Deployment names are unique across workspaces.
+    workspace: str = "default"
 
     def to_dict(self, *, runtime: bool = False) -> dict[str, Any]:
         out = asdict(self)

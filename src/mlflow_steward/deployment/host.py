@@ -65,7 +65,7 @@ class DeploymentHost:
         self.session = session
         self.pm: StewardPluginManager = session.pm
         self.config: StewardConfig = session.config
-        self.store = DeploymentStore(session.governor.db_engine)
+        self.store = DeploymentStore(session.governor.db_engine, session.governor.workspace())
         self.progress: Progress = progress or (lambda message: None)
 
     # -- targets -------------------------------------------------------------------------------
@@ -299,7 +299,10 @@ class DeploymentHost:
         options, target_name = self.options(name, target or "", config)
         registered = self.target(target_name)
         if self.store.get(name) is not None:
-            raise DeploymentError(f"deployment {name!r} already exists; use `update` to change it")
+            raise DeploymentError(
+                f"deployment {name!r} already exists (deployment names are unique across "
+                "workspaces); use `update` to change it"
+            )
         model = self.resolve(model_uri)
         client = self.client(target_name)
         client.validate(name, options)
@@ -313,6 +316,7 @@ class DeploymentHost:
             requested=model_uri,
             options=options,
             traffic={model.version: 100},
+            workspace=self.store.workspace or "default",
         )
 
         def reserve() -> None:

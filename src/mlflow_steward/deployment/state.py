@@ -62,15 +62,20 @@ def _row_to_info(row: Any) -> DeploymentInfo:
         runtime=json.loads(row.runtime),
         created=row.created,
         updated=row.updated,
+        workspace=row.workspace,
     )
 
 
 class DeploymentStore:
     """Reads and writes deployment rows; every state change is audited."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workspace: str | None = None) -> None:
+        """``workspace``: the MLflow workspace new deployments belong to and :meth:`list` shows
+        (``None``: the default workspace for new ones, every workspace listed). Steps of an
+        existing deployment are recorded in its own workspace."""
         self.engine = engine
         self.audit = AuditLog(engine)
+        self.workspace = workspace
 
     @classmethod
     def for_registry(cls, registry_uri: str) -> DeploymentStore:
@@ -99,6 +104,8 @@ class DeploymentStore:
         query = sa.select(db.deployments).order_by(db.deployments.c.name)
         if target is not None:
             query = query.where(db.deployments.c.target == target)
+        if self.workspace is not None:
+            query = query.where(db.deployments.c.workspace == self.workspace)
         with db.reading(self.engine) as conn:
             return [_row_to_info(row) for row in conn.execute(query)]
 
@@ -152,6 +159,7 @@ class DeploymentStore:
                 runtime=json.dumps(info.runtime, sort_keys=True),
                 created=now,
                 updated=now,
+                workspace=info.workspace,
             )
         )
 
@@ -188,9 +196,11 @@ class DeploymentStore:
         status: str,
         reason: str | None,
         actor: str,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> None:
         conn.execute(
             db.deployment_events.insert().values(
+                workspace=workspace,
                 deployment=deployment,
                 ts=utc_now(),
                 kind=kind,
@@ -234,6 +244,7 @@ class DeploymentStore:
                 status=status,
                 reason=reason,
                 actor=actor,
+                workspace=info.workspace,
             )
             if delete:
                 self.delete_row(conn, info.name)
@@ -257,4 +268,5 @@ class DeploymentStore:
             outcome=status if not reason else f"{status}: {reason}",
             reasons=[],
             also=also,
+            workspace=info.workspace,
         )

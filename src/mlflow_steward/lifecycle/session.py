@@ -179,6 +179,11 @@ class StewardSession:
                 f"@{alias} on {name!r} is held by {current or 'nobody'}, not version "
                 f"{expect_current}: not rolled back"
             )
+        if to_version is not None:
+            try:
+                to_version = canonical_version(to_version)
+            except InvalidVersion as exc:
+                raise LifecycleError(f"--to-version: {exc}") from None
         target = to_version or history.rollback_target(self.history(name, alias), current)
         if target is None:
             raise LifecycleError(

@@ -134,7 +134,8 @@ def _list_deployments() -> Any:
     from mlflow_steward.deployment.state import DeploymentStore
 
     name = request.args.get("name") or None
-    store = DeploymentStore(session().governor.db_engine)
+    governor = session().governor
+    store = DeploymentStore(governor.db_engine, governor.workspace())  # the request's workspace
     found = [d for d in store.list() if name is None or d.model == name]
     return jsonify(
         {
