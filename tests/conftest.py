@@ -40,6 +40,10 @@ _ENV_VARS = (
     "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD",
     "MLFLOW_STEWARD_ACTOR",
     "MLFLOW_STEWARD_AUDIT_KEY",
+    # MLflow's own, set by mlflow.set_experiment / set_workspace in a test
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_WORKSPACE",
 )
 
 

@@ -71,7 +71,12 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     check = _steward("check", "models:/breast-cancer/2", "--to", "production", "--json", env=env)
     assert check.returncode == 1, check.stderr
     verdicts = {p["policy"]: p["allowed"] for p in json.loads(check.stdout)["policies"]}
-    assert verdicts == {"require-signature": True, "required-tags": True, "metric-threshold": False}
+    assert verdicts == {
+        "require-signature": True,
+        "required-tags": True,
+        "metric-threshold": False,
+        "content-digest": True,  # on by default: the artifacts are as registered
+    }
 
     history = _steward("history", "breast-cancer", env=env)
     assert "@production" in history.stdout

@@ -600,6 +600,9 @@ def workspaces(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Ser
         client = MlflowClient(tracking_uri=proc.url)
         for name in ("team-a", "team-b"):
             client.create_workspace(name)
+            # set_workspace and set_experiment write environment variables (for child threads):
+            # put back what was there, or the next tests would look for this experiment.
+            saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_WORKSPACE")}
             mlflow.set_workspace(name)
             mlflow.set_tracking_uri(proc.url)
             try:
@@ -610,6 +613,11 @@ def workspaces(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Ser
                 mlflow.set_workspace(None)
                 mlflow.set_tracking_uri(None)
                 mlflow.tracking.fluent._active_experiment_id = None
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
         yield s
 
 

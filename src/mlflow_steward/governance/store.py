@@ -21,7 +21,7 @@ from mlflow_steward import _mlflow_adapter, db
 from mlflow_steward.errors import InvalidVersion, RegistryURIError
 from mlflow_steward.governance import manifests
 from mlflow_steward.governance.engine import Decision
-from mlflow_steward.governance.events import ALIASES_HELD, DIGEST_TAG
+from mlflow_steward.governance.events import ALIASES_HELD, DIGEST_TAG, FactUnavailable
 from mlflow_steward.governance.facts import (
     RegisteredVersionFacts,
     VersionFacts,
@@ -257,9 +257,15 @@ class GovernedRegistryStore(_AbstractStore):
         def write():
             written = list(tags or ())
             if not event.is_prompt:  # a prompt's source is a placeholder, not artifacts
-                # Usually hashed already, by the content-digest policy's decision.
-                recorded.append(facts._content)
-                written.append(_version_tag(DIGEST_TAG, recorded[0].digest))
+                # Hashed already by the content-digest policy's decision; where a configuration
+                # keeps that policy away from this model, artifacts that cannot be read leave
+                # the version without a digest (as one registered before 0.2).
+                try:
+                    recorded.append(facts._content)
+                except FactUnavailable:
+                    pass
+                else:
+                    written.append(_version_tag(DIGEST_TAG, recorded[0].digest))
             return self.inner.create_model_version(
                 name,
                 source,
@@ -647,8 +653,6 @@ def _tag_key(tag: Any) -> str:
 
 def _version_tags(ctx: Any, name: str, version: str) -> dict[str, str] | None:
     """The tags of registered version ``name``/``version`` (``None``: no such version)."""
-    from mlflow_steward.governance.events import FactUnavailable
-
     try:
         return dict(ctx.model_version(name, version)[2])
     except FactUnavailable:
