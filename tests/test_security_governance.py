@@ -18,6 +18,7 @@ can be made as a chosen person.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from mlflow import MlflowClient
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditLog
 from mlflow_steward.governance.events import DIGEST_TAG
-from tests.conftest import log_model_at
+from tests.conftest import log_model_at, postgres_database
 from tests.servers import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -136,10 +137,14 @@ class Server:
         return AuditLog(db.get_engine(self.backend))
 
 
-def _backend(request: pytest.FixtureRequest, root: Path) -> str:
+@contextlib.contextmanager
+def _backend(request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
+    """The module's database: a SQLite file, or a fresh PostgreSQL database dropped after."""
     if request.param == "sqlite":
-        return f"sqlite:///{root / 'mlflow.db'}"
-    return request.getfixturevalue("postgres_uri")
+        yield f"sqlite:///{root / 'mlflow.db'}"
+    else:
+        with postgres_database() as uri:
+            yield uri
 
 
 @pytest.fixture(
@@ -149,10 +154,12 @@ def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]
     root = tmp_path_factory.mktemp(f"attack-{request.param}")
     config = root / "steward.yaml"
     config.write_text(CONFIG)
-    backend = _backend(request, root)
     artifacts = root / "artifacts"
     env = {"MLFLOW_STEWARD_AUTH": "trusted-header"}
-    with mlflow_server(backend, root, config=config, env=env, artifacts=artifacts) as proc:
+    with (
+        _backend(request, root) as backend,
+        mlflow_server(backend, root, config=config, env=env, artifacts=artifacts) as proc,
+    ):
         s = Server(proc.url, backend, artifacts)
         s.models = {
             "good1": log_model_at(proc.url),
@@ -586,16 +593,18 @@ def workspaces(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Ser
     root = tmp_path_factory.mktemp(f"workspaces-{request.param}")
     config = root / "steward.yaml"
     config.write_text(CONFIG)
-    backend = _backend(request, root)
     env = {"MLFLOW_STEWARD_AUTH": "trusted-header"}
-    with mlflow_server(
-        backend,
-        root,
-        config=config,
-        env=env,
-        artifacts=root / "artifacts",
-        extra_args=("--enable-workspaces",),
-    ) as proc:
+    with (
+        _backend(request, root) as backend,
+        mlflow_server(
+            backend,
+            root,
+            config=config,
+            env=env,
+            artifacts=root / "artifacts",
+            extra_args=("--enable-workspaces",),
+        ) as proc,
+    ):
         s = Server(proc.url, backend, root / "artifacts")
         client = MlflowClient(tracking_uri=proc.url)
         for name in ("team-a", "team-b"):

@@ -115,7 +115,9 @@ def _lock_key(event: ActionEvent) -> str:
     workspaces may each have a model of the same name)."""
     if event.workspace == DEFAULT_WORKSPACE:
         return event.model
-    return f"{event.workspace}\x00{event.model}"
+    # MLflow refuses "/" in model names, so no model name of the default workspace can look
+    # like this key (and PostgreSQL text cannot hold the NUL a separator might be).
+    return f"{event.workspace}/{event.model}"
 
 
 class Governor:
