@@ -235,3 +235,31 @@ def postgres_uri() -> Iterator[str]:
     :func:`postgres_database`)."""
     with postgres_database() as uri:
         yield uri
+
+
+# -- S3 --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A boto3 S3 client of moto's threaded S3 server on a free 127.0.0.1 port, with the
+    environment that makes MLflow and boto3 use it (test credentials, MLFLOW_S3_ENDPOINT_URL)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from mlflow_steward.server.process import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        }.items():
+            monkeypatch.setenv(key, value)
+        yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()

@@ -1,5 +1,36 @@
-"""Real `mlflow server` processes for the tests (the helper lives in the package)."""
+"""Real `mlflow server` processes for the tests (the helper lives in the package), and the
+environment that turns on MLflow's basic-auth app with steward's identity from it."""
+
+import textwrap
+from pathlib import Path
 
 from mlflow_steward.server.process import Server, free_port, mlflow_server
 
-__all__ = ["Server", "free_port", "mlflow_server"]
+__all__ = ["Server", "basic_auth_env", "free_port", "mlflow_server"]
+
+
+def basic_auth_env(
+    root: Path,
+    password: str,
+    *,
+    authorization_function: str = "mlflow.server.auth:authenticate_request_basic_auth",
+) -> dict[str, str]:
+    """Write MLflow's auth configuration under ``root`` (users in ``root/auth.db``, admin
+    ``admin`` with ``password``, everyone EDIT by default) and return the server environment
+    that uses it, with ``MLFLOW_STEWARD_AUTH=basic``."""
+    ini = root / "basic_auth.ini"
+    ini.write_text(
+        textwrap.dedent(f"""\
+        [mlflow]
+        default_permission = EDIT
+        database_uri = sqlite:///{root / "auth.db"}
+        admin_username = admin
+        authorization_function = {authorization_function}
+        """)
+    )
+    return {
+        "MLFLOW_STEWARD_AUTH": "basic",
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "steward-test-secret",
+    }

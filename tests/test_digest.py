@@ -17,7 +17,6 @@ from mlflow_steward.governance.digest import (
     digest_of_files,
 )
 from mlflow_steward.governance.events import FactUnavailable
-from mlflow_steward.server.process import free_port
 
 
 def _write(root, files: dict[str, bytes]):
@@ -160,25 +159,9 @@ def test_large_file_is_hashed_without_reading_it_into_memory(tmp_path):
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }.items():
-        monkeypatch.setenv(key, value)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
-    client.create_bucket(Bucket="models")
-    yield client
-    server.stop()
+def s3(s3_client):
+    s3_client.create_bucket(Bucket="models")
+    return s3_client
 
 
 def test_local_and_s3_copies_of_a_model_have_the_same_digest(model, s3, tmp_path, monkeypatch):

@@ -389,3 +389,32 @@ def test_a_monitor_whose_alias_is_gone_still_alerts(two_versions):
         assert [(a["action"], a["ok"]) for a in run["actions"]] == [("alert", True)]
         [body] = hook.bodies()
     assert body["summary"].startswith("monitor fraud-production: ERROR on models:/fraud@production")
+
+
+def test_monitor_runs_are_kept_per_workspace(tmp_path):
+    """Streaks, cooldowns and since-last-run windows read the runs of their own workspace only:
+    a monitor of the same name in another workspace neither extends nor resets them."""
+    from mlflow_steward import db
+    from mlflow_steward.monitoring.rules import last_fired, last_run, recent_statuses, record_run
+
+    engine = db.get_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    for workspace, status, ts in (("team-a", "drift", 10.0), ("team-b", "healthy", 20.0)):
+        record_run(
+            engine,
+            monitor="fraud-drift",
+            model="fraud",
+            version="1",
+            status=status,
+            run_id=None,
+            actions=[{"rule": 1, "action": "tag", "ok": True, "result": "x"}],
+            detail={},
+            ts=ts,
+            workspace=workspace,
+        )
+    assert recent_statuses(engine, "fraud-drift", "1", 5, "team-a") == ["drift"]
+    assert recent_statuses(engine, "fraud-drift", "1", 5, "team-b") == ["healthy"]
+    assert recent_statuses(engine, "fraud-drift", "1", 5) == []  # the default workspace
+    assert last_run(engine, "fraud-drift", "team-a") == 10.0
+    assert last_run(engine, "fraud-drift", "team-b") == 20.0
+    assert last_fired(engine, "fraud-drift", 1, 0.0, "team-a") == 10.0
+    assert last_fired(engine, "fraud-drift", 1, 0.0) is None

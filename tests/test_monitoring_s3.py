@@ -10,30 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from mlflow_steward.cli.main import cli
-from mlflow_steward.server.process import free_port
 from tests.monitoring_helpers import batch, train
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }.items():
-        monkeypatch.setenv(key, value)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
-    client.create_bucket(Bucket="current")
-    yield client
-    server.stop()
+def s3(s3_client):
+    s3_client.create_bucket(Bucket="current")
+    return s3_client
 
 
 def run(workspace, data: str) -> dict:

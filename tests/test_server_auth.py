@@ -16,7 +16,7 @@ from mlflow_steward import db
 from mlflow_steward.cli.main import cli
 from mlflow_steward.governance.audit import AuditLog
 from tests.conftest import log_model_at
-from tests.servers import mlflow_server
+from tests.servers import basic_auth_env, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -35,22 +35,7 @@ CONFIG = textwrap.dedent(f"""\
 def auth_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth")
     (root / "steward.yaml").write_text(CONFIG)
-    ini = root / "basic_auth.ini"
-    ini.write_text(
-        textwrap.dedent(f"""\
-        [mlflow]
-        default_permission = EDIT
-        database_uri = sqlite:///{root / "auth.db"}
-        admin_username = admin
-        authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-        """)
-    )
-    env = {
-        "MLFLOW_STEWARD_AUTH": "basic",
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "steward-test-secret",
-    }
+    env = basic_auth_env(root, PASSWORD)
     backend = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_server(backend, root, config=root / "steward.yaml", env=env) as server:
         for user in ("alice", "bob", "carol"):

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from mlflow_steward import db
 from mlflow_steward.governance.audit import AuditLog
 from tests.conftest import postgres_database
-from tests.servers import Server, mlflow_server
+from tests.servers import Server, basic_auth_env, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -92,21 +92,8 @@ class Target:
 
 def _start(backend: str, root: Path) -> Iterator[Target]:
     (root / "steward.yaml").write_text(CONFIG)
-    ini = root / "basic_auth.ini"
-    ini.write_text(
-        textwrap.dedent(f"""\
-        [mlflow]
-        default_permission = EDIT
-        database_uri = sqlite:///{root / "auth.db"}
-        admin_username = admin
-        authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-        """)
-    )
     env = {
-        "MLFLOW_STEWARD_AUTH": "basic",
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "steward-test-secret",
+        **basic_auth_env(root, PASSWORD),
         # MLflow resolves a webhook's host and refuses private addresses; no public one here.
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
     }
@@ -522,21 +509,10 @@ CUSTOM_AUTH = textwrap.dedent("""\
 def test_the_actor_is_whom_a_custom_authorization_function_authenticated(tmp_path):
     (tmp_path / "steward_test_auth.py").write_text(CUSTOM_AUTH)
     (tmp_path / "steward.yaml").write_text("policies:\n  - use: require-identity\n")
-    ini = tmp_path / "basic_auth.ini"
-    ini.write_text(
-        textwrap.dedent(f"""\
-        [mlflow]
-        default_permission = EDIT
-        database_uri = sqlite:///{tmp_path / "auth.db"}
-        admin_username = admin
-        authorization_function = steward_test_auth:authenticate
-        """)
-    )
     env = {
-        "MLFLOW_STEWARD_AUTH": "basic",
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "steward-test-secret",
+        **basic_auth_env(
+            tmp_path, PASSWORD, authorization_function="steward_test_auth:authenticate"
+        ),
         "PYTHONPATH": str(tmp_path),
     }
     backend = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -267,16 +267,23 @@ class MlflowContext:
         ``python_env.yaml`` and ``conda.yaml`` as their requirement lines) and read-only:
         policies share it.
 
-        Model artifacts are written once (a logged model's files do not change), so what was
-        parsed is cached: a promotion does not download the same ``MLmodel`` again. A read that
-        fails, or a file that is missing, is not cached.
+        What was parsed is cached: a promotion does not download the same ``MLmodel`` again.
+        Artifacts are meant to be written once; files replaced afterwards are refused by the
+        ``content-digest`` policy (on by default), which hashes them on every promotion. A
+        ``models:/NAME@ALIAS`` source is cached by where the alias points now, never by the
+        alias. A read that fails, or a file that is missing, is not cached.
         """
 
         @functools.lru_cache(maxsize=512)
         def parsed(source: str, relpath: str) -> Any:
             return _parse_model_file(source, relpath, self._read_model_file(source, relpath))
 
-        return parsed
+        def document(source: str, relpath: str) -> Any:
+            if source.startswith("models:/") and "@" in source:
+                source = self.location(source)  # an alias moves
+            return parsed(source, relpath)
+
+        return document
 
     def location(self, source: str) -> str:
         """Where the artifacts of a version's ``source`` are: a logged model's location for

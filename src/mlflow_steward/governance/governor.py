@@ -401,6 +401,7 @@ class Governor:
                         alias=event.alias,
                         details=event.details(),
                         reasons=[o.to_dict() for o in decision.outcomes],
+                        workspace=event.workspace,
                     )
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc

@@ -63,10 +63,12 @@ def insert(
     alias: str | None,
     details: Mapping[str, Any],
     reasons: list[Mapping[str, Any]],
+    workspace: str = db.DEFAULT_WORKSPACE,
 ) -> int:
     with engine.begin() as conn:
         result = conn.execute(
             db.pending_writes.insert().values(
+                workspace=workspace,
                 ts=utc_now(),
                 actor=actor,
                 action=action,

@@ -233,7 +233,6 @@ class GovernedRegistryStore(_AbstractStore):
             # MLflow's copy_model_version sends the source version's tags along: steward's own
             # (written by steward on the source) are dropped, not written by the client; the
             # copy gets its own digest below.
-            tags = [t for t in (tags or ()) if _tag_key(t) not in copied]
             tag_map = {k: v for k, v in tag_map.items() if k not in copied}
         for key in tag_map:
             self._guard_reserved("create_model_version", name, key)
@@ -255,7 +254,7 @@ class GovernedRegistryStore(_AbstractStore):
         recorded: list[Any] = []
 
         def write():
-            written = list(tags or ())
+            written = [_version_tag(k, v) for k, v in tag_map.items()]
             if not event.is_prompt:  # a prompt's source is a placeholder, not artifacts
                 # Hashed already by the content-digest policy's decision; where a configuration
                 # keeps that policy away from this model, artifacts that cannot be read leave
@@ -270,7 +269,7 @@ class GovernedRegistryStore(_AbstractStore):
                 name,
                 source,
                 run_id=run_id,
-                tags=written or tags,
+                tags=written,
                 run_link=run_link,
                 description=description,
                 local_model_path=local_model_path,
@@ -645,10 +644,6 @@ def _status_name(status: Any) -> str | None:
 def _is_reserved(key: str) -> bool:
     # Case and surrounding blanks do not make another namespace: " Steward.x" is reserved too.
     return str(key).strip().lower().startswith(RESERVED_TAG_PREFIX)
-
-
-def _tag_key(tag: Any) -> str:
-    return str(tag.key if hasattr(tag, "key") else tag)
 
 
 def _version_tags(ctx: Any, name: str, version: str) -> dict[str, str] | None:

@@ -170,6 +170,7 @@ def healthy_previous_holder(session: Any, model: str, alias: str, current: str) 
             query = (
                 sa.select(db.monitor_runs.c.status)
                 .where(db.monitor_runs.c.model == model, db.monitor_runs.c.version == version)
+                .where(db.monitor_runs.c.workspace == session.governor.workspace())
                 .where(db.monitor_runs.c.status.in_(("healthy", *bad)))
                 .order_by(db.monitor_runs.c.id.desc())
                 .limit(1)
@@ -397,9 +398,11 @@ def steward_monitor_actions() -> Iterator[MonitorAction]:
 # -- rule evaluation ---------------------------------------------------------------------------
 
 
-def recent_statuses(engine: Any, monitor: str, version: str | None, limit: int) -> list[str]:
-    """The newest ``limit`` statuses of ``monitor`` on ``version``, newest first (a streak
-    starts again when the monitored alias moves to another version)."""
+def recent_statuses(
+    engine: Any, monitor: str, version: str | None, limit: int, workspace: str = "default"
+) -> list[str]:
+    """The newest ``limit`` statuses of ``monitor`` on ``version`` in ``workspace``, newest first
+    (a streak starts again when the monitored alias moves to another version)."""
     import sqlalchemy as sa
 
     from mlflow_steward import db
@@ -407,6 +410,7 @@ def recent_statuses(engine: Any, monitor: str, version: str | None, limit: int) 
     query = (
         sa.select(db.monitor_runs.c.status)
         .where(
+            db.monitor_runs.c.workspace == workspace,
             db.monitor_runs.c.monitor == monitor,
             db.monitor_runs.c.version.is_(None)
             if version is None
@@ -419,22 +423,27 @@ def recent_statuses(engine: Any, monitor: str, version: str | None, limit: int) 
         return [r.status for r in conn.execute(query)]
 
 
-def last_run(engine: Any, monitor: str) -> float | None:
-    """When ``monitor`` last judged data (healthy or drift), or ``None``: a failed or
-    insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
+def last_run(engine: Any, monitor: str, workspace: str = "default") -> float | None:
+    """When ``monitor`` last judged data (healthy or drift) in ``workspace``, or ``None``: a
+    failed or insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
     import sqlalchemy as sa
 
     from mlflow_steward import db
 
     query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(
-        db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.status.in_(("healthy", "drift"))
+        db.monitor_runs.c.workspace == workspace,
+        db.monitor_runs.c.monitor == monitor,
+        db.monitor_runs.c.status.in_(("healthy", "drift")),
     )
     with db.reading(engine) as conn:
         return conn.execute(query).scalar()
 
 
-def last_fired(engine: Any, monitor: str, rule: int, since: float) -> float | None:
-    """When rule ``rule`` of ``monitor`` last acted (dry runs included), if after ``since``."""
+def last_fired(
+    engine: Any, monitor: str, rule: int, since: float, workspace: str = "default"
+) -> float | None:
+    """When rule ``rule`` of ``monitor`` last acted (dry runs included) in ``workspace``, if
+    after ``since``."""
     import sqlalchemy as sa
 
     from mlflow_steward import db
@@ -442,6 +451,7 @@ def last_fired(engine: Any, monitor: str, rule: int, since: float) -> float | No
     query = (
         sa.select(db.monitor_runs.c.ts, db.monitor_runs.c.actions)
         .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.ts >= since)
+        .where(db.monitor_runs.c.workspace == workspace)
         .order_by(db.monitor_runs.c.id.desc())
     )
     with db.reading(engine) as conn:
@@ -462,12 +472,14 @@ def record_run(
     actions: list[dict[str, Any]],
     detail: Mapping[str, Any],
     ts: float,
+    workspace: str = "default",
 ) -> None:
     from mlflow_steward import db
 
     with engine.begin() as conn:
         conn.execute(
             db.monitor_runs.insert().values(
+                workspace=workspace,
                 monitor=monitor,
                 model=model,
                 version=version,
@@ -490,11 +502,14 @@ def apply_rules(
     (or is refused by a policy) is reported and the next one still runs.
     """
     engine = context.session.governor.db_engine
+    workspace = context.session.governor.workspace()
     done: list[dict[str, Any]] = []
     for rule in context.monitor.rules:
         if context.status not in rule.when:
             continue
-        previous = recent_statuses(engine, context.monitor.name, context.version, rule.after - 1)
+        previous = recent_statuses(
+            engine, context.monitor.name, context.version, rule.after - 1, workspace
+        )
         if len(previous) < rule.after - 1 or any(s not in rule.when for s in previous):
             done.append(
                 {
@@ -507,7 +522,7 @@ def apply_rules(
             )
             continue
         fired = (
-            last_fired(engine, context.monitor.name, rule.index, now - rule.cooldown)
+            last_fired(engine, context.monitor.name, rule.index, now - rule.cooldown, workspace)
             if rule.cooldown
             else None
         )

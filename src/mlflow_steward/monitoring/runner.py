@@ -76,7 +76,11 @@ class MonitorRunner:
 
     def read(self, monitor: Monitor, version: str, now: float) -> Any:
         if monitor.window == SINCE_LAST_RUN:
-            since = last_run(self.session.governor.db_engine, monitor.name)
+            since = last_run(
+                self.session.governor.db_engine,
+                monitor.name,
+                self.session.governor.workspace(),
+            )
         else:
             since = now - monitor.window if monitor.window else None
         return self._read(monitor.data, SourceContext(version, since, self.session))
@@ -152,6 +156,7 @@ class MonitorRunner:
                 actions=out.actions,
                 detail={"error": out.error, "drifted": out.drifted, "rows": out.rows},
                 ts=now,
+                workspace=self.session.governor.workspace(),
             )
         except Exception as exc:
             _logger.warning("monitor %s: its run could not be recorded: %s", monitor.name, exc)
