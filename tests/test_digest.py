@@ -176,9 +176,9 @@ def test_local_and_s3_copies_of_a_model_have_the_same_digest(model, s3, tmp_path
     on_disk_while_hashing = []
     hash_file = digest._hash_file
 
-    def spy(path):
+    def spy(path, keep=False):
         on_disk_while_hashing.append([p for p in scratch.rglob("*") if p.is_file()])
-        return hash_file(path)
+        return hash_file(path, keep)
 
     monkeypatch.setattr(digest, "_hash_file", spy)
     remote = digest_artifacts("s3://models/fraud/v1", None)

@@ -385,3 +385,34 @@ def test_the_auth_apps_default_function_is_known():
 
     assert DEFAULT_AUTHORIZATION_FUNCTION == "mlflow.server.auth:authenticate_request_basic_auth"
     assert isinstance(_mlflow_adapter.server_auth_uses_basic_credentials(), bool)
+
+
+def test_a_version_tag_inserted_in_a_steward_transaction_is_mlflows_tag(tmp_path, monkeypatch):
+    """insert_version_tag writes the row MLflow's set_model_version_tag would (its getter reads
+    it back), in the active workspace, and commits or rolls back with the caller's transaction."""
+    from mlflow.store.model_registry.sqlalchemy_workspace_store import (
+        WorkspaceAwareSqlAlchemyStore,
+    )
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    store = _mlflow_adapter.build_registry_store(f"sqlite:///{tmp_path}/a.db", None)
+    store.create_registered_model("fraud")
+    store.create_model_version("fraud", "file:///tmp/m", run_id=None)
+    # As steward calls it: in a transaction the caller began (the governed write's).
+    with store.engine.connect() as conn:
+        conn.begin()
+        _mlflow_adapter.insert_version_tag(store, conn, "fraud", "1", "steward.x", "kept")
+        conn.commit()
+        conn.begin()
+        _mlflow_adapter.insert_version_tag(store, conn, "fraud", "1", "steward.y", "undone")
+        conn.rollback()
+    assert store.get_model_version("fraud", "1").tags == {"steward.x": "kept"}
+
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    ws = WorkspaceAwareSqlAlchemyStore(f"sqlite:///{tmp_path}/b.db")
+    with WorkspaceContext("team-a"):
+        ws.create_registered_model("fraud")
+        ws.create_model_version("fraud", "file:///tmp/a", run_id=None)
+        with ws.engine.begin() as conn:
+            _mlflow_adapter.insert_version_tag(ws, conn, "fraud", "1", "steward.x", "a")
+        assert ws.get_model_version("fraud", "1").tags == {"steward.x": "a"}

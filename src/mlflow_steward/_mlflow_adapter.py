@@ -408,6 +408,33 @@ def read_registered_model(store: Any, name: str, marker: str) -> tuple[int, str 
     return (int(rows[0][0]), rows[0][1]) if rows else None
 
 
+@functools.cache
+def _version_tag_insert(filtered: bool) -> Any:
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag
+    from sqlalchemy import bindparam, insert
+
+    t = SqlModelVersionTag.__table__
+    values = {c: bindparam(c) for c in ("name", "version", "key", "value")}
+    if filtered:
+        values["workspace"] = bindparam("workspace")
+    return Prepared(insert(t).values(values))
+
+
+def insert_version_tag(
+    store: Any, connection: Any, name: str, version: str, key: str, value: str
+) -> None:
+    """Add a tag to a version just created by ``store`` (MLflow's SQL registry store) on
+    ``connection``, in the transaction of the write that created it: one statement, where
+    ``set_model_version_tag`` would load the version through the ORM first (steward's digest
+    tag is written this way on every registration)."""
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag
+
+    flags, params = _workspace(store, SqlModelVersionTag)
+    _version_tag_insert(*flags).rows(
+        connection, {**params, "name": name, "version": int(version), "key": key, "value": value}
+    )
+
+
 def tracking_sql_store(client: Any) -> Any | None:
     """The SQL tracking store behind an ``MlflowClient``, or ``None`` (a server, a file store)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

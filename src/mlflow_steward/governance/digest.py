@@ -112,9 +112,10 @@ class ContentDigest:
         return out
 
 
-def _hash_file(path: str | Path) -> tuple[str, int]:
-    """``(sha256 hex, size)`` of one regular file: read whole when it is small (most of a model's
-    files: one read, no buffer to set up), else in chunks into one reused buffer."""
+def _hash_file(path: str | Path, keep: bool = False) -> tuple[str, int, bytes | None]:
+    """``(sha256 hex, size, bytes)`` of one regular file: read whole when it is small (most of a
+    model's files: one read, no buffer to set up), else in chunks into one reused buffer. The
+    bytes of a small file are returned with ``keep`` (else ``None``)."""
     with open(path, "rb", buffering=0) as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):  # changed since the walk saw it
@@ -122,7 +123,7 @@ def _hash_file(path: str | Path) -> tuple[str, int]:
         if info.st_size <= SMALL_FILE:
             data = f.read()
             if len(data) <= SMALL_FILE:  # else it grew meanwhile: hash all of it below
-                return hashlib.sha256(data).hexdigest(), len(data)
+                return hashlib.sha256(data).hexdigest(), len(data), data if keep else None
             sha, size = hashlib.sha256(data), len(data)
         else:
             sha, size = hashlib.sha256(), 0
@@ -131,7 +132,7 @@ def _hash_file(path: str | Path) -> tuple[str, int]:
         while n := f.readinto(buf):
             sha.update(view[:n])
             size += n
-    return sha.hexdigest(), size
+    return sha.hexdigest(), size, None
 
 
 def _walk(root: Path) -> Iterator[tuple[str, str]]:
@@ -173,8 +174,12 @@ def _walk(root: Path) -> Iterator[tuple[str, str]]:
                     raise FactUnavailable(f"{entry.path} is not a regular file (mode {mode:o})")
 
 
-def digest_local(path: str | Path) -> ContentDigest:
+def digest_local(path: str | Path, contents: dict[str, bytes] | None = None) -> ContentDigest:
     """The content digest of a local folder: every regular file under it, recursively.
+
+    ``contents``, if given, receives the bytes of the small files hashed (up to
+    :data:`SMALL_FILE`), so that a caller can read ``MLmodel`` or ``requirements.txt`` exactly
+    as they were hashed, without opening them again.
 
     Raises :class:`FactUnavailable` when the folder does not exist, is not a folder, or holds
     something unsafe to hash (a symbolic link out of the folder, a FIFO; see the module doc).
@@ -188,8 +193,10 @@ def digest_local(path: str | Path) -> ContentDigest:
     total = 0
     try:
         for relpath, source in _walk(root):
-            files[relpath], size = _hash_file(source)
+            files[relpath], size, data = _hash_file(source, contents is not None)
             total += size
+            if data is not None and contents is not None:
+                contents[relpath] = data
     except OSError as exc:
         raise FactUnavailable(f"cannot digest {root}: {exc}") from exc
     return ContentDigest(digest_of_files(files), files, total)
@@ -248,7 +255,7 @@ def digest_artifacts(artifact_uri: str, tracking_uri: str | None = None) -> Cont
             for relpath, _ in _remote_files(repo, artifact_uri):
                 downloaded = Path(repo.download_artifacts(relpath, dst_path=tmp))
                 try:
-                    files[relpath], size = _hash_file(downloaded)
+                    files[relpath], size, _ = _hash_file(downloaded)
                 finally:
                     downloaded.unlink(missing_ok=True)
                 total += size

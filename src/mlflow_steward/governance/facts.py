@@ -123,6 +123,10 @@ def conda_requirement(spec: str) -> str:
     return f"{name}=={rest.split('=', 1)[0]}"  # "1.2=py_0": the build string goes
 
 
+class _Unreadable(ValueError):
+    """Why an environment file cannot be read (the caller names the model)."""
+
+
 def _yaml_lines(source: str, relpath: str, raw: bytes) -> tuple[str, ...]:
     """The requirement lines of ``python_env.yaml`` (its ``build_dependencies`` and
     ``dependencies``, pip lines) or ``conda.yaml`` (its ``dependencies`` as
@@ -130,8 +134,22 @@ def _yaml_lines(source: str, relpath: str, raw: bytes) -> tuple[str, ...]:
     MLflow reads them. Anything else MLflow would not install from is :class:`FactUnavailable`:
     a file the policy cannot read fully must not pass as clean."""
 
-    def bad(why: str) -> FactUnavailable:
-        return FactUnavailable(f"{relpath} of the model at {source!r} cannot be read: {why}")
+    try:
+        return _env_file_lines(relpath, raw)
+    except _Unreadable as exc:
+        raise FactUnavailable(
+            f"{relpath} of the model at {source!r} cannot be read: {exc}"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _env_file_lines(relpath: str, raw: bytes) -> tuple[str, ...]:
+    """:func:`_yaml_lines` by content: most models of a project carry byte-for-byte the same
+    environment files, so each distinct file is parsed once per process (a YAML parse costs
+    about 0.1 ms, on every registration)."""
+
+    def bad(why: str) -> _Unreadable:
+        return _Unreadable(why)
 
     try:
         data = yaml.load(raw.decode(), Loader=_Loader)
@@ -347,9 +365,14 @@ class MlflowContext:
             raise FactUnavailable(f"cannot resolve {source}: {exc}") from exc
         raise FactUnavailable(f"{source} holds no artifacts (no files, no logged model {path!r})")
 
-    def content_digest(self, source: str) -> Any:
+    def is_local(self, source: str) -> bool:
+        """Whether ``source``'s artifacts are in a local folder (read in place)."""
+        return _local_path(self.location(source)) is not None
+
+    def content_digest(self, source: str, contents: dict[str, bytes] | None = None) -> Any:
         """The :class:`~mlflow_steward.governance.digest.ContentDigest` of ``source``'s files
-        as they are now (never cached: it is how a changed file is noticed)."""
+        as they are now (never cached: it is how a changed file is noticed). For a local
+        folder, ``contents`` receives the bytes of the small files hashed."""
         from mlflow_steward.governance import digest
 
         location = self.location(source)
@@ -357,7 +380,7 @@ class MlflowContext:
         if local is not None:
             if not local.is_dir():
                 raise FactUnavailable(f"the model at {source!r} is not a folder ({location})")
-            return digest.digest_local(local)
+            return digest.digest_local(local, contents)
         return bounded(
             f"hashing the artifacts of {source}",
             lambda: digest.digest_artifacts(location, self.tracking_uri),
@@ -445,7 +468,26 @@ class VersionFacts:
             return _parse_model_file(self._local_model_path, relpath, raw)
         if not self.source:
             raise FactUnavailable("the model version has no source to read the model from")
+        hashed = self._hashed_files()
+        if hashed is not None:
+            # The policies read the very bytes the content digest covers (one read per file).
+            raw = hashed.get(relpath)
+            if raw is not None or relpath not in self._content.files:
+                return _parse_model_file(self.source, relpath, raw)
         return self._ctx.model_document(self.source, relpath)
+
+    def _hashed_files(self) -> dict[str, bytes] | None:
+        """The small files of a local source as its content digest read them (hashing them now
+        if it has not yet: the content-digest policy does on every promotion anyway); ``None``
+        for remote sources, or when the folder cannot be hashed (then read as usual)."""
+        if "_small_files" not in self.__dict__:
+            self.__dict__["_small_files"] = None
+            try:
+                if self._ctx.is_local(self.source):
+                    self._content  # noqa: B018 (fills _small_files)
+            except FactUnavailable:
+                pass
+        return self.__dict__["_small_files"]
 
     @cached_property
     def mlmodel(self) -> Mapping[str, Any]:
@@ -617,7 +659,10 @@ class VersionFacts:
             return digest.digest_local(self._local_model_path)
         if not self.source:
             raise FactUnavailable("the model version has no source to hash")
-        return self._ctx.content_digest(self.source)
+        contents: dict[str, bytes] = {}
+        found = self._ctx.content_digest(self.source, contents)
+        self.__dict__["_small_files"] = contents if self._ctx.is_local(self.source) else None
+        return found
 
     @property
     def content_digest(self) -> str:

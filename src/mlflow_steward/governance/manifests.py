@@ -18,27 +18,38 @@ from mlflow_steward import db
 from mlflow_steward.governance.audit import utc_now
 
 
-def record(conn: Connection, content: Any) -> None:
-    """Keep ``content``'s (a ``ContentDigest``) files, in the caller's transaction; a digest
-    already kept is left as it is (the same digest means the same files)."""
-    table = db.manifests
-    row = {
-        "digest": content.digest,
-        "files": json.dumps(dict(content.files), sort_keys=True, separators=(",", ":")),
-        "size": int(content.size),
-        "created": utc_now(),
-    }
-    if conn.dialect.name == "postgresql":
-        # Two models registering the same files at once (writes on different models do not
-        # wait for each other there): the second insert is a no-op, not an integrity error.
+def _insert_if_new(dialect: str) -> db.Prepared:
+    """One statement that keeps a manifest unless its digest is kept already (the same digest
+    means the same files): ``INSERT OR IGNORE`` on SQLite, ``ON CONFLICT DO NOTHING`` on
+    PostgreSQL, where two models may register the same files at once."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
 
-        conn.execute(insert(table).values(row).on_conflict_do_nothing())
-        return
-    # SQLite: write transactions take turns (BEGIN IMMEDIATE), so the check holds.
-    exists = conn.execute(sa.select(table.c.digest).where(table.c.digest == row["digest"]))
-    if exists.first() is None:
-        conn.execute(table.insert().values(row))
+        statement = insert(db.manifests).on_conflict_do_nothing()
+    else:
+        statement = db.manifests.insert().prefix_with("OR IGNORE", dialect="sqlite")
+    return db.Prepared(statement.values({c.name: sa.bindparam(c.name) for c in db.manifests.c}))
+
+
+_INSERTS: dict[str, db.Prepared] = {}
+
+
+def record(conn: Connection, content: Any) -> None:
+    """Keep ``content``'s (a ``ContentDigest``) files, in the caller's transaction (every
+    registration runs it: one prepared statement)."""
+    dialect = conn.dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        statement = _INSERTS[dialect] = _insert_if_new(dialect)
+    statement.rows(
+        conn,
+        {
+            "digest": content.digest,
+            "files": json.dumps(dict(content.files), sort_keys=True, separators=(",", ":")),
+            "size": int(content.size),
+            "created": utc_now(),
+        },
+    )
 
 
 def recorded_files(engine: Engine, digest: str) -> Mapping[str, str] | None:

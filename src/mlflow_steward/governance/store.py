@@ -264,7 +264,8 @@ class GovernedRegistryStore(_AbstractStore):
                 except FactUnavailable:
                     pass
                 else:
-                    written.append(_version_tag(DIGEST_TAG, recorded[0].digest))
+                    if self._join is None:  # else written with the manifest, below
+                        written.append(_version_tag(DIGEST_TAG, recorded[0].digest))
             return self.inner.create_model_version(
                 name,
                 source,
@@ -276,9 +277,13 @@ class GovernedRegistryStore(_AbstractStore):
                 model_id=model_id,
             )
 
-        def keep_manifest(conn, _seq, _mv):
+        def keep_manifest(conn, _seq, mv):
             if recorded:
                 manifests.record(conn, recorded[0])
+                if self._join is not None:  # MLflow's SQL store: one statement, same transaction
+                    _mlflow_adapter.insert_version_tag(
+                        self.inner, conn, name, str(mv.version), DIGEST_TAG, recorded[0].digest
+                    )
 
         try:
             return self._governed(
