@@ -205,6 +205,23 @@ def _parse_model_file(source: str, relpath: str, raw: bytes | None) -> Any:
     return tuple(line for line in lines if line)
 
 
+@functools.lru_cache(maxsize=128)
+def _parsed_content(relpath: str, raw: bytes) -> Any:
+    return _parse_model_file("", relpath, raw)
+
+
+def _parse_by_content(source: str, relpath: str, raw: bytes) -> Any:
+    """:func:`_parse_model_file`, cached by the file's bytes: a version's ``MLmodel`` is parsed
+    once however often it is promoted (parsing it costs about 0.15 ms), and a file changed since
+    is parsed again because its bytes differ."""
+    if len(raw) > 64 << 10:  # large files are parsed each time rather than kept
+        return _parse_model_file(source, relpath, raw)
+    try:
+        return _parsed_content(relpath, raw)
+    except FactUnavailable:
+        return _parse_model_file(source, relpath, raw)  # the same error, naming the model
+
+
 class MlflowContext:
     """Access to the registry (the inner, ungoverned store) and the tracking server for facts."""
 
@@ -472,8 +489,10 @@ class VersionFacts:
         if hashed is not None:
             # The policies read the very bytes the content digest covers (one read per file).
             raw = hashed.get(relpath)
-            if raw is not None or relpath not in self._content.files:
-                return _parse_model_file(self.source, relpath, raw)
+            if raw is not None:
+                return _parse_by_content(self.source, relpath, raw)
+            if relpath not in self._content.files:
+                return _parse_model_file(self.source, relpath, None)  # missing
         return self._ctx.model_document(self.source, relpath)
 
     def _hashed_files(self) -> dict[str, bytes] | None:
