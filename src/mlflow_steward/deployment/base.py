@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -64,7 +66,7 @@ class DeploymentInfo:
     updated: str | None = None
     #: The MLflow workspace of the registry the deployment serves from (``default`` without
     #: workspaces). Deployment names are unique across workspaces.
-    workspace: str = "default"
+    workspace: str = DEFAULT_WORKSPACE
 
     def to_dict(self, *, runtime: bool = False) -> dict[str, Any]:
         out = asdict(self)

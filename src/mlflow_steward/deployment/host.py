@@ -26,6 +26,7 @@ from mlflow_steward.deployment.base import (
 )
 from mlflow_steward.deployment.state import DeploymentStore
 from mlflow_steward.errors import DeploymentError
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 from mlflow_steward.plugins.manager import RegisteredTarget, StewardPluginManager
 from mlflow_steward.plugins.types import Option
 
@@ -316,7 +317,7 @@ class DeploymentHost:
             requested=model_uri,
             options=options,
             traffic={model.version: 100},
-            workspace=self.store.workspace or "default",
+            workspace=self.store.workspace or DEFAULT_WORKSPACE,
         )
 
         def reserve() -> None:

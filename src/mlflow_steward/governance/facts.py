@@ -386,10 +386,10 @@ class MlflowContext:
         """Whether ``source``'s artifacts are in a local folder (read in place)."""
         return _local_path(self.location(source)) is not None
 
-    def content_digest(self, source: str, contents: dict[str, bytes] | None = None) -> Any:
+    def content_digest(self, source: str) -> tuple[Any, dict[str, bytes] | None]:
         """The :class:`~mlflow_steward.governance.digest.ContentDigest` of ``source``'s files
-        as they are now (never cached: it is how a changed file is noticed). For a local
-        folder, ``contents`` receives the bytes of the small files hashed."""
+        as they are now (never cached: it is how a changed file is noticed), and for a local
+        folder the bytes of the small files it hashed (``None`` for remote artifacts)."""
         from mlflow_steward.governance import digest
 
         location = self.location(source)
@@ -397,11 +397,13 @@ class MlflowContext:
         if local is not None:
             if not local.is_dir():
                 raise FactUnavailable(f"the model at {source!r} is not a folder ({location})")
-            return digest.digest_local(local, contents)
-        return bounded(
+            contents: dict[str, bytes] = {}
+            return digest.digest_local(local, contents), contents
+        found = bounded(
             f"hashing the artifacts of {source}",
             lambda: digest.digest_artifacts(location, self.tracking_uri),
         )
+        return found, None
 
     def manifest(self, content_digest: str) -> Mapping[str, str] | None:
         """The per-file hashes recorded behind ``content_digest`` (``None``: not recorded)."""
@@ -678,9 +680,7 @@ class VersionFacts:
             return digest.digest_local(self._local_model_path)
         if not self.source:
             raise FactUnavailable("the model version has no source to hash")
-        contents: dict[str, bytes] = {}
-        found = self._ctx.content_digest(self.source, contents)
-        self.__dict__["_small_files"] = contents if self._ctx.is_local(self.source) else None
+        found, self.__dict__["_small_files"] = self._ctx.content_digest(self.source)
         return found
 
     @property

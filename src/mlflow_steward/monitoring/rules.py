@@ -19,6 +19,7 @@ from typing import Any
 
 from mlflow_steward import hookimpl
 from mlflow_steward.errors import MonitoringError
+from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 from mlflow_steward.monitoring.monitors import NO_VERDICT
 from mlflow_steward.plugins.types import Alert, MonitorAction, Option
 
@@ -399,7 +400,7 @@ def steward_monitor_actions() -> Iterator[MonitorAction]:
 
 
 def recent_statuses(
-    engine: Any, monitor: str, version: str | None, limit: int, workspace: str = "default"
+    engine: Any, monitor: str, version: str | None, limit: int, workspace: str = DEFAULT_WORKSPACE
 ) -> list[str]:
     """The newest ``limit`` statuses of ``monitor`` on ``version`` in ``workspace``, newest first
     (a streak starts again when the monitored alias moves to another version)."""
@@ -423,7 +424,7 @@ def recent_statuses(
         return [r.status for r in conn.execute(query)]
 
 
-def last_run(engine: Any, monitor: str, workspace: str = "default") -> float | None:
+def last_run(engine: Any, monitor: str, workspace: str = DEFAULT_WORKSPACE) -> float | None:
     """When ``monitor`` last judged data (healthy or drift) in ``workspace``, or ``None``: a
     failed or insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
     import sqlalchemy as sa
@@ -440,7 +441,7 @@ def last_run(engine: Any, monitor: str, workspace: str = "default") -> float | N
 
 
 def last_fired(
-    engine: Any, monitor: str, rule: int, since: float, workspace: str = "default"
+    engine: Any, monitor: str, rule: int, since: float, workspace: str = DEFAULT_WORKSPACE
 ) -> float | None:
     """When rule ``rule`` of ``monitor`` last acted (dry runs included) in ``workspace``, if
     after ``since``."""
@@ -472,7 +473,7 @@ def record_run(
     actions: list[dict[str, Any]],
     detail: Mapping[str, Any],
     ts: float,
-    workspace: str = "default",
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> None:
     from mlflow_steward import db
 
