@@ -121,8 +121,8 @@ def _postgres_db(admin_uri: str, stack: ExitStack) -> str:
 
 def _check_policies_applied(backend: str) -> None:
     """The steward server decided the timed calls with the five policies and logged them all."""
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records import db
+    from mlflow_steward.records.audit import AuditLog
 
     log = AuditLog(db.get_engine(backend))
     newest = {e.action: e for e in log.entries(limit=30, newest_first=True)}

@@ -86,8 +86,8 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
                     )
                 )
             )
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records import db
+    from mlflow_steward.records.audit import AuditLog
 
     log = AuditLog(db.get_engine(db_uri))
     audit = log.verify()
@@ -102,7 +102,7 @@ def run_once(calls: int) -> dict[str, tuple[float, float]]:
         raise RuntimeError(f"the benchmark's policies did not apply: {decided}")
     from mlflow import MlflowClient
 
-    from mlflow_steward.governance.events import DIGEST_TAG
+    from mlflow_steward.plugins.events import DIGEST_TAG
 
     registered = MlflowClient(tracking_uri=db_uri, registry_uri=db_uri)
     if DIGEST_TAG not in registered.get_model_version("bench-governed", "1").tags:

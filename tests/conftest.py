@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_steward import db
 from mlflow_steward.plugins.manager import reset_plugin_manager
+from mlflow_steward.records import db
 
 # MLflow's usage telemetry would try to reach the internet from the test process and the
 # servers the tests start (it reads this before MLflow is first imported): tests keep all their

@@ -17,8 +17,8 @@ import sys
 
 from mlflow import MlflowClient
 
-from mlflow_steward.governance.audit import AuditLog
 from mlflow_steward.governance.store import GovernedRegistryStore
+from mlflow_steward.records.audit import AuditLog
 
 DIED = 77
 

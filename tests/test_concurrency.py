@@ -10,8 +10,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import EXAMPLE_CONFIG, log_model_at
 
 WORKERS = 8

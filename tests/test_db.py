@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from mlflow_steward import db
+from mlflow_steward.records import db, locks, schema
 
 
 def _locked_elsewhere(path) -> bool:
@@ -25,11 +25,11 @@ def _locked_elsewhere(path) -> bool:
 def test_threads_and_processes_take_turns(tmp_path):
     path = tmp_path / "00.lock"
     order = []
-    with db._flock(path):
+    with locks._flock(path):
         assert _locked_elsewhere(path)
 
         def second():
-            with db._flock(path):
+            with locks._flock(path):
                 order.append("second")
 
         waiter = threading.Thread(target=second)
@@ -43,26 +43,26 @@ def test_threads_and_processes_take_turns(tmp_path):
 
 def test_a_removed_lock_file_is_opened_again(tmp_path):
     path = tmp_path / "00.lock"
-    with db._flock(path):
+    with locks._flock(path):
         pass
     path.unlink()  # e.g. the lock folder was cleaned while this process kept its file open
-    with db._flock(path):
+    with locks._flock(path):
         assert path.exists()
         assert _locked_elsewhere(path)  # the file other processes open now is the one locked
 
 
 def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
     path = tmp_path / "00.lock"
-    with db._flock(path):
+    with locks._flock(path):
         pass  # the parent keeps the file open
     read, write = os.pipe()
-    with db._flock(path):
+    with locks._flock(path):
         pid = os.fork()
         if pid == 0:  # the child: must wait for the parent's lock, not share it
             os.close(read)
             try:
                 started = time.monotonic()
-                with db._flock(path):
+                with locks._flock(path):
                     waited = time.monotonic() - started
                 os.write(write, f"{waited:.3f}".encode())
             finally:
@@ -87,7 +87,7 @@ def test_a_database_from_before_the_head_trigger_gets_it(tmp_path):
     were created without it gets it when steward opens it, and its chain keeps verifying."""
     import sqlite3
 
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records.audit import AuditLog
 
     uri = f"sqlite:///{tmp_path / 'old.db'}"
     engine = db.get_engine(uri)
@@ -124,8 +124,8 @@ def _entry(**over):
 def test_reads_do_not_wait_for_another_processs_write_transaction(tmp_path):
     import sqlite3
 
-    from mlflow_steward.governance.audit import AuditLog
-    from mlflow_steward.lifecycle.history import history
+    from mlflow_steward.records.audit import AuditLog
+    from mlflow_steward.records.history import history
 
     engine = db.get_engine(f"sqlite:///{tmp_path / 'r.db'}")
     log = AuditLog(engine)
@@ -147,7 +147,7 @@ def test_reads_do_not_wait_for_another_processs_write_transaction(tmp_path):
 
 
 def test_verify_leaves_entries_appended_meanwhile_for_the_next_run(tmp_path, monkeypatch):
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records.audit import AuditLog
 
     log = AuditLog(db.get_engine(f"sqlite:///{tmp_path / 'r.db'}"))
     for _ in range(3):
@@ -171,7 +171,7 @@ def test_verify_leaves_entries_appended_meanwhile_for_the_next_run(tmp_path, mon
 def test_verify_names_the_entry_beyond_a_head_edited_back(tmp_path):
     import sqlite3
 
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records.audit import AuditLog
 
     log = AuditLog(db.get_engine(f"sqlite:///{tmp_path / 'r.db'}"))
     first = log.append(**_entry())
@@ -197,16 +197,16 @@ def _prepared_checks(uri: str) -> None:
         # Literal parameters of the statement (the +1, the LIMIT) are bound as SQLAlchemy binds
         # them; the RETURNING row comes back.
         bump = db.Prepared(
-            db.audit_head.update()
-            .where(db.audit_head.c.id == 1)
-            .values(seq=db.audit_head.c.seq + 1)
-            .returning(db.audit_head.c.seq, db.audit_head.c.hash)
+            schema.audit_head.update()
+            .where(schema.audit_head.c.id == 1)
+            .values(seq=schema.audit_head.c.seq + 1)
+            .returning(schema.audit_head.c.seq, schema.audit_head.c.hash)
         )
-        assert bump.rows(conn) == [(1, db.GENESIS_HASH)]
+        assert bump.rows(conn) == [(1, schema.GENESIS_HASH)]
         assert bump._compiled[conn.dialect] is not None  # run on the DBAPI cursor
         insert = db.Prepared(
-            db.alias_history.insert().values(
-                {c.name: sa.bindparam(c.name) for c in db.alias_history.c if c.name != "id"}
+            schema.alias_history.insert().values(
+                {c.name: sa.bindparam(c.name) for c in schema.alias_history.c if c.name != "id"}
             )
         )
         row = dict(model="m", alias="a", stage=None, version="2", previous_version="1")
@@ -214,9 +214,9 @@ def _prepared_checks(uri: str) -> None:
         insert.rows(conn, row)
         insert.rows(conn, {**row, "version": "3"})
         newest = db.Prepared(
-            sa.select(db.alias_history.c.version, db.alias_history.c.previous_version)
-            .where(db.alias_history.c.model == sa.bindparam("model"))
-            .order_by(db.alias_history.c.id.desc())
+            sa.select(schema.alias_history.c.version, schema.alias_history.c.previous_version)
+            .where(schema.alias_history.c.model == sa.bindparam("model"))
+            .order_by(schema.alias_history.c.id.desc())
             .limit(1)
         )
         assert newest.rows(conn, {"model": "m"}) == [("3", "1")]
@@ -233,12 +233,14 @@ def _prepared_checks(uri: str) -> None:
         assert newest.rows(conn, {"model": "m"}) == []  # rolled back with the transaction
         # A column whose value the driver's type decides (PostgreSQL's numbers) is read right.
         conn.execute(
-            db.approvals.insert().values(
+            schema.approvals.insert().values(
                 model="m", version="1", alias="a", approver="x", created=1.5, audit_seq=1
             )
         )
         created = db.Prepared(
-            sa.select(db.approvals.c.created).where(db.approvals.c.model == sa.bindparam("m"))
+            sa.select(schema.approvals.c.created).where(
+                schema.approvals.c.model == sa.bindparam("m")
+            )
         )
         assert created.rows(conn, {"m": "m"}) == [(1.5,)]
         conn.rollback()

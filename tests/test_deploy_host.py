@@ -17,11 +17,11 @@ import pytest
 from mlflow_steward import hookimpl
 from mlflow_steward.config import parse_config
 from mlflow_steward.deployment import mlflow_plugin
-from mlflow_steward.deployment.base import TargetClient
 from mlflow_steward.deployment.host import DeploymentHost
 from mlflow_steward.errors import ConfigError, DeploymentError, PluginConflictError
 from mlflow_steward.lifecycle.session import StewardSession
 from mlflow_steward.plugins.manager import create_plugin_manager, register_plugin
+from mlflow_steward.plugins.targets import TargetClient
 from mlflow_steward.plugins.types import DeploymentTarget, Option
 from tests.test_third_party_plugin import _pip_install
 

@@ -16,7 +16,7 @@ from mlflow_steward.governance.digest import (
     digest_local,
     digest_of_files,
 )
-from mlflow_steward.governance.events import FactUnavailable
+from mlflow_steward.plugins.events import FactUnavailable
 
 
 def _write(root, files: dict[str, bytes]):

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_steward.cli.main import cli
 from mlflow_steward.errors import RegistryURIError
-from mlflow_steward.governance.events import DIGEST_TAG
+from mlflow_steward.plugins.events import DIGEST_TAG
 
 
 def refused(excinfo) -> str:
@@ -760,7 +760,7 @@ def test_a_plugin_reading_past_its_timeout_keeps_the_writes_connection(workspace
 
 
 def steward_entries(workspace):
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records import db
+    from mlflow_steward.records.audit import AuditLog
 
     return AuditLog(db.get_engine(workspace.db_uri)).entries(model="fraud")

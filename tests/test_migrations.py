@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from mlflow_steward import db, migrations
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db, migrations, schema
+from mlflow_steward.records.audit import AuditLog
 from tests.fixtures.steward_0_1_0 import META, copy_sqlite_fixture, load_postgres_fixture
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
@@ -46,25 +46,25 @@ def _schema_differences(uri: str) -> list[Any]:
                 opts={
                     "include_name": lambda name, kind, _parent: (
                         kind != "table"
-                        or (name.startswith("steward_") and name != db.VERSION_TABLE)
+                        or (name.startswith("steward_") and name != schema.VERSION_TABLE)
                     )
                 },
             )
-            return compare_metadata(context, db.metadata)
+            return compare_metadata(context, schema.metadata)
     finally:
         engine.dispose()
 
 
 def test_every_migration_from_nothing_gives_the_declared_schema(tmp_path):
     migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
-    assert migrations.upgrade(migrated) == (None, db.SCHEMA_REVISION)
+    assert migrations.upgrade(migrated) == (None, schema.SCHEMA_REVISION)
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     db.get_engine(fresh)
     assert _schema_differences(fresh) == []
     assert _schema_differences(migrated) == []
-    assert migrations.known_revisions()[-1] == db.SCHEMA_REVISION
+    assert schema.known_revisions()[-1] == schema.SCHEMA_REVISION
     # Running it again changes nothing.
-    assert migrations.upgrade(migrated) == (db.SCHEMA_REVISION, db.SCHEMA_REVISION)
+    assert migrations.upgrade(migrated) == (schema.SCHEMA_REVISION, schema.SCHEMA_REVISION)
 
 
 def _registry(uri: str) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def _upgrade_and_check(uri: str, variant: str, cwd: Path) -> None:
 
     upgraded = _steward("db", "upgrade", "--registry-uri", uri, cwd=cwd)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert f"from schema 0001 to {db.SCHEMA_REVISION}" in upgraded.stdout
+    assert f"from schema 0001 to {schema.SCHEMA_REVISION}" in upgraded.stdout
     again = _steward("db", "upgrade", "--registry-uri", uri, cwd=cwd)
     assert "nothing to do" in again.stdout
 

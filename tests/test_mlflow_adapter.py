@@ -111,7 +111,7 @@ class _Undo(Exception):
 def test_registry_sessions_join_a_steward_transaction(tmp_path):
     import pytest
 
-    from mlflow_steward import db
+    from mlflow_steward.records import db
 
     uri = f"sqlite:///{tmp_path}/x.db"
     store = _mlflow_adapter.build_registry_store(uri, None)
@@ -150,7 +150,7 @@ def test_joined_sessions_on_stewards_sqlite_connections_keep_mlflows_pragmas(tmp
     (which set them when it connected) they are skipped, and what they do still holds."""
     from sqlalchemy import event
 
-    from mlflow_steward import db
+    from mlflow_steward.records import db
 
     uri = f"sqlite:///{tmp_path}/x.db"
     store = _mlflow_adapter.build_registry_store(uri, None)

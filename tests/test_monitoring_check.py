@@ -92,8 +92,8 @@ def test_healthy_then_drift_logged_to_mlflow_and_tagged_through_governance(works
     tags = client.get_model_version("fraud", version).tags
     assert tags["steward.monitor.status"] == "drift"
     assert tags["steward.monitor.last_run"].endswith(drift["run_id"])
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records import db
+    from mlflow_steward.records.audit import AuditLog
 
     entries = [
         e

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlflow_steward import db
 from mlflow_steward.cli.main import cli
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.monitoring_helpers import batch
 
 pytestmark = pytest.mark.slow

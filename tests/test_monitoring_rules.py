@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlflow_steward import db, hookimpl
+from mlflow_steward import hookimpl
 from mlflow_steward.cli.main import cli
 from mlflow_steward.config import load_config
 from mlflow_steward.errors import ConfigError
-from mlflow_steward.governance.audit import AuditLog
 from mlflow_steward.lifecycle.session import StewardSession
 from mlflow_steward.monitoring.alerting import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from mlflow_steward.monitoring.runner import MonitorRunner
 from mlflow_steward.plugins.manager import create_plugin_manager
 from mlflow_steward.plugins.types import Detector, DetectorResult
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.monitoring_helpers import Smtp, Webhook, batch, train
 
 SECRET = "s3cret-for-the-test"
@@ -394,8 +395,13 @@ def test_a_monitor_whose_alias_is_gone_still_alerts(two_versions):
 def test_monitor_runs_are_kept_per_workspace(tmp_path):
     """Streaks, cooldowns and since-last-run windows read the runs of their own workspace only:
     a monitor of the same name in another workspace neither extends nor resets them."""
-    from mlflow_steward import db
-    from mlflow_steward.monitoring.rules import last_fired, last_run, recent_statuses, record_run
+    from mlflow_steward.records import db
+    from mlflow_steward.records.monitor_runs import (
+        last_fired,
+        last_run,
+        recent_statuses,
+        record_run,
+    )
 
     engine = db.get_engine(f"sqlite:///{tmp_path / 'r.db'}")
     for workspace, status, ts in (("team-a", "drift", 10.0), ("team-b", "healthy", 20.0)):

@@ -13,8 +13,8 @@ import yaml
 
 from mlflow_steward.config import parse_config
 from mlflow_steward.governance.engine import PolicyEngine
-from mlflow_steward.governance.events import Approval
 from mlflow_steward.governance.facts import conda_requirement
+from mlflow_steward.plugins.events import Approval
 from mlflow_steward.plugins.manager import create_plugin_manager
 from mlflow_steward.plugins.testing import StaticFacts, make_event
 

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import EXAMPLE_CONFIG
 
 pytestmark = pytest.mark.postgres

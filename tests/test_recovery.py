@@ -17,11 +17,9 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from mlflow_steward import db
 from mlflow_steward.cli.main import cli
-from mlflow_steward.governance import recovery
-from mlflow_steward.governance.audit import AuditLog
-from mlflow_steward.lifecycle import history
+from mlflow_steward.records import db, history, pending_writes
+from mlflow_steward.records.audit import AuditLog
 from tests.interrupted_worker import DIED
 
 WORKER = str(Path(__file__).with_name("interrupted_worker.py"))
@@ -77,7 +75,7 @@ def test_killed_between_the_write_and_its_entry_in_one_transaction_leaves_neithe
     plain = workspace.plain_client()
     assert plain.get_model_version_by_alias("fraud", "production").version == 1
     assert log.entries(model="fraud") == before
-    assert recovery.pending(log.engine) == []
+    assert pending_writes.pending(log.engine) == []
     result = CliRunner().invoke(cli, ["audit", "verify"])
     assert result.exit_code == 0, result.output
     assert "interrupted" not in result.output
@@ -93,7 +91,7 @@ def test_killed_after_the_write_is_recorded_as_applied_by_the_next_write(workspa
     log = audit(workspace)
     last = log.entries(model="fraud")[-1]
     assert (last.action, last.alias, last.version) == ("set_alias", "production", "1")
-    [pending] = recovery.pending(log.engine, "fraud")
+    [pending] = pending_writes.pending(log.engine, "fraud")
     assert (pending.action, pending.version, pending.actor) == ("set_alias", "2", "tester")
 
     result = CliRunner().invoke(cli, ["audit", "verify"])
@@ -108,7 +106,7 @@ def test_killed_after_the_write_is_recorded_as_applied_by_the_next_write(workspa
     assert recovered.actor == "tester"
     assert [r["policy"] for r in recovered.reasons] == [r["policy"] for r in pending.reasons]
     assert tag.action == "set_model_version_tag"
-    assert recovery.pending(log.engine) == []
+    assert pending_writes.pending(log.engine) == []
     assert log.verify().ok
     # The alias history has the move, so a rollback goes back to version 1.
     moves = history.history(log.engine, "fraud", "production")

@@ -32,9 +32,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
-from mlflow_steward.governance.events import DIGEST_TAG
+from mlflow_steward.plugins.events import DIGEST_TAG
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import log_model_at, postgres_database
 from tests.servers import free_port, mlflow_server
 
@@ -692,7 +692,7 @@ def test_reviews_refusals_and_audit_never_cross_workspaces(workspaces):
     result = log.verify()
     assert result.ok, result.problem
     # Alias history is kept per workspace.
-    from mlflow_steward.lifecycle import history
+    from mlflow_steward.records import history
 
     engine = db.get_engine(s.backend)
     assert [h.version for h in history.history(engine, "fraud", "production", "team-a")] == ["1"]

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_steward import db
 from mlflow_steward.cli.main import cli
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import log_model_at
 from tests.servers import basic_auth_env, mlflow_server
 

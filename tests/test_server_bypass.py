@@ -12,8 +12,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import log_model_at
 from tests.servers import mlflow_server
 

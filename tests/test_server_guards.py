@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mlflow_steward.cli.audit_cmd import printable
 from mlflow_steward.cli.main import cli
-from mlflow_steward.governance.audit import AuditLog, bounded_fields, truncate
+from mlflow_steward.records.audit import AuditLog, bounded_fields, truncate
 from mlflow_steward.server import guard, identity
 from mlflow_steward.server.attempts import AttemptLimiter, write_action
 
@@ -135,7 +135,7 @@ def test_truncate_marks_what_was_cut():
 
 
 def test_every_field_is_bounded_and_the_chain_verifies(tmp_path):
-    from mlflow_steward import db
+    from mlflow_steward.records import db
 
     log = AuditLog(db.get_engine(f"sqlite:///{tmp_path / 'a.db'}"))
     huge = "h" * 100_000
@@ -181,7 +181,7 @@ def test_printable_escapes_control_characters():
 
 
 def test_audit_log_prints_one_line_per_entry(tmp_path, monkeypatch):
-    from mlflow_steward import db
+    from mlflow_steward.records import db
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     AuditLog(db.get_engine(uri)).append(

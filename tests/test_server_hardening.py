@@ -24,8 +24,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import postgres_database
 from tests.servers import Server, basic_auth_env, mlflow_server
 

@@ -15,9 +15,9 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditLog
 from mlflow_steward.governance.store import build_governed_store
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.conftest import EXAMPLE_CONFIG, log_model_at
 from tests.servers import mlflow_server
 

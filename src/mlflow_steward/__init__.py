@@ -17,7 +17,7 @@ PROJECT_NAME = "mlflow_steward"
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:
-    from mlflow_steward.governance.engine import Decision
+    from mlflow_steward.plugins.events import Decision
     from mlflow_steward.plugins.manager import StewardPluginManager
 
 __all__ = [

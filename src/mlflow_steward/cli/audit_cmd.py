@@ -17,8 +17,8 @@ def _uri(obj: StewardContext) -> str:
 
 
 def _audit(obj: StewardContext):
-    from mlflow_steward import db
-    from mlflow_steward.governance.audit import AuditLog
+    from mlflow_steward.records import db
+    from mlflow_steward.records.audit import AuditLog
 
     return AuditLog(db.get_engine(_uri(obj).removeprefix("steward+")))
 
@@ -78,11 +78,11 @@ def log(obj: StewardContext, model: str | None, limit: int | None, as_json: bool
 @click.pass_obj
 def verify(obj: StewardContext, as_json: bool) -> None:
     """Check the hash chain. Exit 1, naming the first bad entry, if anything was changed."""
-    from mlflow_steward.governance import recovery
+    from mlflow_steward.records import pending_writes
 
     log_ = _audit(obj)
     result = log_.verify()
-    interrupted = recovery.pending(log_.engine)
+    interrupted = pending_writes.pending(log_.engine)
     if as_json:
         echo_json(
             {

@@ -31,7 +31,7 @@ def db() -> None:
 @click.pass_obj
 def upgrade(obj: StewardContext, registry_uri: str | None, as_json: bool) -> None:
     """Upgrade steward's tables to this release's schema (keeps every entry)."""
-    from mlflow_steward import migrations
+    from mlflow_steward.records import migrations
 
     uri = _database(obj, registry_uri)
     before, after = migrations.upgrade(uri)
@@ -49,7 +49,8 @@ def upgrade(obj: StewardContext, registry_uri: str | None, as_json: bool) -> Non
 @click.pass_obj
 def status(obj: StewardContext, registry_uri: str | None, as_json: bool) -> None:
     """The schema steward's tables are at, and the one this release needs."""
-    from mlflow_steward import db as steward_db
+    from mlflow_steward.records import db as steward_db
+    from mlflow_steward.records import schema
 
     uri = steward_db.sql_uri(_database(obj, registry_uri))
     engine = steward_db._new_engine(uri)
@@ -58,7 +59,7 @@ def status(obj: StewardContext, registry_uri: str | None, as_json: bool) -> None
             current = steward_db.schema_revision(conn)
     finally:
         engine.dispose()
-    needed = steward_db.SCHEMA_REVISION
+    needed = schema.SCHEMA_REVISION
     if as_json:
         echo_json({"current": current, "needed": needed, "ok": current in (None, needed)})
         return

@@ -120,7 +120,7 @@ def verify(obj: StewardContext, model_uri: str, as_json: bool) -> None:
     """Hash a version's artifacts again and compare with the digest recorded at registration.
 
     Exit 0 when they match; 1 when files changed (named) or no digest was recorded."""
-    from mlflow_steward.governance.events import DIGEST_TAG
+    from mlflow_steward.plugins.events import DIGEST_TAG
 
     report = obj.session().verify(model_uri)
     if as_json:

@@ -180,8 +180,8 @@ def quickstart(obj: StewardContext, folder: str, keep: bool, port: int, keep_ser
         _monitor_steps(config_path, db_uri, name, deployment, X_train, y_train, X_test, y_test)
 
         _step(15, "The audit log (steward audit log)")
-        from mlflow_steward import db
-        from mlflow_steward.governance.audit import AuditLog
+        from mlflow_steward.records import db
+        from mlflow_steward.records.audit import AuditLog
 
         log = AuditLog(db.get_engine(db_uri))
         for e in log.entries():

@@ -16,7 +16,10 @@ from typing import Any
 import yaml
 
 from mlflow_steward.config import StewardConfig, coerce_option, default_value
-from mlflow_steward.deployment.base import (
+from mlflow_steward.errors import DeploymentError
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
+from mlflow_steward.plugins.manager import RegisteredTarget, StewardPluginManager
+from mlflow_steward.plugins.targets import (
     DeploymentContext,
     DeploymentEvent,
     DeploymentInfo,
@@ -24,11 +27,8 @@ from mlflow_steward.deployment.base import (
     ResolvedModel,
     TargetClient,
 )
-from mlflow_steward.deployment.state import DeploymentStore
-from mlflow_steward.errors import DeploymentError
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE
-from mlflow_steward.plugins.manager import RegisteredTarget, StewardPluginManager
 from mlflow_steward.plugins.types import Option
+from mlflow_steward.records.deployments import DeploymentStore
 
 #: Options that cannot change on update: where the deployment listens and is controlled.
 FIXED_OPTIONS = ("port", "host", "admin_host")

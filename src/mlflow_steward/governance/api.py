@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlflow_steward.config import StewardConfig, load_config
-from mlflow_steward.governance.engine import Decision
+from mlflow_steward.plugins.events import Decision
 from mlflow_steward.plugins.manager import StewardPluginManager, create_plugin_manager
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from mlflow_steward.governance.events import FactUnavailable
+from mlflow_steward.plugins.events import FactUnavailable
 
 #: Bytes read per ``readinto``: large enough that the per-call overhead vanishes next to
 #: hashing (OpenSSL releases the GIL for buffers this size), small enough to bound memory.

@@ -15,67 +15,13 @@ from mlflow_steward.config import (
     default_value,
     resolve_policies,
 )
-from mlflow_steward.governance.events import ActionEvent, FactUnavailable
 from mlflow_steward.governance.policies import DECIDE_ON_THE_CALLING_THREAD
 from mlflow_steward.governance.timeouts import PolicyTimeout, deciding_until, policy_pool
+from mlflow_steward.plugins.events import ActionEvent, Decision, FactUnavailable, PolicyOutcome
 from mlflow_steward.plugins.types import PolicyVerdict
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
-
-
-@dataclass(frozen=True)
-class PolicyOutcome:
-    """One policy's verdict on one event. ``policy`` is the configured label (default: its name)."""
-
-    policy: str
-    use: str
-    plugin: str
-    allowed: bool
-    reason: str
-    error: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "use": self.use,
-            "plugin": self.plugin,
-            "allowed": self.allowed,
-            "reason": self.reason,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The verdict of every applicable policy on one event."""
-
-    event: ActionEvent
-    outcomes: tuple[PolicyOutcome, ...]
-
-    @property
-    def allowed(self) -> bool:
-        return all(o.allowed for o in self.outcomes)
-
-    @property
-    def denials(self) -> tuple[PolicyOutcome, ...]:
-        return tuple(o for o in self.outcomes if not o.allowed)
-
-    def message(self) -> str:
-        head = f"{self.event.action} on {self.event.target} by {self.event.actor}"
-        if self.allowed:
-            return f"allowed: {head}"
-        reasons = "; ".join(f"[{o.policy}] {o.reason}" for o in self.denials)
-        return f"refused by steward: {head}: {reasons}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "allowed": self.allowed,
-            "action": self.event.action,
-            "target": self.event.target,
-            "actor": self.event.actor,
-            "policies": [o.to_dict() for o in self.outcomes],
-        }
 
 
 @dataclass(frozen=True)

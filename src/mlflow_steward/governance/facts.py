@@ -22,8 +22,8 @@ from urllib.request import url2pathname
 import yaml
 
 from mlflow_steward import _mlflow_adapter
-from mlflow_steward.governance.events import DIGEST_TAG, Approval, FactUnavailable
 from mlflow_steward.governance.timeouts import PolicyTimeout, bounded
+from mlflow_steward.plugins.events import DIGEST_TAG, Approval, FactUnavailable
 from mlflow_steward.registry import alias_holder
 
 #: The tags MLflow marks prompts (registered models and versions) with. Whether a model is a
@@ -595,7 +595,7 @@ class VersionFacts:
             return None
         if self._ctx.db_engine is None:
             raise FactUnavailable("no steward database to read the registrant from")
-        from mlflow_steward.governance.audit import AuditLog
+        from mlflow_steward.records.audit import AuditLog
 
         return AuditLog(self._ctx.db_engine).registrant(
             self.name, self._version, workspace=self.workspace
@@ -712,7 +712,7 @@ class VersionFacts:
             return []
         if self._ctx.db_engine is None:
             raise FactUnavailable("no steward database to read approvals from")
-        from mlflow_steward.lifecycle.approvals import list_approvals
+        from mlflow_steward.records.approvals import list_approvals
 
         return list_approvals(
             self._ctx.db_engine,

@@ -17,15 +17,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, PERMISSION_DENIED
 from sqlalchemy.engine import Connection
 
-from mlflow_steward import _mlflow_adapter, db
+from mlflow_steward import _mlflow_adapter
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import StewardError
 from mlflow_steward.governance import recovery
-from mlflow_steward.governance.audit import AuditEntry, AuditLog
-from mlflow_steward.governance.engine import Decision, PolicyEngine, PolicyOutcome
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE, ActionEvent
+from mlflow_steward.governance.engine import PolicyEngine
 from mlflow_steward.governance.facts import MlflowContext
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE, ActionEvent, Decision, PolicyOutcome
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
+from mlflow_steward.records import db, locks, pending_writes
+from mlflow_steward.records.audit import AuditEntry, AuditLog
 
 _logger = logging.getLogger(__name__)
 
@@ -201,19 +202,8 @@ class Governor:
         """Append the decision's entry and tell the observers. With ``conn`` (an open
         transaction) the entry is written there, and the caller calls :meth:`_recorded` once
         that transaction has committed."""
-        entry = self.audit.append(
-            actor=event.actor,
-            action=event.action,
-            model=event.model,
-            version=version if version is not None else event.version,
-            alias=event.alias,
-            details=event.details(),
-            decision="allowed" if decision.allowed else "refused",
-            outcome=outcome,
-            reasons=[o.to_dict() for o in decision.outcomes],
-            also=also,
-            conn=conn,
-            workspace=event.workspace,
+        entry = self.audit.append_decision(
+            event, decision, outcome, version=version, also=also, conn=conn
         )
         if conn is None:
             self._recorded(event, decision, entry)
@@ -272,28 +262,28 @@ class Governor:
           (``governance/recovery.py``).
         """
         in_transaction = join is not None or not outside_audit
-        recoverable = db.serializes_writers(self.db_engine)  # else a pending row may be live
+        recoverable = locks.serializes_writers(self.db_engine)  # else a pending row may be live
         kwargs: dict[str, Any] = dict(
             version_of=version_of, also=also, in_transaction=in_transaction, join=join
         )
-        if in_transaction and db.locks_in_transaction(self.db_engine):
+        if in_transaction and locks.locks_in_transaction(self.db_engine):
             # PostgreSQL: the model's lock is taken in the write's own transaction and released
             # by its commit (one connection, no separate lock and unlock round trips).
             try:
-                conn = db.lock_connection(self.db_engine)
+                conn = locks.lock_connection(self.db_engine)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
             with conn:
                 try:
-                    db.lock_in_transaction(conn, _lock_key(event))
-                    if recovery.any_pending(conn, event.model):
+                    locks.lock_in_transaction(conn, _lock_key(event))
+                    if pending_writes.any_pending(conn, event.model):
                         self.recover(event.model)
                 except Exception as exc:
                     raise GovernanceUnavailable(event, exc) from exc
                 return self._governed(event, write, look_for_pending=False, conn=conn, **kwargs)
         with ExitStack() as stack:
             try:
-                stack.enter_context(db.write_lock(self.db_engine, _lock_key(event)))
+                stack.enter_context(locks.write_lock(self.db_engine, _lock_key(event)))
                 if recoverable and not in_transaction:
                     self.recover(event.model)
             except Exception as exc:
@@ -311,14 +301,14 @@ class Governor:
 
     def recover_all(self) -> list[AuditEntry]:
         """Recover the interrupted writes of every model, each under its model's write lock."""
-        if not db.serializes_writers(self.db_engine):
+        if not locks.serializes_writers(self.db_engine):
             raise StewardError(
                 f"steward cannot lock a model on {self.db_engine.dialect.name} (only PostgreSQL "
                 "and SQLite files), so it cannot tell an interrupted write from a running one"
             )
         done: list[AuditEntry] = []
-        for model in dict.fromkeys(p.model for p in recovery.pending(self.db_engine)):
-            with db.write_lock(self.db_engine, model):
+        for model in dict.fromkeys(p.model for p in pending_writes.pending(self.db_engine)):
+            with locks.write_lock(self.db_engine, model):
                 done += self.recover(model)
         return done
 
@@ -327,7 +317,7 @@ class Governor:
 
         Call with the model's write lock held: then every pending row of the model belongs to a
         writer that stopped. Returns the entries appended."""
-        rows = recovery.pending(self.db_engine, model)
+        rows = pending_writes.pending(self.db_engine, model)
         if not rows:
             return []
 
@@ -392,17 +382,7 @@ class Governor:
                 if not decision.allowed:
                     self.record(event, decision, "refused")
                 elif not in_transaction:
-                    pending_id = recovery.insert(
-                        self.db_engine,
-                        actor=event.actor,
-                        action=event.action,
-                        model=event.model,
-                        version=event.version,
-                        alias=event.alias,
-                        details=event.details(),
-                        reasons=[o.to_dict() for o in decision.outcomes],
-                        workspace=event.workspace,
-                    )
+                    pending_id = pending_writes.insert(self.db_engine, event, decision)
             except Exception as exc:
                 raise GovernanceUnavailable(event, exc) from exc
             if not decision.allowed:
@@ -427,7 +407,7 @@ class Governor:
 
         def completed(conn: Connection, seq: int, result: Any = None, *, ok: bool) -> None:
             if pending_id is not None:
-                recovery.delete(conn, pending_id)
+                pending_writes.delete(conn, pending_id)
             if ok and also is not None:
                 also(conn, seq, result)
 
@@ -489,7 +469,7 @@ class Governor:
         wrote = False
         stack = ExitStack()
         if conn is None or not conn.in_transaction():
-            stack.enter_context(db.transaction_lock(self.db_engine))
+            stack.enter_context(locks.transaction_lock(self.db_engine))
         if conn is None:
             conn = stack.enter_context(self.db_engine.connect())
         try:
@@ -497,7 +477,7 @@ class Governor:
                 if not conn.in_transaction():
                     # Begun here, so that MLflow's sessions join it (and do not commit their own).
                     conn.begin()
-                if look_for_pending and recovery.any_pending(conn, event.model):
+                if look_for_pending and pending_writes.any_pending(conn, event.model):
                     raise _RecoverFirst
                 joined = (
                     _mlflow_adapter.sessions_joined(join, conn, sqlite_pragmas_set=True)

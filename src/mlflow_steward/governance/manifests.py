@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import utc_now
+from mlflow_steward.records import db, schema
+from mlflow_steward.records.audit import utc_now
 
 
 def _insert_if_new(dialect: str) -> db.Prepared:
@@ -25,10 +25,10 @@ def _insert_if_new(dialect: str) -> db.Prepared:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
 
-        statement = insert(db.manifests).on_conflict_do_nothing()
+        statement = insert(schema.manifests).on_conflict_do_nothing()
     else:
-        statement = db.manifests.insert().prefix_with("OR IGNORE", dialect="sqlite")
-    return db.Prepared(statement.values({c.name: sa.bindparam(c.name) for c in db.manifests.c}))
+        statement = schema.manifests.insert().prefix_with("OR IGNORE", dialect="sqlite")
+    return db.Prepared(statement.values({c.name: sa.bindparam(c.name) for c in schema.manifests.c}))
 
 
 _INSERTS: dict[str, db.Prepared] = {}
@@ -56,6 +56,6 @@ def recorded_files(engine: Engine, digest: str) -> Mapping[str, str] | None:
     """``{relative path: sha256}`` of the files behind ``digest``, or ``None``."""
     with db.reading(engine) as conn:
         files = conn.execute(
-            sa.select(db.manifests.c.files).where(db.manifests.c.digest == digest)
+            sa.select(schema.manifests.c.files).where(schema.manifests.c.digest == digest)
         ).scalar()
     return None if files is None else json.loads(files)

@@ -15,112 +15,19 @@ it) checks the registry and appends the missing entry, marked ``recovered``:
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import AuditEntry, AuditLog, utc_now
-from mlflow_steward.lifecycle import history
+from mlflow_steward.records import history
+from mlflow_steward.records.audit import AuditEntry, AuditLog
+from mlflow_steward.records.pending_writes import PendingWrite, delete, owner
 from mlflow_steward.registry import alias_holder, not_found, quote_name
 
 NOT_APPLIED = "failed: interrupted; the registry does not show the change (recovered)"
 UNKNOWN = "unknown: interrupted; steward cannot read back whether the change was applied"
-
-
-def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class PendingWrite:
-    id: int
-    ts: str
-    actor: str
-    action: str
-    model: str
-    version: str | None
-    alias: str | None
-    details: Mapping[str, Any]
-    reasons: list[Mapping[str, Any]]
-    owner: str
-
-
-def insert(
-    engine: Engine,
-    *,
-    actor: str,
-    action: str,
-    model: str,
-    version: str | None,
-    alias: str | None,
-    details: Mapping[str, Any],
-    reasons: list[Mapping[str, Any]],
-    workspace: str = db.DEFAULT_WORKSPACE,
-) -> int:
-    with engine.begin() as conn:
-        result = conn.execute(
-            db.pending_writes.insert().values(
-                workspace=workspace,
-                ts=utc_now(),
-                actor=actor,
-                action=action,
-                model=model,
-                version=version,
-                alias=alias,
-                details=json.dumps(dict(details), sort_keys=True, default=str),
-                reasons=json.dumps(reasons, default=str),
-                owner=owner(),
-            )
-        )
-        return int(result.inserted_primary_key[0])
-
-
-def delete(conn: Connection, pending_id: int) -> None:
-    conn.execute(db.pending_writes.delete().where(db.pending_writes.c.id == pending_id))
-
-
-# Built once: every governed write in the audit transaction asks it.
-_ANY_PENDING = db.Prepared(
-    sa.select(db.pending_writes.c.id)
-    .where(db.pending_writes.c.model == sa.bindparam("model"))
-    .limit(1)
-)
-
-
-def any_pending(conn: Connection, model: str) -> bool:
-    """Whether ``model`` has pending rows (in the caller's transaction)."""
-    return bool(_ANY_PENDING.rows(conn, {"model": model}))
-
-
-def pending(engine: Engine, model: str | None = None) -> list[PendingWrite]:
-    """Pending rows, oldest first (of one model, or all)."""
-    query = sa.select(db.pending_writes).order_by(db.pending_writes.c.id)
-    if model is not None:
-        query = query.where(db.pending_writes.c.model == model)
-    with db.reading(engine) as conn:
-        return [
-            PendingWrite(
-                id=r.id,
-                ts=r.ts,
-                actor=r.actor,
-                action=r.action,
-                model=r.model,
-                version=r.version,
-                alias=r.alias,
-                details=json.loads(r.details),
-                reasons=json.loads(r.reasons),
-                owner=r.owner,
-            )
-            for r in conn.execute(query)
-        ]
 
 
 def _missing(call: Callable[[], Any]) -> bool:

@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, INVALID_PARAMETER_VALUE
 
-from mlflow_steward import _mlflow_adapter, db
+from mlflow_steward import _mlflow_adapter
 from mlflow_steward.errors import InvalidVersion, RegistryURIError
 from mlflow_steward.governance import manifests
-from mlflow_steward.governance.engine import Decision
-from mlflow_steward.governance.events import ALIASES_HELD, DIGEST_TAG, FactUnavailable
 from mlflow_steward.governance.facts import (
     RegisteredVersionFacts,
     VersionFacts,
@@ -32,7 +30,8 @@ from mlflow_steward.governance.facts import (
 )
 from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.governance.policies.prompt_markers import MARKERS
-from mlflow_steward.lifecycle import history
+from mlflow_steward.plugins.events import ALIASES_HELD, DIGEST_TAG, Decision, FactUnavailable
+from mlflow_steward.records import db, history
 from mlflow_steward.registry import alias_holder, canonical_version, not_found, quote_name
 
 if TYPE_CHECKING:

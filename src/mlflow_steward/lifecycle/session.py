@@ -14,13 +14,12 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import InvalidVersion, LifecycleError
-from mlflow_steward.governance.engine import Decision
-from mlflow_steward.governance.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
 from mlflow_steward.governance.facts import VersionFacts
 from mlflow_steward.governance.governor import action_context
 from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
-from mlflow_steward.lifecycle import approvals, history
+from mlflow_steward.plugins.events import REVIEW_VERDICTS, REVIEWED_ACTIONS, Decision
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
+from mlflow_steward.records import approvals, history
 from mlflow_steward.registry import (
     ModelRef,
     canonical_version,

@@ -119,8 +119,8 @@ def read_current(spec: str, version: str | None = None, since: float | None = No
 
 def request_log_dir(session: Any, deployment: str) -> Path:
     """Where deployment ``deployment`` writes its request log."""
-    from mlflow_steward.deployment.state import DeploymentStore
     from mlflow_steward.errors import DeploymentError
+    from mlflow_steward.records.deployments import DeploymentStore
 
     try:
         info = DeploymentStore(session.governor.db_engine).require(deployment)

@@ -8,7 +8,6 @@ exactly as it would refuse a person.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -19,7 +18,6 @@ from typing import Any
 
 from mlflow_steward import hookimpl
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE
 from mlflow_steward.monitoring.monitors import NO_VERDICT
 from mlflow_steward.plugins.types import Alert, MonitorAction, Option
 
@@ -147,11 +145,10 @@ def _demote(context: ActionContext, params: Any) -> str:
 def healthy_previous_holder(session: Any, model: str, alias: str, current: str) -> str | None:
     """The newest earlier holder of ``alias`` that was not rolled back from and whose last
     monitor verdict (status tag, or the monitor runs' record) was not drift or invalid."""
-    import sqlalchemy as sa
     from mlflow.exceptions import MlflowException
 
-    from mlflow_steward import db
     from mlflow_steward.monitoring.check import STATUS_TAG
+    from mlflow_steward.records import monitor_runs
 
     entries = session.history(model, alias)
     rolled_back_from = {e.previous_version for e in entries if e.kind == "rollback"}
@@ -168,16 +165,13 @@ def healthy_previous_holder(session: Any, model: str, alias: str, current: str) 
                 if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                     continue  # deleted since
                 raise
-            query = (
-                sa.select(db.monitor_runs.c.status)
-                .where(db.monitor_runs.c.model == model, db.monitor_runs.c.version == version)
-                .where(db.monitor_runs.c.workspace == session.governor.workspace())
-                .where(db.monitor_runs.c.status.in_(("healthy", *bad)))
-                .order_by(db.monitor_runs.c.id.desc())
-                .limit(1)
+            last_run = monitor_runs.last_verdict(
+                session.governor.db_engine,
+                model,
+                version,
+                session.governor.workspace(),
+                ("healthy", *bad),
             )
-            with db.reading(session.governor.db_engine) as conn:
-                last_run = conn.execute(query).scalar()
             if tags.get(STATUS_TAG) not in bad and last_run not in bad:
                 return version
     return None
@@ -399,100 +393,6 @@ def steward_monitor_actions() -> Iterator[MonitorAction]:
 # -- rule evaluation ---------------------------------------------------------------------------
 
 
-def recent_statuses(
-    engine: Any, monitor: str, version: str | None, limit: int, workspace: str = DEFAULT_WORKSPACE
-) -> list[str]:
-    """The newest ``limit`` statuses of ``monitor`` on ``version`` in ``workspace``, newest first
-    (a streak starts again when the monitored alias moves to another version)."""
-    import sqlalchemy as sa
-
-    from mlflow_steward import db
-
-    query = (
-        sa.select(db.monitor_runs.c.status)
-        .where(
-            db.monitor_runs.c.workspace == workspace,
-            db.monitor_runs.c.monitor == monitor,
-            db.monitor_runs.c.version.is_(None)
-            if version is None
-            else db.monitor_runs.c.version == version,
-        )
-        .order_by(db.monitor_runs.c.id.desc())
-        .limit(limit)
-    )
-    with db.reading(engine) as conn:
-        return [r.status for r in conn.execute(query)]
-
-
-def last_run(engine: Any, monitor: str, workspace: str = DEFAULT_WORKSPACE) -> float | None:
-    """When ``monitor`` last judged data (healthy or drift) in ``workspace``, or ``None``: a
-    failed or insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
-    import sqlalchemy as sa
-
-    from mlflow_steward import db
-
-    query = sa.select(sa.func.max(db.monitor_runs.c.ts)).where(
-        db.monitor_runs.c.workspace == workspace,
-        db.monitor_runs.c.monitor == monitor,
-        db.monitor_runs.c.status.in_(("healthy", "drift")),
-    )
-    with db.reading(engine) as conn:
-        return conn.execute(query).scalar()
-
-
-def last_fired(
-    engine: Any, monitor: str, rule: int, since: float, workspace: str = DEFAULT_WORKSPACE
-) -> float | None:
-    """When rule ``rule`` of ``monitor`` last acted (dry runs included) in ``workspace``, if
-    after ``since``."""
-    import sqlalchemy as sa
-
-    from mlflow_steward import db
-
-    query = (
-        sa.select(db.monitor_runs.c.ts, db.monitor_runs.c.actions)
-        .where(db.monitor_runs.c.monitor == monitor, db.monitor_runs.c.ts >= since)
-        .where(db.monitor_runs.c.workspace == workspace)
-        .order_by(db.monitor_runs.c.id.desc())
-    )
-    with db.reading(engine) as conn:
-        for row in conn.execute(query):
-            if any(a.get("rule") == rule for a in json.loads(row.actions)):
-                return float(row.ts)
-    return None
-
-
-def record_run(
-    engine: Any,
-    *,
-    monitor: str,
-    model: str,
-    version: str | None,
-    status: str,
-    run_id: str | None,
-    actions: list[dict[str, Any]],
-    detail: Mapping[str, Any],
-    ts: float,
-    workspace: str = DEFAULT_WORKSPACE,
-) -> None:
-    from mlflow_steward import db
-
-    with engine.begin() as conn:
-        conn.execute(
-            db.monitor_runs.insert().values(
-                workspace=workspace,
-                monitor=monitor,
-                model=model,
-                version=version,
-                status=status,
-                ts=ts,
-                run_id=run_id,
-                actions=json.dumps(actions),
-                detail=json.dumps(dict(detail), default=str),
-            )
-        )
-
-
 def apply_rules(
     context: ActionContext, actions: Mapping[str, MonitorAction], now: float
 ) -> list[dict[str, Any]]:
@@ -502,13 +402,15 @@ def apply_rules(
     it had such a status too, unless it acted less than ``cooldown`` ago. An action that raises
     (or is refused by a policy) is reported and the next one still runs.
     """
+    from mlflow_steward.records import monitor_runs
+
     engine = context.session.governor.db_engine
     workspace = context.session.governor.workspace()
     done: list[dict[str, Any]] = []
     for rule in context.monitor.rules:
         if context.status not in rule.when:
             continue
-        previous = recent_statuses(
+        previous = monitor_runs.recent_statuses(
             engine, context.monitor.name, context.version, rule.after - 1, workspace
         )
         if len(previous) < rule.after - 1 or any(s not in rule.when for s in previous):
@@ -523,7 +425,9 @@ def apply_rules(
             )
             continue
         fired = (
-            last_fired(engine, context.monitor.name, rule.index, now - rule.cooldown, workspace)
+            monitor_runs.last_fired(
+                engine, context.monitor.name, rule.index, now - rule.cooldown, workspace
+            )
             if rule.cooldown
             else None
         )

@@ -21,7 +21,8 @@ from mlflow_steward.monitoring.monitors import (
     load_monitors,
     parse_alerters,
 )
-from mlflow_steward.monitoring.rules import ActionContext, apply_rules, last_run, record_run
+from mlflow_steward.monitoring.rules import ActionContext, apply_rules
+from mlflow_steward.records.monitor_runs import last_run, record_run
 
 _logger = logging.getLogger(__name__)
 

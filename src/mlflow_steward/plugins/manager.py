@@ -44,9 +44,8 @@ from mlflow_steward.plugins.types import (
 )
 
 if TYPE_CHECKING:
-    from mlflow_steward.deployment.base import DeploymentEvent, DeploymentInfo
-    from mlflow_steward.governance.engine import Decision
-    from mlflow_steward.governance.events import ActionEvent
+    from mlflow_steward.plugins.events import ActionEvent, Decision
+    from mlflow_steward.plugins.targets import DeploymentEvent, DeploymentInfo
 
 _logger = logging.getLogger(__name__)
 

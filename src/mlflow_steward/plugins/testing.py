@@ -4,7 +4,7 @@ Fixtures:
 
 * ``steward_plugin_manager`` — a factory: ``steward_plugin_manager(plugins=[MyPlugin()])`` builds a
   fresh manager with the built-ins, your in-process plugins, and no third-party autoload.
-* ``steward_event`` — a factory for :class:`~mlflow_steward.governance.events.ActionEvent` backed by
+* ``steward_event`` — a factory for :class:`~mlflow_steward.plugins.events.ActionEvent` backed by
   :class:`StaticFacts`, to unit-test a policy's ``check`` without MLflow.
 
 Importing this module is cheap (no MLflow), since pytest imports it in every session.
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from mlflow_steward.governance.events import ActionEvent, Approval, FactUnavailable
+from mlflow_steward.plugins.events import ActionEvent, Approval, FactUnavailable
 
 
 @dataclass
 class StaticFacts:
-    """In-memory :class:`~mlflow_steward.governance.events.ModelFacts` for unit tests.
+    """In-memory :class:`~mlflow_steward.plugins.events.ModelFacts` for unit tests.
 
     A field set to ``None`` where a value is required raises :class:`FactUnavailable` when read,
     like a fact MLflow cannot provide.

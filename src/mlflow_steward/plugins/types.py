@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import click
 
-    from mlflow_steward.governance.events import ActionEvent
+    from mlflow_steward.plugins.events import ActionEvent
 
 #: Every action that steward governs. ``when: {action: ...}`` in the configuration takes these.
 ACTIONS: tuple[str, ...] = (
@@ -157,7 +157,7 @@ class DeploymentTarget:
     """A deployment target a plugin offers, yielded from ``steward_deployment_targets()``.
 
     ``client`` is a class (or factory) called as ``client(target, context)`` that returns an object
-    with the methods of :class:`mlflow_steward.deployment.base.TargetClient` (create, update,
+    with the methods of :class:`mlflow_steward.plugins.targets.TargetClient` (create, update,
     delete, list, get, predict, rollback, promote_canary, health, status). It is called only when
     a command needs the target, so a plugin can keep heavy imports inside it.
     ``options`` is the target's configuration schema (``-C key=value``, ``deployments:`` in

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.errors import InvalidVersion, LifecycleError, RegistryURIError
-from mlflow_steward.governance.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
+from mlflow_steward.plugins.events import REVIEW_VERDICTS, REVIEWED_ACTIONS
 from mlflow_steward.registry import canonical_version
 
 PREFIXES = ("/api/2.0/steward", "/ajax-api/2.0/steward")
@@ -131,7 +131,7 @@ def _list_reviews() -> Any:
 def _list_deployments() -> Any:
     from flask import jsonify, request
 
-    from mlflow_steward.deployment.state import DeploymentStore
+    from mlflow_steward.records.deployments import DeploymentStore
 
     name = request.args.get("name") or None
     governor = session().governor

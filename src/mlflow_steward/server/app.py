@@ -14,7 +14,8 @@ import logging
 import os
 from typing import Any
 
-from mlflow_steward import _mlflow_adapter, db
+from mlflow_steward import _mlflow_adapter
+from mlflow_steward.records import db
 from mlflow_steward.registry import STEWARD_PREFIX, governed_uri
 from mlflow_steward.server import guard, identity
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_steward.governance.engine import Decision, PolicyOutcome
+from mlflow_steward.plugins.events import Decision, PolicyOutcome
 
 #: (collection, operation) of the registry's REST write routes -> the governed action.
 WRITE_ROUTES: dict[tuple[str, str], str] = {

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow_steward.deployment.base import DeploymentInfo, ResolvedModel, TargetClient
 from mlflow_steward.deployment.onprem.gateway import (
     GATEWAY_MODULE,
     TOKEN_HEADER,
@@ -26,6 +25,7 @@ from mlflow_steward.deployment.onprem.gateway import (
     port_in_use,
 )
 from mlflow_steward.errors import DeploymentError
+from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, TargetClient
 from mlflow_steward.server.process import free_port
 
 HOME_ENV = "MLFLOW_STEWARD_HOME"

@@ -46,7 +46,7 @@ import aiohttp
 from aiohttp import web
 
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
-from mlflow_steward.deployment.state import DeploymentStore
+from mlflow_steward.records.deployments import DeploymentStore
 from mlflow_steward.server.process import free_port
 
 _logger = logging.getLogger("mlflow_steward.gateway")

@@ -13,7 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ActionEvent
+from mlflow_steward.plugins.events import ActionEvent
 from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ActionEvent, Approval
+from mlflow_steward.plugins.events import ActionEvent, Approval
 from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 
 #: The governed actions that record a review.

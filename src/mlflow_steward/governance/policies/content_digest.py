@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import DIGEST_TAG, ActionEvent
+from mlflow_steward.plugins.events import DIGEST_TAG, ActionEvent
 from mlflow_steward.plugins.types import Policy, PolicyVerdict
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ActionEvent
+from mlflow_steward.plugins.events import ActionEvent
 from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

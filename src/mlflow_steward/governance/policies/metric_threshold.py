@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ActionEvent, FactUnavailable, ModelFacts
+from mlflow_steward.plugins.events import ActionEvent, FactUnavailable, ModelFacts
 from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 
 

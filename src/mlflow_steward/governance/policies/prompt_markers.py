@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ActionEvent
 from mlflow_steward.governance.facts import is_prompt_marker
+from mlflow_steward.plugins.events import ActionEvent
 from mlflow_steward.plugins.types import Policy, PolicyVerdict
 
 #: Context key: the prompt-marker tags an action would write (set by the governed store).

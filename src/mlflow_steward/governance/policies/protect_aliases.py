@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.events import ALIASES_HELD, ActionEvent
+from mlflow_steward.plugins.events import ALIASES_HELD, ActionEvent
 from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
 
 

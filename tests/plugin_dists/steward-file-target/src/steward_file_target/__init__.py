@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.deployment.base import TargetClient
+from mlflow_steward.plugins.targets import TargetClient
 from mlflow_steward.plugins.types import DeploymentTarget, Option
 
 

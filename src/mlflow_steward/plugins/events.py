@@ -1,4 +1,6 @@
-"""The event every governed action becomes, and the model facts policies read from it."""
+"""The event every governed action becomes, the model facts policies read from it, and the
+decision the policies reach on it (part of the plugin contract: plugins import these from
+``mlflow_steward.plugins``)."""
 
 from __future__ import annotations
 
@@ -189,3 +191,57 @@ class ActionEvent:
                 out[key] = value
         out.update({k: v for k, v in self.context.items() if k != "is_prompt"})
         return out
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """One policy's verdict on one event. ``policy`` is the configured label (default: its name)."""
+
+    policy: str
+    use: str
+    plugin: str
+    allowed: bool
+    reason: str
+    error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "use": self.use,
+            "plugin": self.plugin,
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict of every applicable policy on one event."""
+
+    event: ActionEvent
+    outcomes: tuple[PolicyOutcome, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return all(o.allowed for o in self.outcomes)
+
+    @property
+    def denials(self) -> tuple[PolicyOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.allowed)
+
+    def message(self) -> str:
+        head = f"{self.event.action} on {self.event.target} by {self.event.actor}"
+        if self.allowed:
+            return f"allowed: {head}"
+        reasons = "; ".join(f"[{o.policy}] {o.reason}" for o in self.denials)
+        return f"refused by steward: {head}: {reasons}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "action": self.event.action,
+            "target": self.event.target,
+            "actor": self.event.actor,
+            "policies": [o.to_dict() for o in self.outcomes],
+        }

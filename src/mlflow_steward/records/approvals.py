@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_steward import db
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE, Approval
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE, Approval
+from mlflow_steward.records import db, schema
 
 
 def _select(query: Any, engine: Engine) -> list[Approval]:
@@ -35,7 +35,7 @@ def _select(query: Any, engine: Engine) -> list[Approval]:
                 digest=r.digest,
                 workspace=r.workspace,
             )
-            for r in conn.execute(query.order_by(db.approvals.c.id))
+            for r in conn.execute(query.order_by(schema.approvals.c.id))
         ]
 
 
@@ -49,9 +49,9 @@ def list_approvals(
     workspace: str = DEFAULT_WORKSPACE,
 ) -> list[Approval]:
     """Review entries of one action on one version for one alias, oldest first."""
-    table = db.approvals.c
+    table = schema.approvals.c
     return _select(
-        sa.select(db.approvals).where(
+        sa.select(schema.approvals).where(
             table.workspace == workspace,
             table.model == model,
             table.version == str(version),
@@ -71,13 +71,13 @@ def list_reviews(
 ) -> list[Approval]:
     """Every review entry of a workspace (``None``: all), optionally of one model and no older
     than ``since``, oldest first."""
-    query = sa.select(db.approvals)
+    query = sa.select(schema.approvals)
     if workspace is not None:
-        query = query.where(db.approvals.c.workspace == workspace)
+        query = query.where(schema.approvals.c.workspace == workspace)
     if model is not None:
-        query = query.where(db.approvals.c.model == model)
+        query = query.where(schema.approvals.c.model == model)
     if since is not None:
-        query = query.where(db.approvals.c.created >= since)
+        query = query.where(schema.approvals.c.created >= since)
     return _select(query, engine)
 
 
@@ -97,7 +97,7 @@ def insert_approval(
     workspace: str = DEFAULT_WORKSPACE,
 ) -> None:
     conn.execute(
-        db.approvals.insert().values(
+        schema.approvals.insert().values(
             model=model,
             version=str(version),
             alias=alias,

@@ -3,7 +3,7 @@ with steward's own version table, looking only at ``steward_*`` tables."""
 
 from alembic import context
 
-from mlflow_steward import db
+from mlflow_steward.records import schema
 
 
 def _steward_only(name: str | None, type_: str, _parent: object) -> bool:
@@ -13,8 +13,8 @@ def _steward_only(name: str | None, type_: str, _parent: object) -> bool:
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
-    target_metadata=db.metadata,
-    version_table=db.VERSION_TABLE,
+    target_metadata=schema.metadata,
+    version_table=schema.VERSION_TABLE,
     include_name=_steward_only,
 )
 with context.begin_transaction():

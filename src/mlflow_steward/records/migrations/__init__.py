@@ -2,7 +2,7 @@
 
 Steward's tables live in the registry's database beside MLflow's, with their own version table
 (``steward_alembic_version``; MLflow's is ``alembic_version``). A new database gets the current
-tables directly (``db.get_engine``); a database made by an older release is upgraded only on
+tables directly (``records.db.get_engine``); a database made by an older release is upgraded only on
 request, by ``steward db upgrade``, and until then the governed store and the server refuse to
 start on it, naming that command. Release 0.1.0 kept no version: its tables are migration
 ``0001``.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from mlflow_steward import db
+from mlflow_steward.records import db, schema
 
 _HERE = Path(__file__).parent
 
@@ -26,18 +26,6 @@ def _config(conn: sa.engine.Connection):  # alembic.config.Config
     config.set_main_option("script_location", str(_HERE))
     config.attributes["connection"] = conn
     return config
-
-
-def known_revisions() -> list[str]:
-    """Every migration this release has, oldest first."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(_HERE))
-    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
-
-
-def newer_than_known(revision: str | None) -> bool:
-    return revision is not None and revision not in known_revisions()
 
 
 def upgrade(registry_uri: str) -> tuple[str | None, str]:
@@ -53,14 +41,14 @@ def upgrade(registry_uri: str) -> tuple[str | None, str]:
     try:
         with engine.begin() as conn:
             before = db.schema_revision(conn)
-        if newer_than_known(before):
+        if schema.newer_than_known(before):
             raise db.SchemaOutdated(
                 f"steward's tables are at schema {before}, newer than this release knows "
-                f"({db.SCHEMA_REVISION}): upgrade mlflow-steward instead"
+                f"({schema.SCHEMA_REVISION}): upgrade mlflow-steward instead"
             )
         with engine.begin() as conn:
             config = _config(conn)
-            if before == "0001" and not sa.inspect(conn).has_table(db.VERSION_TABLE):
+            if before == "0001" and not sa.inspect(conn).has_table(schema.VERSION_TABLE):
                 command.stamp(config, "0001")  # 0.1.0 kept no version
             command.upgrade(config, "head")
         with engine.begin() as conn:

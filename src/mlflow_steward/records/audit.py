@@ -21,7 +21,8 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_steward import db
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE, ActionEvent, Decision
+from mlflow_steward.records import db, schema
 
 AUDIT_KEY_ENV = "MLFLOW_STEWARD_AUDIT_KEY"
 
@@ -45,14 +46,14 @@ class AuditEntry:
     reasons: list[Mapping[str, Any]]
     prev_hash: str
     hash: str = ""
-    workspace: str = db.DEFAULT_WORKSPACE
+    workspace: str = DEFAULT_WORKSPACE
 
     def content(self) -> dict[str, Any]:
         """What the entry's hash covers: every field but the hash. The workspace only when it is
         not the default one, so entries written before workspaces (0.1.0) still verify, and
         moving an entry into or out of the default workspace still changes what is hashed."""
         out = {name: getattr(self, name) for name in _CONTENT_FIELDS}
-        if self.workspace != db.DEFAULT_WORKSPACE:
+        if self.workspace != DEFAULT_WORKSPACE:
             out["workspace"] = self.workspace
         return out
 
@@ -64,12 +65,16 @@ _CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name not in ("ha
 
 
 # Built once (and compiled once per database): an append runs on every governed write.
-_HEAD_ROW = db.audit_head.c.id == 1
-_BUMP_HEAD = db.audit_head.update().where(_HEAD_ROW).values(seq=db.audit_head.c.seq + 1)
-_BUMP_HEAD_RETURNING = db.Prepared(_BUMP_HEAD.returning(db.audit_head.c.seq, db.audit_head.c.hash))
-_READ_HEAD = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(_HEAD_ROW)
-_INSERT_ENTRY = db.audit.insert().values({c.name: sa.bindparam(f"e_{c.name}") for c in db.audit.c})
-_SET_HEAD = db.audit_head.update().where(_HEAD_ROW).values(hash=sa.bindparam("e_hash"))
+_HEAD_ROW = schema.audit_head.c.id == 1
+_BUMP_HEAD = schema.audit_head.update().where(_HEAD_ROW).values(seq=schema.audit_head.c.seq + 1)
+_BUMP_HEAD_RETURNING = db.Prepared(
+    _BUMP_HEAD.returning(schema.audit_head.c.seq, schema.audit_head.c.hash)
+)
+_READ_HEAD = sa.select(schema.audit_head.c.seq, schema.audit_head.c.hash).where(_HEAD_ROW)
+_INSERT_ENTRY = schema.audit.insert().values(
+    {c.name: sa.bindparam(f"e_{c.name}") for c in schema.audit.c}
+)
+_SET_HEAD = schema.audit_head.update().where(_HEAD_ROW).values(hash=sa.bindparam("e_hash"))
 _INSERT_ENTRY_AND_SET_HEAD = db.Prepared(_SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry")))
 _INSERT_ENTRY_FAST = db.Prepared(_INSERT_ENTRY)
 
@@ -158,6 +163,33 @@ class AuditLog:
             return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
         return hashlib.sha256(payload).hexdigest()
 
+    def append_decision(
+        self,
+        event: ActionEvent,
+        decision: Decision,
+        outcome: str,
+        *,
+        version: str | None = None,
+        also: Callable[[Connection, int], None] | None = None,
+        conn: Connection | None = None,
+    ) -> AuditEntry:
+        """Append the entry of ``decision`` on ``event`` (see :meth:`append`); ``version`` is the
+        version the write made, for an event that names none (a new version)."""
+        return self.append(
+            actor=event.actor,
+            action=event.action,
+            model=event.model,
+            version=version if version is not None else event.version,
+            alias=event.alias,
+            details=event.details(),
+            decision="allowed" if decision.allowed else "refused",
+            outcome=outcome,
+            reasons=[o.to_dict() for o in decision.outcomes],
+            also=also,
+            conn=conn,
+            workspace=event.workspace,
+        )
+
     def append(
         self,
         *,
@@ -172,7 +204,7 @@ class AuditLog:
         reasons: list[Mapping[str, Any]],
         also: Callable[[Connection, int], None] | None = None,
         conn: Connection | None = None,
-        workspace: str = db.DEFAULT_WORKSPACE,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> AuditEntry:
         """Append one entry; ``also(conn, seq)`` writes related rows in the same transaction.
 
@@ -216,7 +248,7 @@ class AuditLog:
                 "reasons": list(reasons),
                 "prev_hash": prev_hash,
             }
-            if workspace != db.DEFAULT_WORKSPACE:
+            if workspace != DEFAULT_WORKSPACE:
                 content["workspace"] = workspace
             entry = AuditEntry(**content, hash=self._digest(content))
             row = {f"e_{name}": value for name, value in content.items()}
@@ -228,7 +260,7 @@ class AuditLog:
                 _INSERT_ENTRY_AND_SET_HEAD.rows(conn, row)
             else:
                 _INSERT_ENTRY_FAST.rows(conn, row)
-                if conn.dialect.name != "sqlite":  # db.SQLITE_HEAD_TRIGGER sets it on SQLite
+                if conn.dialect.name != "sqlite":  # schema.SQLITE_HEAD_TRIGGER sets it on SQLite
                     conn.execute(_SET_HEAD, row)
             if also is not None:
                 also(conn, seq)
@@ -267,12 +299,12 @@ class AuditLog:
         workspace: str | None = None,
     ) -> list[AuditEntry]:
         """Entries, optionally of one model and of one workspace (``None``: every workspace)."""
-        query = sa.select(db.audit)
+        query = sa.select(schema.audit)
         if model is not None:
-            query = query.where(db.audit.c.model == model)
+            query = query.where(schema.audit.c.model == model)
         if workspace is not None:
-            query = query.where(db.audit.c.workspace == workspace)
-        query = query.order_by(db.audit.c.seq.desc() if newest_first else db.audit.c.seq)
+            query = query.where(schema.audit.c.workspace == workspace)
+        query = query.order_by(schema.audit.c.seq.desc() if newest_first else schema.audit.c.seq)
         if limit is not None:
             query = query.limit(limit)
         with db.reading(self.engine) as conn:
@@ -282,11 +314,11 @@ class AuditLog:
         """Every entry in order (up to sequence number ``up_to``), read in batches."""
         last = 0
         while True:
-            query = sa.select(db.audit).where(db.audit.c.seq > last)
+            query = sa.select(schema.audit).where(schema.audit.c.seq > last)
             if up_to is not None:
-                query = query.where(db.audit.c.seq <= up_to)
+                query = query.where(schema.audit.c.seq <= up_to)
             with db.reading(self.engine) as conn:
-                rows = conn.execute(query.order_by(db.audit.c.seq).limit(batch)).all()
+                rows = conn.execute(query.order_by(schema.audit.c.seq).limit(batch)).all()
             if not rows:
                 return
             for row in rows:
@@ -299,7 +331,7 @@ class AuditLog:
         with db.reading(self.engine) as conn:
             seq, hash_ = conn.execute(_READ_HEAD).one()
             beyond = conn.execute(
-                sa.select(db.audit.c.seq).where(db.audit.c.seq > seq).limit(1)
+                sa.select(schema.audit.c.seq).where(schema.audit.c.seq > seq).limit(1)
             ).first()
         return seq, hash_, beyond is not None
 
@@ -307,7 +339,7 @@ class AuditLog:
         """Check the chain up to the head as read first: entries appended while verifying are
         left for the next run instead of looking like a head that lags the chain."""
         head_seq, head_hash, beyond = self._head()
-        expected_seq, prev_hash, count = 1, db.GENESIS_HASH, 0
+        expected_seq, prev_hash, count = 1, schema.GENESIS_HASH, 0
         for entry in self.iter_all(up_to=head_seq):
             count += 1
             if entry.seq != expected_seq:
@@ -366,10 +398,10 @@ class AuditLog:
         return n
 
     def registrant(
-        self, model: str, version: str, workspace: str = db.DEFAULT_WORKSPACE
+        self, model: str, version: str, workspace: str = DEFAULT_WORKSPACE
     ) -> str | None:
         """The actor of the applied ``create_model_version`` of ``model`` version ``version``."""
-        table = db.audit.c
+        table = schema.audit.c
         query = (
             sa.select(table.actor)
             .where(

@@ -1,19 +1,19 @@
-"""What every deployment target shares: the event plugins observe, the state a deployment is in,
-and the interface a target's client implements."""
+"""What every deployment target shares (part of the plugin contract): the event plugins observe,
+the state a deployment is in, and the interface a target's client implements."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.engine import Connection
 
-    from mlflow_steward.deployment.state import DeploymentStore
     from mlflow_steward.plugins.types import DeploymentTarget
 
 Progress = Callable[[str], None]
@@ -75,12 +75,23 @@ class DeploymentInfo:
         return out
 
 
+class DeploymentRecords(Protocol):
+    """The deployments recorded in the registry database, as a target client sees them
+    (``mlflow_steward.records.deployments.DeploymentStore``)."""
+
+    def get(self, name: str) -> DeploymentInfo | None: ...
+    def require(self, name: str) -> DeploymentInfo: ...
+    def list(self, target: str | None = None) -> list[DeploymentInfo]: ...
+    def update_row(self, conn: Connection | None, name: str, **values: Any) -> None: ...
+    def set_runtime(self, name: str, runtime: Mapping[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class DeploymentContext:
     """What the host gives a target client: the shared state, where the registry is, and a
     callback to show progress on long steps."""
 
-    store: DeploymentStore
+    store: DeploymentRecords
     registry_uri: str
     tracking_uri: str
     actor: str

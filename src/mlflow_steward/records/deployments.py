@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_steward import db
-from mlflow_steward.deployment.base import DeploymentInfo
 from mlflow_steward.errors import DeploymentError
-from mlflow_steward.governance.audit import AuditLog, utc_now
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
+from mlflow_steward.plugins.targets import DeploymentInfo
+from mlflow_steward.records import db, schema
+from mlflow_steward.records.audit import AuditLog, utc_now
 
 #: ``decision`` of audit entries for steps steward takes by itself (automatic rollback, restore).
 AUTOMATIC = "automatic"
@@ -86,7 +86,7 @@ class DeploymentStore:
     def get(self, name: str) -> DeploymentInfo | None:
         with db.reading(self.engine) as conn:
             row = conn.execute(
-                sa.select(db.deployments).where(db.deployments.c.name == name)
+                sa.select(schema.deployments).where(schema.deployments.c.name == name)
             ).first()
         return _row_to_info(row) if row is not None else None
 
@@ -101,18 +101,18 @@ class DeploymentStore:
         return info
 
     def list(self, target: str | None = None) -> list[DeploymentInfo]:
-        query = sa.select(db.deployments).order_by(db.deployments.c.name)
+        query = sa.select(schema.deployments).order_by(schema.deployments.c.name)
         if target is not None:
-            query = query.where(db.deployments.c.target == target)
+            query = query.where(schema.deployments.c.target == target)
         if self.workspace is not None:
-            query = query.where(db.deployments.c.workspace == self.workspace)
+            query = query.where(schema.deployments.c.workspace == self.workspace)
         with db.reading(self.engine) as conn:
             return [_row_to_info(row) for row in conn.execute(query)]
 
     def history(self, name: str, *, since_create: bool = False) -> list[DeploymentStep]:
         """Every step of deployments named ``name``, oldest first; ``since_create``: only those
         of the current deployment (a name can be deleted and created again)."""
-        t = db.deployment_events
+        t = schema.deployment_events
         with db.reading(self.engine) as conn:
             rows = conn.execute(sa.select(t).where(t.c.deployment == name).order_by(t.c.id))
             steps = [DeploymentStep(**row._mapping) for row in rows]
@@ -137,14 +137,14 @@ class DeploymentStore:
     def insert_row(self, conn: Connection, info: DeploymentInfo) -> None:
         now = utc_now()
         exists = conn.execute(
-            sa.select(db.deployments.c.name).where(db.deployments.c.name == info.name)
+            sa.select(schema.deployments.c.name).where(schema.deployments.c.name == info.name)
         ).first()
         if exists is not None:
             raise DeploymentError(
                 f"deployment {info.name!r} already exists; use `update` to change it"
             )
         conn.execute(
-            db.deployments.insert().values(
+            schema.deployments.insert().values(
                 name=info.name,
                 target=info.target,
                 kind=info.kind,
@@ -170,7 +170,9 @@ class DeploymentStore:
             if key in values:
                 values[key] = json.dumps(values[key], sort_keys=True)
         values["updated"] = utc_now()
-        statement = db.deployments.update().where(db.deployments.c.name == name).values(**values)
+        statement = (
+            schema.deployments.update().where(schema.deployments.c.name == name).values(**values)
+        )
         if conn is not None:
             conn.execute(statement)
         else:
@@ -181,7 +183,7 @@ class DeploymentStore:
         self.update_row(None, name, runtime=dict(runtime))
 
     def delete_row(self, conn: Connection, name: str) -> None:
-        conn.execute(db.deployments.delete().where(db.deployments.c.name == name))
+        conn.execute(schema.deployments.delete().where(schema.deployments.c.name == name))
 
     def insert_step(
         self,
@@ -199,7 +201,7 @@ class DeploymentStore:
         workspace: str = DEFAULT_WORKSPACE,
     ) -> None:
         conn.execute(
-            db.deployment_events.insert().values(
+            schema.deployment_events.insert().values(
                 workspace=workspace,
                 deployment=deployment,
                 ts=utc_now(),

@@ -8,9 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_steward import db
-from mlflow_steward.governance.audit import utc_now
-from mlflow_steward.governance.events import DEFAULT_WORKSPACE
+from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
+from mlflow_steward.records import db, schema
+from mlflow_steward.records.audit import utc_now
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class HistoryEntry:
 
 
 _INSERT_MOVE = db.Prepared(
-    db.alias_history.insert().values(
-        {c.name: sa.bindparam(c.name) for c in db.alias_history.c if c.name != "id"}
+    schema.alias_history.insert().values(
+        {c.name: sa.bindparam(c.name) for c in schema.alias_history.c if c.name != "id"}
     )
 )  # every governed alias move runs it
 
@@ -71,11 +71,11 @@ def last_version(
     conn: Connection, model: str, alias: str, workspace: str = DEFAULT_WORKSPACE
 ) -> str | None:
     """The version the newest recorded move of ``alias`` left it on (``None``: none, or deleted)."""
-    table = db.alias_history.c
+    table = schema.alias_history.c
     return conn.execute(
         sa.select(table.version)
         .where(table.model == model, table.alias == alias, table.workspace == workspace)
-        .order_by(db.alias_history.c.id.desc())
+        .order_by(schema.alias_history.c.id.desc())
         .limit(1)
     ).scalar()
 
@@ -83,7 +83,7 @@ def last_version(
 def rename_model(conn: Connection, old: str, new: str, workspace: str = DEFAULT_WORKSPACE) -> None:
     """Keep history and approvals attached to a renamed registered model (reviews stay bound to
     the model's identity, which a rename keeps)."""
-    for table in (db.alias_history, db.approvals):
+    for table in (schema.alias_history, schema.approvals):
         conn.execute(
             table.update()
             .where(table.c.model == old, table.c.workspace == workspace)
@@ -94,12 +94,12 @@ def rename_model(conn: Connection, old: str, new: str, workspace: str = DEFAULT_
 def history(
     engine: Engine, model: str, alias: str | None = None, workspace: str = DEFAULT_WORKSPACE
 ) -> list[HistoryEntry]:
-    query = sa.select(db.alias_history).where(
-        db.alias_history.c.model == model, db.alias_history.c.workspace == workspace
+    query = sa.select(schema.alias_history).where(
+        schema.alias_history.c.model == model, schema.alias_history.c.workspace == workspace
     )
     if alias is not None:
-        query = query.where(db.alias_history.c.alias == alias)
-    query = query.order_by(db.alias_history.c.id)
+        query = query.where(schema.alias_history.c.alias == alias)
+    query = query.order_by(schema.alias_history.c.id)
     with db.reading(engine) as conn:
         return [
             HistoryEntry(
