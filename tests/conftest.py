@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_steward import env as steward_env
 from mlflow_steward.plugins.manager import reset_plugin_manager
 from mlflow_steward.records import db
 
@@ -35,11 +36,8 @@ EXAMPLE_CONFIG = textwrap.dedent("""\
 _ENV_VARS = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
-    "MLFLOW_STEWARD_CONFIG",
-    "MLFLOW_STEWARD_DISABLE_PLUGINS",
-    "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD",
-    "MLFLOW_STEWARD_ACTOR",
-    "MLFLOW_STEWARD_AUDIT_KEY",
+    # every variable steward reads
+    *steward_env.ALL,
     # MLflow's own, set by mlflow.set_experiment / set_workspace in a test
     "MLFLOW_EXPERIMENT_ID",
     "MLFLOW_EXPERIMENT_NAME",

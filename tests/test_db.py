@@ -9,6 +9,7 @@ import threading
 import time
 
 from mlflow_steward.records import db, locks, schema
+from mlflow_steward.records.prepared import Prepared
 
 
 def _locked_elsewhere(path) -> bool:
@@ -196,7 +197,7 @@ def _prepared_checks(uri: str) -> None:
         conn.begin()
         # Literal parameters of the statement (the +1, the LIMIT) are bound as SQLAlchemy binds
         # them; the RETURNING row comes back.
-        bump = db.Prepared(
+        bump = Prepared(
             schema.audit_head.update()
             .where(schema.audit_head.c.id == 1)
             .values(seq=schema.audit_head.c.seq + 1)
@@ -204,7 +205,7 @@ def _prepared_checks(uri: str) -> None:
         )
         assert bump.rows(conn) == [(1, schema.GENESIS_HASH)]
         assert bump._compiled[conn.dialect] is not None  # run on the DBAPI cursor
-        insert = db.Prepared(
+        insert = Prepared(
             schema.alias_history.insert().values(
                 {c.name: sa.bindparam(c.name) for c in schema.alias_history.c if c.name != "id"}
             )
@@ -213,7 +214,7 @@ def _prepared_checks(uri: str) -> None:
         row.update(kind="set", actor="x", ts="t", audit_seq=1, workspace="default")
         insert.rows(conn, row)
         insert.rows(conn, {**row, "version": "3"})
-        newest = db.Prepared(
+        newest = Prepared(
             sa.select(schema.alias_history.c.version, schema.alias_history.c.previous_version)
             .where(schema.alias_history.c.model == sa.bindparam("model"))
             .order_by(schema.alias_history.c.id.desc())
@@ -237,7 +238,7 @@ def _prepared_checks(uri: str) -> None:
                 model="m", version="1", alias="a", approver="x", created=1.5, audit_seq=1
             )
         )
-        created = db.Prepared(
+        created = Prepared(
             sa.select(schema.approvals.c.created).where(
                 schema.approvals.c.model == sa.bindparam("m")
             )
@@ -266,8 +267,8 @@ def test_prepared_statements_that_convert_types_run_through_sqlalchemy(tmp_path)
     engine = sa.create_engine(f"sqlite:///{tmp_path}/x.db")
     metadata.create_all(engine)
     when = datetime.datetime(2026, 11, 24, 12, 0)
-    insert = db.Prepared(table.insert().values(id=sa.bindparam("id"), at=sa.bindparam("at")))
-    select = db.Prepared(sa.select(table.c.at).where(table.c.id == sa.bindparam("id")))
+    insert = Prepared(table.insert().values(id=sa.bindparam("id"), at=sa.bindparam("at")))
+    select = Prepared(sa.select(table.c.at).where(table.c.id == sa.bindparam("id")))
     with engine.begin() as conn:
         insert.rows(conn, {"id": 1, "at": when})
         assert select.rows(conn, {"id": 1}) == [(when,)]  # a datetime, as SQLAlchemy gives it

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlparse
 
-from mlflow_steward.records.db import Prepared
+from mlflow_steward.records.prepared import Prepared
 
 
 def registry_store_builder(store_uri: str) -> Any:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from mlflow_steward.env import CONFIG_ENV
 from mlflow_steward.errors import ConfigError
 from mlflow_steward.plugins.types import ACTIONS, Option
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
 
-CONFIG_ENV = "MLFLOW_STEWARD_CONFIG"
 DEFAULT_CONFIG_NAME = "steward.yaml"
 DEFAULT_POLICY_TIMEOUT = 10.0
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from mlflow_steward.errors import InvalidVersion, RegistryURIError
 
+#: The scheme prefix of a governed registry URI: ``steward+<inner>``.
 STEWARD_PREFIX = "steward+"
+
+
+def inner_uri(uri: str) -> str:
+    """The registry URI behind a governed one (``steward+sqlite:///x.db`` -> ``sqlite:///x.db``);
+    any other URI as it is."""
+    return uri.removeprefix(STEWARD_PREFIX)
 
 
 def resolve_registry_uri(explicit: str | None = None, configured: str | None = None) -> str:
@@ -25,7 +32,7 @@ def resolve_registry_uri(explicit: str | None = None, configured: str | None = N
 
 def governed_uri(uri: str) -> str:
     """The ``steward+<inner>`` form of a database registry URI."""
-    inner = uri.removeprefix(STEWARD_PREFIX)
+    inner = inner_uri(uri)
     scheme = inner.split(":", 1)[0].lower()
     if scheme in ("http", "https", "databricks", "databricks-uc", "uc"):
         raise RegistryURIError(
@@ -69,7 +76,7 @@ def canonical_version(version: object) -> str:
 
 
 def tracking_uri_for(registry_uri: str) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or registry_uri.removeprefix(STEWARD_PREFIX)
+    return os.environ.get("MLFLOW_TRACKING_URI") or inner_uri(registry_uri)
 
 
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")

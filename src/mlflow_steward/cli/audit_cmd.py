@@ -19,8 +19,9 @@ def _uri(obj: StewardContext) -> str:
 def _audit(obj: StewardContext):
     from mlflow_steward.records import db
     from mlflow_steward.records.audit import AuditLog
+    from mlflow_steward.registry import inner_uri
 
-    return AuditLog(db.get_engine(_uri(obj).removeprefix("steward+")))
+    return AuditLog(db.get_engine(inner_uri(_uri(obj))))
 
 
 # C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and the

@@ -29,6 +29,7 @@ from mlflow_steward.plugins.targets import (
 )
 from mlflow_steward.plugins.types import Option
 from mlflow_steward.records.deployments import DeploymentStore
+from mlflow_steward.registry import inner_uri
 
 #: Options that cannot change on update: where the deployment listens and is controlled.
 FIXED_OPTIONS = ("port", "host", "admin_host")
@@ -81,7 +82,7 @@ class DeploymentHost:
         registered = self.target(target)
         context = DeploymentContext(
             store=self.store,
-            registry_uri=self.session.registry_uri.removeprefix("steward+"),
+            registry_uri=inner_uri(self.session.registry_uri),
             tracking_uri=self.session.tracking_uri,
             actor=actor or self.session.governor.actor(),
             progress=self.progress,

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.config import StewardConfig, load_config
+from mlflow_steward.env import ACTOR_ENV
 from mlflow_steward.errors import StewardError
 from mlflow_steward.governance import recovery
 from mlflow_steward.governance.engine import PolicyEngine
@@ -30,7 +31,6 @@ from mlflow_steward.records.audit import AuditEntry, AuditLog
 
 _logger = logging.getLogger(__name__)
 
-ACTOR_ENV = "MLFLOW_STEWARD_ACTOR"
 #: Tries to append the audit entry of a write that was already applied.
 AUDIT_ATTEMPTS = 3
 T = TypeVar("T")

@@ -16,9 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlflow_steward.records import db, schema
 from mlflow_steward.records.audit import utc_now
+from mlflow_steward.records.prepared import Prepared
 
 
-def _insert_if_new(dialect: str) -> db.Prepared:
+def _insert_if_new(dialect: str) -> Prepared:
     """One statement that keeps a manifest unless its digest is kept already (the same digest
     means the same files): ``INSERT OR IGNORE`` on SQLite, ``ON CONFLICT DO NOTHING`` on
     PostgreSQL, where two models may register the same files at once."""
@@ -28,10 +29,10 @@ def _insert_if_new(dialect: str) -> db.Prepared:
         statement = insert(schema.manifests).on_conflict_do_nothing()
     else:
         statement = schema.manifests.insert().prefix_with("OR IGNORE", dialect="sqlite")
-    return db.Prepared(statement.values({c.name: sa.bindparam(c.name) for c in schema.manifests.c}))
+    return Prepared(statement.values({c.name: sa.bindparam(c.name) for c in schema.manifests.c}))
 
 
-_INSERTS: dict[str, db.Prepared] = {}
+_INSERTS: dict[str, Prepared] = {}
 
 
 def record(conn: Connection, content: Any) -> None:

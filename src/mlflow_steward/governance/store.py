@@ -32,13 +32,19 @@ from mlflow_steward.governance.governor import Governor, current_action_context
 from mlflow_steward.governance.policies.prompt_markers import MARKERS
 from mlflow_steward.plugins.events import ALIASES_HELD, DIGEST_TAG, Decision, FactUnavailable
 from mlflow_steward.records import db, history
-from mlflow_steward.registry import alias_holder, canonical_version, not_found, quote_name
+from mlflow_steward.registry import (
+    STEWARD_PREFIX,
+    alias_holder,
+    canonical_version,
+    inner_uri,
+    not_found,
+    quote_name,
+)
 
 if TYPE_CHECKING:
     from mlflow_steward.config import StewardConfig
     from mlflow_steward.plugins.manager import StewardPluginManager
 
-SCHEME_PREFIX = "steward+"
 RESERVED_TAG_PREFIX = "steward."
 _AbstractStore = _mlflow_adapter.abstract_registry_store()
 
@@ -676,10 +682,11 @@ def _expect_holder(context: Mapping[str, Any], name: str, alias: str, holder: st
         )
 
 
-def inner_uri(store_uri: str) -> str:
-    if not store_uri.startswith(SCHEME_PREFIX):
+def _governed_inner_uri(store_uri: str) -> str:
+    """The inner URI of a ``steward+<inner>`` store URI (any other is refused)."""
+    if not store_uri.startswith(STEWARD_PREFIX):
         raise RegistryURIError(f"{store_uri!r} is not a steward+<inner> registry URI")
-    return store_uri[len(SCHEME_PREFIX) :]
+    return inner_uri(store_uri)
 
 
 def build_governed_store(
@@ -694,7 +701,7 @@ def build_governed_store(
     MLflow calls it with the URIs only; then the configuration is found as usual
     (``MLFLOW_STEWARD_CONFIG``, ``./steward.yaml``) and the default plugin manager is used.
     """
-    inner = inner_uri(store_uri)
+    inner = _governed_inner_uri(store_uri)
     if inner.split(":", 1)[0] in ("http", "https"):
         raise RegistryURIError(
             f"{store_uri!r}: steward does not wrap a remote MLflow server on the client side, "

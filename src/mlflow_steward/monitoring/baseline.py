@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
+from mlflow_steward.monitoring import LABEL, PREDICTION
 
 ARTIFACT_DIR = "steward-baseline"
 TAG = "steward.baseline"
-LABEL, PREDICTION = "__label__", "__prediction__"
 DEFAULT_MAX_ROWS = 100_000
 MAX_CATEGORIES = 1_000
 

@@ -13,14 +13,20 @@ from typing import Any
 
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.governance.facts import model_id_of
-from mlflow_steward.monitoring.baseline import LABEL, PREDICTION, load_baseline
-from mlflow_steward.monitoring.data import REQUEST_ID, read_current
-from mlflow_steward.monitoring.rules import MONITOR_ACTOR
+from mlflow_steward.monitoring import (
+    LABEL,
+    LAST_RUN_TAG,
+    MONITOR_ACTOR,
+    PREDICTION,
+    REQUEST_ID,
+    STATUS_TAG,
+)
+from mlflow_steward.monitoring.baseline import load_baseline
+from mlflow_steward.monitoring.data import read_current
 from mlflow_steward.monitoring.verdict import Verdict, judge
-from mlflow_steward.registry import parse_model_uri
+from mlflow_steward.registry import inner_uri, parse_model_uri
 
 EXPERIMENT = "steward-monitoring"
-STATUS_TAG, LAST_RUN_TAG = "steward.monitor.status", "steward.monitor.last_run"
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def check_current(
     from mlflow_steward.monitoring.verdict import DRIFT, HEALTHY
 
     mv = session.store.get_model_version(name, version)
-    client = MlflowClient(session.tracking_uri, session.registry_uri.removeprefix("steward+"))
+    client = MlflowClient(session.tracking_uri, inner_uri(session.registry_uri))
     target = f"models:/{name}/{version}"
     baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
     served = current

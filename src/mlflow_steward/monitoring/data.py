@@ -12,9 +12,7 @@ from typing import Any
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring.baseline import PREDICTION
-
-REQUEST_ID = "__request_id__"
+from mlflow_steward.monitoring import PREDICTION, REQUEST_ID
 
 
 def read_table(path: Any, source: Any = None) -> pd.DataFrame:

@@ -36,11 +36,10 @@ from mlflow_steward.config import (
     parse_duration,
 )
 from mlflow_steward.errors import ConfigError
-from mlflow_steward.monitoring import CORRECTIONS, PERFORMANCE_METRICS
+from mlflow_steward.monitoring import CORRECTIONS, NO_VERDICT, PERFORMANCE_METRICS
 from mlflow_steward.plugins.types import Option
 
 STATUSES = ("healthy", "drift", "invalid", "insufficient data", "error")
-NO_VERDICT = ("invalid", "insufficient data", "error")
 SINCE_LAST_RUN = "since-last-run"
 
 _SETTINGS: dict[str, Option] = {

@@ -11,9 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring import PERFORMANCE_METRICS
-from mlflow_steward.monitoring.baseline import LABEL, PREDICTION
-from mlflow_steward.monitoring.data import REQUEST_ID
+from mlflow_steward.monitoring import LABEL, PERFORMANCE_METRICS, PREDICTION, REQUEST_ID
 
 
 @dataclass(frozen=True)

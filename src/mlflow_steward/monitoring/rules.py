@@ -18,12 +18,11 @@ from typing import Any
 
 from mlflow_steward import hookimpl
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring.monitors import NO_VERDICT
+from mlflow_steward.monitoring import MONITOR_ACTOR, NO_VERDICT, STATUS_TAG
 from mlflow_steward.plugins.types import Alert, MonitorAction, Option
 
 _logger = logging.getLogger(__name__)
 
-MONITOR_ACTOR = "steward-monitor"
 FLAG_TAG = "steward.monitor.flag"
 
 
@@ -147,7 +146,6 @@ def healthy_previous_holder(session: Any, model: str, alias: str, current: str) 
     monitor verdict (status tag, or the monitor runs' record) was not drift or invalid."""
     from mlflow.exceptions import MlflowException
 
-    from mlflow_steward.monitoring.check import STATUS_TAG
     from mlflow_steward.records import monitor_runs
 
     entries = session.history(model, alias)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from mlflow_steward import PROJECT_NAME
+from mlflow_steward.env import DISABLE_AUTOLOAD_ENV, DISABLE_ENV
 from mlflow_steward.errors import PluginConflictError, PluginLoadError
 from mlflow_steward.plugins import hookspec
 from mlflow_steward.plugins.types import (
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = PROJECT_NAME
-DISABLE_ENV = "MLFLOW_STEWARD_DISABLE_PLUGINS"
-DISABLE_AUTOLOAD_ENV = "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD"
 
 #: Built-in plugins: (name, module). Blockable by name like any other plugin.
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (

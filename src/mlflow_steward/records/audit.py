@@ -21,10 +21,10 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from mlflow_steward.env import AUDIT_KEY_ENV
 from mlflow_steward.plugins.events import DEFAULT_WORKSPACE, ActionEvent, Decision
 from mlflow_steward.records import db, schema
-
-AUDIT_KEY_ENV = "MLFLOW_STEWARD_AUDIT_KEY"
+from mlflow_steward.records.prepared import Prepared
 
 
 def utc_now() -> str:
@@ -67,7 +67,7 @@ _CONTENT_FIELDS = tuple(f.name for f in fields(AuditEntry) if f.name not in ("ha
 # Built once (and compiled once per database): an append runs on every governed write.
 _HEAD_ROW = schema.audit_head.c.id == 1
 _BUMP_HEAD = schema.audit_head.update().where(_HEAD_ROW).values(seq=schema.audit_head.c.seq + 1)
-_BUMP_HEAD_RETURNING = db.Prepared(
+_BUMP_HEAD_RETURNING = Prepared(
     _BUMP_HEAD.returning(schema.audit_head.c.seq, schema.audit_head.c.hash)
 )
 _READ_HEAD = sa.select(schema.audit_head.c.seq, schema.audit_head.c.hash).where(_HEAD_ROW)
@@ -75,8 +75,8 @@ _INSERT_ENTRY = schema.audit.insert().values(
     {c.name: sa.bindparam(f"e_{c.name}") for c in schema.audit.c}
 )
 _SET_HEAD = schema.audit_head.update().where(_HEAD_ROW).values(hash=sa.bindparam("e_hash"))
-_INSERT_ENTRY_AND_SET_HEAD = db.Prepared(_SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry")))
-_INSERT_ENTRY_FAST = db.Prepared(_INSERT_ENTRY)
+_INSERT_ENTRY_AND_SET_HEAD = Prepared(_SET_HEAD.add_cte(_INSERT_ENTRY.cte("steward_new_entry")))
+_INSERT_ENTRY_FAST = Prepared(_INSERT_ENTRY)
 
 
 @dataclass(frozen=True)

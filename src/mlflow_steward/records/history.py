@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
 from mlflow_steward.records import db, schema
 from mlflow_steward.records.audit import utc_now
+from mlflow_steward.records.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class HistoryEntry:
         return asdict(self)
 
 
-_INSERT_MOVE = db.Prepared(
+_INSERT_MOVE = Prepared(
     schema.alias_history.insert().values(
         {c.name: sa.bindparam(c.name) for c in schema.alias_history.c if c.name != "id"}
     )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from mlflow_steward.plugins.events import ActionEvent, Decision
 from mlflow_steward.records import db, schema
 from mlflow_steward.records.audit import utc_now
+from mlflow_steward.records.prepared import Prepared
 
 
 def owner() -> str:
@@ -63,7 +64,7 @@ def delete(conn: Connection, pending_id: int) -> None:
 
 
 # Built once: every governed write in the audit transaction asks it.
-_ANY_PENDING = db.Prepared(
+_ANY_PENDING = Prepared(
     sa.select(schema.pending_writes.c.id)
     .where(schema.pending_writes.c.model == sa.bindparam("model"))
     .limit(1)

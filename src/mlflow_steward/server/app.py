@@ -16,7 +16,7 @@ from typing import Any
 
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.records import db
-from mlflow_steward.registry import STEWARD_PREFIX, governed_uri
+from mlflow_steward.registry import governed_uri, inner_uri
 from mlflow_steward.server import guard, identity
 
 _logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def govern_registry_store() -> str:
     governed = governed_uri(registry)  # refuses file stores and remote registries, clearly
     os.environ[registry_env] = governed
     # Model facts (source runs, logged models) are read from the server's own tracking store.
-    os.environ["MLFLOW_TRACKING_URI"] = backend or governed.removeprefix(STEWARD_PREFIX)
+    os.environ["MLFLOW_TRACKING_URI"] = backend or inner_uri(governed)
     return governed
 
 

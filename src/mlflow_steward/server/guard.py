@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mlflow_steward.env import MAX_BODY_ENV
+
 #: The routes steward answers for: the registry's (reads too: they share the handlers' parsing),
 #: its webhooks, and steward's own, under /api and /ajax-api.
 GOVERNED_ROUTE = re.compile(
@@ -25,7 +27,6 @@ GOVERNED_ROUTE = re.compile(
     r"(?:/|$)|steward/)"
 )
 
-MAX_BODY_ENV = "MLFLOW_STEWARD_MAX_BODY_BYTES"
 #: A registry request is a name, a version, a few tags and a description: 1 MiB is generous.
 DEFAULT_MAX_BODY = 1024 * 1024
 #: Deeper JSON than this is refused: nothing MLflow's registry takes nests beyond 3 levels, and

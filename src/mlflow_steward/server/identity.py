@@ -24,10 +24,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlflow_steward import _mlflow_adapter
+from mlflow_steward.env import AUTH_ENV, TRUSTED_HEADER_ENV
 from mlflow_steward.errors import StewardError
 
-AUTH_ENV = "MLFLOW_STEWARD_AUTH"
-TRUSTED_HEADER_ENV = "MLFLOW_STEWARD_TRUSTED_HEADER"
 DEFAULT_TRUSTED_HEADER = "X-Forwarded-User"
 ANONYMOUS = "anonymous"
 MODES = ("none", "basic", "trusted-header")

@@ -24,11 +24,10 @@ from mlflow_steward.deployment.onprem.gateway import (
     log_tail,
     port_in_use,
 )
+from mlflow_steward.env import HOME_ENV
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, TargetClient
 from mlflow_steward.server.process import free_port
-
-HOME_ENV = "MLFLOW_STEWARD_HOME"
 
 
 def deployments_dir(options: Mapping[str, Any]) -> Path:

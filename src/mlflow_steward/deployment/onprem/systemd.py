@@ -12,10 +12,10 @@ import os
 import shlex
 from pathlib import Path
 
-from mlflow_steward.config import CONFIG_ENV
+from mlflow_steward.env import CONFIG_ENV, HOME_ENV
 
 #: Environment passed through to the service when set here (no secrets: see EnvironmentFile).
-PASSED_ENV = (CONFIG_ENV, "MLFLOW_STEWARD_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+PASSED_ENV = (CONFIG_ENV, HOME_ENV, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def unit_name(deployment: str) -> str:
