@@ -313,7 +313,7 @@ def _body(frame, rows: int) -> bytes:
 
 
 def measure(args: argparse.Namespace, stack: ExitStack) -> int:
-    from mlflow_steward.server.process import free_port
+    from mlflow_steward.deployment.onprem.ports import free_port
 
     home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="steward-bench-gw-")))
     os.environ["MLFLOW_STEWARD_HOME"] = str(home / "home")

@@ -32,7 +32,7 @@ from pathlib import Path
 import requests
 from _common import FIVE_POLICIES, log_models
 
-from mlflow_steward.server.process import mlflow_server
+from mlflow_steward.testing.server import mlflow_server
 
 CLIENTS = 8
 BAR = 0.8

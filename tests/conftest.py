@@ -245,7 +245,7 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from mlflow_steward.server.process import free_port
+    from mlflow_steward.deployment.onprem.ports import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

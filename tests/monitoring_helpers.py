@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pandas as pd
 
-from mlflow_steward.server.process import free_port
+from mlflow_steward.deployment.onprem.ports import free_port
 
 COLUMNS = ["amount", "age", "score"]
 

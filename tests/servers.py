@@ -4,7 +4,8 @@ environment that turns on MLflow's basic-auth app with steward's identity from i
 import textwrap
 from pathlib import Path
 
-from mlflow_steward.server.process import Server, free_port, mlflow_server
+from mlflow_steward.deployment.onprem.ports import free_port
+from mlflow_steward.testing.server import Server, mlflow_server
 
 __all__ = ["Server", "basic_auth_env", "free_port", "mlflow_server"]
 

@@ -17,11 +17,11 @@ import requests
 
 from mlflow_steward.config import parse_config
 from mlflow_steward.deployment.host import DeploymentHost
+from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.deployment.onprem.reqlog import read_request_log
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.governance.governor import PolicyDenied
 from mlflow_steward.lifecycle.session import StewardSession
-from mlflow_steward.server.process import free_port
 from tests.deploying import BATCH, COLUMNS, EXAMPLE, Load, build_registry, expected
 
 pytestmark = pytest.mark.slow

@@ -11,6 +11,7 @@ import pytest
 from mlflow_steward.deployment.onprem.client import OnPremClient
 from mlflow_steward.deployment.onprem.gateway import is_model_error
 from mlflow_steward.deployment.onprem.plugin import OPTIONS
+from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.deployment.onprem.reqlog import COLUMNS, RequestLog, read_request_log
 from mlflow_steward.deployment.onprem.systemd import render_unit
 from mlflow_steward.errors import DeploymentError
@@ -18,7 +19,6 @@ from mlflow_steward.plugins.targets import DeploymentContext, DeploymentInfo
 from mlflow_steward.plugins.types import DeploymentTarget
 from mlflow_steward.records import db
 from mlflow_steward.records.deployments import DeploymentStore
-from mlflow_steward.server.process import free_port
 
 
 def _add(log: RequestLog, i: int) -> None:

@@ -17,12 +17,12 @@ from click.testing import CliRunner
 
 from mlflow_steward.cli.main import cli
 from mlflow_steward.deployment.host import DeploymentHost
+from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.lifecycle.session import StewardSession
 from mlflow_steward.monitoring.data import read_request_logs, request_log_dir
 from mlflow_steward.records import db
 from mlflow_steward.records.audit import AuditLog
-from mlflow_steward.server.process import free_port
 from tests.monitoring_helpers import COLUMNS, Webhook, batch, train
 
 pytestmark = pytest.mark.slow

@@ -379,8 +379,8 @@ def _deploy_steps(root, db_uri, name, port, X_test, y_test, X_train, y_train) ->
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     from mlflow_steward.deployment.host import DeploymentHost
+    from mlflow_steward.deployment.onprem.ports import free_port
     from mlflow_steward.lifecycle.session import StewardSession
-    from mlflow_steward.server.process import free_port
 
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"

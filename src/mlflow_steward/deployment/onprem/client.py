@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow_steward.deployment.onprem.gateway import (
+from mlflow_steward.deployment.onprem.ports import (
     GATEWAY_MODULE,
     TOKEN_HEADER,
+    free_port,
     gateway_alive,
     log_tail,
     port_in_use,
@@ -27,7 +28,6 @@ from mlflow_steward.deployment.onprem.gateway import (
 from mlflow_steward.env import HOME_ENV
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, TargetClient
-from mlflow_steward.server.process import free_port
 
 
 def deployments_dir(options: Mapping[str, Any]) -> Path:

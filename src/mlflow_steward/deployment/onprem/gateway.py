@@ -26,14 +26,12 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import ctypes
 import hmac
 import json
 import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,16 +43,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from mlflow_steward.deployment.onprem.ports import (
+    TOKEN_HEADER,
+    free_port,
+    gateway_alive,
+    log_tail,
+)
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
 from mlflow_steward.records.deployments import DeploymentStore
-from mlflow_steward.server.process import free_port
 
 _logger = logging.getLogger("mlflow_steward.gateway")
 
 GATEWAY_ACTOR = "steward-gateway"
-#: What the gateway runs as (``python -m ...``); in that process ``__name__`` is ``__main__``.
-GATEWAY_MODULE = "mlflow_steward.deployment.onprem.gateway"
-TOKEN_HEADER = "X-Steward-Admin-Token"
 REQUEST_ID_HEADER = "X-Request-Id"
 VERSION_HEADER = "X-Steward-Model-Version"
 SERVING_INPUT_EXAMPLE = "serving_input_example.json"
@@ -85,44 +85,6 @@ def _scoring_error(body: str) -> str:
 
 class SlotFailed(Exception):
     """A version could not start or failed its health gate; the message says why."""
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Get SIGTERM when ``parent_pid`` dies, even by SIGKILL (Linux; survives exec)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # it died before the call above
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def gateway_alive(pid: int | None, name: str) -> bool:
-    """Whether ``pid`` is the running gateway of deployment ``name`` (Linux ``/proc``)."""
-    if not pid:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return GATEWAY_MODULE.encode() in argv and name.encode() in argv
-
-
-def log_tail(path: Path | None, lines: int = 6) -> str:
-    """The last non-blank lines of a log file, joined with " | " (empty if unreadable)."""
-    try:
-        text = path.read_text(errors="replace") if path else ""
-    except OSError:
-        return ""
-    return " | ".join([line for line in text.strip().splitlines() if line.strip()][-lines:])
 
 
 @dataclass

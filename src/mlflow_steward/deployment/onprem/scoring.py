@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, help="stop when this process dies")
     args = parser.parse_args(argv)
     if args.parent_pid:
-        from mlflow_steward.deployment.onprem.gateway import die_with_parent
+        from mlflow_steward.deployment.onprem.ports import die_with_parent
 
         die_with_parent(args.parent_pid)
     if args.env_manager == "local":
