@@ -31,6 +31,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # ``Decision`` is loaded on first use, so that importing the package stays cheap.
+    if name == "Decision":
+        from mlflow_steward.plugins.events import Decision
+
+        return Decision
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def create_plugin_manager(**kwargs: Any) -> StewardPluginManager:
     """Build a fresh plugin manager; see :func:`mlflow_steward.plugins.manager.create_plugin_manager`."""
     from mlflow_steward.plugins.manager import create_plugin_manager as _create

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,6 +30,9 @@ from mlflow_steward.plugins.targets import (
 from mlflow_steward.plugins.types import Option
 from mlflow_steward.records.deployments import DeploymentStore
 from mlflow_steward.registry import inner_uri
+
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.services import StewardServices
 
 #: Options that cannot change on update: where the deployment listens and is controlled.
 FIXED_OPTIONS = ("port", "host", "admin_host")
@@ -61,13 +64,13 @@ class DeploymentHost:
     """Deployments of one governed registry."""
 
     def __init__(
-        self, session: Any, *, progress: Progress | None = None, launch: bool = True
+        self, session: StewardServices, *, progress: Progress | None = None, launch: bool = True
     ) -> None:
         self.launch = launch
         self.session = session
         self.pm: StewardPluginManager = session.pm
         self.config: StewardConfig = session.config
-        self.store = DeploymentStore(session.governor.db_engine, session.governor.workspace())
+        self.store = DeploymentStore(session.db_engine, session.workspace())
         self.progress: Progress = progress or (lambda message: None)
 
     # -- targets -------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ class DeploymentHost:
             store=self.store,
             registry_uri=inner_uri(self.session.registry_uri),
             tracking_uri=self.session.tracking_uri,
-            actor=actor or self.session.governor.actor(),
+            actor=actor or self.session.actor(),
             progress=self.progress,
             launch=self.launch,
         )
@@ -190,15 +193,11 @@ class DeploymentHost:
     ) -> DeploymentEvent:
         """Decide ``deploy`` under the model's write lock; on allow, run the before-deploy hooks
         and ``write`` (which reserves the state), all before any process starts."""
-        from mlflow_steward.governance.facts import RegisteredVersionFacts
-
-        governor = self.session.governor
-        event = governor.event(
+        event = self.session.version_event(
             "deploy",
             model.name,
-            version=model.version,
-            facts=RegisteredVersionFacts(governor.ctx, model.name, model.version),
-            context={
+            model.version,
+            {
                 "deployment": name,
                 "target": target.target.name,
                 "target_kind": target.target.kind,
@@ -223,7 +222,7 @@ class DeploymentHost:
             self._before(step)
             return write()
 
-        governor.governed(event, hooks_then_write)
+        self.session.governed(event, hooks_then_write)
         return step
 
     def _before(self, step: DeploymentEvent) -> None:
@@ -449,7 +448,7 @@ class DeploymentHost:
     def delete(self, name: str) -> None:
         info = self.store.require(name)
         client = self.client(info.target)
-        actor = self.session.governor.actor()
+        actor = self.session.actor()
         step = DeploymentEvent("delete", name, info.target, info.kind, actor)
         self._before(step)
         try:
@@ -465,7 +464,7 @@ class DeploymentHost:
     def start(self, name: str) -> DeploymentInfo:
         """Bring a recorded deployment back from its state (after a restart)."""
         info = self.store.require(name)
-        actor = self.session.governor.actor()
+        actor = self.session.actor()
         result = self.client(info.target).start(info)
         self.store.record(
             result,

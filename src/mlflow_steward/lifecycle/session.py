@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlflow.exceptions import MlflowException
 
 from mlflow_steward.config import StewardConfig, load_config
 from mlflow_steward.errors import InvalidVersion, LifecycleError
-from mlflow_steward.governance.facts import VersionFacts
+from mlflow_steward.governance.facts import RegisteredVersionFacts, VersionFacts
 from mlflow_steward.governance.governor import action_context
 from mlflow_steward.governance.store import GovernedRegistryStore, build_governed_store
-from mlflow_steward.plugins.events import REVIEW_VERDICTS, REVIEWED_ACTIONS, Decision
+from mlflow_steward.plugins.events import (
+    REVIEW_VERDICTS,
+    REVIEWED_ACTIONS,
+    ActionEvent,
+    Decision,
+)
 from mlflow_steward.plugins.manager import StewardPluginManager, get_plugin_manager
 from mlflow_steward.records import approvals, history
 from mlflow_steward.registry import (
@@ -28,6 +34,11 @@ from mlflow_steward.registry import (
     resolve_registry_uri,
     tracking_uri_for,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
 
 #: The governed action each review verdict is.
 REVIEW_ACTIONS = {"request": "request_approval", "approve": "approve", "reject": "reject"}
@@ -52,6 +63,43 @@ class StewardSession:
         )
         self.governor = self.store.governor
         self.audit = self.governor.audit
+
+    # -- services (``mlflow_steward.plugins.StewardServices``) ---------------------------------
+
+    @property
+    def db_engine(self) -> Engine:
+        """The engine on the registry database that holds steward's own tables."""
+        return self.governor.db_engine
+
+    def workspace(self) -> str:
+        """The MLflow workspace the session acts in (``default`` without workspaces)."""
+        return self.governor.workspace()
+
+    def actor(self) -> str:
+        """Who acts (the request's identity in the server, else ``MLFLOW_STEWARD_ACTOR``)."""
+        return self.governor.actor()
+
+    def version_event(
+        self, action: str, model: str, version: str, context: Mapping[str, Any]
+    ) -> ActionEvent:
+        """The event of governed ``action`` on registered ``model`` ``version``, with the
+        version's facts."""
+        governor = self.governor
+        return governor.event(
+            action,
+            model,
+            version=version,
+            facts=RegisteredVersionFacts(governor.ctx, model, version),
+            context=context,
+        )
+
+    def governed(self, event: ActionEvent, write: Callable[[], T]) -> T:
+        """Decide ``event`` under the model's write lock; on allow run ``write`` and audit it."""
+        return self.governor.governed(event, write)
+
+    def has_retrainer(self) -> bool:
+        """Whether a plugin implements ``steward_retrain``."""
+        return bool(self.pm.hook.steward_retrain.get_hookimpls())
 
     # -- resolving -----------------------------------------------------------------------------
 

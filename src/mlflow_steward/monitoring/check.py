@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.governance.facts import model_id_of
@@ -25,6 +25,9 @@ from mlflow_steward.monitoring.baseline import load_baseline
 from mlflow_steward.monitoring.data import read_current
 from mlflow_steward.monitoring.verdict import Verdict, judge
 from mlflow_steward.registry import inner_uri, parse_model_uri
+
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.services import StewardServices
 
 EXPERIMENT = "steward-monitoring"
 
@@ -47,7 +50,7 @@ class CheckResult:
         }
 
 
-def resolve(session: Any, model_uri: str) -> tuple[str, str]:
+def resolve(session: StewardServices, model_uri: str) -> tuple[str, str]:
     """(name, version) of a registered ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     from mlflow_steward.errors import RegistryURIError
 
@@ -61,7 +64,7 @@ def resolve(session: Any, model_uri: str) -> tuple[str, str]:
 
 
 def check(
-    session: Any, model_uri: str, data: str, *, log: bool = True, **settings: Any
+    session: StewardServices, model_uri: str, data: str, *, log: bool = True, **settings: Any
 ) -> CheckResult:
     """Check ``model_uri`` on the data file(s) or request-log folder ``data``."""
     name, version = resolve(session, model_uri)
@@ -69,7 +72,7 @@ def check(
 
 
 def check_current(
-    session: Any,
+    session: StewardServices,
     name: str,
     version: str,
     current: Any,

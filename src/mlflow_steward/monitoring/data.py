@@ -7,12 +7,15 @@ from __future__ import annotations
 import glob
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
 from mlflow_steward.monitoring import PREDICTION, REQUEST_ID
+
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.services import StewardServices
 
 
 def read_table(path: Any, source: Any = None) -> pd.DataFrame:
@@ -115,13 +118,13 @@ def read_current(spec: str, version: str | None = None, since: float | None = No
     return pd.concat([read_table(p) for p in paths], ignore_index=True)
 
 
-def request_log_dir(session: Any, deployment: str) -> Path:
+def request_log_dir(session: StewardServices, deployment: str) -> Path:
     """Where deployment ``deployment`` writes its request log."""
     from mlflow_steward.errors import DeploymentError
     from mlflow_steward.records.deployments import DeploymentStore
 
     try:
-        info = DeploymentStore(session.governor.db_engine).require(deployment)
+        info = DeploymentStore(session.db_engine).require(deployment)
     except DeploymentError as exc:
         raise MonitoringError(str(exc)) from None
     if info.options.get("request_log") is False:

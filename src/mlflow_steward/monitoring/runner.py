@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_steward.monitoring.monitors import (
     SINCE_LAST_RUN,
@@ -21,17 +21,14 @@ from mlflow_steward.monitoring.monitors import (
     load_monitors,
     parse_alerters,
 )
-from mlflow_steward.monitoring.rules import ActionContext, apply_rules
+from mlflow_steward.monitoring.rules import apply_rules
+from mlflow_steward.plugins.types import ActionContext, SourceContext
 from mlflow_steward.records.monitor_runs import last_run, record_run
 
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.services import StewardServices
+
 _logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceContext:
-    version: str | None
-    since: float | None
-    session: Any
 
 
 @dataclass
@@ -56,7 +53,7 @@ class MonitorRun:
 
 
 class MonitorRunner:
-    def __init__(self, session: Any, *, log: bool = True) -> None:
+    def __init__(self, session: StewardServices, *, log: bool = True) -> None:
         self.session = session
         self.pm = session.pm
         self.config = session.config
@@ -78,9 +75,9 @@ class MonitorRunner:
     def read(self, monitor: Monitor, version: str, now: float) -> Any:
         if monitor.window == SINCE_LAST_RUN:
             since = last_run(
-                self.session.governor.db_engine,
+                self.session.db_engine,
                 monitor.name,
-                self.session.governor.workspace(),
+                self.session.workspace(),
             )
         else:
             since = now - monitor.window if monitor.window else None
@@ -148,7 +145,7 @@ class MonitorRunner:
         out.seconds = time.perf_counter() - started
         try:
             record_run(
-                self.session.governor.db_engine,
+                self.session.db_engine,
                 monitor=monitor.name,
                 model=out.model,
                 version=out.version,
@@ -157,7 +154,7 @@ class MonitorRunner:
                 actions=out.actions,
                 detail={"error": out.error, "drifted": out.drifted, "rows": out.rows},
                 ts=now,
-                workspace=self.session.governor.workspace(),
+                workspace=self.session.workspace(),
             )
         except Exception as exc:
             _logger.warning("monitor %s: its run could not be recorded: %s", monitor.name, exc)

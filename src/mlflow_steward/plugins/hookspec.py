@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from mlflow_steward.monitoring.rules import ActionContext
     from mlflow_steward.plugins.events import ActionEvent, Decision
     from mlflow_steward.plugins.targets import DeploymentEvent, DeploymentInfo
     from mlflow_steward.plugins.types import (
+        ActionContext,
         Alerter,
         Command,
         DataSource,

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import click
 
     from mlflow_steward.plugins.events import ActionEvent
+    from mlflow_steward.plugins.services import MonitorConfig, StewardServices
 
 #: Every action that steward governs. ``when: {action: ...}`` in the configuration takes these.
 ACTIONS: tuple[str, ...] = (
@@ -272,6 +274,50 @@ class Alert:
         return asdict(self)
 
 
+@dataclass
+class ActionContext:
+    """What an action sees: the monitor, this run's result, a session, and the alert channels."""
+
+    monitor: MonitorConfig
+    model: str
+    version: str | None  # None: the monitored version could not be resolved (status error)
+    status: str
+    drifted: tuple[str, ...]
+    share: float
+    run_id: str | None
+    session: StewardServices
+    dry_run: bool
+    alerters: Mapping[str, Any]
+    channels: Mapping[str, Any]
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def alias(self) -> str | None:
+        from mlflow_steward.registry import parse_model_uri
+
+        return parse_model_uri(self.monitor.model).alias
+
+    def alert(self) -> Alert:
+        target = f"models:/{self.model}/{self.version}" if self.version else self.monitor.model
+        summary = (
+            f"monitor {self.monitor.name}: {self.status.upper()} on {target}"
+            + (f"; drifted columns: {', '.join(self.drifted)}" if self.drifted else "")
+            + (f"; actions: {'; '.join(self.done)}" if self.done else "")
+        )
+        return Alert(
+            monitor=self.monitor.name,
+            model=self.model,
+            version=self.version or "",
+            status=self.status,
+            drifted=tuple(self.drifted),
+            share=self.share,
+            actions=tuple(self.done),
+            run_id=self.run_id,
+            summary=summary,
+            time=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+
 @dataclass(frozen=True)
 class Alerter:
     """An alert channel, yielded from ``steward_alerters()``: ``send(alert, settings)`` delivers
@@ -294,13 +340,13 @@ class MonitorAction:
     """What a monitor rule can do about a verdict, yielded from ``steward_monitor_actions()``.
 
     ``run(context, params)`` does it and returns a one-line description; ``context`` is a
-    :class:`mlflow_steward.monitoring.rules.ActionContext` (the monitor, the verdict, a session
+    :class:`ActionContext` (the monitor, the verdict, a session
     acting as ``steward-monitor``, ``dry_run``). Registry changes go through that session, so
     policies can refuse them and they are audited. With ``dry_run`` set, describe, do nothing.
     """
 
     name: str
-    run: Callable[[Any, Mapping[str, Any]], str]
+    run: Callable[[ActionContext, Mapping[str, Any]], str]
     help: str
     #: The settings ``do: [{NAME: {...}}]`` takes, checked when the configuration is read.
     options: tuple[Option, ...] = ()
@@ -311,19 +357,30 @@ class MonitorAction:
             raise TypeError(f"monitor action {self.name!r}: run must be callable")
 
 
+@dataclass
+class SourceContext:
+    """What a data source's ``read`` is given besides its spec: the monitored ``version`` (keep
+    only the rows it answered), ``since`` (a UNIX time or ``None``: keep only newer rows) and the
+    ``session``."""
+
+    version: str | None
+    since: float | None
+    session: StewardServices
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where current data comes from, yielded from ``steward_data_sources()``.
 
     A monitor's ``data: {NAME: spec}`` selects it; ``read(spec, context)`` returns a pandas
-    DataFrame of current rows. ``context`` has ``version`` (the monitored version: keep only the
-    rows it answered, where the data says), ``since`` (a UNIX time or ``None``: keep only newer
-    rows) and ``session`` (a :class:`~mlflow_steward.lifecycle.session.StewardSession`).
+    DataFrame of current rows. ``context`` (a :class:`SourceContext`) has ``version`` (the
+    monitored version: keep only the rows it answered, where the data says), ``since`` (a UNIX
+    time or ``None``: keep only newer rows) and ``session`` (:class:`StewardServices`).
     Raise :class:`mlflow_steward.errors.MonitoringError` with a message a user can act on.
     """
 
     name: str
-    read: Callable[[Any, Any], Any]
+    read: Callable[[Any, SourceContext], Any]
     help: str
 
     def __post_init__(self) -> None:

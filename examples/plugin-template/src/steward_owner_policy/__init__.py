@@ -6,8 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.plugins.events import ActionEvent
-from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
+from mlflow_steward.plugins import ActionEvent, Option, Policy, PolicyVerdict
 
 
 def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:

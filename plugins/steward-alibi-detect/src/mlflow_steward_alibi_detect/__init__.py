@@ -10,8 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.errors import MonitoringError
-from mlflow_steward.plugins.types import Detector, DetectorResult, Option
+from mlflow_steward.plugins import Detector, DetectorResult, MonitoringError, Option
 
 __version__ = "0.1.0"
 
