@@ -159,3 +159,17 @@ def test_the_package_facade_exports_what_it_lists():
     namespace: dict[str, object] = {}
     exec("from mlflow_steward import *", namespace)
     assert set(mlflow_steward.__all__) <= set(namespace)
+
+
+def _members(protocol: type) -> set[str]:
+    names = {n for n in vars(protocol) if not n.startswith("_")}
+    return names | set(getattr(protocol, "__annotations__", {}))
+
+
+def test_a_steward_session_provides_every_service_the_contract_names(workspace):
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.plugins.services import GovernedRegistry, StewardServices
+
+    session = StewardSession()
+    assert sorted(m for m in _members(StewardServices) if not hasattr(session, m)) == []
+    assert sorted(m for m in _members(GovernedRegistry) if not hasattr(session.store, m)) == []

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from mlflow_steward.deployment.onprem.client import OnPremClient
-from mlflow_steward.deployment.onprem.gateway import is_model_error
 from mlflow_steward.deployment.onprem.plugin import OPTIONS
 from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.deployment.onprem.reqlog import COLUMNS, RequestLog, read_request_log
+from mlflow_steward.deployment.onprem.slots import is_model_error
 from mlflow_steward.deployment.onprem.systemd import render_unit
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.targets import DeploymentContext, DeploymentInfo

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_steward.deployment.onprem.ports import free_port
+from mlflow_steward.env import ACTOR_ENV, CONFIG_ENV
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -112,10 +113,10 @@ def mlflow_server(
         for k, v in os.environ.items()
         if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_"))
     }
-    full_env.pop("MLFLOW_STEWARD_ACTOR", None)
+    full_env.pop(ACTOR_ENV, None)
     full_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if jobs else "false"
     if config is not None:
-        full_env["MLFLOW_STEWARD_CONFIG"] = str(config)
+        full_env[CONFIG_ENV] = str(config)
     full_env.update(env or {})
     log = workdir / f"server-{port}.log"
     with open(log, "wb") as out:
