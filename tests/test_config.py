@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from mlflow_steward.config import load_config, parse_config, parse_duration, resolve_policies
+from mlflow_steward.config import load_config, parse_config, parse_duration
 from mlflow_steward.errors import ConfigError
+from mlflow_steward.governance.engine import resolve_policies
 from mlflow_steward.plugins.manager import create_plugin_manager
 from tests.conftest import EXAMPLE_CONFIG
 

@@ -7,23 +7,25 @@ naming the file, the key path (``policies[2].with.metric``) and the line, with t
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from mlflow_steward.env import CONFIG_ENV
 from mlflow_steward.errors import ConfigError
-from mlflow_steward.plugins.types import ACTIONS, Option
-
-if TYPE_CHECKING:
-    from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
+from mlflow_steward.plugins.options import (
+    Option,
+    OptionError,
+    check,
+    did_you_mean,
+    parse_duration,
+)
+from mlflow_steward.plugins.types import ACTIONS
 
 DEFAULT_CONFIG_NAME = "steward.yaml"
 DEFAULT_POLICY_TIMEOUT = 10.0
@@ -135,30 +137,6 @@ def _compose(text: str, path: str | None) -> Located:
     return Located(data, lines, path)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"2h"``, ``"7d"``, ``"1w"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m, 2h or 7d")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m, 2h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def did_you_mean(value: str, valid: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest valid name, or nothing."""
-    close = difflib.get_close_matches(value, list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _unknown(loc: Located, where: Path_, key: str, valid: Iterable[str], what: str) -> ConfigError:
     valid = sorted(valid)
     hint = did_you_mean(key, valid)
@@ -188,43 +166,6 @@ def _str_list(loc: Located, where: Path_, value: Any) -> tuple[str, ...]:
                 f"expected a string or a list of strings, got {item!r}",
             )
     return tuple(str(i) for i in items)
-
-
-def coerce_option(option: Option, value: Any) -> Any:
-    """Check one policy option's value; raises ValueError with a user-facing message."""
-    kind = option.kind
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {value!r}")
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number, got {value!r}")
-    elif kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {value!r}")
-        value = float(value)
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-    elif kind == "str_list":
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(i, str) for i in items):
-            raise ValueError(f"expected a string or a list of strings, got {value!r}")
-        value = list(items)
-    elif kind == "list":
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
-    elif kind == "mapping":
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping, got {value!r}")
-    elif kind == "duration":
-        value = parse_duration(value)
-    if option.choices is not None:
-        values = value if isinstance(value, list) else [value]
-        bad = [v for v in values if v not in option.choices]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not one of {', '.join(map(str, option.choices))}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -407,11 +348,6 @@ def parse_config(text: str, *, path: str | None = None) -> StewardConfig:
     return config
 
 
-def default_value(option: Option) -> Any:
-    """An option's default, checked like a configured value (so ``"7d"`` becomes seconds)."""
-    return None if option.default is None else coerce_option(option, option.default)
-
-
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -445,70 +381,13 @@ def check_options(
     options: Iterable[Option],
     owner: str,
     *,
+    plugin: str | None = None,
     none: str = "(no options)",
 ) -> dict[str, Any]:
-    """``given`` (the settings at ``where``) checked against the declared ``options`` of
-    ``owner`` (a policy, detector, alerter, ...): unknown keys, bad values and missing required
-    ones are errors naming key and line; defaults are filled in."""
-    declared = {o.name: o for o in options}
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in declared:
-            valid = sorted(declared) or [none]
-            raise config.error(
-                (*where, key),
-                f"{owner} has no option {key!r}{did_you_mean(key, valid)}; valid: "
-                + ", ".join(valid),
-            )
-        try:
-            out[key] = coerce_option(declared[key], value)
-        except ValueError as exc:
-            raise config.error((*where, key), str(exc)) from None
-    for name, option in declared.items():
-        if name not in out:
-            if option.required:
-                raise config.error(where, f"{owner} needs option {name!r}: {option.help}")
-            out[name] = default_value(option)
-    return out
-
-
-def validate_options(
-    config: StewardConfig, entry: PolicyEntry, registered: RegisteredPolicy
-) -> dict[str, Any]:
-    """Check an entry's ``with:`` against the policy's declared options; fill in defaults."""
-    out = check_options(
-        config,
-        (*entry.where, "with"),
-        entry.options,
-        registered.policy.options,
-        f"policy {entry.use!r}",
-        none="(this policy takes no options)",
-    )
-    if registered.policy.validate is not None:
-        try:
-            registered.policy.validate(out)
-        except ValueError as exc:
-            raise config.error((*entry.where, "with"), f"policy {entry.use!r}: {exc}") from None
-    return out
-
-
-def resolve_policies(
-    config: StewardConfig, pm: StewardPluginManager
-) -> list[tuple[PolicyEntry, RegisteredPolicy, dict[str, Any]]]:
-    """Match configured entries with registered policies; unknown names list the valid ones."""
-    registered = pm.hooks.policies()
-    resolved = []
-    for entry in config.policies:
-        if entry.use not in registered:
-            valid = sorted(registered)
-            hint = did_you_mean(entry.use, valid)
-            blocked = [name for name, plugin in pm.list_name_plugin() if plugin is None]
-            if blocked:
-                hint += f" (disabled plugins, whose policies are unknown: {', '.join(blocked)})"
-            raise config.error(
-                (*entry.where, "use"),
-                f"unknown policy {entry.use!r}{hint}; valid: {', '.join(valid)}",
-            )
-        reg = registered[entry.use]
-        resolved.append((entry, reg, validate_options(config, entry, reg)))
-    return resolved
+    """``given`` (the settings at ``where`` in the file) checked by the one option checker
+    (:func:`mlflow_steward.plugins.options.check`) against the declared ``options`` of ``owner``;
+    its errors become :class:`ConfigError` naming file, key and line. Defaults are filled in."""
+    try:
+        return check(given, options, owner, plugin=plugin, none=none)
+    except OptionError as exc:
+        raise config.error(where if exc.key is None else (*where, exc.key), str(exc)) from None

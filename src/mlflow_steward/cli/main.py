@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -123,7 +124,70 @@ class StewardContext:
         return StewardSession(registry_uri=self.registry_uri, config=self.config, pm=self.pm)
 
 
+#: Global options that may be given anywhere on the command line (``steward monitor check ...
+#: --debug``): they are moved in front of the subcommand before click parses. ``--no-plugin``
+#: takes a value.
+_ANYWHERE_FLAGS = ("--debug",)
+_ANYWHERE_OPTIONS = ("--no-plugin",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with ``--debug`` and ``--no-plugin NAME`` moved to the front, wherever they were
+    (up to a ``--``, after which everything is an argument)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _ANYWHERE_FLAGS or any(arg.startswith(f"{o}=") for o in _ANYWHERE_OPTIONS):
+            front.append(arg)
+        elif arg in _ANYWHERE_OPTIONS and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def context_of(ctx: click.Context) -> StewardContext:
+    """The command line's :class:`StewardContext`, built from the global options on first use
+    (commands are resolved, and help is written, before the group's callback runs)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, StewardContext):
+        params = root.params
+        root.obj = StewardContext(
+            params.get("config_path"),
+            params.get("registry_uri"),
+            tuple(params.get("disabled") or ()),
+            bool(params.get("debug")),
+        )
+    return root.obj
+
+
+def _plugin_message(obj: StewardContext | None, exc: BaseException) -> str | None:
+    """``plugin 'acme' (distribution acme 1.0) failed: ...`` when a plugin's code raised."""
+    if obj is None or obj._pm is None:
+        return None
+    who = obj.pm.plugin_in_traceback(exc)
+    if who is None:
+        return None
+    message = getattr(exc, "message", None) or str(exc)
+    if who in message:
+        return None  # the message names the plugin already (a policy, a before-deploy hook)
+    detail = message if isinstance(exc, StewardError) else f"{type(exc).__name__}: {message}"
+    return f"plugin {who} failed: {detail} (run with --debug for the traceback)"
+
+
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(list(args))
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -133,6 +197,9 @@ class LazyGroup(click.Group):
             obj = ctx.find_object(StewardContext)
             if (obj is not None and obj.debug) or os.environ.get("MLFLOW_STEWARD_DEBUG") == "1":
                 raise
+            named = _plugin_message(obj, exc)
+            if named is not None:
+                raise StewardCommandError(named) from exc
             message = getattr(exc, "message", None) or str(exc)
             if not isinstance(exc, StewardError) and type(exc).__name__ not in _PLAIN_ERRORS:
                 message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
@@ -140,30 +207,48 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(BUILTIN_COMMANDS)
-        obj = ctx.find_object(StewardContext)
-        if obj is not None:
-            names |= set(obj.pm.hooks.commands())
+        with contextlib.suppress(StewardError):  # the error is shown when a command runs
+            names |= set(context_of(ctx).pm.hooks.commands())
         return sorted(names)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in BUILTIN_COMMANDS:
             module, attr, _ = BUILTIN_COMMANDS[name]
             return getattr(importlib.import_module(module), attr)
-        obj = ctx.find_object(StewardContext)
-        if obj is None:
-            return None
+        obj = context_of(ctx)
         registered = obj.pm.hooks.commands().get(name)
-        return registered.command.load() if registered else None
+        if registered is None:
+            return None
+        who = obj.pm.hooks.describe_plugin(registered.plugin)
+        try:
+            command = registered.command.load()
+        except Exception as exc:
+            if obj.debug:
+                raise
+            raise StewardCommandError(
+                f"plugin {who} failed to load its command {name!r}: "
+                f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            ) from exc
+        if not isinstance(command, click.Command):
+            raise StewardCommandError(
+                f"plugin {who}: the load() of command {name!r} returned {command!r}, "
+                "not a click.Command"
+            )
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, _, short) in BUILTIN_COMMANDS.items()]
-        obj = ctx.find_object(StewardContext)
         extra = []
-        if obj is not None:
-            try:
-                extra = [(n, r.command.help) for n, r in obj.pm.hooks.commands().items()]
-            except StewardError as exc:
-                extra = [("(plugins)", f"not loaded: {exc}")]
+        try:
+            obj = context_of(ctx)
+            for name, registered in obj.pm.hooks.commands().items():
+                who = obj.pm.hooks.describe_plugin(registered.plugin)
+                if name in BUILTIN_COMMANDS:
+                    extra.append((name, f"REFUSED: plugin {who} may not replace a built-in"))
+                else:
+                    extra.append((name, f"{registered.command.help} [{who}]".strip()))
+        except StewardError as exc:
+            extra = [("(plugins)", f"not loaded: {exc}")]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
         if extra:
@@ -179,7 +264,8 @@ def _check_shadowing(obj: StewardContext) -> None:
             raise PluginConflictError(
                 f"plugin {obj.pm.hooks.describe_plugin(registered.plugin)} provides command "
                 f"{name!r}, which is a built-in steward command; plugin commands cannot replace "
-                "built-ins"
+                "built-ins (rename it, or skip the plugin with --no-plugin "
+                f"{registered.plugin})"
             )
 
 
@@ -201,9 +287,10 @@ def _check_shadowing(obj: StewardContext) -> None:
     "disabled",
     multiple=True,
     metavar="NAME",
-    help="Do not load this plugin (repeatable); also MLFLOW_STEWARD_DISABLE_PLUGINS.",
+    help="Do not load this plugin: its entry-point name, or builtin.<module> (repeatable, "
+    "anywhere on the line); also MLFLOW_STEWARD_DISABLE_PLUGINS=a,b.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--debug", is_flag=True, help="Show tracebacks (anywhere on the line).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -213,9 +300,9 @@ def cli(
     debug: bool,
 ) -> None:
     """Governance, deployment and monitoring for MLflow models."""
-    ctx.obj = StewardContext(config_path, registry_uri, disabled, debug)
+    obj = context_of(ctx)
     if ctx.invoked_subcommand is not None:
-        _check_shadowing(ctx.obj)
+        _check_shadowing(obj)
 
 
 class StewardCommandError(click.ClickException):

@@ -9,16 +9,14 @@ deployment's audited history in the registry database.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from mlflow_steward.config import StewardConfig, coerce_option, default_value
+from mlflow_steward.config import StewardConfig
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
 from mlflow_steward.plugins.manager import RegisteredTarget, StewardPluginManager
+from mlflow_steward.plugins.options import Option, OptionError, check
 from mlflow_steward.plugins.targets import (
     DeploymentContext,
     DeploymentEvent,
@@ -27,7 +25,6 @@ from mlflow_steward.plugins.targets import (
     ResolvedModel,
     TargetClient,
 )
-from mlflow_steward.plugins.types import Option
 from mlflow_steward.records.deployments import DeploymentStore
 from mlflow_steward.registry import inner_uri
 
@@ -46,18 +43,6 @@ COMMON_OPTIONS: tuple[Option, ...] = (
         False,
     ),
 )
-
-
-def _parse_cli_value(option: Option, raw: Any) -> Any:
-    """``-C key=value`` values arrive as strings; read them as YAML scalars for typed options."""
-    if not isinstance(raw, str) or option.kind == "str":
-        return raw
-    if option.kind == "str_list":
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
 
 
 class DeploymentHost:
@@ -114,40 +99,37 @@ class DeploymentHost:
             )
         configured.pop("target", None)
         registered = self.target(target)
-        declared = {o.name: o for o in (*COMMON_OPTIONS, *registered.target.options)}
+        declared = (*COMMON_OPTIONS, *registered.target.options)
+        owner = f"target {target!r}"
+        plugin = self.pm.hooks.plugin_of("steward_deployment_targets", target)
         out: dict[str, Any] = {}
-        sources = (
+        # Each layer through the one option checker (defaults only at the end): the record of an
+        # update, then deployments.NAME of steward.yaml (errors name file, key and line), then
+        # -C key=value (text, read for each option's kind).
+        for source, values in (
             ("recorded", dict(recorded or {})),
             ("file", configured),
             ("cli", dict(given or {})),
-        )
-        for source, values in sources:
-            for key, value in values.items():
-                if key not in declared:
-                    valid = sorted(declared)
-                    close = difflib.get_close_matches(key, valid, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    message = (
-                        f"target {target!r} has no option {key!r}{hint}; valid: {', '.join(valid)}"
-                    )
-                    if source == "file":
-                        raise self.config.error(("deployments", name, key), message)
-                    raise DeploymentError(message)
-                try:
-                    raw = _parse_cli_value(declared[key], value) if source == "cli" else value
-                    out[key] = coerce_option(declared[key], raw)
-                except ValueError as exc:
-                    if source == "file":
-                        raise self.config.error(("deployments", name, key), str(exc)) from None
-                    raise DeploymentError(f"option {key}={value!r}: {exc}") from None
-        for key, option in declared.items():
-            if key not in out:
-                if option.required:
-                    raise DeploymentError(
-                        f"target {target!r} needs option {key!r} ({option.help}); "
-                        f"give it with -C {key}=..."
-                    )
-                out[key] = default_value(option)
+        ):
+            try:
+                out.update(
+                    check(values, declared, owner, plugin=plugin, text=source == "cli", fill=False)
+                )
+            except OptionError as exc:
+                if source == "file":
+                    raise self.config.error(
+                        ("deployments", name, exc.key or ""), str(exc)
+                    ) from None
+                if exc.key is not None and exc.key in values and source == "cli":
+                    raise DeploymentError(f"option {exc.key}={values[exc.key]!r}: {exc}") from None
+                raise DeploymentError(str(exc)) from None
+        for option in declared:
+            if option.name not in out and option.required:
+                raise DeploymentError(
+                    f"target {target!r} needs option {option.name!r} ({option.help}); "
+                    f"give it with -C {option.name}=..."
+                )
+        out = {**check({}, [o for o in declared if o.name not in out], owner), **out}
         marked = bool(configured.get("production")) or bool((recorded or {}).get("production"))
         if marked and not out["production"]:
             raise DeploymentError(

@@ -10,18 +10,63 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_steward.config import (
+    PolicyEntry,
     StewardConfig,
     When,
-    default_value,
-    resolve_policies,
+    check_options,
+    did_you_mean,
 )
 from mlflow_steward.governance.policies import DECIDE_ON_THE_CALLING_THREAD
 from mlflow_steward.governance.timeouts import PolicyTimeout, deciding_until, policy_pool
 from mlflow_steward.plugins.events import ActionEvent, Decision, FactUnavailable, PolicyOutcome
+from mlflow_steward.plugins.options import defaults
 from mlflow_steward.plugins.types import PolicyVerdict
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.manager import RegisteredPolicy, StewardPluginManager
+
+
+def validate_options(
+    config: StewardConfig, entry: PolicyEntry, registered: RegisteredPolicy, pm: Any = None
+) -> dict[str, Any]:
+    """Check an entry's ``with:`` against the policy's declared options; fill in defaults."""
+    out = check_options(
+        config,
+        (*entry.where, "with"),
+        entry.options,
+        registered.policy.options,
+        f"policy {entry.use!r}",
+        plugin=pm.hooks.describe_plugin(registered.plugin) if pm is not None else None,
+        none="(this policy takes no options)",
+    )
+    if registered.policy.validate is not None:
+        try:
+            registered.policy.validate(out)
+        except ValueError as exc:
+            raise config.error((*entry.where, "with"), f"policy {entry.use!r}: {exc}") from None
+    return out
+
+
+def resolve_policies(
+    config: StewardConfig, pm: StewardPluginManager
+) -> list[tuple[PolicyEntry, RegisteredPolicy, dict[str, Any]]]:
+    """Match configured entries with registered policies; unknown names list the valid ones."""
+    registered = pm.hooks.policies()
+    resolved = []
+    for entry in config.policies:
+        if entry.use not in registered:
+            valid = sorted(registered)
+            hint = did_you_mean(entry.use, valid)
+            blocked = [name for name, plugin in pm.list_name_plugin() if plugin is None]
+            if blocked:
+                hint += f" (disabled plugins, whose policies are unknown: {', '.join(blocked)})"
+            raise config.error(
+                (*entry.where, "use"),
+                f"unknown policy {entry.use!r}{hint}; valid: {', '.join(valid)}",
+            )
+        reg = registered[entry.use]
+        resolved.append((entry, reg, validate_options(config, entry, reg, pm)))
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -67,7 +112,7 @@ class PolicyEngine:
             self.policies.append(self._configured(entry.label, reg, options, entry.when, timeout))
         for name, reg in sorted(pm.hooks.policies().items()):
             if reg.policy.enabled_by_default and name not in named:
-                options = {o.name: default_value(o) for o in reg.policy.options if not o.required}
+                options = defaults(reg.policy.options)
                 self.policies.append(
                     self._configured(name, reg, options, When(), config.policy_timeout)
                 )

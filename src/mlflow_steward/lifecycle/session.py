@@ -99,7 +99,7 @@ class StewardSession:
 
     def has_retrainer(self) -> bool:
         """Whether a plugin implements ``steward_retrain``."""
-        return bool(self.pm.hook.steward_retrain.get_hookimpls())
+        return self.pm.hooks.has_retrainer()
 
     # -- resolving -----------------------------------------------------------------------------
 

@@ -27,17 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow_steward.config import (
-    Path_,
-    StewardConfig,
-    check_options,
-    coerce_option,
-    did_you_mean,
-    parse_duration,
-)
+from mlflow_steward.config import Path_, StewardConfig, check_options
 from mlflow_steward.errors import ConfigError
 from mlflow_steward.monitoring import CORRECTIONS, NO_VERDICT, PERFORMANCE_METRICS
-from mlflow_steward.plugins.types import Option
+from mlflow_steward.plugins.options import Option, did_you_mean, parse_duration
 
 STATUSES = ("healthy", "drift", "invalid", "insufficient data", "error")
 SINCE_LAST_RUN = "since-last-run"
@@ -162,19 +155,17 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
                 (*where, key),
                 f"unknown monitor setting {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}",
             )
-    values: dict[str, Any] = {}
-    for key, option in _SETTINGS.items():
-        if key in ("data", "rules", "params", "labels"):
-            continue
-        if key not in raw:
-            if option.required:
-                raise config.error(where, f"monitor {name!r} needs `{key}:` ({option.help})")
-            values[key] = None if option.default is None else coerce_option(option, option.default)
-            continue
-        try:
-            values[key] = coerce_option(option, raw[key])
-        except ValueError as exc:
-            raise config.error((*where, key), str(exc)) from None
+    own = ("data", "rules", "params", "labels")  # checked below, against the plugins
+    for key in _SETTINGS:
+        if key not in raw and _SETTINGS[key].required and key not in own:
+            raise config.error(where, f"monitor {name!r} needs `{key}:` ({_SETTINGS[key].help})")
+    values = check_options(
+        config,
+        where,
+        {k: v for k, v in raw.items() if k not in own},
+        [o for o in _SETTINGS.values() if o.name not in own],
+        f"monitor {name!r}",
+    )
     if values["window"] is not None and values["window"] != SINCE_LAST_RUN:
         try:
             values["window"] = parse_duration(values["window"])
@@ -206,6 +197,7 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             params,
             detectors[values["detector"]].options,
             f"detector {values['detector']!r}",
+            plugin=pm.hooks.plugin_of("steward_detectors", values["detector"]),
         )
     if values["schedule"] <= 0:
         raise config.error((*where, "schedule"), "expected a duration above 0")
@@ -307,11 +299,17 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
                 or (isinstance(params, list) and all(isinstance(p, str) for p in params))
             ):
                 raise config.error(spot, "alert takes an alerter name or a list of them")
-        elif params is not None:
-            if not isinstance(params, dict):
+        else:
+            # A bare `do: [NAME]` gets the declared defaults, exactly as `do: [{NAME: {}}]`.
+            if params is not None and not isinstance(params, dict):
                 raise config.error(spot, f"{action} takes a mapping of its settings")
             params = check_options(
-                config, spot, params, actions[action].options, f"action {action!r}"
+                config,
+                spot,
+                params or {},
+                actions[action].options,
+                f"action {action!r}",
+                plugin=pm.hooks.plugin_of("steward_monitor_actions", action),
             )
         calls.append(ActionCall(action, params, spot))
     return Rule(index, tuple(when), after, cooldown, tuple(calls))
@@ -333,6 +331,7 @@ def parse_alerters(config: StewardConfig, pm: Any) -> dict[str, AlerterEntry]:
             {k: v for k, v in raw.items() if k != "use"},
             channels[use].options,
             f"alerter {use!r}",
+            plugin=pm.hooks.plugin_of("steward_alerters", use),
         )
         out[name] = AlerterEntry(name, use, settings)
     return out

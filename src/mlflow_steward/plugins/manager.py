@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -82,23 +83,49 @@ def _env_list(var: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class RegisteredPolicy:
+class Registered:
+    """Anything a registration hook yielded (``item``), with the plugin that provided it."""
+
+    item: Any
+    plugin: str
+
+
+class RegisteredPolicy(Registered):
     """A policy with the plugin that provided it."""
 
-    policy: Policy
-    plugin: str
+    @property
+    def policy(self) -> Policy:
+        return self.item
 
 
-@dataclass(frozen=True)
-class RegisteredCommand:
-    command: Command
-    plugin: str
+class RegisteredCommand(Registered):
+    @property
+    def command(self) -> Command:
+        return self.item
 
 
-@dataclass(frozen=True)
-class RegisteredTarget:
-    target: DeploymentTarget
-    plugin: str
+class RegisteredTarget(Registered):
+    @property
+    def target(self) -> DeploymentTarget:
+        return self.item
+
+
+#: Every registration hook: (what ``steward plugins`` calls it, what an error calls one item,
+#: the type the hook yields, the registration record).
+REGISTRATION_HOOKS: dict[str, tuple[str, str, type, type[Registered]]] = {
+    "steward_policies": ("policies", "policy", Policy, RegisteredPolicy),
+    "steward_commands": ("commands", "command", Command, RegisteredCommand),
+    "steward_deployment_targets": (
+        "deployment_targets",
+        "deployment target",
+        DeploymentTarget,
+        RegisteredTarget,
+    ),
+    "steward_detectors": ("detectors", "detector", Detector, Registered),
+    "steward_alerters": ("alerters", "alerter", Alerter, Registered),
+    "steward_monitor_actions": ("monitor_actions", "monitor action", MonitorAction, Registered),
+    "steward_data_sources": ("data_sources", "data source", DataSource, Registered),
+}
 
 
 class StewardPluginManager(pluggy.PluginManager):
@@ -125,15 +152,59 @@ class StewardPluginManager(pluggy.PluginManager):
             who = f"distribution {distribution!r}" if distribution else f"plugin {name!r}"
             raise PluginLoadError(f"{who} could not be registered: {exc}") from exc
         self._origins[name] = (distribution, version, builtin)
+        wrapped = [
+            caller.name
+            for caller in self.get_hookcallers(plugin) or ()
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper)
+        ]
+        if wrapped:
+            described = self.hooks.describe_plugin(name)
+            self.unregister(plugin)
+            del self._origins[name]
+            raise PluginLoadError(
+                f"plugin {described} implements {', '.join(sorted(wrapped))} with "
+                "@hookimpl(wrapper=True) or @hookimpl(hookwrapper=True); steward calls each "
+                "implementation of its hooks itself and never runs wrappers, so they are refused: "
+                "use a plain @hookimpl (see docs/hooks.md)"
+            )
 
     def origin(self, name: str) -> tuple[str | None, str | None, bool]:
         """(distribution, version, built-in) of the plugin registered as ``name``."""
         return self._origins.get(name, (None, None, False))
 
+    def plugin_in_traceback(self, exc: BaseException) -> str | None:
+        """The third-party or in-process plugin whose code raised ``exc`` (the deepest frame of
+        the exception, or of its causes, in the plugin's package), described for a message;
+        ``None`` when no plugin's code is in the traceback. Built-ins are steward's own code."""
+        packages: dict[str, str] = {}
+        for name, plugin in self.list_name_plugin():
+            dist, _, builtin = self.origin(name)
+            if plugin is None or builtin:
+                continue
+            if isinstance(plugin, type | types.ModuleType):
+                module = plugin.__module__ if isinstance(plugin, type) else plugin.__name__
+            else:
+                module = type(plugin).__module__
+            packages[module.partition(".")[0] if dist else module] = name
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            found = None
+            tb = current.__traceback__
+            while tb is not None:
+                module = tb.tb_frame.f_globals.get("__name__", "")
+                for package, name in packages.items():
+                    if module == package or module.startswith(f"{package}."):
+                        found = name
+                tb = tb.tb_next
+            if found is not None:
+                return self.hooks.describe_plugin(found)
+            current = current.__cause__ or current.__context__
+        return None
+
     def plugin_infos(self) -> list[PluginInfo]:
-        policies = self.hooks.policies()
-        commands = self.hooks.commands()
-        targets = self.hooks.deployment_targets()
         infos = []
         for name, plugin in self.list_name_plugin():
             if plugin is None:  # blocked
@@ -141,15 +212,8 @@ class StewardPluginManager(pluggy.PluginManager):
             dist, version, builtin = self.origin(name)
             hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ()))
             provides = {
-                "policies": tuple(sorted(p for p, r in policies.items() if r.plugin == name)),
-                "commands": tuple(sorted(c for c, r in commands.items() if r.plugin == name)),
-                "deployment_targets": tuple(
-                    sorted(t for t, r in targets.items() if r.plugin == name)
-                ),
-                **{
-                    kind: tuple(sorted(self.hooks.provided_by(hook, name)))
-                    for kind, hook in _MONITORING_HOOKS.items()
-                },
+                key: tuple(sorted(self.hooks.provided_by(hook, name)))
+                for hook, (key, *_) in REGISTRATION_HOOKS.items()
             }
             infos.append(
                 PluginInfo(
@@ -164,36 +228,22 @@ class StewardPluginManager(pluggy.PluginManager):
         return infos
 
 
-_MONITORING_HOOKS = {
-    "detectors": "steward_detectors",
-    "alerters": "steward_alerters",
-    "monitor_actions": "steward_monitor_actions",
-    "data_sources": "steward_data_sources",
-}
-
-
-_MONITORING_HOOKS_TYPES: dict[str, tuple[str, type]] = {
-    "steward_detectors": ("detector", Detector),
-    "steward_alerters": ("alerter", Alerter),
-    "steward_monitor_actions": ("monitor action", MonitorAction),
-    "steward_data_sources": ("data source", DataSource),
-}
-
-
 class StewardHooks:
     """Typed façade over the hooks: the only code that calls ``pm.hook.*``."""
 
     def __init__(self, pm: StewardPluginManager) -> None:
         self._pm = pm
-        self._policies: dict[str, RegisteredPolicy] | None = None
-        self._commands: dict[str, RegisteredCommand] | None = None
-        self._targets: dict[str, RegisteredTarget] | None = None
-        self._named: dict[str, dict[str, tuple[Any, str]]] = {}
+        self._found: dict[str, dict[str, Registered]] = {}
 
-    def _registrations(
-        self, hook_name: str, kind: str, cls: type
-    ) -> dict[str, list[tuple[Any, str]]]:
-        found: dict[str, list[tuple[Any, str]]] = {}
+    def registered(self, hook_name: str) -> dict[str, Registered]:
+        """What the plugins yielded from registration hook ``hook_name``, by name, each with its
+        plugin (cached). Raises :class:`PluginLoadError` for an item of the wrong type and
+        :class:`PluginConflictError` when two plugins use one name."""
+        if hook_name in self._found:
+            return self._found[hook_name]
+        _, kind, cls, record = REGISTRATION_HOOKS[hook_name]
+        found: dict[str, list[str]] = {}
+        out: dict[str, Registered] = {}
         for plugin_name, items in self._each_guarded(hook_name):
             for item in as_tuple(items):
                 if not isinstance(item, cls):
@@ -201,15 +251,25 @@ class StewardHooks:
                         f"plugin {self._describe(plugin_name)} yielded {item!r} from {hook_name}(); "
                         f"expected {cls.__name__} objects"
                     )
-                found.setdefault(item.name, []).append((item, plugin_name))
+                found.setdefault(item.name, []).append(plugin_name)
+                out.setdefault(item.name, record(item, plugin_name))
         for name, providers in found.items():
             if len(providers) > 1:
-                who = " and ".join(self._describe(p) for _, p in providers)
+                who = " and ".join(self._describe(p) for p in providers)
                 raise PluginConflictError(
                     f"{kind} name {name!r} is provided by {who}; "
                     f"disable one with --no-plugin or {DISABLE_ENV}"
                 )
-        return found
+        self._found[hook_name] = out
+        return out
+
+    def _items(self, hook_name: str) -> dict[str, Any]:
+        return {n: r.item for n, r in self.registered(hook_name).items()}
+
+    def plugin_of(self, hook_name: str, name: str) -> str:
+        """``'acme' (distribution acme 1.0)``: the plugin that registered ``name`` through
+        ``hook_name``, as error messages name it."""
+        return self._describe(self.registered(hook_name)[name].plugin)
 
     def _each_guarded(self, hook_name: str) -> Iterable[tuple[str, Any]]:
         caller = getattr(self._pm.hook, hook_name)
@@ -234,54 +294,30 @@ class StewardHooks:
 
     def policies(self) -> dict[str, RegisteredPolicy]:
         """Every policy by name. Raises :class:`PluginConflictError` on duplicate names."""
-        if self._policies is None:
-            found = self._registrations("steward_policies", "policy", Policy)
-            self._policies = {n: RegisteredPolicy(p[0][0], p[0][1]) for n, p in found.items()}
-        return self._policies
+        return self.registered("steward_policies")  # type: ignore[return-value]
 
     def commands(self) -> dict[str, RegisteredCommand]:
-        if self._commands is None:
-            found = self._registrations("steward_commands", "command", Command)
-            self._commands = {n: RegisteredCommand(p[0][0], p[0][1]) for n, p in found.items()}
-        return self._commands
+        return self.registered("steward_commands")  # type: ignore[return-value]
 
     def deployment_targets(self) -> dict[str, RegisteredTarget]:
         """Every deployment target by name. Raises :class:`PluginConflictError` on duplicates."""
-        if self._targets is None:
-            found = self._registrations(
-                "steward_deployment_targets", "deployment target", DeploymentTarget
-            )
-            self._targets = {n: RegisteredTarget(p[0][0], p[0][1]) for n, p in found.items()}
-        return self._targets
-
-    def _with_plugins(self, hook_name: str, kind: str, cls: type) -> dict[str, tuple[Any, str]]:
-        if hook_name not in self._named:
-            found = self._registrations(hook_name, kind, cls)
-            self._named[hook_name] = {n: p[0] for n, p in found.items()}
-        return self._named[hook_name]
-
-    def _by_name(self, hook_name: str, kind: str, cls: type) -> dict[str, Any]:
-        return {n: item for n, (item, _) in self._with_plugins(hook_name, kind, cls).items()}
+        return self.registered("steward_deployment_targets")  # type: ignore[return-value]
 
     def detectors(self) -> dict[str, Detector]:
         """Every drift detector by name (:class:`PluginConflictError` on duplicates)."""
-        return self._by_name("steward_detectors", *_MONITORING_HOOKS_TYPES["steward_detectors"])
+        return self._items("steward_detectors")
 
     def alerters(self) -> dict[str, Alerter]:
         """Every alert channel by name."""
-        return self._by_name("steward_alerters", *_MONITORING_HOOKS_TYPES["steward_alerters"])
+        return self._items("steward_alerters")
 
     def monitor_actions(self) -> dict[str, MonitorAction]:
         """Every monitor rule action by name."""
-        return self._by_name(
-            "steward_monitor_actions", *_MONITORING_HOOKS_TYPES["steward_monitor_actions"]
-        )
+        return self._items("steward_monitor_actions")
 
     def data_sources(self) -> dict[str, DataSource]:
         """Every monitoring data source by name."""
-        return self._by_name(
-            "steward_data_sources", *_MONITORING_HOOKS_TYPES["steward_data_sources"]
-        )
+        return self._items("steward_data_sources")
 
     def deployment_target(self, name: str) -> RegisteredTarget:
         """The target named ``name``; unknown names list the available ones."""
@@ -301,9 +337,7 @@ class StewardHooks:
 
     def provided_by(self, hook_name: str, plugin_name: str) -> list[str]:
         """Names registered through ``hook_name`` by plugin ``plugin_name``."""
-        kind, cls = _MONITORING_HOOKS_TYPES[hook_name]
-        found = self._with_plugins(hook_name, kind, cls)
-        return [n for n, (_, plugin) in found.items() if plugin == plugin_name]
+        return [n for n, r in self.registered(hook_name).items() if r.plugin == plugin_name]
 
     def describe_plugin(self, plugin_name: str) -> str:
         return self._describe(plugin_name)
@@ -352,6 +386,10 @@ class StewardHooks:
     def on_deploy_error(self, *, event: DeploymentEvent, error: BaseException) -> None:
         self._observe("steward_on_deploy_error", event=event, error=error)
 
+    def has_retrainer(self) -> bool:
+        """Whether a plugin implements ``steward_retrain``."""
+        return bool(self._pm.hook.steward_retrain.get_hookimpls())
+
     def retrain(self, *, context: Any, params: Any) -> str | None:
         """The first plugin's answer to ``steward_retrain``; ``None`` when no plugin retrains."""
         return self._pm.hook.steward_retrain(context=context, params=params)
@@ -375,8 +413,8 @@ def _load_entry_points(pm: StewardPluginManager) -> None:
             raise PluginLoadError(
                 f"plugin distribution {dist_name!r} {version} failed to import "
                 f"({ep.name} = {ep.value}): {type(exc).__name__}: {exc}. "
-                f"Fix or uninstall it, or disable it with {DISABLE_ENV}={ep.name} "
-                "(its policies are then not enforced)"
+                f"Fix or uninstall it, or skip it with `steward --no-plugin {ep.name} ...` or "
+                f"{DISABLE_ENV}={ep.name} (its policies are then not enforced)"
             ) from exc
         pm.register_plugin(plugin, ep.name, distribution=dist_name, version=version)
 
@@ -428,9 +466,8 @@ def create_plugin_manager(
             f"plugin {pm.hooks.describe_plugin(pm.get_name(exc.plugin) or '?')}: {exc}. "
             "Hook names start with 'steward_'; see docs/hooks.md"
         ) from exc
-    pm.hooks.policies()
-    pm.hooks.commands()
-    pm.hooks.deployment_targets()
+    for hook_name in ("steward_policies", "steward_commands", "steward_deployment_targets"):
+        pm.hooks.registered(hook_name)
     return pm
 
 

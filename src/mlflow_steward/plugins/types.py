@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+# Option lives with the one option checker; plugins import it from here as before.
+from mlflow_steward.plugins.options import Option as Option
+from mlflow_steward.plugins.options import OptionKind as OptionKind
+
 if TYPE_CHECKING:
     import click
 
@@ -54,8 +58,6 @@ TARGET_KINDS: tuple[str, ...] = ("cloud", "onprem", "edge")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
-OptionKind = Literal["str", "int", "number", "bool", "str_list", "mapping", "duration", "list"]
-
 
 def validate_name(kind: str, name: str) -> None:
     """Registered names are lower-case words joined by dashes (``metric-threshold``)."""
@@ -64,24 +66,6 @@ def validate_name(kind: str, name: str) -> None:
             f"{kind} name {name!r} is not valid: use lower-case words joined by dashes, "
             "e.g. 'metric-threshold'"
         )
-
-
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option a policy accepts under ``with:`` in the configuration."""
-
-    name: str
-    kind: OptionKind
-    help: str
-    default: Any = _REQUIRED
-    choices: tuple[Any, ...] | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
 
 
 @dataclass(frozen=True)
