@@ -226,27 +226,27 @@ def status(obj: StewardContext, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    live = data["live"]
-    health = live.get("health", {})
+    live = data["live"]  # checked by the host against the documented shape
+    health = live["health"]
     click.echo(f"{data['name']} on {data['target']}: {data['status']} at {data['endpoint']}")
-    click.echo(f"  model:    {data['model']} v{live.get('version', data['version'])}")
-    click.echo(
-        f"  health:   {'healthy' if health.get('healthy') else 'UNHEALTHY'} ({health.get('detail')})"
-    )
-    if "gateway" in live:
+    click.echo(f"  model:    {data['model']} v{live.get('version') or data['version']}")
+    detail = f" ({health['detail']})" if health["detail"] else ""
+    click.echo(f"  health:   {'healthy' if health['healthy'] else 'UNHEALTHY'}{detail}")
+    if live.get("gateway") is not None:
         click.echo(f"  gateway:  {live['gateway']}")
-    if "traffic" in live:
+    if live.get("traffic"):
         click.echo("  traffic:  " + ", ".join(f"v{v} {p}%" for v, p in live["traffic"].items()))
+    if {"requests", "errors", "error_rate"} <= set(live):
         click.echo(
             f"  requests: {live['requests']}, errors: {live['errors']} "
             f"(error rate {live['error_rate']:.2%})"
         )
-        for slot in live.get("slots", []):
-            click.echo(
-                f"    v{slot['version']} [{slot['role']}] port {slot['port']}: "
-                f"{slot['requests']} requests, {slot['errors']} errors, "
-                f"{slot['error_rate']:.1%} over the window"
-            )
+    for slot in live.get("slots") or []:
+        click.echo(
+            f"    v{slot.get('version', '?')} [{slot.get('role', '-')}] port "
+            f"{slot.get('port', '-')}: {slot.get('requests', 0)} requests, "
+            f"{slot.get('errors', 0)} errors, {slot.get('error_rate', 0.0):.1%} over the window"
+        )
     if data.get("reason"):
         click.echo(f"  last:     {data['reason']}")
 
@@ -320,5 +320,8 @@ def targets(obj: StewardContext, as_json: bool) -> None:
 @click.option("-t", "--target", required=True)
 @click.pass_obj
 def help_cmd(obj: StewardContext, target: str) -> None:
-    """A target's help and options."""
-    click.echo(obj.pm.hooks.deployment_target(target).target.help)
+    """A target's help and every option it declares (type, default)."""
+    from mlflow_steward.deployment.host import target_help
+
+    registered = obj.pm.hooks.deployment_target(target)
+    click.echo(target_help(registered, describe=obj.pm.hooks.describe_plugin(registered.plugin)))

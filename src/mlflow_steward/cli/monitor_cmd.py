@@ -28,6 +28,14 @@ def monitor() -> None:
     "a plugin's (`steward plugins`).",
 )
 @click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the --method detector (repeatable); read for the option's declared type, "
+    "the others get their defaults.",
+)
+@click.option(
     "--correction",
     type=click.Choice(CORRECTIONS),
     default="benjamini-hochberg",
@@ -56,6 +64,7 @@ def check_cmd(
     model_uri: str,
     data: str,
     method: str,
+    params: tuple[str, ...],
     correction: str,
     alpha: float,
     min_samples: int,
@@ -70,6 +79,7 @@ def check_cmd(
     from mlflow_steward.monitoring.check import check
     from mlflow_steward.monitoring.data import read_current
 
+    detector_params = _detector_params(obj, method, params)
     result = check(
         obj.session(),
         model_uri,
@@ -79,6 +89,7 @@ def check_cmd(
         performance_metric=performance_metric,
         max_performance_drop=max_performance_drop,
         method=method,
+        params=detector_params,
         correction=correction,
         alpha=alpha,
         min_samples=min_samples,
@@ -103,6 +114,44 @@ def check_cmd(
             click.echo(f"  logged: run {result.run_id} (experiment steward-monitoring)")
     codes = {"healthy": 0, "drift": 1}
     click.get_current_context().exit(codes.get(verdict.status, 2))
+
+
+def _detector_params(obj: StewardContext, method: str, given: tuple[str, ...]) -> dict:
+    """``--param KEY=VALUE`` checked against the --method detector's declared options (values
+    read for their types, defaults filled in), before any data is read or anything logged."""
+    from mlflow_steward.config import did_you_mean
+    from mlflow_steward.errors import MonitoringError
+    from mlflow_steward.plugins.options import check, parse_pairs
+
+    try:
+        pairs = parse_pairs(given, "--param")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
+    if method == "auto":
+        if pairs:
+            raise click.BadParameter(
+                "--param sets options of the detector named by --method, not of auto",
+                param_hint="--param",
+            )
+        return {}
+    detectors = obj.pm.hooks.detectors()
+    if method not in detectors:
+        valid = sorted(detectors)
+        raise MonitoringError(
+            f"unknown detector {method!r}{did_you_mean(method, valid)}; use auto or one of "
+            + ", ".join(valid)
+        )
+    try:
+        return check(
+            pairs,
+            detectors[method].options,
+            f"detector {method!r}",
+            plugin=obj.pm.hooks.plugin_of("steward_detectors", method),
+            text=True,
+            none="(this detector takes no options)",
+        )
+    except ValueError as exc:
+        raise MonitoringError(f"--param: {exc}") from None
 
 
 def _print_run(result) -> None:

@@ -16,7 +16,7 @@ from mlflow_steward.config import StewardConfig
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.events import DEFAULT_WORKSPACE
 from mlflow_steward.plugins.manager import RegisteredTarget, StewardPluginManager
-from mlflow_steward.plugins.options import Option, OptionError, check
+from mlflow_steward.plugins.options import Option, OptionError, check, help_section
 from mlflow_steward.plugins.targets import (
     DeploymentContext,
     DeploymentEvent,
@@ -43,6 +43,74 @@ COMMON_OPTIONS: tuple[Option, ...] = (
         False,
     ),
 )
+
+
+def target_help(registered: RegisteredTarget, *, describe: str | None = None) -> str:
+    """A target's help: its own text, then an options section generated from its declared
+    options (and the options every deployment takes), the same for built-in and plugin targets."""
+    target = registered.target
+    head = f"{target.name} ({target.kind} target"
+    head += f", from plugin {describe})" if describe else ")"
+    return "\n".join(
+        [
+            head,
+            "",
+            target.help.strip(),
+            "",
+            help_section((*target.options, *COMMON_OPTIONS), flag="-C"),
+        ]
+    )
+
+
+#: ``status()`` keys steward reads, with their types; others are passed through to --json.
+_STATUS_KEYS: dict[str, tuple[type, ...]] = {
+    "health": (dict,),
+    "version": (str, int),
+    "gateway": (str,),
+    "traffic": (dict,),
+    "requests": (int,),
+    "errors": (int,),
+    "error_rate": (int, float),
+    "slots": (list,),
+}
+
+
+def check_status(live: Any, target: str, plugin: str) -> dict[str, Any]:
+    """A target client's ``status()`` result checked against the documented shape: a mapping
+    whose ``health`` is what ``health()`` returns (``{"healthy": bool, "detail": str}``, detail
+    optional) and whose optional ``version``, ``gateway``, ``traffic`` ({version: percent}),
+    ``requests``, ``errors``, ``error_rate`` and ``slots`` have the documented types. Raises a
+    :class:`DeploymentError` naming the plugin otherwise."""
+
+    def wrong(what: str, got: Any) -> DeploymentError:
+        return DeploymentError(
+            f"target {target!r} from plugin {plugin}: status() returned "
+            f"{f'{what} = ' if what else ''}{got!r}; "
+            "expected a mapping like {'health': {'healthy': True, 'detail': '...'}, ...} "
+            "(see docs/hooks.md, status() and health())"
+        )
+
+    if not isinstance(live, Mapping):
+        raise wrong("", live)
+    out = dict(live)
+    health = out.get("health", {"healthy": False, "detail": "status() reported no health"})
+    if not isinstance(health, Mapping) or not isinstance(health.get("healthy"), bool):
+        raise wrong("health", health)
+    if "detail" in health and not isinstance(health["detail"], str):
+        raise wrong("health.detail", health["detail"])
+    out["health"] = {"detail": "", **health}
+    for key, kinds in _STATUS_KEYS.items():
+        if out.get(key) is not None and key != "health":
+            value = out[key]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise wrong(key, value)
+    for version, percent in (out.get("traffic") or {}).items():
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise wrong(f"traffic[{version!r}]", percent)
+    for slot in out.get("slots") or []:
+        if not isinstance(slot, Mapping):
+            raise wrong("slot", slot)
+    return out
 
 
 class DeploymentHost:
@@ -484,6 +552,9 @@ class DeploymentHost:
         return self.client(info.target).predict(info, inputs)
 
     def status(self, name: str) -> dict[str, Any]:
+        """The recorded deployment with ``live``: what the target's ``status()`` says, checked
+        against the documented shape (docs/hooks.md, "status() and health()")."""
         info = self.store.require(name)
         live = self.client(info.target).status(info)
-        return {**info.to_dict(), "live": live}
+        who = self.pm.hooks.plugin_of("steward_deployment_targets", info.target)
+        return {**info.to_dict(), "live": check_status(live, info.target, who)}

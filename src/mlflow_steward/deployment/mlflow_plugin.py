@@ -131,6 +131,16 @@ def _call(work: Any) -> Any:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
     except PermissionError as exc:
         raise MlflowException(str(exc), error_code=PERMISSION_DENIED) from exc
+    except Exception as exc:
+        # A plugin target's own code raised: name the plugin (MLflow's CLI prints the message).
+        from mlflow_steward.plugins.manager import get_plugin_manager
+
+        who = get_plugin_manager().plugin_in_traceback(exc)
+        if who is None:
+            raise
+        raise MlflowException(
+            f"plugin {who} failed: {type(exc).__name__}: {exc}", error_code=INVALID_PARAMETER_VALUE
+        ) from exc
 
 
 def run_local(target, name, model_uri, flavor=None, config=None):
@@ -142,16 +152,20 @@ def run_local(target, name, model_uri, flavor=None, config=None):
 
 
 def target_help():
+    """``mlflow deployments help -t steward-onprem`` / ``-t steward:/<target>``: MLflow passes no
+    target to this function, so it describes every registered target, options generated from
+    their declarations (the same text as ``steward deploy help -t <target>``)."""
+    from mlflow_steward.deployment.host import target_help as one_target
     from mlflow_steward.plugins.manager import get_plugin_manager
 
-    targets = get_plugin_manager().hooks.deployment_targets()
+    hooks = get_plugin_manager().hooks
     parts = [
         "mlflow-steward deployment targets. Use -t <target> for built-ins or "
         "-t steward:/<target> for any registered target; options go in -C key=value.",
         "",
     ]
-    for name, registered in sorted(targets.items()):
-        parts.append(f"== {name} ({registered.target.kind}, from {registered.plugin}) ==")
-        parts.append(registered.target.help)
+    for name, registered in sorted(hooks.deployment_targets().items()):
+        parts.append(f"== {name} ==")
+        parts.append(one_target(registered, describe=hooks.describe_plugin(registered.plugin)))
         parts.append("")
     return "\n".join(parts)

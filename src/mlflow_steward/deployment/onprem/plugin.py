@@ -86,11 +86,7 @@ HELP = """steward-onprem: serves a registered model version as MLflow's pyfunc s
 a stable steward gateway on this host. Updates are blue/green behind a health gate (/ping and a
 prediction on the model's input example), optionally as a canary (--traffic new=10), with automatic
 rollback on a failed gate or a high error rate, and request logging to rotating JSONL/Parquet files.
-
-Options (-C key=value):
-""" + "\n".join(
-    f"  {o.name}: {o.help}" + ("" if o.required else f" (default: {o.default!r})") for o in OPTIONS
-)
+"""
 
 
 def _client(target: DeploymentTarget, context: Any) -> Any:
