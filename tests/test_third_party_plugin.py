@@ -144,7 +144,26 @@ def test_plugin_that_fails_to_import_stops_steward_with_its_name(broken_plugin_p
     ), proc.stderr
     assert "ModuleNotFoundError" in error
     assert "MLFLOW_STEWARD_DISABLE_PLUGINS=steward-broken-plugin" in error
+    assert "(steward-broken-plugin = steward_broken_plugin)" in error  # the entry point
+    assert "`steward --no-plugin steward-broken-plugin ...`" in error
     assert "Traceback" not in proc.stderr
+
+    # The --no-plugin value the message gives works, wherever it stands on the line.
+    for args in (
+        ("--no-plugin", "steward-broken-plugin", "plugins"),
+        ("plugins", "--no-plugin", "steward-broken-plugin"),
+        ("plugins", "--no-plugin=steward-broken-plugin", "--json"),
+    ):
+        skipped = steward(*args, path=broken_plugin_path)
+        assert skipped.returncode == 0, (args, skipped.stderr)
+        assert (
+            "steward-broken-plugin" not in {p["name"] for p in json.loads(skipped.stdout)}
+            if "--json" in args
+            else "disabled: steward-broken-plugin" in skipped.stdout
+        )
+    debug = steward("plugins", "--debug", path=broken_plugin_path)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
 
     disabled = steward(
         "plugins",
