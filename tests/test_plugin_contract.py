@@ -294,6 +294,45 @@ def test_a_bare_rule_action_gets_its_declared_defaults(monitored):
     assert results[2] == "noted kit x3 (drift)"
 
 
+def test_exceptions_in_a_plugin_action_or_detector_name_the_plugin_in_the_run(monitored):
+    _monitor_config(monitored, "[{note: {count: 0}}]")
+    run = invoke("monitor", "run", "--no-log", "--json")
+    assert run.exit_code == 0, run.output
+    (action,) = json.loads(run.output[run.output.index("{") :])["runs"][0]["actions"]
+    assert not action["ok"]
+    assert action["result"] == f"plugin {KIT} failed: ValueError: count must be at least 1"
+
+    monitored.write_config(
+        textwrap.dedent(f"""\
+        monitors:
+          fraud-production:
+            model: models:/fraud@production
+            data: {monitored.root}/shifted.csv
+            detector: ratio
+            params: {{explode: true}}
+        """)
+    )
+    run = invoke("monitor", "run", "--no-log", "--json")
+    assert run.exit_code == 1
+    (result,) = json.loads(run.output[run.output.index("{") :])["runs"]
+    assert result["status"] == "error"
+    assert result["error"] == (
+        f"plugin {KIT} failed: ValueError: ratio detector exploded on purpose"
+    )
+
+
+def test_the_python_api_check_gives_a_plugin_detector_its_defaults(monitored):
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.monitoring.check import check as monitor_check
+
+    result = monitor_check(
+        StewardSession(), "models:/fraud@production", str(monitored.root / "shifted.csv"),
+        log=False, method="ratio",
+    )  # fmt: skip
+    age = next(c for c in result.verdict.columns if c.column == "age")
+    assert (age.threshold, age.note) == (0.5, "ratio x1")
+
+
 def test_a_rule_action_option_of_the_wrong_type_names_file_line_option_and_plugin(monitored):
     _monitor_config(monitored, "[{note: {count: many}}]")
     run = invoke("monitor", "run")

@@ -127,6 +127,8 @@ def apply_rules(
                 ok = True
             except Exception as exc:
                 result = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+                if (who := context.session.pm.plugin_in_traceback(exc)) is not None:
+                    result = f"plugin {who} failed: {result}"
                 ok = False
                 _logger.warning(
                     "monitor %s: action %s failed: %s", context.monitor.name, call.name, result

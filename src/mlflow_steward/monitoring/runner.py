@@ -119,6 +119,9 @@ class MonitorRunner:
         except Exception as exc:
             out.status = "error"
             out.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+            who = self.session.pm.plugin_in_traceback(exc)  # a plugin detector or data source
+            if who is not None:
+                out.error = f"plugin {who} failed: {out.error}"
             _logger.warning("monitor %s failed: %s", monitor.name, out.error)
         try:
             # Also when the version could not be resolved (alias deleted, registry down): the

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mlflow_steward.monitoring import CORRECTIONS
 from mlflow_steward.monitoring.detectors import BUILTIN, DEFAULT_THRESHOLDS
+from mlflow_steward.plugins.options import defaults
 from mlflow_steward.plugins.types import Detector
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -222,7 +223,8 @@ def judge(
     joint: dict[tuple[str, float, float], list[str]] = {}
     for chosen, columns in groups.items():
         detector = registry[chosen]
-        options = dict(params or {}) if chosen == method else {}
+        # Every declared option reaches the detector: defaults, then the given params.
+        options = {**defaults(detector.options), **(dict(params or {}) if chosen == method else {})}
         if chosen in limits and "threshold" not in options:
             options["threshold"] = limits[chosen]
         results = detector.measure(columns, options)

@@ -87,6 +87,8 @@ def steward_detectors() -> Iterator[Detector]:
 
 
 def _note(context: Any, params: Mapping[str, Any]) -> str:
+    if params["count"] < 1:
+        raise ValueError("count must be at least 1")
     return f"noted {params['prefix']} x{params['count']} ({context.status})"
 
 
