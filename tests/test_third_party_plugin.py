@@ -161,6 +161,13 @@ def test_plugin_that_fails_to_import_stops_steward_with_its_name(broken_plugin_p
             if "--json" in args
             else "disabled: steward-broken-plugin" in skipped.stdout
         )
+    helped = steward("--help", "--no-plugin", "steward-broken-plugin", path=broken_plugin_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "not loaded" not in helped.stdout
+    broken_help = steward("--help", path=broken_plugin_path)
+    assert broken_help.returncode == 0  # help is still shown, saying why plugins are missing
+    assert "(plugins)" in broken_help.stdout
+    assert "failed to import" in broken_help.stdout
     debug = steward("plugins", "--debug", path=broken_plugin_path)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr

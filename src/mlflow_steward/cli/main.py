@@ -129,6 +129,7 @@ class StewardContext:
 #: takes a value.
 _ANYWHERE_FLAGS = ("--debug",)
 _ANYWHERE_OPTIONS = ("--no-plugin",)
+_DISABLED_META = "mlflow_steward.disabled"
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -153,16 +154,32 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+def _disabled_in(args: list[str]) -> tuple[str, ...]:
+    """The ``--no-plugin`` values of a hoisted command line (they stand before the subcommand)."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--no-plugin" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif arg.startswith("--no-plugin="):
+            out.append(arg.partition("=")[2])
+    return tuple(out)
+
+
 def context_of(ctx: click.Context) -> StewardContext:
     """The command line's :class:`StewardContext`, built from the global options on first use
     (commands are resolved, and help is written, before the group's callback runs)."""
     root = ctx.find_root()
     if not isinstance(root.obj, StewardContext):
         params = root.params
+        # `steward --help --no-plugin x`: --help is eager and runs before --no-plugin is
+        # processed, so the values seen by parse_args stand in for it.
+        disabled = params.get("disabled") or root.meta.get(_DISABLED_META, ())
         root.obj = StewardContext(
             params.get("config_path"),
             params.get("registry_uri"),
-            tuple(params.get("disabled") or ()),
+            tuple(disabled),
             bool(params.get("debug")),
         )
     return root.obj
@@ -186,6 +203,7 @@ class LazyGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = hoist_global_options(list(args))
+            ctx.meta[_DISABLED_META] = _disabled_in(args)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
