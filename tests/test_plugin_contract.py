@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlflow_steward import db, hookimpl
+from mlflow_steward import hookimpl
 from mlflow_steward.cli.main import cli, hoist_global_options
 from mlflow_steward.errors import PluginLoadError
-from mlflow_steward.governance.audit import AuditLog
 from mlflow_steward.plugins.manager import create_plugin_manager, register_plugin
 from mlflow_steward.plugins.options import Option, OptionError, check
+from mlflow_steward.records import db
+from mlflow_steward.records.audit import AuditLog
 from tests.monitoring_helpers import batch, train
 from tests.test_third_party_plugin import _pip_install
 

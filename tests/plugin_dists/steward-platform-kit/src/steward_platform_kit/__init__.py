@@ -106,7 +106,7 @@ def steward_monitor_actions() -> Iterator[MonitorAction]:
 
 
 def _target_client(target: DeploymentTarget, context: Any) -> Any:
-    from mlflow_steward.deployment.base import TargetClient
+    from mlflow_steward.plugins import TargetClient
 
     class KitDropClient(TargetClient):
         def _folder(self, info: Any) -> Path:
