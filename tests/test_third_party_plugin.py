@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,39 +14,15 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_steward.plugins.manager import create_plugin_manager, reset_plugin_manager
+from tests.plugin_install import pip_install
 
 DISTS = Path(__file__).with_name("plugin_dists")
-TEMPLATE = Path(__file__).resolve().parent.parent / "examples" / "plugin-template"
 
 
-def _pip_install(dist: str, target: Path, source_dir: Path | None = None) -> Path:
-    """Build and install ``dist`` into its own folder, so only tests that ask for it see it.
-
-    The source is copied first so that the build leaves nothing in the checkout."""
-    source = target / "src-copy"
-    shutil.copytree(source_dir or DISTS / dist, source)
-    target = target / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert list(target.glob(f"{dist.replace('-', '_')}-*.dist-info")), "no dist-info installed"
-    return target
+def _pip_install(dist: str, target: Path) -> Path:
+    site = pip_install(DISTS / dist, target)
+    assert list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")), "no dist-info installed"
+    return site
 
 
 @pytest.fixture(scope="session")
@@ -179,21 +154,3 @@ def test_plugin_that_fails_to_import_stops_steward_with_its_name(broken_plugin_p
     )
     assert disabled.returncode == 0, disabled.stderr
     assert "disabled: steward-broken-plugin" in disabled.stdout
-
-
-def test_the_documented_plugin_template_installs_lists_and_passes_its_tests(tmp_path):
-    site = _pip_install("steward-owner-policy", tmp_path, TEMPLATE)
-    listed = steward("plugins", "--json", path=site)
-    assert listed.returncode == 0, listed.stderr
-    template = {p["name"]: p for p in json.loads(listed.stdout)}["steward-owner-policy"]
-    assert template["provides"] == {"policies": ["owner-in-domain"]}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TEMPLATE / "tests")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(site)},
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "2 passed" in proc.stdout

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.monitoring import NO_VERDICT, actions
+from mlflow_steward.governance.governor import acting_as
+from mlflow_steward.monitoring import MONITOR_ACTOR, NO_VERDICT, actions
 from mlflow_steward.monitoring.retrain import retrain
 from mlflow_steward.plugins.types import ActionContext, MonitorAction, Option
 
@@ -123,7 +124,10 @@ def apply_rules(
             if context.status in NO_VERDICT and call.name != "alert":
                 continue  # refused when the configuration is read; kept as a second guard
             try:
-                result = actions[call.name].run(context, call.params)
+                # Every action acts as steward-monitor: what it changes through the session's
+                # governed store is decided by policies and audited under that name.
+                with acting_as(MONITOR_ACTOR):
+                    result = actions[call.name].run(context, call.params)
                 ok = True
             except Exception as exc:
                 result = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"

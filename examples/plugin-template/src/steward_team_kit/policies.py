@@ -1,4 +1,5 @@
-"""mlflow-steward plugin: the version's ``owner`` tag must be an e-mail address of the company."""
+"""A policy: the version's ``owner`` tag must be an e-mail address of the company (hook
+``steward_policies``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:
         return PolicyVerdict.deny(f"the version has no {options['tag']!r} tag")
     if not owner.lower().endswith("@" + domain):
         return PolicyVerdict.deny(f"{options['tag']}={owner!r} is not an address at {domain}")
+    if options["directory"]:
+        # Cannot decide without the directory: raise, and steward refuses the action naming this
+        # plugin (policies fail closed) and tells the steward_on_policy_error observers.
+        with open(options["directory"], encoding="utf-8") as listing:
+            people = {line.strip().lower() for line in listing if line.strip()}
+        if owner.lower() not in people:
+            return PolicyVerdict.deny(f"{owner} is not in the team directory")
     return PolicyVerdict.allow(f"{options['tag']}={owner} is at {domain}")
 
 
@@ -35,6 +43,7 @@ def steward_policies() -> Iterator[Policy]:
         options=(
             Option("domain", "str", "mail domain the owner's address must be in"),
             Option("tag", "str", "the tag holding the owner's address", "owner"),
+            Option("directory", "str", "a file of allowed addresses, one a line (optional)", ""),
         ),
         validate=validate,
     )
