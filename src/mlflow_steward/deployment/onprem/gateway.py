@@ -17,7 +17,9 @@ It owns the deployment's port and supervises MLflow scoring servers ("slots") on
 The admin API (status, rollout, promote, rollback, shutdown) listens on a separate port on
 ``admin_host`` and needs the deployment's admin token. The gateway reads and writes the deployment's
 state in the registry database, so after a restart it serves what was recorded.
-This module imports no MLflow.
+This module (the process: slots started, requests routed, state restored) imports no MLflow; the
+rollouts and the error watch are in ``rollouts.py``, the admin API in ``admin.py``, a slot in
+``slots.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -42,19 +43,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from mlflow_steward.deployment.onprem.admin import AdminAPI
 from mlflow_steward.deployment.onprem.ports import (
-    TOKEN_HEADER,
     free_port,
     gateway_alive,
     log_tail,
 )
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
+from mlflow_steward.deployment.onprem.rollouts import Rollouts
 from mlflow_steward.deployment.onprem.slots import Slot, SlotFailed, is_model_error, scoring_error
 from mlflow_steward.records.deployments import DeploymentStore
 
 _logger = logging.getLogger("mlflow_steward.gateway")
 
-GATEWAY_ACTOR = "steward-gateway"
 REQUEST_ID_HEADER = "X-Request-Id"
 VERSION_HEADER = "X-Steward-Model-Version"
 SERVING_INPUT_EXAMPLE = "serving_input_example.json"
@@ -62,7 +63,7 @@ SERVING_INPUT_EXAMPLE = "serving_input_example.json"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}
 
 
-class Gateway:
+class Gateway(Rollouts, AdminAPI):
     def __init__(self, name: str, registry_uri: str) -> None:
         self.name = name
         self.store = DeploymentStore.for_registry(registry_uri)
@@ -362,249 +363,6 @@ class Gateway:
         out_headers[REQUEST_ID_HEADER] = request_id
         out_headers[VERSION_HEADER] = slot.version
         return web.Response(body=payload, status=status, headers=out_headers)
-
-    # -- rollouts ------------------------------------------------------------------------------
-
-    def reload_options(self) -> None:
-        """Take the deployment's recorded options (``update -C`` may have changed them); the
-        addresses stay as they were when the gateway started."""
-        info = self.store.require(self.name)
-        fixed = {k: self.options[k] for k in ("host", "port", "admin_host") if k in self.options}
-        self.options = {**info.options, **fixed}
-        self.window = float(self.options["error_rate_window"])
-
-    async def rollout(self, version: str, model_path: str, weight: int) -> dict[str, Any]:
-        """Blue/green (``weight`` 100) or canary (``weight`` < 100) to ``version``."""
-        await asyncio.to_thread(self.reload_options)
-        async with self.lock:
-            if self.canary is not None:
-                raise SlotFailed(
-                    f"a canary of v{self.canary.version} is running; promote or roll it back first"
-                )
-            old = self.stable
-            try:
-                new = await self.start_slot(version, model_path)
-            except SlotFailed as exc:
-                self.say(
-                    f"rollout to v{version} refused: {exc}; still serving "
-                    f"v{old.version if old else '-'}"
-                )
-                raise
-            if weight >= 100 or old is None:
-                self.stable, self.canary = new, None
-                self.routes = [(new, 1.0)]
-                self.say(f"switched: v{new.version} takes all requests")
-                if old is not None:
-                    self._after_switch(old, new)
-            else:
-                self.canary = new
-                self.routes = [(old, 1 - weight / 100), (new, weight / 100)]
-                self.watch_until = float("inf")
-                self.say(f"canary: v{new.version} takes {weight}% of requests")
-            self.phase = "canary" if self.canary else "serving"
-            self.reason = None
-            await self.save_runtime(status=self.phase)
-            return self.describe()
-
-    def _after_switch(self, old: Slot, new: Slot) -> None:
-        watch = float(self.options["watch"])
-        drain = float(self.options["drain"])
-        self.watch_until = time.monotonic() + watch if watch > 0 else 0.0
-        self.previous = old
-        self._retire(old, max(drain, watch))
-
-    async def promote(self) -> dict[str, Any]:
-        async with self.lock:
-            if self.canary is None or self.stable is None:
-                raise SlotFailed("there is no canary to promote")
-            old, new = self.stable, self.canary
-            self.stable, self.canary = new, None
-            self.routes = [(new, 1.0)]
-            self.say(f"canary promoted: v{new.version} takes all requests")
-            self._after_switch(old, new)
-            self.phase = "serving"
-            await self.save_runtime(status="serving")
-            return self.describe()
-
-    async def rollback(self, version: str | None, model_path: str | None) -> dict[str, Any]:
-        """Drop the canary, or switch (blue/green) to ``version``."""
-        if version is None:
-            async with self.lock:
-                if self.canary is None or self.stable is None:
-                    raise SlotFailed("there is no canary to roll back")
-                canary = self.canary
-                self.routes = [(self.stable, 1.0)]
-                self.canary = None
-                self.say(f"canary rolled back: v{self.stable.version} takes all requests")
-                self._retire(canary, float(self.options["drain"]))
-                self.phase = "serving"
-                await self.save_runtime(status="serving")
-                return self.describe()
-        assert model_path is not None
-        async with self.lock:
-            warm = self.previous
-            if warm is not None and warm.version == version and self._unretire(warm):
-                return await self._switch_back(warm, "rollback requested")
-        return await self.rollout(version, model_path, 100)
-
-    async def _switch_back(self, previous: Slot, why: str) -> dict[str, Any]:
-        """Serve ``previous`` again (already taken back from retirement)."""
-        bad = self.stable
-        self.stable, self.canary = previous, None
-        self.routes = [(previous, 1.0)]
-        self.watch_until = 0.0
-        self.say(f"switched back to v{previous.version}: {why}")
-        if bad is not None:
-            self._retire(bad, float(self.options["drain"]))
-        self.phase = "serving"
-        await self.save_runtime(status="serving")
-        return self.describe()
-
-    async def watch_errors(self) -> None:
-        """Automatic rollback on the error rate of a new version (canary, or while watched).
-
-        A failure of one round (the database busy, ...) is logged and the watch goes on: a
-        watcher that stopped would leave a bad version serving unnoticed."""
-        while not self.stopping.is_set():
-            await asyncio.sleep(0.5)
-            try:
-                await self._watch_once()
-            except Exception:
-                _logger.exception("%s: the error-rate watch failed this round", self.name)
-
-    async def _watch_once(self) -> None:
-        limit = float(self.options["error_rate_max"])
-        minimum = int(self.options["error_rate_min_requests"])
-        now = time.monotonic()
-        if self.canary is not None:
-            suspect, fallback = self.canary, self.stable
-        elif now < self.watch_until and self.previous in self.retiring:
-            suspect, fallback = self.stable, self.previous
-        else:
-            return
-        if suspect is None or fallback is None:
-            return
-        rate, n = suspect.error_rate(now, self.window)
-        if n < minimum or rate <= limit:
-            return
-        why = (
-            f"error rate of v{suspect.version} was {rate:.1%} over the last {n} requests "
-            f"(bound {limit:.1%} over {self.window:.0f}s)"
-        )
-        async with self.lock:
-            if self.canary is suspect and self.stable is fallback:
-                self.routes = [(fallback, 1.0)]
-                self.canary = None
-                self.say(f"automatic rollback of the canary: {why}")
-                self._retire(suspect, float(self.options["drain"]))
-                self.phase = "serving"
-                await self.save_runtime(status="serving")
-            elif self.stable is suspect and self._unretire(fallback):
-                await self._switch_back(fallback, f"automatic rollback: {why}")
-            else:
-                return
-        await asyncio.to_thread(self._record_auto_rollback, suspect.version, fallback.version, why)
-
-    def _record_auto_rollback(self, bad: str, good: str, why: str) -> None:
-        info = self.store.require(self.name)
-        self.store.record(
-            info,
-            kind="auto-rollback",
-            actor=GATEWAY_ACTOR,
-            status="serving",
-            version=good,
-            from_version=bad,
-            reason=why,
-            row={
-                "version": good,
-                "status": "serving",
-                "reason": f"automatic rollback: {why}",
-                # A plain `update` must not bring the bad version straight back.
-                "requested": f"models:/{info.model}/{good}",
-            },
-        )
-
-    # -- admin API -----------------------------------------------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        now = time.monotonic()
-        slots = [s for s, _ in self.routes] + [
-            s for s in self.retiring if s not in [r for r, _ in self.routes]
-        ]
-        return {
-            "name": self.name,
-            "phase": self.phase,
-            "reason": self.reason,
-            "version": self.stable.version if self.stable else None,
-            "canary": self.canary.version if self.canary else None,
-            "traffic": self.traffic(),
-            "endpoint": f"http://{self.host}:{self.port}",
-            "pid": os.getpid(),
-            "slots": [{**s.describe(now, self.window), "role": self._role(s)} for s in slots],
-            "events": list(self.events)[-20:],
-            "event_count": self.event_count,
-        }
-
-    def _role(self, slot: Slot) -> str:
-        if slot is self.canary:
-            return "canary"
-        if slot is self.stable:
-            return "stable"
-        return "draining"
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, ""), self.token):
-            return web.json_response({"message": "admin token missing or wrong"}, status=401)
-        return await handler(request)
-
-    async def admin_status(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.describe())
-
-    async def _stream(self, request: web.Request, work: Any) -> web.StreamResponse:
-        """Run ``work`` and stream progress lines, then a final JSON line (NDJSON)."""
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        task = asyncio.get_running_loop().create_task(work)
-        sent = self.event_count
-        while True:
-            done = task.done()
-            new = min(self.event_count - sent, len(self.events))
-            for line in list(self.events)[len(self.events) - new :] if new else []:
-                await response.write(json.dumps({"progress": line}).encode() + b"\n")
-            sent = self.event_count
-            if done:
-                break
-            await asyncio.sleep(0.1)
-        try:
-            result = {"ok": True, "state": task.result()}
-        except SlotFailed as exc:
-            result = {"ok": False, "error": str(exc), "state": self.describe()}
-        await response.write(json.dumps(result).encode() + b"\n")
-        await response.write_eof()
-        return response
-
-    async def admin_rollout(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        return await self._stream(
-            request,
-            self.rollout(str(body["version"]), body["model_path"], int(body.get("weight", 100))),
-        )
-
-    async def admin_promote(self, request: web.Request) -> web.StreamResponse:
-        return await self._stream(request, self.promote())
-
-    async def admin_rollback(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        version = body.get("version")
-        return await self._stream(
-            request, self.rollback(str(version) if version else None, body.get("model_path"))
-        )
-
-    async def admin_shutdown(self, _request: web.Request) -> web.Response:
-        self.say("shutting down")
-        asyncio.get_running_loop().call_later(0.1, self.stopping.set)
-        return web.json_response({"ok": True})
 
     # -- lifecycle -----------------------------------------------------------------------------
 
