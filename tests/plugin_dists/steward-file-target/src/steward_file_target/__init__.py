@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.plugins.targets import TargetClient
-from mlflow_steward.plugins.types import DeploymentTarget, Option
+from mlflow_steward.plugins import DeploymentTarget, Option, TargetClient
 
 
 class FileDropClient(TargetClient):

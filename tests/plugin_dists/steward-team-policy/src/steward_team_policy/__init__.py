@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.plugins.types import Option, Policy, PolicyVerdict
+from mlflow_steward.plugins import Option, Policy, PolicyVerdict
 
 
 def check(event: Any, options: Mapping[str, Any]) -> PolicyVerdict:
