@@ -49,9 +49,11 @@ def _imported(module: str, path: Path, known: set[str]) -> Iterator[str]:
                 source = ".".join([*base, node.module] if node.module else base)
             else:
                 source = node.module or ""
-            names = [f"{source}.{alias.name}" for alias in node.names] + [source]
             # ``from pkg import submodule`` imports the submodule; ``from pkg import name``, pkg.
-            names = [n for n in names[:-1] if n in known] or [source]
+            qualified = [f"{source}.{alias.name}" for alias in node.names]
+            names = [n for n in qualified if n in known]
+            if len(names) < len(qualified):
+                names.append(source)
         else:
             continue
         for name in names:
