@@ -16,8 +16,9 @@ from mlflow_steward.deployment.onprem.ports import free_port
 COLUMNS = ["amount", "age", "score"]
 
 
-def train(registry_uri: str, name: str = "fraud", seed: int = 0) -> str:
-    """Log a model with ``log_baseline`` and register it; returns the version."""
+def train(registry_uri: str, name: str = "fraud", seed: int = 0, governed: bool = False) -> str:
+    """Log a model with ``log_baseline`` and register it (through steward with ``governed``, so
+    its content digest is recorded); returns the version."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -30,7 +31,7 @@ def train(registry_uri: str, name: str = "fraud", seed: int = 0) -> str:
     y = (X["amount"] > 0).astype(int)
     model = LogisticRegression().fit(X, y)
     mlflow.set_tracking_uri(registry_uri)
-    mlflow.set_registry_uri(registry_uri)
+    mlflow.set_registry_uri(f"steward+{registry_uri}" if governed else registry_uri)
     with mlflow.start_run():
         mlflow.log_metric("accuracy", 0.97)
         info = mlflow.sklearn.log_model(

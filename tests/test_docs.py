@@ -40,7 +40,39 @@ def test_every_hook_is_documented_with_its_signature_and_an_example():
     stale = {h for h in headings if h.startswith("steward_")} - expected
     assert stale == set(), "docs/hooks.md documents hooks that do not exist (or old signatures)"
     for heading, body in documented.items():
-        assert "```python" in body, f"docs/hooks.md: {heading} has no example"
+        if heading.strip("`").startswith("steward_"):
+            assert "```python" in body, f"docs/hooks.md: {heading} has no example"
+
+
+def _public_members(obj: object) -> set[str]:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+    names |= {n for n in getattr(obj, "__annotations__", {}) if not n.startswith("_")}
+    for name, member in vars(obj).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property | classmethod | staticmethod) or inspect.isfunction(member):
+            names.add(name)
+    return names
+
+
+def test_every_contract_type_and_member_is_in_the_hooks_reference():
+    """Every public name of ``mlflow_steward.plugins`` has a section in docs/hooks.md ("The types")
+    that lists each of its fields, properties and methods."""
+    import mlflow_steward.plugins as contract
+
+    sections = _sections((DOCS / "hooks.md").read_text(), "###")
+    for name in sorted(contract.__all__):
+        obj = getattr(contract, name)
+        if not isinstance(obj, type):
+            continue  # constants and the hookimpl marker are described in the text
+        heading = f"`mlflow_steward.plugins.{name}`"
+        assert heading in sections, f"docs/hooks.md has no section {heading}"
+        if issubclass(obj, BaseException):
+            continue
+        missing = {m for m in _public_members(obj) if f"| `{m}` |" not in sections[heading]}
+        assert missing == set(), f"docs/hooks.md, {heading}: undocumented members {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(_hookspecs()))

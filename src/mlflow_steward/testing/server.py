@@ -76,7 +76,7 @@ def mlflow_server(
     env: dict[str, str] | None = None,
     workers: int = 1,
     extra_args: tuple[str, ...] = (),
-    artifacts: Path | None = None,
+    artifacts: Path | str | None = None,
     jobs: bool = False,
     timeout: float = 120,
 ) -> Iterator[Server]:
@@ -90,7 +90,8 @@ def mlflow_server(
     """
     port = free_port()
     artifacts = artifacts or workdir / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
+    if isinstance(artifacts, Path):  # else a URI, e.g. s3://bucket/prefix
+        artifacts.mkdir(parents=True, exist_ok=True)
     cmd = [
         MLFLOW,
         "server",

@@ -1,0 +1,63 @@
+"""The worlds the pages of ``docs/`` are written against, built in the page's sandbox (the current
+folder, ``MLFLOW_TRACKING_URI``) by a hidden block at the top of the page:
+
+<!-- invisible-code-block: python
+from tests.docs_world import governed_fraud
+governed_fraud()
+-->
+
+Each world is made with plain (ungoverned) MLflow calls, as a team's history would have left it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tests.deploying import build_registry
+from tests.monitoring_helpers import batch, train
+
+
+def _registry() -> str:
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+def governed_fraud(versions: int = 3, production: str = "2") -> None:
+    """``fraud`` v1..v3 (columns amount, age, score), registered through steward (content digests
+    recorded), each with a signature, an input example, ``accuracy`` 0.97, a monitoring baseline
+    and an ``owner`` tag; ``@production`` on v2, and v1
+    held it before (so a rollback has somewhere to go). Current data in ``today.parquet`` and
+    ``batches/*.csv``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = _registry()
+    for seed in range(versions):
+        train(uri, seed=seed, governed=True)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    client = MlflowClient(uri, uri)
+    for version in range(1, versions + 1):
+        client.set_model_version_tag("fraud", str(version), "owner", "alice@example.com")
+    governed = MlflowClient(uri, f"steward+{uri}")  # the moves are in steward's history
+    governed.set_registered_model_alias("fraud", "production", "1")
+    governed.set_registered_model_alias("fraud", "production", production)
+    # Current data drawn as each version's training data was: healthy, whatever the seed.
+    _training_rows(int(production) - 1).iloc[:400].to_parquet("today.parquet")
+    Path("batches").mkdir(exist_ok=True)
+    for day in range(2):
+        rows = _training_rows(versions - 1).iloc[day * 300 : (day + 1) * 300]
+        rows.to_csv(f"batches/day-{day}.csv", index=False)
+
+
+def _training_rows(seed: int):
+    return batch(np.random.default_rng(seed), n=3000)
+
+
+def deployable_fraud() -> None:
+    """``fraud`` v1 (x0 > 0), v2 (the opposite), v3 fails to load, v4 fails its health check, v5
+    answers its input example but fails on larger batches (columns x0, x1, x2); ``@production``
+    is v1."""
+    build_registry(Path(_registry().removeprefix("sqlite:///")))
