@@ -58,7 +58,12 @@ class StewardServices(Protocol):
     config: Any
     #: The plugin manager; call hooks through its ``hooks`` facade.
     pm: Any
-    store: GovernedRegistry
+
+    @property
+    def store(self) -> GovernedRegistry:
+        """The governed registry store (read-only here, so that a session's own store type
+        satisfies it)."""
+        ...
 
     @property
     def db_engine(self) -> Engine:

@@ -7,6 +7,7 @@ MLflow: the on-prem gateway process uses it too.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,7 +110,9 @@ class DeploymentStore:
         with db.reading(self.engine) as conn:
             return [_row_to_info(row) for row in conn.execute(query)]
 
-    def history(self, name: str, *, since_create: bool = False) -> list[DeploymentStep]:
+    def history(
+        self, name: str, *, since_create: bool = False
+    ) -> builtins.list[DeploymentStep]:  # `list` is the method above
         """Every step of deployments named ``name``, oldest first; ``since_create``: only those
         of the current deployment (a name can be deleted and created again)."""
         t = schema.deployment_events
