@@ -172,9 +172,9 @@ class _SharedReads:
         with self._lock:
             shared = not self._closed and key not in self._busy
             if shared:
-                conn = self._conns.get(key)
-                if conn is None:
-                    conn = self._conns[key] = engine.connect()
+                if self._conns.get(key) is None:
+                    self._conns[key] = engine.connect()
+                conn = self._conns[key]
                 self._busy.add(key)
         if not shared:  # the decision is over, or another thread is reading on it now
             with engine.connect() as own:
@@ -414,7 +414,7 @@ def _version_tag_insert(filtered: bool) -> Any:
     from sqlalchemy import bindparam, insert
 
     t = SqlModelVersionTag.__table__
-    values = {c: bindparam(c) for c in ("name", "version", "key", "value")}
+    values: dict[str, Any] = {c: bindparam(c) for c in ("name", "version", "key", "value")}
     if filtered:
         values["workspace"] = bindparam("workspace")
     return Prepared(insert(t).values(values))
@@ -673,7 +673,8 @@ def scoring_server_command(
 
     from mlflow.pyfunc import scoring_server
 
-    command, env = scoring_server.get_cmd(model_path, port, host, timeout, workers)
+    # MLflow annotates get_cmd's `host` as int, but quotes it into the command as the string it is.
+    command, env = scoring_server.get_cmd(model_path, port, host, timeout, workers)  # type: ignore[arg-type]
     argv = shlex.split(command)
     if argv[0] != "uvicorn":
         raise RuntimeError(f"MLflow's scoring-server command changed shape: {command!r}")

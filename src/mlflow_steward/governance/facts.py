@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -25,6 +25,9 @@ from mlflow_steward import _mlflow_adapter
 from mlflow_steward.governance.timeouts import PolicyTimeout, bounded
 from mlflow_steward.plugins.events import DIGEST_TAG, Approval, FactUnavailable
 from mlflow_steward.registry import alias_holder
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 #: The tags MLflow marks prompts (registered models and versions) with. Whether a model is a
 #: prompt is decided by the first, on the registered model, as MLflow's ``create_prompt`` sets it
@@ -231,7 +234,7 @@ class MlflowContext:
         self.registry = registry_store
         self.tracking_uri = tracking_uri
         self.db_engine = db_engine
-        self._client = None
+        self._client: MlflowClient | None = None
         self._lock = threading.Lock()
         #: MLflow's SQL registry store: facts are read with direct queries (see _mlflow_adapter).
         self.direct = _mlflow_adapter.can_join_sessions(registry_store)
@@ -504,7 +507,7 @@ class VersionFacts:
         if "_small_files" not in self.__dict__:
             self.__dict__["_small_files"] = None
             try:
-                if self._ctx.is_local(self.source):
+                if self.source is not None and self._ctx.is_local(self.source):
                     self._content  # noqa: B018 (fills _small_files)
             except FactUnavailable:
                 pass
@@ -566,10 +569,11 @@ class VersionFacts:
 
     @cached_property
     def run_metrics(self) -> Mapping[str, float]:
-        store = self._ctx.tracking_store if self.run_id else None
-        if store is None:
+        run_id = self.run_id
+        store = self._ctx.tracking_store if run_id else None
+        if store is None or run_id is None:
             return dict(self._run.data.metrics)
-        metrics = _mlflow_adapter.read_run_metrics(store, self.run_id)
+        metrics = _mlflow_adapter.read_run_metrics(store, run_id)
         if metrics is None:
             raise FactUnavailable(f"source run {self.run_id} does not exist")
         return metrics
@@ -622,7 +626,7 @@ class VersionFacts:
             raise
         except Exception as exc:
             raise FactUnavailable(f"logged model {self.model_id} cannot be read: {exc}") from exc
-        latest: dict[str, tuple[int, float]] = {}
+        latest: dict[str, tuple[tuple[int, int], float]] = {}
         for metric in logged.metrics or ():
             stamp = (metric.timestamp or 0, metric.step or 0)
             if metric.key not in latest or stamp >= latest[metric.key][0]:
@@ -736,6 +740,8 @@ class VersionFacts:
 class RegisteredVersionFacts(VersionFacts):
     """Facts of a registered version, read from the registry only when a policy asks for one:
     an action no policy looks at (most tag writes) costs no registry read."""
+
+    _version: str  # always known here
 
     def __init__(self, ctx: MlflowContext, name: str, version: str) -> None:
         self._ctx = ctx

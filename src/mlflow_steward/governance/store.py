@@ -42,11 +42,14 @@ from mlflow_steward.registry import (
 )
 
 if TYPE_CHECKING:
+    from mlflow.store.model_registry.abstract_store import AbstractStore as _AbstractStore
+
     from mlflow_steward.config import StewardConfig
     from mlflow_steward.plugins.manager import StewardPluginManager
+else:
+    _AbstractStore = _mlflow_adapter.abstract_registry_store()
 
 RESERVED_TAG_PREFIX = "steward."
-_AbstractStore = _mlflow_adapter.abstract_registry_store()
 
 #: Methods delegated unchanged: they read.
 READ_METHODS = (

@@ -63,6 +63,7 @@ def steward_policies() -> Iterable[Policy]:
         def steward_policies():
             yield Policy(name="owner-is-team", check=_check, description="...")
     """
+    return ()  # a specification: never called
 
 
 @hookspec
@@ -78,6 +79,7 @@ def steward_commands() -> Iterable[Command]:
         def steward_commands():
             yield Command(name="report", load=lambda: report_cli, help="Print the team report")
     """
+    return ()  # a specification: never called
 
 
 @hookspec
@@ -96,6 +98,7 @@ def steward_deployment_targets() -> Iterable[DeploymentTarget]:
                 name="k8s", kind="onprem", client=K8sClient, help="Kubernetes Deployments"
             )
     """
+    return ()  # a specification: never called
 
 
 # --- monitoring -----------------------------------------------------------------------------
@@ -112,6 +115,7 @@ def steward_detectors() -> Iterable[Detector]:
         def steward_detectors():
             yield Detector(name="energy", kinds=("numeric",), measure=energy, help="energy distance")
     """
+    return ()  # a specification: never called
 
 
 @hookspec
@@ -125,6 +129,7 @@ def steward_alerters() -> Iterable[Alerter]:
         def steward_alerters():
             yield Alerter(name="pager", send=page, help="PagerDuty", options=(SERVICE_KEY,))
     """
+    return ()  # a specification: never called
 
 
 @hookspec
@@ -138,6 +143,7 @@ def steward_monitor_actions() -> Iterable[MonitorAction]:
         def steward_monitor_actions():
             yield MonitorAction(name="freeze", run=freeze, help="tag the version frozen")
     """
+    return ()  # a specification: never called
 
 
 @hookspec
@@ -151,6 +157,7 @@ def steward_data_sources() -> Iterable[DataSource]:
         def steward_data_sources():
             yield DataSource(name="warehouse", read=read_warehouse, help="a SQL query")
     """
+    return ()  # a specification: never called
 
 
 @hookspec(firstresult=True)

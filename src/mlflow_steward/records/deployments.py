@@ -110,9 +110,8 @@ class DeploymentStore:
         with db.reading(self.engine) as conn:
             return [_row_to_info(row) for row in conn.execute(query)]
 
-    def history(
-        self, name: str, *, since_create: bool = False
-    ) -> builtins.list[DeploymentStep]:  # `list` is the method above
+    # `builtins.list`: in this class body `list` is the method above.
+    def history(self, name: str, *, since_create: bool = False) -> builtins.list[DeploymentStep]:
         """Every step of deployments named ``name``, oldest first; ``since_create``: only those
         of the current deployment (a name can be deleted and created again)."""
         t = schema.deployment_events

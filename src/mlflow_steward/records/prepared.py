@@ -63,7 +63,7 @@ class Prepared:
         cursor = conn.connection.cursor()
         try:
             cursor.execute(sql, bound)
-            return cursor.fetchall() if cursor.description is not None else []
+            return list(cursor.fetchall()) if cursor.description is not None else []
         except conn.dialect.loaded_dbapi.Error as exc:
             raise sa.exc.DBAPIError.instance(
                 sql, bound, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect

@@ -14,9 +14,10 @@ from aiohttp import web
 
 from mlflow_steward.deployment.onprem.ports import TOKEN_HEADER
 from mlflow_steward.deployment.onprem.slots import Slot, SlotFailed
+from mlflow_steward.deployment.onprem.state import GatewayState
 
 
-class AdminAPI:
+class AdminAPI(GatewayState):
     """The admin API handlers of a :class:`~.gateway.Gateway`."""
 
     def describe(self) -> dict[str, Any]:

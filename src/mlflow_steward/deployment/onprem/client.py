@@ -323,11 +323,11 @@ class OnPremClient(TargetClient):
             with contextlib.suppress(requests.RequestException):
                 requests.post(f"{url}/shutdown", headers=headers, timeout=10)
             self._wait_gone(pid, info.name, 60.0)
-        if gateway_alive(pid, info.name):
+        if pid is not None and gateway_alive(pid, info.name):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             self._wait_gone(pid, info.name, 30.0)
-        if gateway_alive(pid, info.name):
+        if pid is not None and gateway_alive(pid, info.name):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

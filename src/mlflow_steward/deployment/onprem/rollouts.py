@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from mlflow_steward.deployment.onprem.slots import Slot, SlotFailed
+from mlflow_steward.deployment.onprem.state import GatewayState
 
 _logger = logging.getLogger("mlflow_steward.gateway")
 
@@ -17,14 +18,16 @@ _logger = logging.getLogger("mlflow_steward.gateway")
 GATEWAY_ACTOR = "steward-gateway"
 
 
-class Rollouts:
+class Rollouts(GatewayState):
     """Rollout, canary, promotion, rollback and the error watch of a :class:`~.gateway.Gateway`."""
 
     def reload_options(self) -> None:
         """Take the deployment's recorded options (``update -C`` may have changed them); the
         addresses stay as they were when the gateway started."""
         info = self.store.require(self.name)
-        fixed = {k: self.options[k] for k in ("host", "port", "admin_host") if k in self.options}
+        fixed: dict[str, Any] = {
+            k: self.options[k] for k in ("host", "port", "admin_host") if k in self.options
+        }
         self.options = {**info.options, **fixed}
         self.window = float(self.options["error_rate_window"])
 
@@ -131,6 +134,8 @@ class Rollouts:
         limit = float(self.options["error_rate_max"])
         minimum = int(self.options["error_rate_min_requests"])
         now = time.monotonic()
+        suspect: Slot | None
+        fallback: Slot | None
         if self.canary is not None:
             suspect, fallback = self.canary, self.stable
         elif now < self.watch_until and self.previous in self.retiring:
