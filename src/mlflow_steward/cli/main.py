@@ -6,12 +6,16 @@ import contextlib
 import importlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mlflow_steward import __version__
 from mlflow_steward.errors import StewardError
+
+if TYPE_CHECKING:
+    from mlflow_steward.config import StewardConfig
+    from mlflow_steward.plugins.manager import StewardPluginManager
 
 #: name -> (module, attribute, short help). Imported only when the command runs.
 BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -99,8 +103,8 @@ class StewardContext:
         self.registry_uri = registry_uri
         self.disabled = disabled
         self.debug = debug
-        self._pm = None
-        self._config = None
+        self._pm: StewardPluginManager | None = None
+        self._config: StewardConfig | None = None
 
     @property
     def pm(self) -> Any:

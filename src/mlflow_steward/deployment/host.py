@@ -159,7 +159,7 @@ class DeploymentHost:
         record cannot be switched off from the command line. Returns the options and the target
         (``target:`` in the file may name it)."""
         configured = dict(self.config.deployments.get(name, {}))
-        target = target or configured.get("target")
+        target = target or configured.get("target", "")
         if not target:
             raise DeploymentError(
                 f"name a target for deployment {name!r} (-t TARGET, or `target:` under "
@@ -217,7 +217,7 @@ class DeploymentHost:
             ref = parse_model_uri(model_uri)
         except RegistryURIError as exc:
             raise DeploymentError(str(exc)) from None
-        if not ref.registered:
+        if ref.name is None:  # not ref.registered
             raise DeploymentError(
                 f"{model_uri!r} is not a registered model version: deployments serve registered "
                 "versions (models:/NAME/VERSION or models:/NAME@ALIAS), so that governance and "

@@ -23,6 +23,7 @@ def _insert_if_new(dialect: str) -> Prepared:
     """One statement that keeps a manifest unless its digest is kept already (the same digest
     means the same files): ``INSERT OR IGNORE`` on SQLite, ``ON CONFLICT DO NOTHING`` on
     PostgreSQL, where two models may register the same files at once."""
+    statement: sa.Insert
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
 

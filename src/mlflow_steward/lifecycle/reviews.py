@@ -28,10 +28,11 @@ class ServerReviews:
 
     def _name_version(self, model_uri: str) -> tuple[str, str]:
         ref = parse_model_uri(model_uri)
-        if not ref.registered:
+        if ref.name is None:  # not ref.registered
             raise LifecycleError(f"{model_uri!r} is not a registered model version")
         if ref.version:
             return ref.name, ref.version
+        assert ref.alias is not None  # a registered URI names a version or an alias
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=self.server_uri, registry_uri=self.server_uri)

@@ -104,14 +104,14 @@ class StewardSession:
     # -- resolving -----------------------------------------------------------------------------
 
     def version_of(self, ref: ModelRef) -> str:
-        if ref.version:
+        if ref.name is not None and ref.version:
             try:
                 version = canonical_version(ref.version)
             except InvalidVersion as exc:
                 raise LifecycleError(f"models:/{ref.name}/{ref.version}: {exc}") from None
             self._require_version(ref.name, version)
             return version
-        if ref.alias:
+        if ref.name is not None and ref.alias:
             try:
                 return str(self.store.get_model_version_by_alias(ref.name, ref.alias).version)
             except MlflowException as exc:
@@ -130,7 +130,7 @@ class StewardSession:
 
     def registered(self, model_uri: str) -> tuple[str, str]:
         ref = parse_model_uri(model_uri)
-        if not ref.registered:
+        if ref.name is None:  # not ref.registered
             raise LifecycleError(f"{model_uri!r} is not a registered model version")
         return ref.name, self.version_of(ref)
 
@@ -148,7 +148,7 @@ class StewardSession:
         """Each applicable policy's verdict, without writing anything."""
         ref = parse_model_uri(model_uri)
         ctx = self.governor.ctx
-        if ref.registered:
+        if ref.name is not None:  # ref.registered
             version = self.version_of(ref)
             facts = VersionFacts.of_version(ctx, ref.name, version)
             event = self.governor.event(

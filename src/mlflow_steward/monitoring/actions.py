@@ -25,6 +25,14 @@ def as_monitor() -> Any:
     return acting_as(MONITOR_ACTOR)
 
 
+def monitored_version(context: ActionContext, action: str) -> str:
+    """The monitored version. It is unknown only on status ``error``, whose rules may only alert
+    (the configuration refuses any other action there)."""
+    if context.version is None:
+        raise MonitoringError(f"{action}: the monitored version is not known")
+    return context.version
+
+
 def _held_alias(context: ActionContext, params: Any, action: str) -> tuple[str, str | None]:
     """The alias ``action`` moves (``params['alias']`` or the monitored one) and a reason to do
     nothing when the monitored version does not hold it any more."""
@@ -47,16 +55,17 @@ def tag(context: ActionContext, params: Any) -> str:
     what = f"tag v{context.version} {key}={value}"
     if context.dry_run:
         return f"would {what}"
+    version = monitored_version(context, "tag")
     if key.startswith("steward."):
         context.session.store.set_steward_tag(
-            context.model, context.version, key, value, actor=MONITOR_ACTOR
+            context.model, version, key, value, actor=MONITOR_ACTOR
         )
     else:
         from mlflow.entities.model_registry import ModelVersionTag
 
         with as_monitor():
             context.session.store.set_model_version_tag(
-                context.model, context.version, ModelVersionTag(key, value)
+                context.model, version, ModelVersionTag(key, value)
             )
     return f"tagged v{context.version} {key}={value}"
 
@@ -130,7 +139,9 @@ def rollback(context: ActionContext, params: Any) -> str:
     alias, moved_on = _held_alias(context, params, "rollback")
     if moved_on:
         return f"{moved_on}: no rollback"
-    target = healthy_previous_holder(context.session, context.model, alias, context.version)
+    target = healthy_previous_holder(
+        context.session, context.model, alias, monitored_version(context, "rollback")
+    )
     if target is None:
         raise MonitoringError(
             f"no earlier healthy holder of @{alias} on {context.model!r} to roll back to"

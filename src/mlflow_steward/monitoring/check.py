@@ -58,7 +58,7 @@ def resolve(session: StewardServices, model_uri: str) -> tuple[str, str]:
         ref = parse_model_uri(model_uri)
     except RegistryURIError as exc:
         raise MonitoringError(str(exc)) from None
-    if not ref.registered:
+    if ref.name is None:  # not ref.registered
         raise MonitoringError(f"{model_uri!r}: monitor a registered version (models:/NAME@ALIAS)")
     return ref.name, session.version_of(ref)
 

@@ -50,7 +50,8 @@ def write_report(
     folder: Path, title: str, verdict: Verdict, reference: pd.DataFrame, current: pd.DataFrame
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows, images = [], []
+    rows: list[str] = []
+    images: list[str] = []
     for f in verdict.columns:
         p = "" if f.p_value is None else f"{f.p_value:.3g}"
         stat = "" if f.statistic is None else f"{f.statistic:.4g}"

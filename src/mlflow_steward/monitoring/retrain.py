@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring.actions import as_monitor
+from mlflow_steward.monitoring.actions import as_monitor, monitored_version
 from mlflow_steward.plugins.types import ActionContext
 
 
@@ -56,23 +56,28 @@ def retrain(context: ActionContext, params: Any) -> str:
 
     params = params if isinstance(params, dict) else {}
     session = context.session
-    mv = session.store.get_model_version(context.model, context.version)
+    version = monitored_version(context, "retrain")
+    mv = session.store.get_model_version(context.model, version)
     run = MlflowClient(session.tracking_uri).get_run(mv.run_id)
     planned = f"retrain v{context.version} (run {mv.run_id})"
     plugin_first = session.pm.hooks
-    repo = commit = entry_point = None
+    repo: str | None = None
+    commit: str | None = None
+    entry_point: str | None = None
+    no_source: MonitoringError | None = None
     try:
         repo, commit, entry_point = _project_source(run.data.tags, mv.run_id)
-    except MonitoringError:
+    except MonitoringError as exc:
         if not session.has_retrainer():
             raise
+        no_source = exc  # a plugin may retrain it; if none does, this is the answer
     if context.dry_run:
         return f"would {planned}" + (f" from {repo}@{commit[:10]}" if commit else "")
     with as_monitor():
         event = session.version_event(
             "retrain",
             context.model,
-            context.version,
+            version,
             {"run_id": mv.run_id, "repo": repo, "commit": commit, "entry_point": entry_point},
         )
 
@@ -80,6 +85,9 @@ def retrain(context: ActionContext, params: Any) -> str:
         done = plugin_first.retrain(context=context, params=params)
         if done is not None:
             return str(done)
+        if repo is None or commit is None or entry_point is None:
+            assert no_source is not None
+            raise no_source
         import mlflow.projects
 
         with tempfile.TemporaryDirectory(prefix="steward-retrain-") as clone:

@@ -80,7 +80,7 @@ class MonitorRunner:
                 self.session.workspace(),
             )
         else:
-            since = now - monitor.window if monitor.window else None
+            since = now - float(monitor.window) if monitor.window else None  # a duration here
         return self._read(monitor.data, SourceContext(version, since, self.session))
 
     def run_one(self, monitor: Monitor, *, now: float | None = None) -> MonitorRun:

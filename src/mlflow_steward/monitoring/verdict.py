@@ -251,7 +251,8 @@ def judge(
     for columns_ in joint.values():
         tests.append(columns_[0])
 
-    adjusted = adjust([findings[c].p_value for c in tests], correction)
+    # Every column in `tests` has a p-value (see above).
+    adjusted = adjust([p for c in tests if (p := findings[c].p_value) is not None], correction)
     covers = {group[0]: group for group in joint.values()}
     for c, p in zip(tests, adjusted, strict=True):
         for column in covers.get(c, [c]):

@@ -25,7 +25,7 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
@@ -82,15 +82,18 @@ def _env_list(var: str) -> list[str]:
     return [part.strip() for part in os.environ.get(var, "").split(",") if part.strip()]
 
 
+_Item = TypeVar("_Item")
+
+
 @dataclass(frozen=True)
-class Registered:
+class Registered(Generic[_Item]):
     """Anything a registration hook yielded (``item``), with the plugin that provided it."""
 
-    item: Any
+    item: _Item
     plugin: str
 
 
-class RegisteredPolicy(Registered):
+class RegisteredPolicy(Registered[Policy]):
     """A policy with the plugin that provided it."""
 
     @property
@@ -98,13 +101,13 @@ class RegisteredPolicy(Registered):
         return self.item
 
 
-class RegisteredCommand(Registered):
+class RegisteredCommand(Registered[Command]):
     @property
     def command(self) -> Command:
         return self.item
 
 
-class RegisteredTarget(Registered):
+class RegisteredTarget(Registered[DeploymentTarget]):
     @property
     def target(self) -> DeploymentTarget:
         return self.item
@@ -112,7 +115,7 @@ class RegisteredTarget(Registered):
 
 #: Every registration hook: (what ``steward plugins`` calls it, what an error calls one item,
 #: the type the hook yields, the registration record).
-REGISTRATION_HOOKS: dict[str, tuple[str, str, type, type[Registered]]] = {
+REGISTRATION_HOOKS: dict[str, tuple[str, str, type[Any], type[Registered[Any]]]] = {
     "steward_policies": ("policies", "policy", Policy, RegisteredPolicy),
     "steward_commands": ("commands", "command", Command, RegisteredCommand),
     "steward_deployment_targets": (
@@ -233,9 +236,9 @@ class StewardHooks:
 
     def __init__(self, pm: StewardPluginManager) -> None:
         self._pm = pm
-        self._found: dict[str, dict[str, Registered]] = {}
+        self._found: dict[str, dict[str, Registered[Any]]] = {}
 
-    def registered(self, hook_name: str) -> dict[str, Registered]:
+    def registered(self, hook_name: str) -> dict[str, Registered[Any]]:
         """What the plugins yielded from registration hook ``hook_name``, by name, each with its
         plugin (cached). Raises :class:`PluginLoadError` for an item of the wrong type and
         :class:`PluginConflictError` when two plugins use one name."""
@@ -243,7 +246,7 @@ class StewardHooks:
             return self._found[hook_name]
         _, kind, cls, record = REGISTRATION_HOOKS[hook_name]
         found: dict[str, list[str]] = {}
-        out: dict[str, Registered] = {}
+        out: dict[str, Registered[Any]] = {}
         for plugin_name, items in self._each_guarded(hook_name):
             for item in as_tuple(items):
                 if not isinstance(item, cls):
@@ -392,7 +395,8 @@ class StewardHooks:
 
     def retrain(self, *, context: Any, params: Any) -> str | None:
         """The first plugin's answer to ``steward_retrain``; ``None`` when no plugin retrains."""
-        return self._pm.hook.steward_retrain(context=context, params=params)
+        answer: str | None = self._pm.hook.steward_retrain(context=context, params=params)
+        return answer
 
 
 def _load_entry_points(pm: StewardPluginManager) -> None:

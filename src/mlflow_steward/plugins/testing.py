@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from mlflow_steward.plugins.events import ActionEvent, Approval, FactUnavailable
+
+if TYPE_CHECKING:
+    from mlflow_steward.plugins.events import ModelFacts
 
 
 @dataclass
@@ -63,7 +66,7 @@ class StaticFacts:
         if name == "content_digest" and value is None:
             raise FactUnavailable("the artifacts cannot be read")
         if name == "environment_requirements" and value is None:
-            return {"requirements.txt": tuple(self.requirements)}
+            return {"requirements.txt": tuple(self.requirements or ())}  # None raised above
         return value
 
     def changed_files(self) -> list[str]:
@@ -93,7 +96,9 @@ def make_event(
         model=model,
         actor=actor,
         time=time or datetime.now(UTC),
-        facts=facts if facts is not None else StaticFacts(),
+        # StaticFacts reads as ModelFacts: its fields left None raise FactUnavailable when read
+        # (__getattribute__), so a reader never sees the None its field types allow.
+        facts=facts if facts is not None else cast("ModelFacts", StaticFacts()),
         **fields,
     )
 

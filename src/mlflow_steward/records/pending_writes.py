@@ -56,7 +56,9 @@ def insert(engine: Engine, event: ActionEvent, decision: Decision) -> int:
                 owner=owner(),
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT has a primary key
+        return int(key[0])
 
 
 def delete(conn: Connection, pending_id: int) -> None:

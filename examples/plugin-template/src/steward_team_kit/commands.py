@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -23,7 +24,7 @@ def team_report(as_json: bool, models: tuple[str, ...]) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     for model in client.search_registered_models():
         if models and model.name not in models:
             continue

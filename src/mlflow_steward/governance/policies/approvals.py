@@ -41,11 +41,14 @@ def _authors(facts: Any, name: Callable[[str], str]) -> set[str]:
 def _reviews(event: ActionEvent, options: Mapping[str, Any]) -> list[Approval]:
     """Review entries of this version, alias and action about this registered model (not an
     earlier model of the same name, nor one renamed onto it), oldest first."""
-    facts = event.facts
+    facts, alias = event.facts, event.alias
+    # check() refuses an event without facts or alias before it asks
+    assert facts is not None
+    assert alias is not None
     identity = facts.model_created
     return [
         a
-        for a in facts.approvals(event.alias, reviewed_action(event))
+        for a in facts.approvals(alias, reviewed_action(event))
         if a.model_created is not None and a.model_created == identity
     ]
 
