@@ -77,7 +77,6 @@ _HOMES = {
             "DeploymentInfo",
             "DeploymentRecords",
             "ResolvedModel",
-            "SourceContext",
             "TargetClient",
         ),
         "mlflow_steward.plugins.targets",
