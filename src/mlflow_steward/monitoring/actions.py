@@ -19,7 +19,8 @@ FLAG_TAG = "steward.monitor.flag"
 
 
 def as_monitor() -> Any:
-    """Governed actions inside the block are made by ``steward-monitor``."""
+    """Governed actions inside the block are made by ``steward-monitor``: every rule action,
+    built-in or a plugin's, runs inside it (``rules.apply_rules``)."""
     from mlflow_steward.governance.governor import acting_as
 
     return acting_as(MONITOR_ACTOR)
@@ -63,10 +64,9 @@ def tag(context: ActionContext, params: Any) -> str:
     else:
         from mlflow.entities.model_registry import ModelVersionTag
 
-        with as_monitor():
-            context.session.store.set_model_version_tag(
-                context.model, version, ModelVersionTag(key, value)
-            )
+        context.session.store.set_model_version_tag(
+            context.model, version, ModelVersionTag(key, value)
+        )
     return f"tagged v{context.version} {key}={value}"
 
 
@@ -93,7 +93,7 @@ def demote(context: ActionContext, params: Any) -> str:
         return f"would remove @{alias} from v{context.version}"
     from mlflow_steward.governance.governor import action_context
 
-    with as_monitor(), action_context(expect_holder=context.version):
+    with action_context(expect_holder=context.version):
         context.session.store.delete_registered_model_alias(context.model, alias)
     return f"removed @{alias} from v{context.version}"
 
@@ -149,10 +149,9 @@ def rollback(context: ActionContext, params: Any) -> str:
     follow = params.get("deployments") is not False
     if context.dry_run:
         return f"would move @{alias} from v{context.version} back to v{target}"
-    with as_monitor():
-        context.session.rollback(
-            context.model, alias, to_version=target, expect_current=context.version
-        )
+    context.session.rollback(
+        context.model, alias, to_version=target, expect_current=context.version
+    )
     out = f"moved @{alias} from v{context.version} back to v{target}"
     if follow:
         out += _follow_deployments(context, alias)
@@ -170,8 +169,7 @@ def _follow_deployments(context: ActionContext, alias: str) -> str:
         if info.requested != uri:
             continue
         try:
-            with as_monitor():
-                done = host.update(info.name, uri)
+            done = host.update(info.name, uri)
         except Exception as exc:  # the alias has moved already: say so, with what failed
             moved.append(
                 f"{info.name} NOT updated ({type(exc).__name__}: "

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring.actions import as_monitor, monitored_version
+from mlflow_steward.monitoring.actions import monitored_version
 from mlflow_steward.plugins.types import ActionContext
 
 
@@ -73,13 +73,12 @@ def retrain(context: ActionContext, params: Any) -> str:
         no_source = exc  # a plugin may retrain it; if none does, this is the answer
     if context.dry_run:
         return f"would {planned}" + (f" from {repo}@{commit[:10]}" if commit else "")
-    with as_monitor():
-        event = session.version_event(
-            "retrain",
-            context.model,
-            version,
-            {"run_id": mv.run_id, "repo": repo, "commit": commit, "entry_point": entry_point},
-        )
+    event = session.version_event(
+        "retrain",
+        context.model,
+        version,
+        {"run_id": mv.run_id, "repo": repo, "commit": commit, "entry_point": entry_point},
+    )
 
     def start() -> str:
         done = plugin_first.retrain(context=context, params=params)

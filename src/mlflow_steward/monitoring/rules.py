@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.monitoring import MONITOR_ACTOR, NO_VERDICT, actions
+from mlflow_steward.monitoring import NO_VERDICT, actions
+from mlflow_steward.monitoring.actions import as_monitor
 from mlflow_steward.monitoring.retrain import retrain
 from mlflow_steward.plugins.types import ActionContext, MonitorAction, Option
 
@@ -125,7 +126,7 @@ def apply_rules(
             try:
                 # Every action acts as steward-monitor: what it changes through the session's
                 # governed store is decided by policies and audited under that name.
-                with _acting_as_monitor():
+                with as_monitor():
                     result = actions[call.name].run(context, call.params)
                 ok = True
             except Exception as exc:
@@ -148,10 +149,3 @@ def _streak(statuses: list[str], when: tuple[str, ...]) -> int:
             break
         n += 1
     return n
-
-
-def _acting_as_monitor() -> Any:
-    # Imported here: the rules are a built-in plugin that `steward --help` loads.
-    from mlflow_steward.governance.governor import acting_as
-
-    return acting_as(MONITOR_ACTOR)
