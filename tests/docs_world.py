@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.deploying import build_registry
 from tests.monitoring_helpers import batch, train
 
 
@@ -54,10 +53,3 @@ def governed_fraud(versions: int = 3, production: str = "2") -> None:
 
 def _training_rows(seed: int):
     return batch(np.random.default_rng(seed), n=3000)
-
-
-def deployable_fraud() -> None:
-    """``fraud`` v1 (x0 > 0), v2 (the opposite), v3 fails to load, v4 fails its health check, v5
-    answers its input example but fails on larger batches (columns x0, x1, x2); ``@production``
-    is v1."""
-    build_registry(Path(_registry().removeprefix("sqlite:///")))

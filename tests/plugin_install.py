@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The test distributions (real packages with an entry point in group ``mlflow_steward``).
+DISTS = Path(__file__).with_name("plugin_dists")
+
 
 def pip_install(source_dir: Path, target: Path) -> Path:
     """Install the distribution in ``source_dir`` into ``target/site`` and return that folder.
@@ -39,8 +42,21 @@ def pip_install(source_dir: Path, target: Path) -> Path:
     return site
 
 
+def install_test_dist(dist: str, target: Path) -> Path:
+    """:func:`pip_install` of ``tests/plugin_dists/<dist>``, checked to have left its dist-info."""
+    site = pip_install(DISTS / dist, target)
+    assert list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")), "no dist-info installed"
+    return site
+
+
+def python_path(site: Path, env: dict[str, str] | None = None) -> str:
+    """``PYTHONPATH`` of ``env`` (default: this process's) with ``site`` first."""
+    existing = (os.environ if env is None else env).get("PYTHONPATH")
+    return os.pathsep.join(filter(None, [str(site), existing]))
+
+
 def with_path(site: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) with ``site`` first on ``PYTHONPATH``."""
     full = dict(os.environ if env is None else env)
-    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), full.get("PYTHONPATH")]))
+    full["PYTHONPATH"] = python_path(site, full)
     return full

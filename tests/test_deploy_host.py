@@ -23,7 +23,7 @@ from mlflow_steward.lifecycle.session import StewardSession
 from mlflow_steward.plugins.manager import create_plugin_manager, register_plugin
 from mlflow_steward.plugins.targets import TargetClient
 from mlflow_steward.plugins.types import DeploymentTarget, Option
-from tests.test_third_party_plugin import _pip_install
+from tests.plugin_install import install_test_dist, python_path
 
 CALLS: list[tuple[str, str]] = []
 
@@ -254,16 +254,14 @@ def test_mlflow_get_deploy_client_reaches_an_in_process_target(registered):
 
 @pytest.fixture(scope="session")
 def file_target_path(tmp_path_factory) -> Path:
-    return _pip_install("steward-file-target", tmp_path_factory.mktemp("file-target"))
+    return install_test_dist("steward-file-target", tmp_path_factory.mktemp("file-target"))
 
 
 def test_installed_third_party_target_through_mlflow_cli(registered, file_target_path, tmp_path):
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": registered.db_uri,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(file_target_path), os.environ.get("PYTHONPATH")])
-        ),
+        "PYTHONPATH": python_path(file_target_path),
     }
     env.pop("MLFLOW_REGISTRY_URI", None)
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))

@@ -142,6 +142,7 @@ def _check_yaml(example: Example) -> None:
         text = example.parsed
     config = Path(example.namespace["__sandbox__"]).parent / f"docs-example-{example.line}.yaml"
     config.write_text(text)
+    example.namespace["last_yaml"] = text  # what the page's next blocks may build on
     result = _steward(["--config", str(config), "config", "check"], example)
     assert result.returncode == 0, (
         f"{example.path}:{example.line}: steward config check refused the example:\n"

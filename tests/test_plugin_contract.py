@@ -26,7 +26,7 @@ from mlflow_steward.plugins.options import Option, OptionError, check
 from mlflow_steward.records import db
 from mlflow_steward.records.audit import AuditLog
 from tests.monitoring_helpers import batch, train
-from tests.test_third_party_plugin import _pip_install
+from tests.plugin_install import install_test_dist, python_path
 
 KIT = "'steward-platform-kit' (distribution steward-platform-kit 0.1.0)"
 HEAVY = ("mlflow", "pandas", "sklearn", "scipy")
@@ -34,16 +34,14 @@ HEAVY = ("mlflow", "pandas", "sklearn", "scipy")
 
 @pytest.fixture(scope="session")
 def kit_path(tmp_path_factory) -> Path:
-    return _pip_install("steward-platform-kit", tmp_path_factory.mktemp("platform-kit"))
+    return install_test_dist("steward-platform-kit", tmp_path_factory.mktemp("platform-kit"))
 
 
 @pytest.fixture
 def kit(kit_path, monkeypatch) -> Path:
     """The kit visible to this process (CliRunner) and to subprocesses."""
     monkeypatch.syspath_prepend(str(kit_path))
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(kit_path), os.environ.get("PYTHONPATH")]))
-    )
+    monkeypatch.setenv("PYTHONPATH", python_path(kit_path))
     return kit_path
 
 

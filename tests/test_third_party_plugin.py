@@ -14,30 +14,21 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_steward.plugins.manager import create_plugin_manager, reset_plugin_manager
-from tests.plugin_install import pip_install
-
-DISTS = Path(__file__).with_name("plugin_dists")
-
-
-def _pip_install(dist: str, target: Path) -> Path:
-    site = pip_install(DISTS / dist, target)
-    assert list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")), "no dist-info installed"
-    return site
+from tests.plugin_install import install_test_dist, with_path
 
 
 @pytest.fixture(scope="session")
 def team_plugin_path(tmp_path_factory) -> Path:
-    return _pip_install("steward-team-policy", tmp_path_factory.mktemp("team-plugin"))
+    return install_test_dist("steward-team-policy", tmp_path_factory.mktemp("team-plugin"))
 
 
 @pytest.fixture(scope="session")
 def broken_plugin_path(tmp_path_factory) -> Path:
-    return _pip_install("steward-broken-plugin", tmp_path_factory.mktemp("broken-plugin"))
+    return install_test_dist("steward-broken-plugin", tmp_path_factory.mktemp("broken-plugin"))
 
 
 def steward(*args: str, path: Path, env: dict[str, str] | None = None):
-    full = {**os.environ, **(env or {})}
-    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), full.get("PYTHONPATH")]))
+    full = with_path(path, {**os.environ, **(env or {})})
     probe = (
         "import sys; from mlflow_steward.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nfinally:\n"
