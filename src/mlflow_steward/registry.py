@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,3 +144,23 @@ def alias_holder(store: Any, name: str, alias: str) -> str | None:
 def quote_name(name: str) -> str:
     """``name`` for a ``name='...'`` search filter."""
     return name.replace("'", "\\'")
+
+
+#: The tags MLflow marks prompts (registered models and versions) with. Whether a model is a
+#: prompt is decided by the first, on the registered model, as MLflow's ``create_prompt`` sets it
+#: when it creates the model; the governed store refuses changes of any of them afterwards.
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+PROMPT_TAG_KEYS = (IS_PROMPT_TAG, "mlflow.prompt.text", "_mlflow_prompt_type")
+
+
+_PROMPT_MARKERS = frozenset(k.lower() for k in PROMPT_TAG_KEYS)
+
+
+def is_prompt_marker(key: str) -> bool:
+    """Whether a tag key is one of MLflow's prompt markers (any case, surrounding blanks)."""
+    return str(key).strip().lower() in _PROMPT_MARKERS
+
+
+def marks_prompt(tags: Mapping[str, str]) -> bool:
+    """Whether registered-model tags mark a prompt, as MLflow reads them (``== "true"``)."""
+    return tags.get(IS_PROMPT_TAG) == "true"

@@ -24,27 +24,10 @@ import yaml
 from mlflow_steward import _mlflow_adapter
 from mlflow_steward.governance.timeouts import PolicyTimeout, bounded
 from mlflow_steward.plugins.events import DIGEST_TAG, Approval, FactUnavailable
-from mlflow_steward.registry import alias_holder
+from mlflow_steward.registry import IS_PROMPT_TAG, alias_holder, marks_prompt
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
-
-#: The tags MLflow marks prompts (registered models and versions) with. Whether a model is a
-#: prompt is decided by the first, on the registered model, as MLflow's ``create_prompt`` sets it
-#: when it creates the model; the governed store refuses changes of any of them afterwards.
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
-PROMPT_TAG_KEYS = (IS_PROMPT_TAG, "mlflow.prompt.text", "_mlflow_prompt_type")
-
-
-def is_prompt_marker(key: str) -> bool:
-    """Whether a tag key is one of MLflow's prompt markers (any case, surrounding blanks)."""
-    return str(key).strip().lower() in {k.lower() for k in PROMPT_TAG_KEYS}
-
-
-def marks_prompt(tags: Mapping[str, str]) -> bool:
-    """Whether registered-model tags mark a prompt, as MLflow reads them (``== "true"``)."""
-    return tags.get(IS_PROMPT_TAG) == "true"
-
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

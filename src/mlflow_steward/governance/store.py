@@ -24,8 +24,6 @@ from mlflow_steward.governance.facts import (
     RegisteredVersionFacts,
     VersionFacts,
     _tags_dict,
-    is_prompt_marker,
-    marks_prompt,
     model_id_of,
 )
 from mlflow_steward.governance.governor import Governor, current_action_context
@@ -37,6 +35,8 @@ from mlflow_steward.registry import (
     alias_holder,
     canonical_version,
     inner_uri,
+    is_prompt_marker,
+    marks_prompt,
     not_found,
     quote_name,
 )

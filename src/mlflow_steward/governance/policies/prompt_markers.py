@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.governance.facts import is_prompt_marker
 from mlflow_steward.plugins.events import ActionEvent
 from mlflow_steward.plugins.types import Policy, PolicyVerdict
+from mlflow_steward.registry import is_prompt_marker
 
 #: Context key: the prompt-marker tags an action would write (set by the governed store).
 MARKERS = "prompt_markers"
