@@ -1,11 +1,11 @@
-"""Real `mlflow server` processes for the tests (the helper lives in the package), and the
+"""Real `mlflow server` processes for the tests (the harness is tests/mlflow_server.py), and the
 environment that turns on MLflow's basic-auth app with steward's identity from it."""
 
 import textwrap
 from pathlib import Path
 
 from mlflow_steward.deployment.onprem.ports import free_port
-from mlflow_steward.testing.server import Server, mlflow_server
+from tests.mlflow_server import Server, mlflow_server
 
 __all__ = ["Server", "basic_auth_env", "free_port", "mlflow_server"]
 

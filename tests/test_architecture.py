@@ -19,7 +19,7 @@ PACKAGE = "mlflow_steward"
 
 #: The test kit: fixtures and in-process servers for steward's own tests, its benchmarks and
 #: plugin authors. The runtime (everything else in the package) must not need it.
-TEST_KIT = (f"{PACKAGE}.testing", f"{PACKAGE}.plugins.testing")
+TEST_KIT = (f"{PACKAGE}.plugins.testing",)
 
 
 def _modules() -> dict[str, Path]:
@@ -175,3 +175,10 @@ def test_a_steward_session_provides_every_service_the_contract_names(workspace):
     session = StewardSession()
     assert sorted(m for m in _members(StewardServices) if not hasattr(session, m)) == []
     assert sorted(m for m in _members(GovernedRegistry) if not hasattr(session.store, m)) == []
+
+
+def test_installing_steward_does_not_load_its_test_kit_into_every_pytest_session():
+    from importlib.metadata import entry_points
+
+    autoloaded = [e.value for e in entry_points(group="pytest11") if "mlflow_steward" in e.value]
+    assert autoloaded == [], "the kit is opt-in: pytest_plugins = ['mlflow_steward.plugins.testing']"

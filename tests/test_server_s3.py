@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlflow_steward.plugins import DIGEST_TAG
-from mlflow_steward.testing.server import mlflow_server
 from tests.conftest import log_model_at
+from tests.mlflow_server import mlflow_server
 
 CONFIG = """\
 policies:

@@ -1,4 +1,8 @@
-"""Test kit for plugin authors, loaded as a pytest plugin (entry point ``pytest11``).
+"""Test kit for plugin authors: a pytest plugin you load in your own ``conftest.py``::
+
+    pytest_plugins = ["mlflow_steward.plugins.testing"]
+
+(opt-in: installing steward does not load it into every pytest session).
 
 Fixtures:
 
@@ -7,7 +11,7 @@ Fixtures:
 * ``steward_event`` — a factory for :class:`~mlflow_steward.plugins.events.ActionEvent` backed by
   :class:`StaticFacts`, to unit-test a policy's ``check`` without MLflow.
 
-Importing this module is cheap (no MLflow), since pytest imports it in every session.
+Importing this module is cheap (no MLflow).
 """
 
 from __future__ import annotations

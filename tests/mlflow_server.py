@@ -1,7 +1,7 @@
 """Run ``mlflow server`` (with or without ``--app-name steward``) as a child process on a free
 127.0.0.1 port: started, waited for until healthy, always stopped with its workers.
 
-Used by steward's own tests and benchmarks, and by plugin authors who test against a real server.
+Steward's own tests and benchmarks use it; it is not part of the installed package.
 Standard library only: importing it costs nothing."""
 
 from __future__ import annotations
