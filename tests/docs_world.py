@@ -53,3 +53,32 @@ def governed_fraud(versions: int = 3, production: str = "2") -> None:
 
 def _training_rows(seed: int):
     return batch(np.random.default_rng(seed), n=3000)
+
+
+def deployable_fraud() -> None:
+    """``fraud`` with columns ``x0``, ``x1``, ``x2`` in ``./mlflow.db``: v1 (predicts 1 when
+    ``x0 > 0``) holds ``@production``, v2 predicts the opposite, v3 fails to load, v4 fails its
+    health check, v5 fails on batches larger than its input example (the deployment tests'
+    registry, ``tests/deploying.py``)."""
+    from tests.deploying import build_registry
+
+    build_registry(Path("mlflow.db").resolve())
+
+
+def crash_gateway(name: str) -> None:
+    """SIGKILL the gateway of deployment ``name`` started from this folder's registry, as a crash
+    would (its scoring servers get SIGTERM through ``PR_SET_PDEATHSIG``)."""
+    import signal
+
+    here = str(Path.cwd()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"onprem.gateway\0{name}\0".encode() in cmdline and here in cmdline:
+            os.kill(int(entry.name), signal.SIGKILL)
+            return
+    raise AssertionError(f"no gateway of {name!r} is running")

@@ -15,8 +15,25 @@ what the blocks above it defined, as a reader following the page would:
 - ``toml``: parsed; an entry point of group ``mlflow_steward`` must be named like its distribution.
 - ``json``: parsed.
 - ``bash``: run by ``bash -e`` in the sandbox, with the test environment's ``steward`` and
-  ``mlflow`` first on ``PATH``.
+  ``mlflow`` first on ``PATH``. ``HOME`` is the sandbox, so ``~/.mlflow-steward`` (steward's
+  default home) is the page's own.
+- ``ini``: parsed (a systemd unit is an ini file); a hidden block after it compares it with the
+  file the command above wrote.
 - ``text`` blocks are output shown to the reader, not code.
+
+Two directives, in HTML comments a reader does not see, let a page run as written on a test
+machine:
+
+- ``<!-- docs-ports: 8080 -->`` at the top: each port named is replaced, in the page's bash and
+  python blocks and in hidden blocks, by a free port on 127.0.0.1 chosen for this run (the page
+  says ``8080``; two runs at once must not collide).
+- ``<!-- run-in-background: http://127.0.0.1:8080/ping -->`` before a bash block: the block is a
+  command that serves in the foreground (``steward deploy serve``); it is started, the URL must
+  answer within two minutes, and it is stopped when the page ends.
+
+When a page ends, every process it started is stopped: background blocks, the deployments it
+recorded (``steward deploy delete``) and, as a last resort, any process whose command line names
+the sandbox (gateways and scoring servers).
 
 An example that cannot run on a test machine as written (a server on another host, ``sudo``, an
 nginx or systemd file) is preceded by ``<!-- covered-by: tests/test_x.py::test_name -->``, naming
@@ -26,13 +43,19 @@ the test that runs the same path for real; this module checks that the named tes
 from __future__ import annotations
 
 import ast
+import configparser
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +64,7 @@ import yaml
 from sybil import Document, Example, Region
 from sybil.parsers.markdown.codeblock import CodeBlockParser
 
+from mlflow_steward.deployment.onprem.ports import free_port
 from tests.plugin_install import pip_install
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +73,7 @@ PAGES = sorted(
     key=lambda p: str(p.relative_to(ROOT)),
 )
 #: Languages whose blocks are code a reader runs or writes into a file; others must be listed.
-RUN = {"python", "yaml", "toml", "json", "bash"}
+RUN = {"python", "yaml", "toml", "json", "bash", "ini"}
 SHOWN = {"text"}  # output printed by a command: compared by the tests of that command
 BIN = Path(sys.executable).parent
 
@@ -75,6 +99,34 @@ def _cover(example: Example) -> None:
     example.namespace["__covered__"] = reference
 
 
+class Directives:
+    """``<!-- docs-ports: N ... -->`` and ``<!-- run-in-background: URL -->`` (module docstring)."""
+
+    pattern = re.compile(r"^<!-- (docs-ports|run-in-background): (.+?) -->$", re.M)
+
+    def __call__(self, document: Document) -> Any:
+        for match in self.pattern.finditer(document.text):
+            yield Region(match.start(), match.end(), (match.group(1), match.group(2)), _directive)
+
+
+def _directive(example: Example) -> None:
+    kind, value = example.parsed
+    namespace = example.namespace
+    if kind == "docs-ports":
+        ports = namespace.setdefault("__ports__", {})
+        for port in value.split():
+            ports[port] = str(free_port())
+    else:
+        namespace["__background__"] = _substituted(value, namespace)
+
+
+def _substituted(text: str, namespace: dict[str, Any]) -> str:
+    """The page's text with its ``docs-ports`` replaced by this run's free ports."""
+    for port, free in namespace.get("__ports__", {}).items():
+        text = re.sub(rf"\b{port}\b", free, text)
+    return text
+
+
 def _covered(example: Example) -> bool:
     return example.namespace.pop("__covered__", None) is not None
 
@@ -84,7 +136,8 @@ def _run_python(example: Example) -> None:
         return
     namespace = example.namespace
     before = {k: id(v) for k, v in namespace.items()}
-    code = compile(example.parsed, f"{example.path}:{example.line}", "exec")
+    source = _substituted(example.parsed, namespace)
+    code = compile(source, f"{example.path}:{example.line}", "exec")
     exec(code, namespace)
     defined = {k: v for k, v in namespace.items() if before.get(k) != id(v)}
     plugins = [v for v in defined.values() if _is_plugin(v)]
@@ -165,11 +218,26 @@ def _check_json(example: Example) -> None:
     json.loads(example.parsed)
 
 
+def _check_ini(example: Example) -> None:
+    if _covered(example):
+        return
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(example.parsed)
+    assert parser.sections(), f"{example.path}:{example.line}: an ini block without sections"
+    example.namespace["last_ini"] = parser
+
+
 def _run_bash(example: Example) -> None:
     if _covered(example):
         return
+    source = _substituted(example.parsed, example.namespace)
+    url = example.namespace.pop("__background__", None)
+    if url is not None:
+        _start_in_background(example, source, url)
+        return
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", example.parsed],
+        ["bash", "-euo", "pipefail", "-c", source],
         cwd=example.namespace["__sandbox__"],
         env=example.namespace["__env__"],
         capture_output=True,
@@ -179,6 +247,87 @@ def _run_bash(example: Example) -> None:
     assert result.returncode == 0, (
         f"{example.path}:{example.line}: exit {result.returncode}\n{result.stdout}{result.stderr}"
     )
+
+
+def _start_in_background(example: Example, source: str, url: str) -> None:
+    sandbox = Path(example.namespace["__sandbox__"])
+    log = sandbox.parent / f"background-{example.line}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", source],
+            cwd=sandbox,
+            env=example.namespace["__env__"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    example.namespace.setdefault("__processes__", []).append(proc)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{example.path}:{example.line}: exited {proc.returncode} before {url} answered:"
+                f"\n{log.read_text(errors='replace')[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(
+        f"{example.path}:{example.line}: {url} did not answer within 120 s:"
+        f"\n{log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+def _stop_page(namespace: dict[str, Any], sandbox: Path) -> None:
+    """Stop every process the page started (module docstring)."""
+    for proc in namespace.get("__processes__", []):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    if (sandbox / ".mlflow-steward" / "deployments").is_dir():
+        env = namespace["__env__"]
+        listed = subprocess.run(
+            [str(BIN / "steward"), "deploy", "list", "--json"],
+            cwd=sandbox,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for deployment in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
+            subprocess.run(
+                [str(BIN / "steward"), "deploy", "delete", deployment["name"]],
+                cwd=sandbox,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+    for pid in _processes_naming(sandbox):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_naming(sandbox: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if str(sandbox).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
 
 
 def _unlisted(example: Example) -> None:
@@ -214,11 +363,13 @@ class OtherBlocks(CodeBlockParser):
 
 PARSERS = [
     CoveredBy(),
+    Directives(),
     CodeBlockParser("python", _run_python),
     CodeBlockParser("yaml", _check_yaml),
     CodeBlockParser("toml", _check_toml),
     CodeBlockParser("json", _check_json),
     CodeBlockParser("bash", _run_bash),
+    CodeBlockParser("ini", _check_ini),
     OtherBlocks("other"),
 ]
 
@@ -233,7 +384,7 @@ def test_every_example_on_the_page_runs(page: Path, tmp_path: Path, monkeypatch)
     env |= {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{sandbox / 'mlflow.db'}",
-        "MLFLOW_STEWARD_HOME": str(sandbox / "home"),
+        "HOME": str(sandbox),  # ~/.mlflow-steward, steward's default home, is the page's own
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     }
     if (page.parent / "pyproject.toml").is_file():  # an example distribution: its page uses it
@@ -250,6 +401,7 @@ def test_every_example_on_the_page_runs(page: Path, tmp_path: Path, monkeypatch)
         for example in examples:
             example.evaluate()
     finally:
+        _stop_page(document.namespace, sandbox)
         import mlflow
 
         from mlflow_steward.plugins.manager import reset_plugin_manager
