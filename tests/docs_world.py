@@ -23,20 +23,28 @@ def _registry() -> str:
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
+def _forget_uris(uri: str) -> None:
+    """Unset the URIs a world set in-process; ``set_tracking_uri(None)`` also deletes the
+    ``MLFLOW_TRACKING_URI`` variable, which the page's next blocks read: put it back."""
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
 def governed_fraud(versions: int = 3, production: str = "2") -> None:
     """``fraud`` v1..v3 (columns amount, age, score), registered through steward (content digests
     recorded), each with a signature, an input example, ``accuracy`` 0.97, a monitoring baseline
     and an ``owner`` tag; ``@production`` on v2, and v1
     held it before (so a rollback has somewhere to go). Current data in ``today.parquet`` and
     ``batches/*.csv``."""
-    import mlflow
     from mlflow import MlflowClient
 
     uri = _registry()
     for seed in range(versions):
         train(uri, seed=seed, governed=True)
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    _forget_uris(uri)
     client = MlflowClient(uri, uri)
     for version in range(1, versions + 1):
         client.set_model_version_tag("fraud", str(version), "owner", "alice@example.com")
@@ -82,3 +90,29 @@ def crash_gateway(name: str) -> None:
             os.kill(int(entry.name), signal.SIGKILL)
             return
     raise AssertionError(f"no gateway of {name!r} is running")
+
+
+def logged_run() -> str:
+    """A run in this folder's registry with a model logged with a signature and an input example,
+    not registered; returns the run id."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    X = _training_rows(0)[["amount", "age", "score"]]
+    model = LogisticRegression().fit(X, (X["amount"] > 0).astype(int))
+    uri = _registry()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run() as run:
+            mlflow.log_metric("accuracy", 0.97)
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(X, model.predict(X)),
+                input_example=X.head(2),
+            )
+    finally:
+        _forget_uris(uri)
+    return run.info.run_id
