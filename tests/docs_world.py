@@ -11,7 +11,9 @@ Each world is made with plain (ungoverned) MLflow calls, as a team's history wou
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,129 @@ def logged_run() -> str:
     finally:
         _forget_uris(uri)
     return run.info.run_id
+
+
+def production_backends(
+    env: dict[str, str], substitutions: dict[str, str], cleanup: contextlib.ExitStack
+) -> None:
+    """What ``docs/server.md``'s first command names, on this machine: a fresh PostgreSQL
+    database for ``postgresql://mlflow@db.internal:5432/mlflow`` (skipped without PostgreSQL,
+    failed under ``STEWARD_REQUIRE_POSTGRES=1``), the bucket ``ml-artifacts`` on moto's threaded
+    S3 server (credentials and ``MLFLOW_S3_ENDPOINT_URL`` in the page's environment), the
+    server's ``/etc/steward/steward.yaml`` in the sandbox, and 127.0.0.1 for 0.0.0.0."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from mlflow_steward.deployment.onprem.ports import free_port
+    from tests.conftest import postgres_database
+
+    substitutions["postgresql://mlflow@db.internal:5432/mlflow"] = cleanup.enter_context(
+        postgres_database()
+    )
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    cleanup.callback(moto.stop)
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        MLFLOW_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    boto3.client(
+        "s3",
+        endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="ml-artifacts")
+    config = Path("etc/steward/steward.yaml").resolve()
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        "policies:\n"
+        "  - use: require-signature\n"
+        "  - use: required-tags\n"
+        "    when: {action: set_alias, alias: production}\n"
+        "    with: {tags: [owner]}\n"
+    )
+    substitutions["/etc/steward/steward.yaml"] = str(config)
+    substitutions["0.0.0.0"] = "127.0.0.1"
+
+
+def register_at(url: str, name: str, *, user: str | None = None, password: str = "") -> str:
+    """Log a tiny model through the server at ``url`` and register it as ``name`` (as ``user``
+    with basic auth); returns the version."""
+    from mlflow import MlflowClient
+
+    from tests.conftest import log_model_at
+
+    with _credentials(user, password):
+        logged = log_model_at(url, user=user)
+        client = MlflowClient(url, url)
+        if not client.search_registered_models(f"name = '{name}'"):
+            client.create_registered_model(name)
+        created = client.create_model_version(
+            name, f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+        )
+    return str(created.version)
+
+
+@contextlib.contextmanager
+def _credentials(user: str | None, password: str) -> Iterator[None]:
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    before = {k: os.environ.get(k) for k in names}
+    if user:
+        os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def four_eyes_server(
+    env: dict[str, str], substitutions: dict[str, str], cleanup: contextlib.ExitStack
+) -> str:
+    """A governed server with MLflow's basic auth for ``http://mlflow.internal:5000``: users
+    alice, bob and carol (passwords in ``$ALICE_PASSWORD``...), the policies ``require-identity``
+    and two approvals for ``@production``, and ``fraud`` v1..v3 registered by alice. Returns its
+    URL."""
+    import requests
+
+    from tests.servers import basic_auth_env, mlflow_server
+
+    root = Path("four-eyes").resolve()
+    root.mkdir()
+    (root / "steward.yaml").write_text(
+        "policies:\n"
+        "  - use: require-identity\n"
+        "  - use: approvals\n"
+        "    when: {alias: production}\n"
+        "    with: {count: 2}\n"
+    )
+    admin_password = "Docs-Admin-Passw0rd!"
+    server = cleanup.enter_context(
+        mlflow_server(
+            f"sqlite:///{root / 'mlflow.db'}",
+            root,
+            config=root / "steward.yaml",
+            env=basic_auth_env(root, admin_password),
+        )
+    )
+    for user in ("alice", "bob", "carol"):
+        password = f"{user.title()}-Passw0rd!"
+        env[f"{user.upper()}_PASSWORD"] = password
+        created = requests.post(
+            f"{server.url}/api/2.0/mlflow/users/create",
+            json={"username": user, "password": password},
+            auth=("admin", admin_password),
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+    for _ in range(3):
+        register_at(server.url, "fraud", user="alice", password=env["ALICE_PASSWORD"])
+    substitutions["http://mlflow.internal:5000"] = server.url
+    return server.url

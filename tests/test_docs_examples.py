@@ -31,9 +31,15 @@ machine:
   command that serves in the foreground (``steward deploy serve``); it is started, the URL must
   answer within two minutes, and it is stopped when the page ends.
 
-When a page ends, every process it started is stopped: background blocks, the deployments it
-recorded (``steward deploy delete``) and, as a last resort, any process whose command line names
-the sandbox (gateways and scoring servers).
+A hidden block may also add to ``__substitutions__`` (text -> replacement, applied like the
+ports: a host that exists only in the example, ``postgresql://mlflow@db.internal:5432/mlflow``,
+becomes the test's database) and to ``__cleanup__`` (an ``ExitStack`` closed when the page ends:
+servers a docs world started). ``pip install`` lines run as ``pip install --dry-run --no-index``:
+each requirement must already be satisfied in the test environment; nothing is downloaded.
+
+When a page ends, every process it started is stopped: background blocks, the page's
+``__cleanup__``, the deployments it recorded (``steward deploy delete``) and, as a last resort, any
+process whose command line names the sandbox (gateways and scoring servers).
 
 An example that cannot run on a test machine as written (a server on another host, ``sudo``, an
 nginx or systemd file) is preceded by ``<!-- covered-by: tests/test_x.py::test_name -->``, naming
@@ -121,10 +127,17 @@ def _directive(example: Example) -> None:
 
 
 def _substituted(text: str, namespace: dict[str, Any]) -> str:
-    """The page's text with its ``docs-ports`` replaced by this run's free ports."""
+    """The page's text with its ``docs-ports`` replaced by this run's free ports, and its
+    ``__substitutions__`` applied (module docstring)."""
+    for shown, actual in namespace.get("__substitutions__", {}).items():
+        text = text.replace(shown, actual)
     for port, free in namespace.get("__ports__", {}).items():
         text = re.sub(rf"\b{port}\b", free, text)
     return text
+
+
+def _offline_pip(source: str) -> str:
+    return re.sub(r"^(\s*)pip install ", r"\1pip install --dry-run --no-index ", source, flags=re.M)
 
 
 def _covered(example: Example) -> bool:
@@ -231,7 +244,7 @@ def _check_ini(example: Example) -> None:
 def _run_bash(example: Example) -> None:
     if _covered(example):
         return
-    source = _substituted(example.parsed, example.namespace)
+    source = _offline_pip(_substituted(example.parsed, example.namespace))
     url = example.namespace.pop("__background__", None)
     if url is not None:
         _start_in_background(example, source, url)
@@ -295,6 +308,7 @@ def _stop_page(namespace: dict[str, Any], sandbox: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+    namespace["__cleanup__"].close()
     if (sandbox / ".mlflow-steward" / "deployments").is_dir():
         env = namespace["__env__"]
         listed = subprocess.run(
@@ -396,7 +410,13 @@ def test_every_example_on_the_page_runs(page: Path, tmp_path: Path, monkeypatch)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(sandbox)
-    document.namespace.update(__sandbox__=str(sandbox), __env__=env, __name__="docs_example")
+    document.namespace.update(
+        __sandbox__=str(sandbox),
+        __env__=env,
+        __name__="docs_example",
+        __substitutions__={},
+        __cleanup__=contextlib.ExitStack(),
+    )
     try:
         for example in examples:
             example.evaluate()
