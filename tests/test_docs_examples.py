@@ -41,9 +41,14 @@ When a page ends, every process it started is stopped: background blocks, the pa
 ``__cleanup__``, the deployments it recorded (``steward deploy delete``) and, as a last resort, any
 process whose command line names the sandbox (gateways and scoring servers).
 
-An example that cannot run on a test machine as written (a server on another host, ``sudo``, an
-nginx or systemd file) is preceded by ``<!-- covered-by: tests/test_x.py::test_name -->``, naming
-the test that runs the same path for real; this module checks that the named test exists.
+An example that cannot run on a test machine as written is preceded by
+``<!-- covered-by: tests/test_x.py::test_name -->``, naming the test that runs the same path for
+real; this module checks that the named test exists. Those left: installing into a fresh venv
+(README command 1, run from a fresh clone and, for ``steward quickstart``, by test_quickstart),
+the quickstart's by-hand commands (they follow a two-minute quickstart run; test_quickstart runs
+them), an S3 credentials sketch, an nginx snippet (no nginx on a test machine), the plugin
+template's own development loop (run in its folder by test_plugin_template) and the README's
+summary of the approvals walk-through (docs/server.md runs it whole).
 """
 
 from __future__ import annotations
