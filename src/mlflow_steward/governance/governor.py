@@ -154,6 +154,14 @@ class Governor:
         return self._engine[1]
 
     def actor(self) -> str:
+        """The identity of the action. In the server, the request's identity (authenticated, or
+        ``anonymous``) and, inside ``acting_as``, steward's own automation are final: no plugin's
+        ``steward_resolve_actor`` may replace them (a plugin answering a fixed name would make
+        every user that name and void four-eyes approvals). Elsewhere the hook decides, from
+        ``MLFLOW_STEWARD_ACTOR`` or the operating-system user."""
+        fixed = _request_actor.get()
+        if fixed:
+            return fixed
         return self.pm.hooks.resolve_actor(default=default_actor())
 
     def workspace(self) -> str:

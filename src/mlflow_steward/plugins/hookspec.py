@@ -188,6 +188,9 @@ def steward_resolve_actor(default: str) -> str | None:
     (``MLFLOW_STEWARD_ACTOR``, else the operating-system user). An exception propagates: an
     action whose actor cannot be determined is not carried out.
 
+    Not called where the identity is already fixed: in the server (the request's identity, from
+    ``MLFLOW_STEWARD_AUTH``) and for steward's own automation (``steward-monitor``).
+
     Example::
 
         @hookimpl
