@@ -311,6 +311,73 @@ def test_python_check_api_preflight_before_registering(workspace, log_model):
     assert _audit_json(workspace) == []
 
 
+class _NoFridays:
+    """An in-process policy, as a team keeps one in its training repository."""
+
+    @staticmethod
+    def _check(event, options):
+        from mlflow_steward.plugins import PolicyVerdict
+
+        return PolicyVerdict.deny("no releases today")
+
+    from mlflow_steward import hookimpl as _hookimpl
+
+    @_hookimpl
+    def steward_policies(self):
+        from mlflow_steward.plugins import Policy
+
+        yield Policy(
+            name="no-releases-today",
+            check=self._check,
+            description="Nothing is released today.",
+            actions=("create_model_version",),
+            enabled_by_default=True,
+        )
+
+
+def test_the_dry_run_consults_the_plugins_the_real_call_consults(workspace, log_model):
+    import mlflow_steward as steward
+
+    workspace.write_config("")
+    steward.register_plugin(_NoFridays())
+    logged = log_model()
+    decision = steward.check(logged.uri, name="fraud")
+    assert [o.policy for o in decision.denials] == ["no-releases-today"]
+    with pytest.raises(MlflowException, match=r"\[no-releases-today\] no releases today"):
+        mlflow.register_model(logged.uri, "fraud")
+
+
+def test_python_and_cli_dry_runs_check_the_same_action(workspace, log_model):
+    import mlflow_steward as steward
+
+    workspace.write_config("")
+    logged = log_model()
+    version = (
+        workspace.plain_client().create_model_version("fraud", logged.uri, run_id=logged.run_id)
+        if workspace.plain_client().create_registered_model("fraud")
+        else None
+    )
+    uri = f"models:/fraud/{version.version}"
+    cases = [
+        ({"stage": "Production"}, ["--stage", "Production"], "transition_stage"),
+        ({"alias": "production"}, ["--to", "production"], "set_alias"),
+        ({}, [], "set_alias"),
+    ]
+    for kwargs, flags, action in cases:
+        assert steward.check(uri, **kwargs).event.action == action, kwargs
+        shown = CliRunner().invoke(cli, ["check", uri, *flags, "--json"])
+        assert json.loads(shown.output)["action"] == action, shown.output
+    unregistered = [
+        ({"stage": "Production"}, ["--stage", "Production"], "transition_stage"),
+        ({"alias": "production"}, ["--to", "production"], "set_alias"),
+        ({}, [], "create_model_version"),
+    ]
+    for kwargs, flags, action in unregistered:
+        assert steward.check(logged.uri, name="churn", **kwargs).event.action == action, kwargs
+        shown = CliRunner().invoke(cli, ["check", logged.uri, "--name", "churn", *flags, "--json"])
+        assert json.loads(shown.output)["action"] == action, shown.output
+
+
 def test_prompt_registry_still_works(workspace):
     prompt = mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}")
     assert prompt.version == 1

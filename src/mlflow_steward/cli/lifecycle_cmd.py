@@ -43,7 +43,6 @@ def check(
     as_json: bool,
 ) -> None:
     """Dry run: each policy's verdict and reason. Exit 0 when all pass, 1 otherwise."""
-    action = action or ("transition_stage" if stage else "set_alias")
     decision = obj.session().check(model_uri, action=action, alias=alias, stage=stage, name=name)
     _print_decision(decision, as_json)
     click.get_current_context().exit(0 if decision.allowed else 1)

@@ -140,15 +140,21 @@ class StewardSession:
         self,
         model_uri: str,
         *,
-        action: str = "set_alias",
+        action: str | None = None,
         alias: str | None = None,
         stage: str | None = None,
         name: str | None = None,
     ) -> Decision:
-        """Each applicable policy's verdict, without writing anything."""
+        """Each applicable policy's verdict, without writing anything. Without ``action``:
+        ``transition_stage`` for a ``stage`` alone, else ``set_alias`` for a registered version
+        and ``create_model_version`` for a model not registered yet (``set_alias`` with an
+        alias)."""
         ref = parse_model_uri(model_uri)
         ctx = self.governor.ctx
+        if action is None and stage and not alias:
+            action = "transition_stage"
         if ref.name is not None:  # ref.registered
+            action = action or "set_alias"
             version = self.version_of(ref)
             facts = VersionFacts.of_version(ctx, ref.name, version)
             event = self.governor.event(
@@ -165,7 +171,7 @@ class StewardSession:
             ctx, name=name, version=None, source=source, run_id=run_id, model_id=model_id
         )
         event = self.governor.event(
-            "create_model_version" if action == "set_alias" and not alias else action,
+            action or ("set_alias" if alias else "create_model_version"),
             name,
             alias=alias,
             stage=stage,

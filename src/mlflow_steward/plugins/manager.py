@@ -500,6 +500,11 @@ def register_plugin(plugin: object) -> None:
     _default = candidate
 
 
+def in_process_plugins() -> list[object]:
+    """The plugins added with :func:`register_plugin` in this process, in order."""
+    return list(_in_process)
+
+
 def reset_plugin_manager() -> None:
     """Forget the cached default manager and the plugins added with :func:`register_plugin`."""
     global _default
