@@ -176,7 +176,12 @@ def _print_run(result) -> None:
 
 @monitor.command("run")
 @click.option("--monitor", "names", multiple=True, help="Only this monitor (repeatable).")
-@click.option("--no-log", is_flag=True, help="Do not log MLflow runs nor tag versions.")
+@click.option(
+    "--no-log",
+    is_flag=True,
+    help="Do not log MLflow runs nor write the status tags. The rules still act (a monitor's "
+    "`dry_run: true` makes them only report).",
+)
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when a monitor finds drift.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
