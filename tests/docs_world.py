@@ -126,7 +126,8 @@ def production_backends(
     """What ``docs/server.md``'s first command names, on this machine: a fresh PostgreSQL
     database for ``postgresql://mlflow@db.internal:5432/mlflow`` (skipped without PostgreSQL,
     failed under ``STEWARD_REQUIRE_POSTGRES=1``), the bucket ``ml-artifacts`` on moto's threaded
-    S3 server (credentials and ``MLFLOW_S3_ENDPOINT_URL`` in the page's environment), the
+    S3 server for ``http://s3.internal:9000`` (credentials and ``MLFLOW_S3_ENDPOINT_URL`` in the
+    page's environment; moto takes any credentials), the
     server's ``/etc/steward/steward.yaml`` in the sandbox, and 127.0.0.1 for 0.0.0.0."""
     import boto3
     from moto.server import ThreadedMotoServer
@@ -141,6 +142,7 @@ def production_backends(
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     moto.start()
     cleanup.callback(moto.stop)
+    substitutions["http://s3.internal:9000"] = f"http://127.0.0.1:{port}"
     env.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
