@@ -58,6 +58,12 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if "mlflow" in sys.modules:  # URIs set by a test must not leak into the next one
         sys.modules["mlflow"].set_tracking_uri(None)
         sys.modules["mlflow"].set_registry_uri(None)
+    # MLflow's set_tracking_uri/set_registry_uri also write MLFLOW_TRACKING_URI/
+    # MLFLOW_REGISTRY_URI (set_registry_uri(None) does not remove it), and monkeypatch only
+    # restores what it recorded: a variable a test left behind would reach the next module's
+    # module-scoped fixtures, which are set up before this fixture clears the environment.
+    for var in _ENV_VARS:
+        os.environ.pop(var, None)
 
 
 @dataclass

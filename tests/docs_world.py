@@ -31,7 +31,8 @@ def _forget_uris(uri: str) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    mlflow.set_registry_uri(None)  # leaves MLFLOW_REGISTRY_URI set: the page did not set it
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
