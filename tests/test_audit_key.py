@@ -89,4 +89,3 @@ def test_a_keyed_chain_detects_a_chain_rebuilt_without_the_key(workspace, log_mo
             sa.select(schema.audit.c.actor).where(schema.audit.c.seq == promoted.seq)
         ).scalar_one()
     assert stored == "mallory"
-
