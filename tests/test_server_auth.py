@@ -144,3 +144,35 @@ def test_an_expired_approval_no_longer_counts(auth_server, monkeypatch):
         mlflow.MlflowClient(tracking_uri=auth_server.backend).get_registered_model("churn").aliases
         == {}
     )
+
+
+def test_the_authenticated_registrant_cannot_approve_a_version_someone_else_trained(
+    auth_server, monkeypatch
+):
+    """docs/server.md: the run's author is claimed by the client, so steward also records the
+    authenticated registrant and counts both as authors. Here the run says it was trained by
+    "dana"; alice registers it over basic auth, so alice may not approve it (bob may)."""
+    client = as_user(monkeypatch, auth_server, "alice")
+    logged = log_model_at(auth_server.url, accuracy=0.9, user="dana")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server.url)
+    client.create_registered_model("risk")
+    version = str(
+        client.create_model_version(
+            "risk", f"models:/{logged.model_id}", run_id=logged.run_id, model_id=logged.model_id
+        ).version
+    )
+    assert client.get_run(logged.run_id).data.tags["mlflow.user"] == "dana"
+    uri = f"models:/risk/{version}"
+    code, out = steward("approve", uri, "--alias", "production")
+    assert code == 1, out
+    assert "alice trained or registered this version" in out
+    as_user(monkeypatch, auth_server, "bob")
+    code, out = steward("approve", uri, "--alias", "production")
+    assert code == 0, out
+    entries = AuditLog(db.get_engine(auth_server.backend)).entries(model="risk")
+    assert [(e.actor, e.action, e.decision) for e in entries if e.action == "approve"] == [
+        ("alice", "approve", "refused"),
+        ("bob", "approve", "allowed"),
+    ]
+    registered = [e for e in entries if e.action == "create_model_version"]
+    assert [(e.actor, e.version, e.outcome) for e in registered] == [("alice", version, "applied")]
