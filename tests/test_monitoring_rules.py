@@ -424,3 +424,119 @@ def test_monitor_runs_are_kept_per_workspace(tmp_path):
     assert last_run(engine, "fraud-drift", "team-b") == 20.0
     assert last_fired(engine, "fraud-drift", 1, 0.0, "team-a") == 10.0
     assert last_fired(engine, "fraud-drift", 1, 0.0) is None
+
+
+@pytest.fixture
+def four_versions(workspace, monkeypatch):
+    """fraud v1..v4 (with baselines); @production held by v1, then v2, then v3; no policies."""
+    workspace.write_config("")
+    versions = [train(workspace.db_uri, seed=seed) for seed in range(4)]
+    assert versions == ["1", "2", "3", "4"]
+    client = workspace.client()
+    for version in ("1", "2", "3"):
+        client.set_registered_model_alias("fraud", "production", version)
+    return workspace
+
+
+def test_rollback_skips_drifted_holders_and_goes_to_the_newest_healthy_one(four_versions):
+    """docs/monitoring.md, rollback: "moves the alias back to its newest earlier holder whose own
+    last verdict was not drift/invalid". Holders v1, v2, v3 (drift verdict), then v4: the
+    newest earlier holder is v3 (drifted, skipped), so v4 goes back to v2, not v3 and not v1.
+    Then v2 drifts too: v4 was rolled back from and v3 drifted, so v2 goes back to v1."""
+    ws = four_versions
+    write_batch(ws, "shifted", 0.8, 2)
+    config(ws, "- when: drift\n  do: [tag]\n")
+    v3_run = monitor_run()["runs"][0]
+    assert (v3_run["version"], v3_run["status"]) == ("3", "drift")
+    ws.client().set_registered_model_alias("fraud", "production", "4")  # a person's release
+
+    config(ws, "- when: drift\n  do: [rollback]\n")
+    first = monitor_run()["runs"][0]
+    assert (first["version"], first["status"]) == ("4", "drift")
+    assert [(a["action"], a["ok"], a["result"]) for a in first["actions"]] == [
+        ("rollback", True, "moved @production from v4 back to v2")
+    ]
+    assert ws.plain_client().get_model_version_by_alias("fraud", "production").version == 2
+
+    second = monitor_run()["runs"][0]
+    assert (second["version"], second["status"]) == ("2", "drift")
+    assert [a["result"] for a in second["actions"]] == ["moved @production from v2 back to v1"]
+    assert ws.plain_client().get_model_version_by_alias("fraud", "production").version == 1
+
+    # v1 drifts as well: every earlier holder drifted or was rolled back from.
+    third = monitor_run()["runs"][0]
+    [action] = third["actions"]
+    assert not action["ok"]
+    assert "no earlier healthy holder of @production" in action["result"]
+    assert ws.plain_client().get_model_version_by_alias("fraud", "production").version == 1
+    moves = [
+        (e.version, e.details.get("rollback"))
+        for e in audit_by_monitor(ws)
+        if e.action == "set_alias" and e.outcome == "applied"
+    ]
+    assert moves == [("2", True), ("1", True)]
+
+
+def test_a_persons_promotion_during_the_run_is_never_undone(four_versions):
+    """docs/monitoring.md: rollback and demote apply only if the monitored version still holds
+    the alias when the write happens: a person's promotion in between is never undone.
+
+    v4 drifted once and was rolled back to v3. The monitor then resolves @production to v3 and,
+    while its detector measures, a person puts v4 back out (its data problem was fixed). The
+    monitor's rollback target would be v2 (v4 was rolled back from), and its demote would remove
+    the alias from v4: neither may touch the alias."""
+    ws = four_versions
+    during: list = []
+
+    class Plugins:
+        @hookimpl
+        def steward_detectors(self):
+            def always_drift(columns, params):
+                while during:  # a person acts while the detector works
+                    during.pop()()
+                return {c: DetectorResult(1.0, threshold=0.5, drifted=True) for c in columns}
+
+            yield Detector("always-drift", ("numeric",), always_drift, "always drift")
+
+    write_batch(ws, "shifted", 0.8, 2)
+    ws.write_config(
+        textwrap.dedent(f"""\
+        monitors:
+          fraud-production:
+            model: models:/fraud@production
+            data: {ws.root}/current/*.csv
+            detector: always-drift
+            rules:
+              - when: drift
+                do: [rollback, demote]
+        """)
+    )
+    pm = create_plugin_manager(plugins=[Plugins()])
+
+    def run_once():
+        [run] = MonitorRunner(StewardSession(config=load_config(), pm=pm)).run()
+        return run
+
+    ws.client().set_registered_model_alias("fraud", "production", "4")
+    first = run_once()
+    assert (first.version, first.status) == ("4", "drift")
+    assert [a["result"] for a in first.actions] == [
+        "moved @production from v4 back to v3",
+        "@production is held by 3, not v4: nothing to demote",
+    ]
+
+    during.append(lambda: ws.client().set_registered_model_alias("fraud", "production", "4"))
+    second = run_once()
+    assert (second.version, second.status) == ("3", "drift")
+    assert not during
+    assert [(a["action"], a["result"]) for a in second.actions] == [
+        ("rollback", "@production is held by 4, not v3: no rollback"),
+        ("demote", "@production is held by 4, not v3: nothing to demote"),
+    ]
+    assert ws.plain_client().get_model_version_by_alias("fraud", "production").version == 4
+    by_monitor = [
+        (e.action, e.version, e.outcome)
+        for e in audit_by_monitor(ws)
+        if e.action in ("set_alias", "delete_alias")
+    ]
+    assert by_monitor == [("set_alias", "3", "applied")]  # the first run's rollback only
