@@ -1,4 +1,6 @@
-"""8 processes promoting and tagging at once: clean outcomes and one valid audit chain."""
+"""8 processes promoting and tagging at once: each call ends exactly as the policies say (only
+promotions of the weak version are refused, each by metric-threshold), and one valid audit
+chain with one entry per call."""
 
 from __future__ import annotations
 
@@ -17,6 +19,33 @@ from tests.conftest import EXAMPLE_CONFIG, log_model_at
 WORKERS = 8
 ROUNDS = 12
 WORKER = Path(__file__).with_name("concurrency_worker.py")
+
+
+def _assert_each_call_ended_as_the_policies_say(calls: list[dict]) -> None:
+    """EXAMPLE_CONFIG's policies: every version has its owner tag; v1-v3 logged accuracy 0.95
+    and v4 0.5. So promoting v4 to @production is refused by metric-threshold (and by nothing
+    else), and every other call is applied. A refusal for another reason (steward "could not
+    decide", which also answers PERMISSION_DENIED) or any error is a failure."""
+    wrong = []
+    for call in calls:
+        if call["op"] == "weak":
+            message = call.get("message", "")
+            ok = (
+                call["outcome"] == "refused"
+                and "[metric-threshold] accuracy=0.5" in message
+                and "could not decide" not in message
+                and "cannot decide" not in message
+                and "[required-tags]" not in message
+            )
+        else:
+            ok = call["outcome"] == "applied"
+        if not ok:
+            wrong.append(
+                f"{call['op']} v{call.get('version')}@{call.get('alias')}: {call['outcome']} "
+                f"{call.get('message', '')}"
+            )
+    assert wrong == [], "\n".join(wrong[:10])
+    assert any(c["op"] == "weak" for c in calls)  # the refusal was exercised
 
 
 def _setup_registry(tracking_uri: str, registry_uri: str, config: Path) -> None:
@@ -68,17 +97,23 @@ def _run_concurrently(tmp_path: Path, tracking_uri: str, registry_uri: str) -> N
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    errors = [e for r in results for e in r["errors"]]
-    assert errors == [], errors
-    applied = sum(r["applied"] for r in results)
-    refused = sum(r["refused"] for r in results)
-    assert applied + refused == WORKERS * ROUNDS
-    assert refused > 0  # the weak version was tried and refused
+    calls = [c for r in results for c in r["calls"]]
+    assert len(calls) == WORKERS * ROUNDS
+    _assert_each_call_ended_as_the_policies_say(calls)
     result = AuditLog(engine).verify()
     assert result.ok, result.problem
     assert result.entries - before == WORKERS * ROUNDS  # one entry per decision
+    entries = AuditLog(engine).entries()[before:]
+    refused = [e for e in entries if e.decision == "refused"]
+    assert len(refused) == sum(c["op"] == "weak" for c in calls)
+    for entry in refused:
+        assert (entry.action, entry.version, entry.alias) == ("set_alias", "4", "production")
+        denied = [(r["policy"], r["error"]) for r in entry.reasons if not r["allowed"]]
+        assert denied == [("metric-threshold", False)], entry.reasons
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-    assert str(client.get_model_version_by_alias("fraud", "production").version) in {"1", "2", "3"}
+    holder = str(client.get_model_version_by_alias("fraud", "production").version)
+    last = [e for e in entries if e.action == "set_alias" and e.alias == "production"]
+    assert holder == [e for e in last if e.outcome == "applied"][-1].version
 
 
 @pytest.mark.slow
