@@ -1,9 +1,11 @@
 """Governed servers on PostgreSQL: the walkthrough, and two servers on one database under load
-with one of them killed midway."""
+with one of them killed midway, where every answer is the one the policies give (no 5xx, and no
+403 other than the refusals of metric-threshold and approvals)."""
 
 from __future__ import annotations
 
 import random
+import re
 import textwrap
 import threading
 import time
@@ -83,8 +85,11 @@ class Load:
         self.server_errors: list[str] = []
         self.refused_connections: Counter[str] = Counter()
         self.stop = threading.Event()
+        # (operation, version, HTTP status, message of a refusal) of every answered call
+        self.answers: list[tuple[str, str, int, str]] = []
 
     def send(self, order: list[str], path: str, actor: str, payload: dict) -> None:
+        op = "approve" if "approvals" in path else payload.get("alias", "tag")
         for url in order:
             try:
                 response = requests.post(
@@ -96,6 +101,8 @@ class Load:
                 continue
             with self.lock:
                 self.status[response.status_code] += 1
+                message = response.text[:600] if response.status_code != 200 else ""
+                self.answers.append((op, payload["version"], response.status_code, message))
                 if response.status_code >= 500:
                     self.server_errors.append(f"{path}: {response.text[:300]}")
             return
@@ -133,6 +140,29 @@ class Load:
                     actor,
                     {"name": "fraud", "alias": op, "version": version},
                 )
+
+
+def _assert_each_answer_is_the_policies(answers: list[tuple[str, str, int, str]]) -> None:
+    """CONFIG on this registry: every version has its owner tag, v1-v3 logged accuracy 0.95 and
+    v4 0.5; @champion needs one approval by someone else. So: tags and approvals are applied;
+    @production is applied for v1-v3 and refused by metric-threshold alone for v4; @champion is
+    applied or refused by approvals alone. Any other answer, a 403 because steward "could not
+    decide" included, is wrong."""
+    wrong = []
+    for op, version, status, message in answers:
+        refused_by = re.findall(r"\[([a-z][a-z-]*)\]", message)
+        if op in ("tag", "approve") or (op == "production" and version != "4"):
+            ok = status == 200
+        elif op == "production":
+            ok = status == 403 and refused_by == ["metric-threshold"] and "accuracy=0.5" in message
+        else:
+            ok = status == 200 or (status == 403 and refused_by == ["approvals"])
+        if status == 403:
+            ok = ok and "decide" not in message
+        if not ok:
+            wrong.append(f"{op} v{version}: HTTP {status} {message}")
+    assert wrong == [], "\n".join(wrong[:10])
+    assert {op for op, _, status, _ in answers if status == 403} >= {"production"}
 
 
 def test_two_servers_one_database_sixteen_clients_one_server_killed(postgres_uri, tmp_path):
@@ -197,6 +227,7 @@ def test_two_servers_one_database_sixteen_clients_one_server_killed(postgres_uri
     assert load.status[200] > 100, load.status
     assert load.status[403] > 0, load.status  # version 4 (accuracy 0.5) is refused everywhere
     assert set(load.status) <= {200, 403}, load.status
+    _assert_each_answer_is_the_policies(load.answers)
     assert load.refused_connections[b.url] == 0, "the survivor refused connections"
 
     # A write the killed server applied but could not record was recorded by the survivor's next
