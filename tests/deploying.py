@@ -28,7 +28,8 @@ BATCH = [[1.5, 0.0, 0.0], [-1.5, 0.0, 0.0], [0.7, 0.2, 0.1]]
 
 def build_registry(db_path: Path) -> str:
     """``fraud`` v1 (x0 > 0), v2 (the opposite), v3 fails to load, v4 fails its health check,
-    v5 answers its input example but fails on larger batches. ``@production`` is v1."""
+    v5 answers its input example but fails on larger batches, v6 takes 3 s on rows with x0 above
+    100. ``@production`` is v1."""
     import mlflow
     import numpy as np
     from mlflow import MlflowClient
@@ -53,7 +54,7 @@ def build_registry(db_path: Path) -> str:
                     input_example=example,
                     registered_model_name="fraud",
                 )
-        for code in ("fails_to_load", "fails_health", "flaky"):
+        for code in ("fails_to_load", "fails_health", "flaky", "slow"):
             with mlflow.start_run():
                 mlflow.pyfunc.log_model(
                     name="model",

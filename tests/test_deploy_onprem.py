@@ -265,6 +265,8 @@ def test_failed_updates_leave_the_old_version_serving(deploy):
 
 
 def test_canary_split_then_rollback_then_promote(deploy):
+    """docs/deployment.md, canary: a split, a rollback of it, another canary that no update may
+    replace while it runs ("promote or roll it back first"), then its promotion."""
     host = deploy()
     port = free_port()
     host.create("can", "models:/fraud/1", target="steward-onprem", config={"port": port, **FAST})
@@ -281,12 +283,27 @@ def test_canary_split_then_rollback_then_promote(deploy):
     assert rolled.status == "serving"
     assert {_post(endpoint, BATCH).headers["X-Steward-Model-Version"] for _ in range(10)} == {"1"}
     host.update("can", "models:/fraud/2", traffic=10)
+    # While a canary runs, another update is refused and the split stays as it is.
+    with pytest.raises(DeploymentError, match="canary of v2 is running; promote or roll it back"):
+        host.update("can", "models:/fraud/1")
+    with pytest.raises(DeploymentError, match="canary of v2 is running; promote or roll it back"):
+        host.update("can", "models:/fraud/2", traffic=50)
+    assert host.get("can").traffic == {"1": 90, "2": 10}
+    assert host.status("can")["live"]["traffic"] == {"1": 90, "2": 10}
     promoted = host.promote_canary("can")
     assert promoted.traffic == {"2": 100}
     assert promoted.version == "2"
     assert {_post(endpoint, BATCH).headers["X-Steward-Model-Version"] for _ in range(10)} == {"2"}
     kinds = [s.kind for s in host.store.history("can")]
-    assert kinds == ["create", "canary", "rollback", "canary", "promote"]
+    assert kinds == [
+        "create",
+        "canary",
+        "rollback",
+        "canary",
+        "update-failed",
+        "canary-failed",
+        "promote",
+    ]
 
 
 def test_error_rate_rolls_back_automatically(deploy):
@@ -490,3 +507,86 @@ def test_emit_systemd_writes_a_unit_that_serves_the_recorded_deployment(registry
         assert service.wait(timeout=60) == 0
     assert not _gateways(registry)
     assert host.get("svc").status == "stopped"
+
+
+def _slot_pid(host: DeploymentHost, name: str, version: str) -> int:
+    [pid] = [s["pid"] for s in host.status(name)["live"]["slots"] if s["version"] == version]
+    return pid
+
+
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return
+        if stat.split(") ", 1)[1].startswith("Z"):  # a zombie: dead, not yet reaped
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} still alive")
+
+
+def test_requests_a_dead_version_did_not_answer_are_retried_then_503(deploy):
+    """docs/deployment.md, Serving: a request the version did not answer is sent again, on
+    another live version when there is one (up to three attempts); then the client gets 503
+    TEMPORARILY_UNAVAILABLE with its X-Request-Id. The stable version of a 50% canary is killed:
+    every request still gets v2's answer. Then v2 is killed too: 503."""
+    host = deploy()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    host.create("retry", "models:/fraud/1", target="steward-onprem", config={"port": port, **FAST})
+    host.update("retry", "models:/fraud/2", traffic=50)
+    os.kill(_slot_pid(host, "retry", "1"), signal.SIGKILL)
+    _wait_dead(_slot_pid(host, "retry", "1"))
+    answers = [_post(endpoint, BATCH) for _ in range(30)]
+    assert [r.status_code for r in answers] == [200] * 30
+    assert {r.headers["X-Steward-Model-Version"] for r in answers} == {"2"}
+    assert all(r.json()["predictions"] == expected("2", BATCH) for r in answers)
+
+    os.kill(_slot_pid(host, "retry", "2"), signal.SIGKILL)
+    _wait_dead(_slot_pid(host, "retry", "2"))
+    body = {"dataframe_split": {"columns": COLUMNS, "data": BATCH}}
+    gone = requests.post(
+        f"{endpoint}/invocations", json=body, headers={"X-Request-Id": "lost-1"}, timeout=30
+    )
+    assert gone.status_code == 503, gone.text
+    assert gone.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert "did not answer" in gone.json()["message"]
+    assert gone.headers["X-Request-Id"] == "lost-1"
+
+
+def test_a_request_slower_than_request_timeout_gets_504(deploy, tmp_path):
+    """docs/deployment.md, Limits: a request slower than request_timeout gets a JSON 504
+    (DEADLINE_EXCEEDED) with its X-Request-Id; it counts as an error of that version and is on
+    the request log. v6 takes 3 s on rows with x0 above 100; request_timeout is 1 s."""
+    host = deploy()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    host.create(
+        "slow",
+        "models:/fraud/6",
+        target="steward-onprem",
+        config={"port": port, "request_timeout": "1s", "health_timeout": "30s", **FAST},
+    )
+    assert _post(endpoint, EXAMPLE).status_code == 200
+    body = {"dataframe_split": {"columns": COLUMNS, "data": [[1000.0, 0.0, 0.0]]}}
+    started = time.monotonic()
+    late = requests.post(
+        f"{endpoint}/invocations", json=body, headers={"X-Request-Id": "late-1"}, timeout=30
+    )
+    assert time.monotonic() - started < 2.9  # answered at the timeout, not when v6 finished
+    assert late.status_code == 504, late.text
+    assert late.json()["error_code"] == "DEADLINE_EXCEEDED"
+    assert "within 1s (request_timeout)" in late.json()["message"]
+    assert late.headers["X-Request-Id"] == "late-1"
+    assert late.headers["X-Steward-Model-Version"] == "6"
+    assert _post(endpoint, EXAMPLE).status_code == 200  # serving goes on
+    [slot] = host.status("slow")["live"]["slots"]
+    assert (slot["requests"], slot["errors"]) == (3, 1)
+    log_dir = tmp_path / "home" / "deployments" / "slow" / "requests"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(read_request_log(log_dir)) < 3:
+        time.sleep(0.2)
+    statuses = {r["request_id"]: r["status"] for r in read_request_log(log_dir)}
+    assert statuses["late-1"] == 504
