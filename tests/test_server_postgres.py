@@ -249,3 +249,69 @@ def test_two_servers_one_database_sixteen_clients_one_server_killed(postgres_uri
         ][-1]
         assert holders[alias] == last.version, (alias, holders, last)
     assert holders["production"] != "4"
+
+
+def test_a_server_whose_database_is_gone_refuses_with_403_never_5xx(postgres_uri, tmp_path):
+    """docs/server.md: "If steward itself cannot decide (its database is unreachable) the action
+    is refused with 403 as well: governance fails closed and never answers a decision with a
+    5xx". The database stops accepting connections (and its sessions are ended) under a running
+    governed server; every registry write is then a JSON 403 that says why, and nothing is
+    written."""
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_ADMIN_URI
+
+    config = tmp_path / "steward.yaml"
+    config.write_text(EXAMPLE_CONFIG)
+    database = postgres_uri.rsplit("/", 1)[1]
+    admin = sa.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    with mlflow_server(postgres_uri, tmp_path, config=config) as server:
+        good = log_model_at(server.url)
+        client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+        client.create_registered_model("fraud")
+        client.create_model_version(
+            "fraud", f"models:/{good.model_id}", run_id=good.run_id, model_id=good.model_id
+        )
+        client.set_model_version_tag("fraud", "1", "owner", "alice")
+        entries_before = AuditLog(db.get_engine(postgres_uri)).verify().entries
+        db.dispose_engines()
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            writes = [
+                ("POST", "registered-models/alias", {"alias": "production", "version": "1"}),
+                ("POST", "model-versions/set-tag", {"version": "1", "key": "k", "value": "v"}),
+                ("POST", "registered-models/rename", {"new_name": "fraud2"}),
+                ("DELETE", "model-versions/delete", {"version": "1"}),
+                ("DELETE", "registered-models/delete", {}),
+                ("POST", "registered-models/create", {"name": "churn"}),
+            ]
+            for method, path, body in writes:
+                response = requests.request(
+                    method,
+                    f"{server.url}/api/2.0/mlflow/{path}",
+                    json={"name": "fraud", **body},
+                    timeout=60,
+                )
+                assert response.status_code == 403, (path, response.status_code, response.text)
+                answer = response.json()
+                assert answer["error_code"] == "PERMISSION_DENIED", answer
+                assert "could not decide" in answer["message"], answer
+                assert "fails closed" in answer["message"], answer
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            admin.dispose()
+        # The database is back: nothing was written while it was gone, and the server decides
+        # again (this promotion is allowed).
+        registry = MlflowClient(tracking_uri=postgres_uri, registry_uri=postgres_uri)
+        assert registry.get_registered_model("fraud").aliases == {}
+        assert "k" not in registry.get_model_version("fraud", "1").tags
+        client.set_registered_model_alias("fraud", "production", "1")
+    result = AuditLog(db.get_engine(postgres_uri)).verify()
+    assert result.ok, result.problem
+    assert result.entries == entries_before + 1

@@ -11,7 +11,8 @@ not classify, so a new write path cannot slip past governance unnoticed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
@@ -26,7 +27,11 @@ from mlflow_steward.governance.facts import (
     _tags_dict,
     model_id_of,
 )
-from mlflow_steward.governance.governor import Governor, current_action_context
+from mlflow_steward.governance.governor import (
+    GovernanceUnavailable,
+    Governor,
+    current_action_context,
+)
 from mlflow_steward.governance.policies.prompt_markers import MARKERS
 from mlflow_steward.plugins.events import ALIASES_HELD, DIGEST_TAG, Decision, FactUnavailable
 from mlflow_steward.records import db, history
@@ -140,9 +145,28 @@ class GovernedRegistryStore(_AbstractStore):
                 f"tags starting with {RESERVED_TAG_PREFIX!r} are written only by steward itself",
             )
 
+    @contextlib.contextmanager
+    def _reading_to_decide(self, action: str, name: str) -> Iterator[None]:
+        """Registry reads a write makes before its decision: a database that does not answer
+        refuses the write with 403, as the decision itself would (fail closed), instead of
+        MLflow's 503 (which clients retry seven times)."""
+        try:
+            yield
+        except MlflowException as exc:
+            if exc.error_code not in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR"):
+                raise
+            raise GovernanceUnavailable(self.governor.event(action, name), exc) from exc
+        except Exception as exc:
+            import sqlalchemy.exc
+
+            if not isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+                raise
+            raise GovernanceUnavailable(self.governor.event(action, name), exc) from exc
+
     def _exists(self, name: str) -> bool:
         try:
-            self.inner.get_registered_model(name)
+            with self._reading_to_decide("create_registered_model", name):
+                self.inner.get_registered_model(name)
             return True
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
@@ -179,10 +203,12 @@ class GovernedRegistryStore(_AbstractStore):
             event, lambda: self.inner.update_registered_model(name, description, **kwargs)
         )
 
-    def _model_aliases(self, name: str) -> dict[str, str]:
-        """{alias: version} held by a registered model (empty when it does not exist)."""
+    def _model_aliases(self, name: str, action: str) -> dict[str, str]:
+        """{alias: version} held by a registered model (empty when it does not exist), read to
+        decide ``action``."""
         try:
-            aliases = self.inner.get_registered_model(name).aliases or {}
+            with self._reading_to_decide(action, name):
+                aliases = self.inner.get_registered_model(name).aliases or {}
         except MlflowException as exc:
             if not_found(exc):
                 return {}
@@ -196,7 +222,7 @@ class GovernedRegistryStore(_AbstractStore):
             "rename_registered_model",
             name,
             new_name=new_name,
-            context={ALIASES_HELD: self._model_aliases(name)},
+            context={ALIASES_HELD: self._model_aliases(name, "rename_registered_model")},
         )
         return self._governed(
             event,
@@ -206,7 +232,9 @@ class GovernedRegistryStore(_AbstractStore):
 
     def delete_registered_model(self, name):
         event = self.governor.event(
-            "delete_registered_model", name, context={ALIASES_HELD: self._model_aliases(name)}
+            "delete_registered_model",
+            name,
+            context={ALIASES_HELD: self._model_aliases(name, "delete_registered_model")},
         )
         return self._governed(event, lambda: self.inner.delete_registered_model(name))
 
@@ -371,7 +399,7 @@ class GovernedRegistryStore(_AbstractStore):
         version, raw = self._version(version)
         held = {
             alias: version
-            for alias, holder in self._model_aliases(name).items()
+            for alias, holder in self._model_aliases(name, "delete_model_version").items()
             if holder == version
         }
         event = self.governor.event(
