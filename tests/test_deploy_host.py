@@ -394,3 +394,68 @@ def test_update_options_are_recorded_before_the_target_acts(registered):
     host.create("r14", "models:/fraud/1", target="rack")
     host.update("r14", "models:/fraud/2", config={"slot": "9"})
     assert seen == [9]
+
+
+def test_deploy_requires_alias_decides_on_the_holder_when_the_alias_moves_during_the_deploy(
+    registered,
+):
+    """docs/deployment.md: models:/NAME@ALIAS is resolved to a version, and governance decides
+    on that version under the model's write lock. Here @production moves from v1 to v2 after the
+    deploy resolved it and before the decision: deploy-requires-alias refuses v1, which no longer
+    holds the alias, and the target is never called. Then, while a step holds the lock (in its
+    before-deploy hook), a person's move of the alias waits until the step is over."""
+    import threading
+
+    from mlflow_steward.governance.governor import PolicyDenied
+
+    config = """
+policies:
+  - use: deploy-requires-alias
+deployments:
+  r7: {target: rack, production: true}
+"""
+    registered.write_config(config)  # the person's governed client reads it too
+    host = _host(registered, config)
+    resolve = host.resolve
+
+    def resolve_then_the_alias_moves(uri):
+        model = resolve(uri)
+        registered.client().set_registered_model_alias("fraud", "production", "2")
+        return model
+
+    host.resolve = resolve_then_the_alias_moves
+    with pytest.raises(
+        PolicyDenied,
+        match=r"\[deploy-requires-alias\] version 1 does not hold @production \(version 2 does\)",
+    ):
+        host.create("r7", "models:/fraud@production")
+    assert CALLS == []
+    assert host.store.get("r7") is None
+
+    moved: list[str] = []
+
+    class MovesTheAliasDuringTheStep:
+        @hookimpl
+        def steward_before_deploy(self, event):
+            def person():
+                registered.client().set_registered_model_alias("fraud", "production", "1")
+                moved.append("1")
+
+            thread = threading.Thread(target=person)
+            thread.start()
+            thread.join(timeout=2)
+            # The person's promotion waits for the model's write lock, which the step holds.
+            assert moved == []
+            holder = registered.plain_client().get_model_version_by_alias("fraud", "production")
+            assert str(holder.version) == "2"
+            self.thread = thread
+
+    hook = MovesTheAliasDuringTheStep()
+    host = _host(registered, config, plugins=[RackPlugin(), hook])
+    assert host.create("r7", "models:/fraud@production").version == "2"
+    hook.thread.join(timeout=60)
+    assert moved == ["1"]
+    assert CALLS == [("create", "2")]
+    entries = host.session.audit.entries(model="fraud")
+    order = [(e.action, e.version) for e in entries if e.action in ("deploy", "set_alias")]
+    assert order[-2:] == [("deploy", "2"), ("set_alias", "1")]
