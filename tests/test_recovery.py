@@ -153,3 +153,61 @@ def test_killed_tagging_before_the_write(workspace, fraud):
     assert entry.action == "set_model_version_tag"
     assert entry.outcome.startswith("failed: interrupted")
     assert "team" not in workspace.plain_client().get_model_version("fraud", "2").tags
+
+
+def test_a_deploy_killed_by_sigkill_mid_step_is_recovered_by_the_next_write(workspace, fraud):
+    """A deployment's work is outside the database, so its governed step commits a pending row
+    before it. A `DeploymentHost.create` process is killed with SIGKILL at a known step (its
+    before-deploy hook, after the decision): the next governed write on the model records the
+    interrupted deploy (its effect cannot be read back: `unknown`), and the audit chain and the
+    deployment table stay consistent."""
+    import os
+    import signal
+    import time
+
+    marker = workspace.root / "in-the-hook"
+    env = {**workspace.env(), "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("interrupted_deploy_worker.py")),
+            str(marker),
+            "rack-1",
+            "models:/fraud@production",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = audit(workspace)
+    [pending] = pending_writes.pending(log.engine, "fraud")
+    assert (pending.action, pending.version, pending.actor) == ("deploy", "1", "tester")
+    assert pending.details["deployment"] == "rack-1"
+    verified = CliRunner().invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "1 interrupted write(s) not on the log yet" in verified.output
+
+    fraud.set_model_version_tag("fraud", "2", "reviewed", "yes")  # the next governed write
+    *_, recovered, tag = log.entries(model="fraud")
+    assert (recovered.action, recovered.version) == ("deploy", "1")
+    assert recovered.outcome.startswith("unknown: interrupted")
+    assert recovered.details["deployment"] == "rack-1"
+    assert recovered.details["recovered"]["interrupted"] == pending.ts
+    assert tag.action == "set_model_version_tag"
+    assert pending_writes.pending(log.engine) == []
+    assert log.verify().ok
+    from mlflow_steward.records.deployments import DeploymentStore
+
+    assert DeploymentStore(log.engine).get("rack-1") is None  # killed before it was reserved
