@@ -22,14 +22,26 @@ policies:
 
 
 def test_a_server_with_s3_artifacts_reads_the_model_from_s3(s3_client, tmp_path):
+    _governs_with_s3_artifacts(s3_client, tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_readme_server_shape_postgres_s3_and_several_workers(s3_client, tmp_path, postgres_uri):
+    """README/docs/server.md's server command: PostgreSQL backend, S3 artifacts destination,
+    several workers."""
+    _governs_with_s3_artifacts(s3_client, tmp_path, postgres_uri, workers=2)
+
+
+def _governs_with_s3_artifacts(s3_client, tmp_path, backend: str, workers: int = 1) -> None:
     s3_client.create_bucket(Bucket="ml-artifacts")
     (tmp_path / "steward.yaml").write_text(CONFIG)
-    backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with mlflow_server(
         backend,
         tmp_path,
         config=tmp_path / "steward.yaml",
         artifacts="s3://ml-artifacts/mlflow",
+        workers=workers,
     ) as server:
         unsigned = log_model_at(server.url, signature=False)
         denied = log_model_at(server.url, requirements=["tensorflow==2.16.1"])
