@@ -85,7 +85,19 @@ def test_bad_fields_are_refused(path, fields, message):
 
 
 def test_existing_names_with_at_can_still_be_addressed():
-    guard.check_fields("/api/2.0/mlflow/registered-models/delete", {"name": "a@b", "version": "3"})
+    """'@' is refused only in a *new* name (create, rename): a model created before the rule
+    (or by another client) stays addressable by every other route."""
+    for path in (
+        "/api/2.0/mlflow/registered-models/delete",
+        "/api/2.0/mlflow/registered-models/alias",
+        "/api/2.0/mlflow/model-versions/set-tag",
+        "/api/2.0/mlflow/model-versions/delete",
+    ):
+        assert guard.check_fields(path, {"name": "a@b", "version": "3"}) is None
+    with pytest.raises(guard.Refusal, match="'@' or '/'"):
+        guard.check_fields("/api/2.0/mlflow/registered-models/create", {"name": "a@b"})
+    with pytest.raises(guard.Refusal, match="'@' or '/'"):
+        guard.check_fields("/api/2.0/mlflow/registered-models/rename", {"new_name": "c@d"})
 
 
 def test_governed_routes():
