@@ -15,6 +15,25 @@ from tests.conftest import EXAMPLE_CONFIG
 pytestmark = pytest.mark.postgres
 
 
+#: One entry per decision of the walkthrough, in order (the 11 that verify counts).
+WALKTHROUGH_ENTRIES = [
+    # mlflow.register_model of the unsigned model: the model is created, its first version
+    # refused, and steward removes the empty model it left
+    ("create_registered_model", "allowed"),
+    ("create_model_version", "refused"),
+    ("delete_registered_model", "allowed"),
+    # the good model: created again, with version 1; the weak one: version 2 (the model exists)
+    ("create_registered_model", "allowed"),
+    ("create_model_version", "allowed"),
+    ("create_model_version", "allowed"),
+    ("set_alias", "refused"),  # required-tags: no owner
+    ("set_model_version_tag", "allowed"),
+    ("set_alias", "refused"),  # metric-threshold: accuracy 0.5
+    ("set_model_version_tag", "allowed"),
+    ("set_alias", "allowed"),
+]
+
+
 def test_walkthrough_on_postgres(postgres_uri, tmp_path, monkeypatch, log_model_factory):
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "steward.yaml"
@@ -45,7 +64,8 @@ def test_walkthrough_on_postgres(postgres_uri, tmp_path, monkeypatch, log_model_
     log = AuditLog(db.get_engine(postgres_uri))
     result = log.verify()
     assert result.ok
-    assert result.entries == 11
+    assert result.entries == len(WALKTHROUGH_ENTRIES) == 11
+    assert [(e.action, e.decision) for e in log.entries()] == WALKTHROUGH_ENTRIES
     with db.get_engine(postgres_uri).begin() as conn:
         conn.execute(sa.text("UPDATE steward_audit SET actor = 'mallory' WHERE seq = 7"))
     broken = log.verify()

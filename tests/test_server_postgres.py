@@ -22,6 +22,7 @@ from mlflow_steward.records import db
 from mlflow_steward.records.audit import AuditLog
 from tests.conftest import EXAMPLE_CONFIG, log_model_at
 from tests.servers import mlflow_server
+from tests.test_postgres import WALKTHROUGH_ENTRIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -56,9 +57,12 @@ def test_walkthrough_on_a_postgres_server(postgres_uri, tmp_path):
             client.set_registered_model_alias("fraud", "production", v_weak)
         client.set_model_version_tag("fraud", v_good, "owner", "alice")
         client.set_registered_model_alias("fraud", "production", v_good)
-    result = AuditLog(db.get_engine(postgres_uri)).verify()
+    log = AuditLog(db.get_engine(postgres_uri))
+    result = log.verify()
     assert result.ok, result.problem
-    assert result.entries == 11
+    # The same decisions as the embedded walkthrough, one entry each (see WALKTHROUGH_ENTRIES).
+    assert result.entries == len(WALKTHROUGH_ENTRIES) == 11
+    assert [(e.action, e.decision) for e in log.entries()] == WALKTHROUGH_ENTRIES
 
 
 CONFIG = EXAMPLE_CONFIG + textwrap.indent(
