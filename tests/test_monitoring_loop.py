@@ -2,7 +2,8 @@
 and scoring server), gets unshifted then shifted traffic; `steward monitor run` on the
 deployment's request log is healthy, then drift naming the column; the rule rolls @production back
 through governance (audited as steward-monitor) and the deployment that follows the alias serves
-the previous version."""
+the newest earlier version whose verdict was not drift: of v1, v2 (found drifting by a check) and
+v3, that is v1."""
 
 from __future__ import annotations
 
@@ -51,10 +52,16 @@ def test_drift_on_deployed_traffic_rolls_the_alias_and_the_deployment_back(
 ):
     monkeypatch.setenv("MLFLOW_STEWARD_HOME", str(tmp_path / "home"))
     workspace.write_config("")
-    v1, v2 = train(workspace.db_uri), train(workspace.db_uri, seed=1)
+    v1, v2, v3 = (train(workspace.db_uri, seed=seed) for seed in range(3))
     client = workspace.client()
-    client.set_registered_model_alias("fraud", "production", v1)
-    client.set_registered_model_alias("fraud", "production", v2)
+    for version in (v1, v2, v3):
+        client.set_registered_model_alias("fraud", "production", version)
+    # v2 was found drifting by an ad-hoc check: the rollback must skip it and go back to v1.
+    batch(np.random.default_rng(9), n=400, shift=1.0).to_csv(tmp_path / "odd.csv", index=False)
+    checked = CliRunner().invoke(
+        cli, ["monitor", "check", f"models:/fraud/{v2}", "--data", str(tmp_path / "odd.csv")]
+    )
+    assert checked.exit_code == 1, checked.output  # drift
     port = free_port()
     with Webhook() as hook:
         workspace.write_config(
@@ -88,23 +95,23 @@ def test_drift_on_deployed_traffic_rolls_the_alias_and_the_deployment_back(
             endpoint = f"http://127.0.0.1:{port}"
             rng = np.random.default_rng(3)
             send(endpoint, batch(rng, n=400))
-            wait_logged(session, "fraud-prod", v2, 400)
+            wait_logged(session, "fraud-prod", v3, 400)
             result = CliRunner().invoke(cli, ["monitor", "run", "--json"])
             assert result.exit_code == 0, result.output
             [healthy] = json.loads(result.output[result.output.index("{") :])["runs"]
-            assert (healthy["status"], healthy["version"], healthy["rows"]) == ("healthy", v2, 400)
+            assert (healthy["status"], healthy["version"], healthy["rows"]) == ("healthy", v3, 400)
             assert healthy["actions"] == []
             judged = {c["column"] for c in healthy["columns"] if c["method"] != "none"}
             assert judged == {*COLUMNS, "__prediction__"}
 
             send(endpoint, batch(rng, n=1200, shift=1.0))
-            wait_logged(session, "fraud-prod", v2, 1600)
+            wait_logged(session, "fraud-prod", v3, 1600)
             result = CliRunner().invoke(cli, ["monitor", "run"])
             assert result.exit_code == 0, result.output
-            assert "fraud-production: models:/fraud/2 DRIFT (1200 rows" in result.output
+            assert "fraud-production: models:/fraud/3 DRIFT (1200 rows" in result.output
             assert "drifted columns: age (share" in result.output, result.output
             assert (
-                "rollback: moved @production from v2 back to v1; deployment fraud-prod now "
+                "rollback: moved @production from v3 back to v1; deployment fraud-prod now "
                 "serves v1" in result.output
             )
             assert "alert: alerted ops ok" in result.output
@@ -121,7 +128,7 @@ def test_drift_on_deployed_traffic_rolls_the_alias_and_the_deployment_back(
             assert served.headers["X-Steward-Model-Version"] == "1"
             assert host.get("fraud-prod").version == "1"
             [alert] = hook.bodies()
-            assert (alert["status"], alert["version"], alert["drifted"]) == ("drift", v2, ["age"])
+            assert (alert["status"], alert["version"], alert["drifted"]) == ("drift", v3, ["age"])
         finally:
             with contextlib.suppress(Exception):
                 host.delete("fraud-prod")
