@@ -133,8 +133,8 @@ def test_eight_processes_on_postgres(tmp_path, monkeypatch, postgres_uri):
 @pytest.mark.slow
 def test_eight_threads_share_one_governed_store(tmp_path, monkeypatch):
     """A server's request threads: one governed store, eight threads writing on their own
-    models at once (versions, tags, aliases). Every write is applied, none waits on another's
-    decision, and the chain verifies."""
+    models at once (versions, tags, aliases). Every write is applied, each model ends on its
+    fourth version, and the chain verifies with one entry per write."""
     import threading
 
     monkeypatch.chdir(tmp_path)

@@ -3,7 +3,9 @@
 On MLflow's SQL store (the usual case) the write and its audit entry are one transaction, so a
 death between them leaves neither. Where the write cannot join steward's transaction (another
 store, a deployment), it is recorded later, checked against the registry, by the next governed
-write on the model or `steward audit recover`: the worker runs that path with joining switched off.
+write on the model or `steward audit recover`: interrupted_worker.py (which dies with
+``os._exit``) takes that path with joining switched off; a deploy, whose work is outside the
+database, takes it for real (interrupted_deploy_worker.py, stopped with SIGKILL).
 """
 
 from __future__ import annotations
