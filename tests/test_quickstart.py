@@ -13,6 +13,58 @@ from pathlib import Path
 import pytest
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
+USER, MONITOR, GATEWAY = "quickstart-user", "steward-monitor", "steward-gateway"
+
+#: Every audit entry the quickstart makes up to `steward audit verify` (actor, action, version,
+#: decision), by the step of the README's "What the quickstart shows" that makes it: this list
+#: is where the "34 entries" the quickstart prints come from.
+QUICKSTART_LOG = [
+    # 1. the unsigned model: its model is created, the version refused, the empty model removed
+    (USER, "create_registered_model", None, "allowed"),
+    (USER, "create_model_version", None, "refused"),
+    (USER, "delete_registered_model", None, "allowed"),
+    # the signed models: the model again, v1 (logistic regression), v2 (coin flip)
+    (USER, "create_registered_model", None, "allowed"),
+    (USER, "create_model_version", "1", "allowed"),
+    (USER, "create_model_version", "2", "allowed"),
+    # 2. v1 to @production without an owner tag: required-tags refuses
+    (USER, "set_alias", "1", "refused"),
+    # 3. v2 tagged owner, then to @production: metric-threshold refuses
+    (USER, "set_model_version_tag", "2", "allowed"),
+    (USER, "set_alias", "2", "refused"),
+    # 4. v1 tagged owner, then promoted
+    (USER, "set_model_version_tag", "1", "allowed"),
+    (USER, "set_alias", "1", "allowed"),
+    # 5. deployed on-prem: the decision, then the step
+    (USER, "deploy", "1", "allowed"),
+    (USER, "deployment_create", "1", "allowed"),
+    # 6. v3 registered, tagged, promoted, then the blue/green update
+    (USER, "create_model_version", "3", "allowed"),
+    (USER, "set_model_version_tag", "3", "allowed"),
+    (USER, "set_alias", "3", "allowed"),
+    (USER, "deploy", "3", "allowed"),
+    (USER, "deployment_update", "3", "allowed"),
+    # 7. the bad release v4 deployed by version (not promoted), and the gateway's rollback
+    (USER, "create_model_version", "4", "allowed"),
+    (USER, "deploy", "4", "allowed"),
+    (USER, "deployment_update", "4", "allowed"),
+    (GATEWAY, "deployment_auto_rollback", "3", "automatic"),
+    # 8. v5 with a baseline: registered, tagged, promoted; the deployment follows the alias
+    (USER, "create_model_version", "5", "allowed"),
+    (USER, "set_model_version_tag", "5", "allowed"),
+    (USER, "set_alias", "5", "allowed"),
+    (USER, "deploy", "5", "allowed"),
+    (USER, "deployment_update", "5", "allowed"),
+    # two monitor runs (healthy, drift), each tagging v5's status and last run
+    (MONITOR, "set_model_version_tag", "5", "allowed"),
+    (MONITOR, "set_model_version_tag", "5", "allowed"),
+    (MONITOR, "set_model_version_tag", "5", "allowed"),
+    (MONITOR, "set_model_version_tag", "5", "allowed"),
+    # the drift rule rolls @production back to v3, and the deployment with it
+    (MONITOR, "set_alias", "3", "allowed"),
+    (MONITOR, "deploy", "3", "allowed"),
+    (MONITOR, "deployment_update", "3", "allowed"),
+]
 
 
 def _steward(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -60,7 +112,8 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
         "now serves v3" in out
     )
     assert re.search(r"#\d+ +steward-monitor +set_alias +breast-cancer/3@production +allowed", out)
-    assert "audit log OK: 34 entries, hash chain intact" in out
+    # The count `verify` prints is the quickstart's decisions and steps, listed in QUICKSTART_LOG.
+    assert f"audit log OK: {len(QUICKSTART_LOG)} entries, hash chain intact" in out
     assert "deployment 'breast-cancer' stopped" in out
 
     root = tmp_path / "qs"
@@ -101,6 +154,16 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert requests, "the gateway logged no requests"
 
     assert _steward("audit", "verify", env=env).returncode == 0
+    with sqlite3.connect(root / "mlflow.db") as conn:
+        logged = conn.execute(
+            "SELECT actor, action, version, decision FROM steward_audit ORDER BY seq"
+        ).fetchall()
+    # The quickstart's own entries, then the deletion that stops its deployment. The person is
+    # whoever runs it (`quickstart-user`, or MLFLOW_STEWARD_ACTOR as in these tests).
+    person = logged[0][0]
+    expected = [(person if actor == USER else actor, *rest) for actor, *rest in QUICKSTART_LOG]
+    assert logged[: len(QUICKSTART_LOG)] == expected
+    assert logged[len(QUICKSTART_LOG) :] == [(person, "deployment_delete", "3", "allowed")]
     with sqlite3.connect(root / "mlflow.db") as conn:
         conn.execute("UPDATE steward_audit SET actor = 'mallory' WHERE seq = 7")
     broken = _steward("audit", "verify", env=env)
