@@ -78,10 +78,13 @@ class Located:
     path: str | None
 
     def error(self, key: Path_, message: str) -> ConfigError:
+        # The key's own line, else its nearest parent's (the document's first line at the top).
         line = None
         probe = key
-        while probe and line is None:
+        while line is None:
             line = self.lines.get(probe)
+            if not probe:
+                break
             probe = probe[:-1]
         return ConfigError(message, path=self.path, line=line, key=_fmt(key))
 
@@ -96,18 +99,52 @@ def _compose(text: str, path: str | None) -> Located:
         end = getattr(exc, "problem_mark", None)
         mark = start or end
         line = mark.line + 1 if mark is not None else None
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+            line = text[: exc.position].count("\n") + 1
         detail = str(getattr(exc, "problem", None) or exc)
         if start is not None and end is not None and end.line != start.line:
             detail += f" (noticed at line {end.line + 1})"
         raise ConfigError(f"not valid YAML: {detail}", path=path, line=line) from exc
     lines: dict[Path_, int] = {}
     constructor = yaml.constructor.SafeConstructor()
+    #: The collections being converted: an alias to one of them is a cycle (``a: &x [*x]``).
+    open_nodes: set[int] = set()
 
     def convert(node: yaml.Node, where: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in open_nodes:
+                raise ConfigError(
+                    "an alias refers to a value that contains it (a cycle)",
+                    path=path,
+                    line=node.start_mark.line + 1,
+                    key=_fmt(where),
+                )
+            open_nodes.add(id(node))
+            try:
+                return convert_collection(node, where)
+            finally:
+                open_nodes.discard(id(node))
+        return construct(node, where)
+
+    def construct(node: yaml.Node, where: Path_) -> Any:
+        """A scalar (or a key) as the safe loader reads it; a tag it does not know (``!!python/
+        object``, ``!custom``) is an error at the node's line, not a traceback."""
+        try:
+            return constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(
+                f"not valid here: {problem}",
+                path=path,
+                line=node.start_mark.line + 1,
+                key=_fmt(where),
+            ) from None
+
+    def convert_collection(node: yaml.Node, where: Path_) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                key = construct(key_node, where)
                 if not isinstance(key, str):
                     raise ConfigError(
                         f"keys must be strings, got {key!r}",
@@ -131,8 +168,10 @@ def _compose(text: str, path: str | None) -> Located:
                 lines[(*where, i)] = item.start_mark.line + 1
                 items.append(convert(item, (*where, i)))
             return items
-        return constructor.construct_object(node, deep=True)
+        raise AssertionError(node)  # convert() passes collections only
 
+    if root is not None:
+        lines[()] = root.start_mark.line + 1
     data = convert(root, ()) if root is not None else {}
     return Located(data, lines, path)
 
@@ -364,13 +403,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> StewardConfig:
     if found is None:
         return StewardConfig()
     try:
-        text = found.read_text(encoding="utf-8")
+        raw = found.read_bytes()
     except OSError as exc:
         origin = "--config" if path else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "")
         hint = f" (from {origin})" if origin else ""
         raise ConfigError(
             f"cannot read the configuration file{hint}: {exc.strerror}", path=str(found)
         ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not valid UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}",
+            path=str(found),
+            line=line,
+        ) from None
     return parse_config(text, path=str(found))
 
 

@@ -14,6 +14,7 @@ Keep this module free of heavy imports: plugin packages import :class:`Option` a
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -68,11 +69,19 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m, 2h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float
+            seconds = math.inf
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m, 2h or 7d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    # .nan, .inf or 400 digits: no timeout or schedule can wait that long (nor compare it)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; use e.g. 30s, 5m, 2h or 7d")
+    return seconds
 
 
 def did_you_mean(value: str, valid: Iterable[str]) -> str:
