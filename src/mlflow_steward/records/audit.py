@@ -108,8 +108,8 @@ def truncate(value: str, limit: int) -> str:
         if keep + len(marker) <= limit:
             return value[:keep] + marker
         keep = max(0, limit - len(marker))
-        if keep == 0:
-            return marker[:limit]
+        if keep == 0:  # not even the marker fits: its start, counting every character dropped
+            return f"…[+{len(value)} chars]"[:limit]
 
 
 def _bounded_value(value: Any, depth: int = 0) -> Any:
