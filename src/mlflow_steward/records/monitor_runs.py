@@ -59,7 +59,7 @@ def last_fired(
     after ``since``."""
     query = (
         sa.select(schema.monitor_runs.c.ts, schema.monitor_runs.c.actions)
-        .where(schema.monitor_runs.c.monitor == monitor, schema.monitor_runs.c.ts >= since)
+        .where(schema.monitor_runs.c.monitor == monitor, schema.monitor_runs.c.ts > since)
         .where(schema.monitor_runs.c.workspace == workspace)
         .order_by(schema.monitor_runs.c.id.desc())
     )
