@@ -128,6 +128,7 @@ class Recorder:
         self.result, self.error, self.seen = result, error, []
 
     def run(self, context, params):
+        self.contexts = [*getattr(self, "contexts", []), context]
         self.seen.append((params, governor._request_actor.get()))
         if self.error is not None:
             raise self.error
@@ -147,6 +148,7 @@ def test_a_rule_fires_on_its_status_and_acts_as_steward_monitor(engine):
     ]
     assert ctx.done == ["a: did a", "b: did b"]
     assert a.seen == [(None, "steward-monitor")]
+    assert a.contexts == [ctx]
     assert governor._request_actor.get() is None  # only inside the action
     assert (
         rules.apply_rules(_context(engine, status="healthy", rules_=[_rule()]), {"a": a}, 2000.0)
@@ -182,6 +184,15 @@ def test_hysteresis_waits_for_n_consecutive_runs_of_the_version(engine):
         == "rule 1: 2 of 3 consecutive drift/invalid runs"
     )
     assert len(a.seen) == 1
+
+
+def test_a_waiting_rule_does_not_stop_the_next_rule(engine):
+    a, b = Recorder("did a"), Recorder("did b")
+    ctx = _context(
+        engine, rules_=[_rule(index=1, after=2, calls=("a",)), _rule(index=2, calls=("b",))]
+    )
+    done = rules.apply_rules(ctx, {"a": a, "b": b}, 2000.0)
+    assert [d["action"] for d in done] == ["wait", "b"]
 
 
 def test_cooldown_after_a_rule_acted(engine):
@@ -396,6 +407,7 @@ def test_rollback_updates_the_deployments_serving_the_alias(engine, monkeypatch)
                     SimpleNamespace(name="web", requested="models:/fraud@production"),
                     SimpleNamespace(name="pinned", requested="models:/fraud/3"),
                     SimpleNamespace(name="edge", requested="models:/fraud@production"),
+                    SimpleNamespace(name="lab", requested="models:/fraud@production"),
                 ]
             )
 
@@ -403,6 +415,8 @@ def test_rollback_updates_the_deployments_serving_the_alias(engine, monkeypatch)
             updated.append((name, uri))
             if name == "edge":
                 raise MlflowException("target down")
+            if name == "lab":
+                raise RuntimeError("no route")  # an error without a .message
             return SimpleNamespace(version="2")
 
     monkeypatch.setattr(host_module, "DeploymentHost", Host)
@@ -410,9 +424,9 @@ def test_rollback_updates_the_deployments_serving_the_alias(engine, monkeypatch)
     ctx = _rollback_ctx(engine, moves, {"2": {}})
     assert actions.rollback(ctx, {}) == (
         "moved @production from v3 back to v2; deployment web now serves v2, "
-        "edge NOT updated (MlflowException: target down)"
+        "edge NOT updated (MlflowException: target down), lab NOT updated (RuntimeError: no route)"
     )
-    assert updated == [("web", "models:/fraud@production"), ("edge", "models:/fraud@production")]
+    assert [name for name, _ in updated] == ["web", "edge", "lab"]
     updated.clear()
     ctx = _rollback_ctx(engine, moves, {"2": {}})
     assert actions.rollback(ctx, {"deployments": False}) == "moved @production from v3 back to v2"

@@ -491,6 +491,8 @@ def test_freeze_window_dated_windows():
         "promotions are frozen now (2027-03-01 01:00 Europe/Berlin): window 2 "
         "(2027-03-01 00:00:00+00:00 to 2027-03-02T00:00+00:00)"
     )
+    # an aware start keeps its own zone: 2027-03-01T00:00 UTC is 01:00 in Berlin
+    assert check(_at("2027-02-28T23:30:00+00:00"), opts).allowed
     first = check(_at("2026-12-25T12:00:00+00:00"), opts)
     assert first.reason.endswith("window 1 (2026-12-20T00:00 to 2027-01-02T00:00)")
 

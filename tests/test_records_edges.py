@@ -94,6 +94,29 @@ def test_utc_now_is_iso_with_microseconds_and_z():
     assert abs((datetime.now(UTC) - parsed).total_seconds()) < 60
 
 
+def test_utc_now_is_utc_whatever_the_local_timezone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")  # UTC+05:45: no whole-hour coincidence
+    time.tzset()
+    try:
+        parsed = datetime.strptime(utc_now(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - parsed).total_seconds()) < 60
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_databases_without_update_returning_bump_the_head_and_read_it(engine, monkeypatch):
+    """MySQL and old SQLite cannot UPDATE ... RETURNING: the head is bumped, then read."""
+    monkeypatch.setattr(engine.dialect, "update_returning", False)
+    log = AuditLog(engine)
+    entries = [log.append(**_fields()) for _ in range(3)]
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[2].prev_hash == entries[1].hash
+    assert log.verify().ok
+
+
 def test_canonical_is_sorted_compact_utf8_json():
     assert canonical({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
 
@@ -425,6 +448,20 @@ def test_verify_names_the_newest_entries_deleted(engine, dbfile):
     assert result.head == {"seq": 3, "hash": entries[2].hash}
 
 
+def test_verify_names_an_entry_beyond_the_head_and_shows_the_head(engine, dbfile):
+    log = AuditLog(engine)
+    first = log.append(**_fields())
+    log.append(**_fields())
+    with sqlite3.connect(dbfile) as conn:
+        conn.execute("UPDATE steward_audit_head SET seq = 1, hash = ?", (first.hash,))
+    result = log.verify()
+    assert (result.ok, result.bad_seq, result.entries) == (False, 2, 1)
+    assert result.head == {"seq": 1, "hash": first.hash}
+    assert result.problem == (
+        "entry 2 comes after the head, which records entry 1: the head was edited"
+    )
+
+
 def test_verify_names_a_head_whose_hash_was_edited(engine, dbfile):
     log = AuditLog(engine)
     for _ in range(2):
@@ -610,10 +647,10 @@ def test_review_entries_keep_every_binding_and_filter_on_each(engine):
     assert found[0].created <= found[1].created
     assert [a.version for a in approvals.list_approvals(engine, "fraud", 4, "production")] == ["4"]
     assert len(approvals.list_approvals(engine, "fraud", "3", "staging")) == 1
-    assert (
-        len(approvals.list_approvals(engine, "fraud", "3", "production", action="delete_alias"))
-        == 1
+    (demotion,) = approvals.list_approvals(
+        engine, "fraud", "3", "production", action="delete_alias"
     )
+    assert demotion.action == "delete_alias"
     w2 = approvals.list_approvals(engine, "fraud", "3", "production", workspace="w2")
     assert [a.workspace for a in w2] == ["w2"]
     assert approvals.list_approvals(engine, "fraud", "5", "production") == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from mlflow_steward.config import parse_config
 from mlflow_steward.governance.engine import PolicyEngine
 from mlflow_steward.governance.policies import allowed_requirements as ar
@@ -12,6 +14,14 @@ from mlflow_steward.plugins.manager import create_plugin_manager
 from mlflow_steward.plugins.testing import StaticFacts, make_event
 
 OPTS = {"allow": [], "deny": [], "require_pinned": False}
+
+
+@pytest.fixture(autouse=True)
+def _parse_afresh():
+    """Lines are parsed once per process (an LRU cache): each test parses its own."""
+    ar._line.cache_clear()
+    yield
+    ar._line.cache_clear()
 
 
 def check(files, **opts):
