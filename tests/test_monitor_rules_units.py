@@ -39,7 +39,7 @@ class FakeStore:
     calls: list[tuple] = field(default_factory=list)
 
     def holder_of(self, model: str, alias: str) -> str | None:
-        return self.holders.get(alias)
+        return self.holders.get(alias) if model == "fraud" else None
 
     def set_steward_tag(self, model, version, key, value, *, actor):
         self.calls.append(("steward_tag", model, version, key, value, actor))
@@ -51,7 +51,7 @@ class FakeStore:
         self.calls.append(("delete_alias", model, alias, governor.current_action_context()))
 
     def get_model_version(self, model, version):
-        if version not in self.tags:
+        if model != "fraud" or version not in self.tags:
             raise MlflowException("gone", error_code=databricks_pb2.RESOURCE_DOES_NOT_EXIST)
         return SimpleNamespace(tags=self.tags[version])
 
@@ -72,7 +72,7 @@ class FakeSession:
         return SimpleNamespace(plugin_in_traceback=lambda exc: self.blame)
 
     def history(self, model, alias):
-        return self.moves
+        return [m for m in self.moves if m.model == model and m.alias == alias]
 
     def rollback(self, model, alias, *, to_version, expect_current):
         self.rolled.append((model, alias, to_version, expect_current))
@@ -184,6 +184,12 @@ def test_hysteresis_waits_for_n_consecutive_runs_of_the_version(engine):
         == "rule 1: 2 of 3 consecutive drift/invalid runs"
     )
     assert len(a.seen) == 1
+
+
+def test_a_rule_for_another_status_does_not_stop_the_next_rule(engine):
+    b = Recorder("did b")
+    ctx = _context(engine, rules_=[_rule(index=1, when=("healthy",)), _rule(index=2, calls=("b",))])
+    assert [d["action"] for d in rules.apply_rules(ctx, {"b": b}, 2000.0)] == ["b"]
 
 
 def test_a_waiting_rule_does_not_stop_the_next_rule(engine):
@@ -368,7 +374,7 @@ def test_rollback_skips_drifted_deleted_and_rolled_back_from_versions(engine):
         _move("rollback", "4", "5"),
         _move("set", "3", "4"),
     ]
-    tags = {"1": {}, "2": {"steward.monitor.status": "drift"}, "3": {}, "4": {}}
+    tags = {"1": {}, "2": {"steward.monitor.status": "drift"}, "3": {}, "4": {}, "5": {}}
     session = FakeSession(engine, moves=moves)
     session.store.tags = tags
     # 4: its last monitor verdict was invalid; 5 was rolled back from; 2 drifted (tag)
@@ -379,12 +385,26 @@ def test_rollback_skips_drifted_deleted_and_rolled_back_from_versions(engine):
     assert actions.healthy_previous_holder(session, "fraud", "production", "3") == "4"
     tags["4"] = {"steward.monitor.status": "invalid"}
     del tags["1"]  # deleted since
+    del tags["5"]
     assert actions.healthy_previous_holder(session, "fraud", "production", "3") is None
     ctx = _rollback_ctx(engine, moves, tags)
     with pytest.raises(
         MonitoringError, match="no earlier healthy holder of @production on 'fraud' to roll back to"
     ):
         actions.rollback(ctx, {"deployments": False})
+
+
+def test_rollback_moves_the_alias_it_is_given(engine):
+    moves = [
+        HistoryEntry("fraud", "staging", None, "2", None, "set", "a", "t", 1),
+        HistoryEntry("fraud", "staging", None, "3", "2", "set", "a", "t", 2),
+        _move("set", "3", "1"),
+    ]
+    ctx = _rollback_ctx(engine, moves, {"1": {}, "2": {}, "3": {}})
+    ctx.session.store.holders["staging"] = "3"
+    out = actions.rollback(ctx, {"alias": "staging", "deployments": False})
+    assert out == "moved @staging from v3 back to v2"
+    assert ctx.session.rolled == [("fraud", "staging", "2", "3")]
 
 
 def test_rollback_does_nothing_when_the_alias_moved_on(engine):

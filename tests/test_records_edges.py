@@ -296,6 +296,16 @@ def test_bounded_fields_cut_each_field_and_every_value(engine):
     assert isinstance(node, str)
     assert node.startswith("{'n'")
     assert fields["reasons"][0]["reason"].endswith("chars]")
+    deep_list: list = ["leaf"]
+    for _ in range(12):
+        deep_list = [deep_list]
+    bounded_list = bounded_fields(_fields(details={"deep": deep_list}))["details"]["deep"]
+    depth, node = 0, bounded_list
+    while isinstance(node, list):
+        node, depth = node[0], depth + 1
+    assert depth == 7  # lists too: the 8th level down is kept as its repr
+    assert isinstance(node, str)
+    assert node.startswith("[[")
     exact = bounded_fields(_fields(details={"l": list(range(ITEMS_LIMIT))}))
     assert exact["details"]["l"] == list(range(ITEMS_LIMIT))
     assert exact["actor"] == "alice"

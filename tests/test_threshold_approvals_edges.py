@@ -362,6 +362,16 @@ def test_requests_and_reviews():
     assert approvals.reviewed_action(make_event("delete_alias")) == "delete_alias"
 
 
+def test_artifacts_are_read_only_when_an_approval_is_bound_to_them():
+    unreadable = StaticFacts(version="3", content_digest=None)  # reading them fails
+    event = make_event("set_alias", "fraud", alias="production", facts=unreadable)
+    verdict = approvals.check(event, AP)
+    assert (verdict.allowed, verdict.reason.split(";")[0]) == (
+        False,
+        "0 of 1 required approvals for @production",
+    )
+
+
 def test_approvals_need_a_version_and_an_alias():
     no_alias = ap([review("bob")], alias=None)
     assert (no_alias.allowed, no_alias.reason) == (
