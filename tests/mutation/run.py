@@ -225,16 +225,24 @@ def sample(names: list[str], module: str) -> list[str]:
     target = SAMPLE.get(module, SAMPLE_DEFAULT)
     names = sorted(names)
     step = max(1, -(-len(names) // target))
-    return names[::step]
+    return names[step // 2 :: step] if OTHER_SAMPLE else names[::step]
+
+
+#: ``--phase check``: the mutants half-way between the sampled ones (none of which the tests
+#: were written against), to see whether the after score holds beyond the sample.
+OTHER_SAMPLE = False
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", default="after", choices=["before", "after"])
+    ap.add_argument("--phase", default="after", choices=["before", "after", "check"])
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="every mutant, not the sample")
     ap.add_argument("--report-only", action="store_true", help="re-read the last run's results")
     ap.add_argument("--resume", action="store_true", help="keep the scratch copy and its results")
+    ap.add_argument(
+        "--killers", action="store_true", help="after: name the test that kills each survivor"
+    )
     args = ap.parse_args()
     base = Path(
         os.environ.get("STEWARD_MUTATION_DIR", Path(tempfile.gettempdir()) / "steward-mutation")
@@ -244,7 +252,11 @@ def main() -> int:
     # After: the mutants the base selection killed stay killed (see carried()); the ones it let
     # survive did pass every base test, so only the new tests can kill them: the scratch copy
     # runs the new tests alone, which takes minutes instead of hours.
-    TESTS_USED[:] = NEW_TESTS if args.phase == "after" else BASE_TESTS
+    # Check: another sample, run against the new tests; what they leave alive then runs against
+    # the base tests in the before copy (killed by either: killed).
+    TESTS_USED[:] = BASE_TESTS if args.phase == "before" else NEW_TESTS
+    global OTHER_SAMPLE
+    OTHER_SAMPLE = args.phase == "check"
     seconds = None
     if not args.report_only:
         started = time.monotonic()
@@ -270,12 +282,93 @@ def main() -> int:
                 cwd=work,
                 check=False,
             )
+        if args.phase == "check":
+            status = results(work, mutmut)
+            alive = [m for m in chosen if status[m] in ("survived", "no tests")]
+            print(f"{len(alive)} left alive by the new tests: against the base tests", flush=True)
+            if alive and (base / "before" / "mutants").is_dir():
+                subprocess.run(
+                    [mutmut, "run", "--max-children", str(args.max_children), *alive],
+                    cwd=base / "before",
+                    check=False,
+                )
         seconds = time.monotonic() - started
     status = results(work, mutmut)
     chosen = set(chosen_mutants(status, args.full))
     picked = {m: carried(args.phase).get(m, st) for m, st in status.items() if m in chosen}
+    if args.phase == "check" and (base / "before" / "mutants").is_dir():
+        by_base = results(base / "before", mutmut)
+        picked = {m: "killed" if by_base.get(m) in KILLED else st for m, st in picked.items()}
     report(args.phase, picked, work, mutmut, seconds, full=args.full, everything=status)
+    if args.killers and args.phase == "after":
+        killers(work, args.max_children)
     return 0
+
+
+def killers(work: Path, jobs: int) -> None:
+    """survivors.txt: each mutant the before run let survive, with the first new test that fails
+    on it (pytest -x over the tests mutmut found covering it, fastest first), or the reason it
+    is equivalent, or that it still survives."""
+    import concurrent.futures
+
+    before = json.loads((HERE / "before.json").read_text())["status"]
+    after = json.loads((HERE / "after.json").read_text())["status"]
+    equiv = equivalents()
+    stats = json.loads((work / "mutants" / "mutmut-stats.json").read_text())
+    covering, durations = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
+
+    def first_failure(mutant: str) -> str:
+        tests = sorted(
+            covering.get(mutant.rsplit("__mutmut_", 1)[0], []), key=lambda t: durations.get(t, 0)
+        )
+        if not tests:
+            return "no new test covers it"
+        env = {**os.environ, "MUTANT_UNDER_TEST": mutant, "PYTHONPATH": "src"}
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                *tests,
+            ],
+            cwd=work / "mutants",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        found = re.search(r"^(?:FAILED|ERROR) (\S+)", run.stdout, re.MULTILINE)
+        return (
+            f"killed by {found.group(1)}"
+            if found
+            else f"no failure found (pytest exit {run.returncode})"
+        )
+
+    lines = ["# Each mutant that survived the before run (sampled), and what became of it.", ""]
+    todo = [
+        m
+        for m, st in sorted(before.items())
+        if st not in KILLED and st != "not checked" and after.get(m) == "killed"
+    ]
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        found = dict(zip(todo, pool.map(first_failure, todo), strict=True))
+    for m, st in sorted(before.items()):
+        if st in KILLED or st == "not checked":
+            continue
+        if m in equiv:
+            lines.append(f"{m}  equivalent: {equiv[m]}")
+        elif m in found:
+            lines.append(f"{m}  {found[m]}")
+        else:
+            lines.append(f"{m}  still survives ({after.get(m, 'not in the after run')})")
+    (HERE / "survivors.txt").write_text("\n".join(lines) + "\n")
 
 
 def carried(phase: str) -> dict[str, str]:
