@@ -32,6 +32,13 @@ from mlflow_steward.plugins.options import parse_duration
             "not a finite duration",
         ),
         ("{[a]: 1}\n", 1, "<top level>", "keys must be strings"),
+        ("policy_timeout: " + "1" * 5000 + "\n", 1, "policy_timeout", "Exceeds the limit"),
+        (
+            "\npolicies: [{use: x, with: {n: " + "9" * 5000 + "}}]\n",
+            2,
+            "policies[0].with.n",
+            "not valid here",
+        ),
         ("a: 1\n\x08\n", 2, None, "not valid YAML: unacceptable character"),
     ],
 )

@@ -405,6 +405,7 @@ _documents = st.one_of(
                 "when: ",
                 "action: ",
                 "timeout: ",
+                "1" * 4301,
                 ".nan",
                 ".inf",
                 "%YAML 1.1\n",

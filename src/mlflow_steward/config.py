@@ -128,10 +128,11 @@ def _compose(text: str, path: str | None) -> Located:
 
     def construct(node: yaml.Node, where: Path_) -> Any:
         """A scalar (or a key) as the safe loader reads it; a tag it does not know (``!!python/
-        object``, ``!custom``) is an error at the node's line, not a traceback."""
+        object``, ``!custom``) or a number Python will not convert is an error at the node's
+        line, not a traceback."""
         try:
             return constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: an int of 4,300+ digits
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(
                 f"not valid here: {problem}",
