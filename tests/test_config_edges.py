@@ -53,6 +53,17 @@ def test_bad_documents_name_file_key_and_line(tmp_path: Path, text, line, key, m
     assert str(error).startswith(f"{path}:{line}: ")
 
 
+def test_aliases_of_aliases_cannot_expand_a_small_file_without_bound(tmp_path: Path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "steward.yaml"
+    path.write_text("monitors:\n" + "".join(f"  {line}\n" for line in lines))
+    with pytest.raises(ConfigError, match=r"expands to more than 100,000 values") as caught:
+        load_config(path)
+    assert caught.value.path == str(path)
+    assert caught.value.line is not None
+
+
 def test_a_file_that_is_not_utf8_names_the_line_of_the_bad_byte(tmp_path: Path):
     path = tmp_path / "steward.yaml"
     path.write_bytes(b"policies:\n  - use: r\xe9quire\n")

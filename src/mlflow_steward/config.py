@@ -89,6 +89,10 @@ class Located:
         return ConfigError(message, path=self.path, line=line, key=_fmt(key))
 
 
+#: The most values (scalars, lists, mappings) a configuration may expand to.
+MAX_VALUES = 100_000
+
+
 def _compose(text: str, path: str | None) -> Located:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -109,8 +113,18 @@ def _compose(text: str, path: str | None) -> Located:
     constructor = yaml.constructor.SafeConstructor()
     #: The collections being converted: an alias to one of them is a cycle (``a: &x [*x]``).
     open_nodes: set[int] = set()
+    #: Values converted so far: aliases of aliases can expand a small file exponentially.
+    converted = [0]
 
     def convert(node: yaml.Node, where: Path_) -> Any:
+        converted[0] += 1
+        if converted[0] > MAX_VALUES:
+            raise ConfigError(
+                f"the document expands to more than {MAX_VALUES:,} values (aliases of aliases?)",
+                path=path,
+                line=node.start_mark.line + 1,
+                key=_fmt(where),
+            )
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             if id(node) in open_nodes:
                 raise ConfigError(
