@@ -446,7 +446,7 @@ def test_rollback_updates_the_deployments_serving_the_alias(engine, monkeypatch)
         "moved @production from v3 back to v2; deployment web now serves v2, "
         "edge NOT updated (MlflowException: target down), lab NOT updated (RuntimeError: no route)"
     )
-    assert [name for name, _ in updated] == ["web", "edge", "lab"]
+    assert updated == [(name, "models:/fraud@production") for name in ("web", "edge", "lab")]
     updated.clear()
     ctx = _rollback_ctx(engine, moves, {"2": {}})
     assert actions.rollback(ctx, {"deployments": False}) == "moved @production from v3 back to v2"

@@ -168,6 +168,15 @@ def report(
     if seconds is not None:
         lines.append(f"wall time: {seconds / 60:.1f} min")
     lines.append("tests: " + " ".join(TESTS_USED))
+    if phase == "after":
+        lines.append(
+            "(the mutants the before run killed with the base tests count as killed; these tests "
+            "ran against its survivors)"
+        )
+    if phase == "check":
+        lines.append(
+            "(a second sample; what these tests left alive then ran against the base tests)"
+        )
     lines.append("")
     lines.append(
         f"{'module':<20} {'mutants':>8} {'sampled':>8} {'killed':>7} {'survived':>9} "
@@ -355,7 +364,7 @@ def killers(work: Path, jobs: int) -> None:
     todo = [
         m
         for m, st in sorted(before.items())
-        if st not in KILLED and st != "not checked" and after.get(m) == "killed"
+        if st not in KILLED and st != "not checked" and after.get(m) in KILLED
     ]
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         found = dict(zip(todo, pool.map(first_failure, todo), strict=True))
