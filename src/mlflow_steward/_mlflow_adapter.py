@@ -342,9 +342,15 @@ def prompt_source_placeholders() -> frozenset[str]:
     ``mlflow.prompt.constants``: the client's ``dummy-source``, the store's
     ``prompt-template``; MLflow's server refuses prompt versions with any other source). A prompt
     version has no artifacts: a version with any other source is a model, whatever its model's
-    tags say."""
-    from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS
+    tags say.
 
+    MLflow before 3.17 names no such constant; its store writes ``prompt-template`` and its
+    client ``dummy-source`` all the same (and its server accepts other sources for prompts too:
+    such a version is governed as a model, the stricter reading)."""
+    try:
+        from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS
+    except ImportError:  # MLflow 3.14 to 3.16
+        return frozenset({"dummy-source", "prompt-template"})
     return frozenset(str(s) for s in _PROMPT_SOURCE_PLACEHOLDERS)
 
 
@@ -680,3 +686,188 @@ def scoring_server_command(
         raise RuntimeError(f"MLflow's scoring-server command changed shape: {command!r}")
     # The interpreter's own uvicorn, whatever PATH says.
     return [sys.executable, "-m", "uvicorn", *argv[1:]], env
+
+
+# -- the canary: every internal above, checked in one call -----------------------------------------
+
+
+class MlflowInternalsChanged(RuntimeError):
+    """An MLflow internal that steward relies on is missing or changed shape; the message names
+    each one and what steward expects of it."""
+
+
+def _table_columns(model: Any, *columns: str) -> None:
+    missing = [c for c in columns if c not in model.__table__.c]
+    if missing:
+        raise AssertionError(f"table {model.__table__.name} has no column {', '.join(missing)}")
+
+
+def _source_has(function: Any, *snippets: str) -> None:
+    source = inspect.getsource(function)
+    missing = [s for s in snippets if s not in source]
+    if missing:
+        raise AssertionError(f"its source no longer contains {missing}")
+
+
+def _probe_session_maker() -> None:
+    from mlflow.store.db.utils import _get_managed_session_maker
+
+    factory = _get_managed_session_maker(lambda: None, "sqlite")
+    params = inspect.signature(factory).parameters
+    if "read_only" not in params:
+        raise AssertionError(
+            f"the session factory it returns takes {list(params)}, not read_only "
+            "(install_session_joining passes read_only through)"
+        )
+
+
+def _probe_registry_store_builder() -> None:
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    if not callable(getattr(_get_store_registry(), "get_store_builder", None)):
+        raise AssertionError("the store registry has no get_store_builder")
+
+
+def _probe_registry_store() -> None:
+    from mlflow.store.model_registry import sqlalchemy_store
+
+    store = sqlalchemy_store.SqlAlchemyStore
+    for name in ("_get_workspace_clauses", "_get_active_workspace"):
+        if not callable(getattr(store, name, None)):
+            raise AssertionError(f"SqlAlchemyStore has no method {name}")
+    if not isinstance(
+        getattr(sqlalchemy_store, "_WORKSPACE_MODELS", None), (set, frozenset, tuple)
+    ):
+        raise AssertionError("_WORKSPACE_MODELS is gone or no longer a collection of models")
+    _source_has(store.__init__, "self.ManagedSessionMaker")
+
+
+def _probe_registry_tables() -> None:
+    from mlflow.store.model_registry.dbmodels import models as m
+
+    _table_columns(m.SqlRegisteredModelAlias, "name", "alias", "version")
+    _table_columns(m.SqlModelVersion, "name", "version", "source", "run_id", "current_stage")
+    _table_columns(m.SqlModelVersionTag, "name", "version", "key", "value")
+    _table_columns(m.SqlRegisteredModel, "name", "creation_time")
+    _table_columns(m.SqlRegisteredModelTag, "name", "key", "value")
+
+
+def _probe_tracking_tables() -> None:
+    from mlflow.store.tracking.dbmodels import models as m
+
+    _table_columns(m.SqlLatestMetric, "run_uuid", "key", "value", "is_nan")
+    _table_columns(m.SqlRun, "run_uuid")
+    _table_columns(m.SqlLoggedModel, "model_id", "lifecycle_stage", "artifact_location")
+    _table_columns(
+        m.SqlLoggedModelMetric,
+        "model_id",
+        "metric_name",
+        "metric_timestamp_ms",
+        "metric_step",
+        "metric_value",
+    )
+
+
+def _probe_register_order() -> None:
+    from mlflow.tracking._model_registry import fluent
+
+    source = inspect.getsource(fluent._register_model)
+    if source.find("create_registered_model(") > source.find("_create_model_version("):
+        raise AssertionError("it no longer creates the registered model before its version")
+
+
+def _probe_await_creation() -> None:
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+
+    _source_has(
+        ModelRegistryClient.create_model_version,
+        "self.store._await_model_version_creation(mv, await_creation_for)",
+    )
+
+
+def _probe_server_constants() -> None:
+    expected = (
+        "_MLFLOW_SERVER_FILE_STORE",
+        "_MLFLOW_SERVER_REGISTRY_STORE",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    )
+    if server_store_env() != expected:
+        raise AssertionError(f"the names are {server_store_env()}, not {expected}")
+
+
+def _probe_sgi_name() -> None:
+    from mlflow.environment_variables import _MLFLOW_SGI_NAME
+
+    if not callable(getattr(_MLFLOW_SGI_NAME, "get", None)):
+        raise AssertionError("_MLFLOW_SGI_NAME has no get()")
+
+
+def _probe_auth_user() -> None:
+    from mlflow.server import auth
+
+    _source_has(
+        auth._before_request,
+        "authenticate_request()",
+        "g.mlflow_authenticated_user = authorization.username",
+    )
+
+
+def _probe_auth_validators() -> None:
+    from mlflow.server import auth
+    from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
+
+    if not isinstance(getattr(auth, "BEFORE_REQUEST_VALIDATORS", None), dict):
+        raise AssertionError("BEFORE_REQUEST_VALIDATORS is gone or no longer a dict")
+    if not callable(getattr(auth, "validate_can_read_registered_model", None)):
+        raise AssertionError("validate_can_read_registered_model is gone")
+    if DEFAULT_AUTHORIZATION_FUNCTION != "mlflow.server.auth:authenticate_request_basic_auth":
+        raise AssertionError(
+            f"DEFAULT_AUTHORIZATION_FUNCTION is {DEFAULT_AUTHORIZATION_FUNCTION!r}"
+        )
+
+
+def _probe_scoring_cmd() -> None:
+    from mlflow.pyfunc import scoring_server
+
+    params = list(inspect.signature(scoring_server.get_cmd).parameters)
+    if params[:5] != ["model_uri", "port", "host", "timeout", "nworkers"]:
+        raise AssertionError(f"its parameters are {params}")
+
+
+#: (the internal, as named in a failure; the probe that raises when it moved or changed shape).
+INTERNALS: tuple[tuple[str, Any], ...] = (
+    ("mlflow.tracking._model_registry.utils._get_store_registry", _probe_registry_store_builder),
+    ("mlflow.store.db.utils._get_managed_session_maker", _probe_session_maker),
+    ("mlflow.store.model_registry.sqlalchemy_store (workspaces, sessions)", _probe_registry_store),
+    ("mlflow.store.model_registry.dbmodels.models (registry tables)", _probe_registry_tables),
+    ("mlflow.store.tracking.dbmodels.models (run and logged-model tables)", _probe_tracking_tables),
+    ("mlflow.tracking._model_registry.fluent._register_model", _probe_register_order),
+    (
+        "mlflow.tracking._model_registry.client.ModelRegistryClient.create_model_version",
+        _probe_await_creation,
+    ),
+    ("mlflow.server.constants (server store variables)", _probe_server_constants),
+    ("mlflow.environment_variables._MLFLOW_SGI_NAME", _probe_sgi_name),
+    ("mlflow.server.auth._before_request", _probe_auth_user),
+    ("mlflow.server.auth (validators, default authorization function)", _probe_auth_validators),
+    ("mlflow.pyfunc.scoring_server.get_cmd", _probe_scoring_cmd),
+)
+
+
+def check_internals() -> list[str]:
+    """Probe every MLflow internal of :data:`INTERNALS` on the installed MLflow: the names of
+    those checked, or :class:`MlflowInternalsChanged` naming each one that moved or changed
+    shape (a new MLflow release is in the tested range only when this passes; see
+    ``docs/compatibility.md``). Imports MLflow."""
+    failures = []
+    for name, probe in INTERNALS:
+        try:
+            probe()
+        except Exception as exc:
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise MlflowInternalsChanged(
+            f"{len(failures)} MLflow internal(s) steward relies on changed:\n  "
+            + "\n  ".join(failures)
+        )
+    return [name for name, _ in INTERNALS]

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 #: name -> (module, attribute, short help). Imported only when the command runs.
 BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "doctor": (
+        "mlflow_steward.cli.doctor_cmd",
+        "doctor",
+        "Versions in use against the tested ranges.",
+    ),
     "plugins": (
         "mlflow_steward.cli.plugins_cmd",
         "plugins",

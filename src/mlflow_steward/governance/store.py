@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ABORTED, INVALID_PARAMETER_VALUE
 
-from mlflow_steward import _mlflow_adapter
+from mlflow_steward import _mlflow_adapter, compat
 from mlflow_steward.errors import InvalidVersion, RegistryURIError
 from mlflow_steward.governance import manifests
 from mlflow_steward.governance.facts import (
@@ -741,6 +741,7 @@ def build_governed_store(
             f"{inner!r} URI on clients."
         )
     db.sql_uri(inner)  # a clear error for a URI steward cannot keep its tables in
+    compat.require_tested_mlflow("steward's governed registry store", inner)
     inner_store = _mlflow_adapter.build_registry_store(inner, tracking_uri)
     governor = Governor(
         registry_uri=inner, inner_store=inner_store, tracking_uri=tracking_uri, pm=pm, config=config

@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any
 
-from mlflow_steward import _mlflow_adapter
+from mlflow_steward import _mlflow_adapter, compat
 from mlflow_steward.records import db
 from mlflow_steward.registry import governed_uri, inner_uri
 from mlflow_steward.server import guard, identity
@@ -46,6 +46,7 @@ def create_app() -> Any:
 
     mode = identity.auth_mode()
     registry_uri = govern_registry_store()
+    compat.require_tested_mlflow("steward's server app", registry_uri)
     # Refuse to start on steward tables of an older release (naming `steward db upgrade`),
     # instead of failing on the first governed request.
     db.get_engine(registry_uri)

@@ -43,6 +43,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from mlflow_steward import compat
 from mlflow_steward.deployment.onprem.admin import AdminAPI
 from mlflow_steward.deployment.onprem.ports import (
     free_port,
@@ -487,6 +488,7 @@ class Gateway(Rollouts, AdminAPI):
 
 def run(name: str, registry_uri: str) -> int:
     logging.basicConfig(level=logging.WARNING)
+    compat.require_tested_mlflow(f"the on-prem gateway of {name!r}", registry_uri)
     gateway = Gateway(name, registry_uri)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
