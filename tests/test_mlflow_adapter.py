@@ -416,3 +416,49 @@ def test_a_version_tag_inserted_in_a_steward_transaction_is_mlflows_tag(tmp_path
         with ws.engine.begin() as conn:
             _mlflow_adapter.insert_version_tag(ws, conn, "fraud", "1", "steward.x", "a")
         assert ws.get_model_version("fraud", "1").tags == {"steward.x": "a"}
+
+
+# -- the canary in one call, and what it does when MLflow changes under it ---------------------------
+
+
+def test_every_internal_steward_relies_on_is_as_expected():
+    checked = _mlflow_adapter.check_internals()
+    assert checked == [name for name, _ in _mlflow_adapter.INTERNALS]
+    assert len(checked) >= 12
+
+
+def test_the_canary_fails_loudly_when_a_covered_internal_changes(monkeypatch):
+    """Two changes MLflow made before (two of the reasons the tested range starts where it
+    does), played back on the installed MLflow: the session factory without ``read_only`` (MLflow <3.13:
+    steward's first governed write then failed with ``TypeError: make_managed_session() got
+    an unexpected keyword argument 'read_only'``), and the auth app no longer recording the
+    user it authenticated (MLflow <3.14: every actor would look anonymous)."""
+    from contextlib import contextmanager
+
+    import pytest
+    from mlflow.server import auth
+    from mlflow.store.db import utils
+
+    def old_session_maker(SessionMaker, db_type):
+        @contextmanager
+        def make_managed_session():
+            yield SessionMaker()
+
+        return make_managed_session
+
+    def old_before_request():
+        authorization = auth.authenticate_request()
+        return authorization
+
+    monkeypatch.setattr(utils, "_get_managed_session_maker", old_session_maker)
+    monkeypatch.setattr(auth, "_before_request", old_before_request)
+    with pytest.raises(_mlflow_adapter.MlflowInternalsChanged) as changed:
+        _mlflow_adapter.check_internals()
+    message = str(changed.value)
+    assert message.startswith("2 MLflow internal(s) steward relies on changed")
+    assert (
+        "mlflow.store.db.utils._get_managed_session_maker: AssertionError: the session" in message
+    )
+    assert "not read_only" in message
+    assert "mlflow.server.auth._before_request: AssertionError: its source no longer" in message
+    assert "g.mlflow_authenticated_user = authorization.username" in message

@@ -349,7 +349,7 @@ def prompt_source_placeholders() -> frozenset[str]:
     such a version is governed as a model, the stricter reading)."""
     try:
         from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS
-    except ImportError:  # MLflow 3.14 to 3.16
+    except ImportError:  # MLflow 3.16
         return frozenset({"dummy-source", "prompt-template"})
     return frozenset(str(s) for s in _PROMPT_SOURCE_PLACEHOLDERS)
 

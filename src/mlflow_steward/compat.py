@@ -33,7 +33,7 @@ from mlflow_steward.errors import StewardError
 
 #: Distribution -> the tested range, as ``pyproject.toml`` declares it (``mlflow`` with [auth]).
 TESTED: dict[str, str] = {
-    "mlflow": ">=3.14,<3.18",
+    "mlflow": ">=3.16.1,<3.18",
     "sqlalchemy": ">=2.0,<2.2",
     "numpy": ">=1.26,<3",
     "pandas": ">=2,<4",
@@ -81,7 +81,7 @@ def installed(distribution: str) -> str | None:
 
 def in_range(version: str | None, spec: str) -> bool:
     """Whether ``version`` lies in ``spec``. Pre-releases and dev builds inside the range count
-    as inside (``3.15.1.dev0``); ``3.18.0rc0`` is outside ``<3.18``, as packaging reads it."""
+    as inside (``3.16.2.dev0``); ``3.18.0rc0`` is outside ``<3.18``, as packaging reads it."""
     if version is None:
         return False
     try:
