@@ -112,7 +112,7 @@ def refusal(where: str, version: str | None) -> str:
     spec = TESTED["mlflow"]
     found = f"MLflow {version}" if version else "no MLflow distribution"
     return (
-        f"{where}: steward {_steward_version()} is tested with MLflow {spec}, and {found} is "
+        f"{where}: steward {steward_version()} is tested with MLflow {spec}, and {found} is "
         "installed. Steward relies on MLflow internals that change between releases; on an "
         "untested one a governance check could pass writes it should refuse. Install a tested "
         f'MLflow (pip install "mlflow[auth]{spec}"), or upgrade mlflow-steward to a release '
@@ -188,7 +188,7 @@ def _actor() -> str:
 
 
 @functools.cache
-def _steward_version() -> str:
+def steward_version() -> str:
     from mlflow_steward import __version__
 
     return __version__

@@ -43,6 +43,7 @@ def doctor(as_json: bool, internals: bool) -> None:
             }
         )
     else:
+        click.echo(f"steward {compat.steward_version()}")
         click.echo(f"{'':12}{'installed':<14}{'tested':<16}")
         for r in rows:
             verdict = "ok" if r.ok else "OUTSIDE the tested range"
@@ -55,6 +56,6 @@ def doctor(as_json: bool, internals: bool) -> None:
         click.echo(f"{compat.ALLOW_UNTESTED_ENV}: {'set' if override else 'not set'}")
         mlflow = next(r for r in rows if r.name == "mlflow")
         if not mlflow.ok:
-            click.echo(compat.refusal("steward", mlflow.installed))
+            click.echo(compat.refusal("refusing to govern", mlflow.installed))
     if problem is not None or not all(r.ok for r in rows):
         raise SystemExit(1)
