@@ -29,6 +29,7 @@ from importlib import metadata
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from mlflow_steward.env import ALLOW_UNTESTED_MLFLOW_ENV
 from mlflow_steward.errors import StewardError
 
 #: Distribution -> the tested range, as ``pyproject.toml`` declares it (``mlflow`` with [auth]).
@@ -43,7 +44,7 @@ PYTHON = ">=3.11,<3.14"
 
 #: ``1`` (or ``true``/``yes``): run on an MLflow outside :data:`TESTED`, with a warning on every
 #: start and an audit entry.
-ALLOW_UNTESTED_ENV = "MLFLOW_STEWARD_ALLOW_UNTESTED_MLFLOW"
+ALLOW_UNTESTED_ENV = ALLOW_UNTESTED_MLFLOW_ENV
 #: The audit entry's ``action`` when a start was let through by the override.
 AUDIT_ACTION = "untested_mlflow_override"
 

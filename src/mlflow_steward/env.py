@@ -20,6 +20,8 @@ DEBUG_ENV = "MLFLOW_STEWARD_DEBUG"
 DISABLE_ENV = "MLFLOW_STEWARD_DISABLE_PLUGINS"
 #: ``1``: load no plugins from entry points.
 DISABLE_AUTOLOAD_ENV = "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD"
+#: ``1``: run on an MLflow outside the tested range (a warning on every start, an audit entry).
+ALLOW_UNTESTED_MLFLOW_ENV = "MLFLOW_STEWARD_ALLOW_UNTESTED_MLFLOW"
 
 #: Every variable above (tests clear them all).
 ALL = (
@@ -33,4 +35,5 @@ ALL = (
     DEBUG_ENV,
     DISABLE_ENV,
     DISABLE_AUTOLOAD_ENV,
+    ALLOW_UNTESTED_MLFLOW_ENV,
 )
