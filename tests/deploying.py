@@ -26,6 +26,23 @@ EXAMPLE = [[-0.5, 0.1, 0.2], [-1.0, 0.3, -0.2]]
 BATCH = [[1.5, 0.0, 0.0], [-1.5, 0.0, 0.0], [0.7, 0.2, 0.1]]
 
 
+def processes_naming(*parts: str) -> list[int]:
+    """Live processes (this one aside) whose command line (arguments joined by NUL) contains
+    every one of ``parts``."""
+    wanted = [part.encode() for part in parts]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if all(part in cmdline for part in wanted):
+            found.append(int(entry.name))
+    return found
+
+
 def build_registry(db_path: Path) -> str:
     """``fraud`` v1 (x0 > 0), v2 (the opposite), v3 fails to load, v4 fails its health check,
     v5 answers its input example but fails on larger batches, v6 takes 3 s on rows with x0 above

@@ -81,18 +81,11 @@ def crash_gateway(name: str) -> None:
     would (its scoring servers get SIGTERM through ``PR_SET_PDEATHSIG``)."""
     import signal
 
-    here = str(Path.cwd()).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"onprem.gateway\0{name}\0".encode() in cmdline and here in cmdline:
-            os.kill(int(entry.name), signal.SIGKILL)
-            return
-    raise AssertionError(f"no gateway of {name!r} is running")
+    from tests.deploying import processes_naming
+
+    gateways = processes_naming(f"onprem.gateway\0{name}\0", str(Path.cwd()))
+    assert gateways, f"no gateway of {name!r} is running"
+    os.kill(gateways[0], signal.SIGKILL)
 
 
 def logged_run() -> str:
@@ -211,9 +204,7 @@ def four_eyes_server(
     alice, bob and carol (passwords in ``$ALICE_PASSWORD``...), the policies ``require-identity``
     and two approvals for ``@production``, and ``fraud`` v1..v3 registered by alice. Returns its
     URL."""
-    import requests
-
-    from tests.servers import basic_auth_env, mlflow_server
+    from tests.servers import basic_auth_env, create_user, mlflow_server
 
     root = Path("four-eyes").resolve()
     root.mkdir()
@@ -236,13 +227,7 @@ def four_eyes_server(
     for user in ("alice", "bob", "carol"):
         password = f"{user.title()}-Passw0rd!"
         env[f"{user.upper()}_PASSWORD"] = password
-        created = requests.post(
-            f"{server.url}/api/2.0/mlflow/users/create",
-            json={"username": user, "password": password},
-            auth=("admin", admin_password),
-            timeout=30,
-        )
-        assert created.status_code == 200, created.text
+        create_user(server.url, user, password, auth=("admin", admin_password))
     for _ in range(3):
         register_at(server.url, "fraud", user="alice", password=env["ALICE_PASSWORD"])
     substitutions["http://mlflow.internal:5000"] = server.url

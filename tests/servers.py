@@ -3,11 +3,14 @@ environment that turns on MLflow's basic-auth app with steward's identity from i
 
 import textwrap
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from mlflow_steward.deployment.onprem.ports import free_port
 from tests.mlflow_server import Server, mlflow_server
 
-__all__ = ["Server", "basic_auth_env", "free_port", "mlflow_server"]
+__all__ = ["Server", "basic_auth_env", "create_user", "free_port", "mlflow_server"]
 
 
 def basic_auth_env(
@@ -35,3 +38,15 @@ def basic_auth_env(
         "MLFLOW_AUTH_ADMIN_PASSWORD": password,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "steward-test-secret",
     }
+
+
+def create_user(url: str, user: str, password: str, **admin: Any) -> None:
+    """Create ``user`` in the basic-auth app of the server at ``url``; ``admin`` is how the admin
+    authenticates (``auth=("admin", password)`` or ``headers={...}``)."""
+    created = requests.post(
+        f"{url}/api/2.0/mlflow/users/create",
+        json={"username": user, "password": password},
+        timeout=30,
+        **admin,
+    )
+    assert created.status_code == 200, created.text

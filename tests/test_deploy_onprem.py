@@ -22,7 +22,15 @@ from mlflow_steward.deployment.onprem.reqlog import read_request_log
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.governance.governor import PolicyDenied
 from mlflow_steward.lifecycle.session import StewardSession
-from tests.deploying import BATCH, COLUMNS, EXAMPLE, Load, build_registry, expected
+from tests.deploying import (
+    BATCH,
+    COLUMNS,
+    EXAMPLE,
+    Load,
+    build_registry,
+    expected,
+    processes_naming,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +45,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def _gateways(db_uri: str) -> list[int]:
     """Gateway processes of this registry still alive (none may outlive a test)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"onprem.gateway" in cmdline and db_uri.encode() in cmdline:
-            out.append(int(pid))
-    return out
+    return processes_naming("onprem.gateway", db_uri)
 
 
 @pytest.fixture

@@ -76,6 +76,7 @@ from sybil import Document, Example, Region
 from sybil.parsers.markdown.codeblock import CodeBlockParser
 
 from mlflow_steward.deployment.onprem.ports import free_port
+from tests.deploying import processes_naming
 from tests.plugin_install import pip_install
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,20 +334,9 @@ def _stop_page(namespace: dict[str, Any], sandbox: Path) -> None:
                 text=True,
                 timeout=120,
             )
-    for pid in _processes_naming(sandbox):
+    for pid in processes_naming(str(sandbox)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _processes_naming(sandbox: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if str(sandbox).encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-    return found
 
 
 def _unlisted(example: Example) -> None:

@@ -16,7 +16,7 @@ from mlflow_steward.cli.main import cli
 from mlflow_steward.records import db
 from mlflow_steward.records.audit import AuditLog
 from tests.conftest import log_model_at
-from tests.servers import basic_auth_env, mlflow_server
+from tests.servers import basic_auth_env, create_user, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,7 @@ def auth_server(tmp_path_factory):
     backend = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_server(backend, root, config=root / "steward.yaml", env=env) as server:
         for user in ("alice", "bob", "carol"):
-            created = requests.post(
-                f"{server.url}/api/2.0/mlflow/users/create",
-                json={"username": user, "password": PASSWORD},
-                auth=("admin", PASSWORD),
-                timeout=30,
-            )
-            assert created.status_code == 200, created.text
+            create_user(server.url, user, PASSWORD, auth=("admin", PASSWORD))
         server.backend = backend
         yield server
 

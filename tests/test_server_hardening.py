@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from mlflow_steward.records import db
 from mlflow_steward.records.audit import AuditLog
 from tests.conftest import postgres_database
-from tests.servers import Server, basic_auth_env, mlflow_server
+from tests.servers import Server, basic_auth_env, create_user, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +100,7 @@ def _start(backend: str, root: Path) -> Iterator[Target]:
     with mlflow_server(backend, root, config=root / "steward.yaml", env=env) as server:
         admin = {"Authorization": ADMIN}
         for user in ("alice", "ops"):
-            created = requests.post(
-                f"{server.url}/api/2.0/mlflow/users/create",
-                json={"username": user, "password": PASSWORD},
-                headers=admin,
-                timeout=30,
-            )
-            assert created.status_code == 200, created.text
+            create_user(server.url, user, PASSWORD, headers=admin)
         promoted = requests.patch(
             f"{server.url}/api/2.0/mlflow/users/update-admin",
             json={"username": "ops", "is_admin": True},
@@ -517,13 +511,7 @@ def test_the_actor_is_whom_a_custom_authorization_function_authenticated(tmp_pat
     }
     backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with mlflow_server(backend, tmp_path, config=tmp_path / "steward.yaml", env=env) as server:
-        made = requests.post(
-            f"{server.url}/api/2.0/mlflow/users/create",
-            json={"username": "alice", "password": PASSWORD},
-            headers={"X-Test-Token": "tok-admin"},
-            timeout=30,
-        )
-        assert made.status_code == 200, made.text
+        create_user(server.url, "alice", PASSWORD, headers={"X-Test-Token": "tok-admin"})
         # Basic credentials naming someone else ride along: steward must not read them.
         created = requests.post(
             f"{server.url}{API}/registered-models/create",
