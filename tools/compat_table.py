@@ -39,20 +39,22 @@ def rows() -> list[tuple[str, dict[str, str], str]]:
     envs = [e.strip() for e in tox["tox"]["env_list"].split(",")]
     out = []
     for env in envs:
-        if env in ("lint", "alibi", "template"):
-            continue
         section = tox[f"testenv:{env}"] if tox.has_section(f"testenv:{env}") else {}
+        # the main combination and the compatibility edges; plugin and lint envs are not rows
+        if env != "py311" and "edges" not in section.get("labels", ""):
+            continue
         m = re.search(r"py3(\d+)", env)
         python = f"3.{m.group(1)}" if m else section.get("base_python", "python3.11")[6:]
         pins = _pins(section.get("deps", ""))
         cells = {"python": python}
         for name in COLUMNS[1:]:
             cells[name] = pins.get(name, "newest")
-        runs = (
-            "the full suite"
-            if "{[smoke]tests}" not in section.get("commands", "")
-            else ("canaries + smoke subset")
-        )
+        command = section.get("commands", "")
+        if "{[smoke]tests}" not in command:
+            runs = "the full suite"
+        else:
+            extra = re.findall(r"tests/\S+", command.split("{[smoke]tests}", 1)[1])
+            runs = " + ".join(["canaries + smoke subset", *(f"`{t}`" for t in extra)])
         out.append((env, cells, runs))
     return out
 
