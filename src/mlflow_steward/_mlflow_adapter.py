@@ -668,6 +668,38 @@ def server_authorize_with_model_read(routes: list[tuple[str, str]]) -> None:
         auth.BEFORE_REQUEST_VALIDATORS[route] = validator
 
 
+def server_user_may_read_model(name: str) -> bool:
+    """Under basic-auth, whether the current request's authenticated user may read registered
+    model ``name``: what the validator of steward's approval routes checks for the ``name`` in a
+    request (``validate_can_read_registered_model``), for a name the caller gives. Admins may; a
+    model that cannot be looked up (deleted, another workspace) is not readable (fail closed)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import auth
+
+    try:
+        if auth.sender_is_admin():
+            return True
+        return bool(auth._get_registered_model_permission(name).can_read)
+    except MlflowException:
+        return False
+
+
+def server_user_is_admin() -> bool:
+    """Under basic-auth, whether the current request's authenticated user is an admin."""
+    from mlflow.server import auth
+
+    return bool(auth.sender_is_admin())
+
+
+def server_allow_authenticated(routes: list[tuple[str, str]]) -> None:
+    """Under basic-auth, let ``routes`` ((path, method) pairs) through for every authenticated
+    user (MLflow's auth denies routes it has no validator for); the view checks each model."""
+    from mlflow.server import auth
+
+    for route in routes:
+        auth.BEFORE_REQUEST_VALIDATORS[route] = lambda: True
+
+
 def scoring_server_command(
     model_path: str, *, port: int, host: str, workers: int, timeout: int | None
 ) -> tuple[list[str], dict[str, str]]:
@@ -820,6 +852,11 @@ def _probe_auth_validators() -> None:
         raise AssertionError("BEFORE_REQUEST_VALIDATORS is gone or no longer a dict")
     if not callable(getattr(auth, "validate_can_read_registered_model", None)):
         raise AssertionError("validate_can_read_registered_model is gone")
+    for name in ("sender_is_admin", "_get_registered_model_permission"):
+        if not callable(getattr(auth, name, None)):
+            raise AssertionError(f"{name} is gone")
+    if "name" not in inspect.signature(auth._get_registered_model_permission).parameters:
+        raise AssertionError("_get_registered_model_permission no longer takes the model's name")
     if DEFAULT_AUTHORIZATION_FUNCTION != "mlflow.server.auth:authenticate_request_basic_auth":
         raise AssertionError(
             f"DEFAULT_AUTHORIZATION_FUNCTION is {DEFAULT_AUTHORIZATION_FUNCTION!r}"

@@ -297,11 +297,25 @@ class AuditLog:
         limit: int | None = None,
         newest_first: bool = False,
         workspace: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> list[AuditEntry]:
-        """Entries, optionally of one model and of one workspace (``None``: every workspace)."""
+        """Entries, optionally of one model and of one workspace (``None``: every workspace),
+        of one action, by one actor, with timestamps from ``since`` and before ``until`` (UTC
+        ISO 8601 text, compared as stored: ``2026-05-01`` or ``2026-05-01T12:00``)."""
         query = sa.select(schema.audit)
         if model is not None:
             query = query.where(schema.audit.c.model == model)
+        if action is not None:
+            query = query.where(schema.audit.c.action == action)
+        if actor is not None:
+            query = query.where(schema.audit.c.actor == actor)
+        if since is not None:
+            query = query.where(schema.audit.c.ts >= since)
+        if until is not None:
+            query = query.where(schema.audit.c.ts < until)
         if workspace is not None:
             query = query.where(schema.audit.c.workspace == workspace)
         query = query.order_by(schema.audit.c.seq.desc() if newest_first else schema.audit.c.seq)

@@ -70,6 +70,24 @@ def _field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
     return str(value)
 
 
+def error_status(exc: Exception) -> tuple[int, str, str] | None:
+    """The HTTP status, MLflow error code and message that a refused steward request answers
+    with, or ``None`` for an exception that is not a refusal (the REST API and the reviewers'
+    page answer alike)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, BadRequest):
+        return 400, "INVALID_PARAMETER_VALUE", str(exc)
+    if isinstance(exc, LifecycleError):
+        return 404, "RESOURCE_DOES_NOT_EXIST", str(exc)
+    if isinstance(exc, RegistryURIError):  # a name or version no models:/ URI can carry
+        return 400, "INVALID_PARAMETER_VALUE", str(exc)
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        return (status if status < 500 else 400), exc.error_code, exc.message
+    return None
+
+
 def _handled(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -77,17 +95,34 @@ def _handled(view: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return view(*args, **kwargs)
-        except BadRequest as exc:
-            return _json_error(400, "INVALID_PARAMETER_VALUE", str(exc))
-        except LifecycleError as exc:
-            return _json_error(404, "RESOURCE_DOES_NOT_EXIST", str(exc))
-        except RegistryURIError as exc:  # a name or version no models:/ URI can carry
-            return _json_error(400, "INVALID_PARAMETER_VALUE", str(exc))
-        except MlflowException as exc:
-            status = exc.get_http_status_code()
-            return _json_error(status if status < 500 else 400, exc.error_code, exc.message)
+        except (BadRequest, LifecycleError, RegistryURIError, MlflowException) as exc:
+            status, code, message = error_status(exc) or (400, "INVALID_PARAMETER_VALUE", "")
+            return _json_error(status, code, message)
 
     return wrapper
+
+
+def review_request(verdict: str, body: dict[str, Any]) -> Any:
+    """Record the review ``verdict`` described by ``body`` (``name``, ``version``, ``alias``,
+    optional ``comment`` and ``action``) as the request's actor: the one code path of the REST
+    endpoints and the reviewers' page. Returns the governed :class:`Decision`; raises
+    :class:`BadRequest`, ``LifecycleError`` or a refusal (``MlflowException``)."""
+    name, version, alias = (_field(body, k) for k in ("name", "version", "alias"))
+    comment = _field(body, "comment", required=False)
+    action = _field(body, "action", required=False) or "set_alias"
+    if action not in REVIEWED_ACTIONS:
+        raise BadRequest(f"'action' must be one of {', '.join(REVIEWED_ACTIONS)}")
+    try:
+        version = canonical_version(version)
+    except InvalidVersion as exc:
+        raise BadRequest(str(exc)) from None
+    return session().review(
+        f"models:/{name}/{version}",
+        alias=alias,
+        verdict=verdict,
+        comment=comment,
+        action=action,
+    )
 
 
 def _review(verdict: str) -> Callable[[], Any]:
@@ -95,23 +130,7 @@ def _review(verdict: str) -> Callable[[], Any]:
     def view() -> Any:
         from flask import jsonify
 
-        body = _body()
-        name, version, alias = (_field(body, k) for k in ("name", "version", "alias"))
-        comment = _field(body, "comment", required=False)
-        action = _field(body, "action", required=False) or "set_alias"
-        if action not in REVIEWED_ACTIONS:
-            raise BadRequest(f"'action' must be one of {', '.join(REVIEWED_ACTIONS)}")
-        try:
-            version = canonical_version(version)
-        except InvalidVersion as exc:
-            raise BadRequest(str(exc)) from None
-        decision = session().review(
-            f"models:/{name}/{version}",
-            alias=alias,
-            verdict=verdict,
-            comment=comment,
-            action=action,
-        )
+        decision = review_request(verdict, _body())
         return jsonify({"decision": decision.to_dict()})
 
     view.__name__ = f"steward_{verdict}"

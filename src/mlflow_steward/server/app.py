@@ -42,6 +42,7 @@ def govern_registry_store() -> str:
 def create_app() -> Any:
     """The app factory named by the ``mlflow.app`` entry point ``steward``."""
     from mlflow_steward.governance.governor import _request_actor, _request_audit
+    from mlflow_steward.server import reviewers
     from mlflow_steward.server.api import register_routes
 
     mode = identity.auth_mode()
@@ -110,6 +111,7 @@ def create_app() -> Any:
     for client_error in guard.CLIENT_INPUT_ERRORS:
         flask_app.register_error_handler(client_error, _client_errors_are_400)
     register_routes(flask_app, basic_auth=mode == "basic")
+    reviewers.register(flask_app, basic_auth=mode == "basic")  # the reviewers' page, /steward/
     _logger.info("steward governs %s (identity: %s)", registry_uri, mode)
     if served is None:
         uvicorn = _mlflow_adapter.server_runs_under_uvicorn()
