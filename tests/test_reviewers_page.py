@@ -232,7 +232,7 @@ def test_bob_approves_with_a_comment_and_the_promotion_then_passes(world):
         bob, world, "approve", HOSTILE_NAME, world.version, comment=HOSTILE_COMMENT
     )
     assert response.status_code == 200, response.text
-    assert "bob approved" in response.text
+    assert "bob approved version" in response.text
     assert HOSTILE_COMMENT not in response.text
     assert escaped(HOSTILE_COMMENT) in response.text
     assert reviews(world, HOSTILE_NAME)[-1] == ("bob", "approve")

@@ -36,11 +36,19 @@ NAV = (
 def _templates() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("mlflow_steward.server.reviewers", "templates"),
         autoescape=True,  # every template, whatever its name: names and comments are text
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["when"] = _when
+    return env
+
+
+def _when(ts: Any) -> str:
+    """An ISO 8601 UTC timestamp as stored (``2026-05-01T12:00:00.123456Z``), to the second."""
+    text = str(ts or "")
+    return text.replace("T", " ").split(".")[0].rstrip("Z")
 
 
 class _Context:
@@ -208,7 +216,7 @@ def _review(ctx: _Context) -> Any:
     event = decision.event
     return _pending(
         ctx,
-        notice=f"{ctx.user} {done} {event.target} for @{fields['alias']}.",
+        notice=f"{ctx.user} {done} version {event.version} of {event.model} for @{event.alias}.",
     )
 
 
