@@ -208,6 +208,18 @@ def test_a_user_who_may_not_read_the_model_neither_sees_nor_reviews_it(world):
     )
 
 
+def test_admins_see_every_model(world):
+    admin = browser(world, "admin")
+    page = get(admin, world)
+    assert page.status_code == 200
+    assert 'data-key="churn-secret/' in page.text
+    assert get(admin, world, "/steward/audit?model=churn-secret").status_code == 200
+    # /steward answers with the page's address.
+    moved = admin.get(f"{world.url}/steward", allow_redirects=False, timeout=30)
+    assert moved.status_code in (301, 308)
+    assert moved.headers["Location"].endswith("/steward/")
+
+
 def test_bad_input_is_a_clear_4xx_page(world):
     bob = browser(world, "bob")
     unknown = review_form(bob, world, "approve", "no-such-model", "1")

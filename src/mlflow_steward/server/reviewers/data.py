@@ -21,6 +21,9 @@ from mlflow_steward.records.deployments import DeploymentStep, DeploymentStore
 PENDING_WINDOW_SECONDS = 30 * 86400
 #: The most audit entries, deployments steps and monitor runs one page lists.
 PAGE_LIMIT = 200
+#: At most this many pending requests get a live policy check per page view (each hashes the
+#: version's artifacts, as the promotion itself would); the others show their recorded decisions.
+MAX_LIVE_CHECKS = 10
 #: What the audit view's time filters accept: a UTC date, optionally with a time.
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?$")
 
@@ -74,6 +77,7 @@ class Pending:
     #: Each policy's verdict if the move were made now (what ``steward check`` says).
     check: list[dict[str, Any]] = field(default_factory=list)
     check_error: str = ""
+    checked: bool = False
     #: The version's tags (steward's reserved ones included), as text.
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -203,10 +207,12 @@ def pending_requests(session: Any, may_read: MayRead, *, with_checks: bool = Tru
             item.tags = {str(k): str(v) for k, v in sorted(tags.items())}
         except Exception:  # deleted version: nothing to promote any more
             continue
-        if with_checks:
-            _add_check(session, item)
         found.append(item)
-    return sorted(found, key=lambda p: p.requested, reverse=True)
+    found.sort(key=lambda p: p.requested, reverse=True)
+    if with_checks:
+        for item in found[:MAX_LIVE_CHECKS]:
+            _add_check(session, item)
+    return found
 
 
 def _add_check(session: Any, item: Pending) -> None:
@@ -216,6 +222,7 @@ def _add_check(session: Any, item: Pending) -> None:
             f"models:/{item.model}/{item.version}", action=item.action, alias=item.alias
         )
         item.check = [o.to_dict() for o in decision.outcomes]
+        item.checked = True
     except Exception as exc:  # shown on the page: the check is advice, the move decides
         item.check_error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
 
