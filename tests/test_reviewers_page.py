@@ -236,6 +236,9 @@ def test_bad_input_is_a_clear_4xx_page(world):
     assert since.status_code == 400
     assert "YYYY-MM-DD" in since.text
     assert get(bob, world, "/steward/audit?model=" + "x" * 5000).status_code == 200
+    huge = review_form(bob, world, "approve", HOSTILE_NAME, world.version, comment="x" * 2_000_000)
+    assert huge.status_code == 413
+    assert "too large" in huge.text
 
 
 def test_bob_approves_with_a_comment_and_the_promotion_then_passes(world):
@@ -288,6 +291,36 @@ def test_a_tampered_entry_fails_verification_naming_it(world):
         assert f"entry {seq} does not match its hash" in page
         assert "<script>x</script>" not in page
     assert "Verified: the chain of" in get(bob, world, "/steward/audit").text
+
+
+def test_broken_records_still_render(world):
+    """An entry whose stored JSON someone broke renders as its raw text (and fails
+    verification), never a server error."""
+    engine = db.get_engine(world.backend)
+    table = schema.audit
+    seq = AuditLog(engine).entries(model=HOSTILE_NAME, limit=1, newest_first=True)[0].seq
+    with engine.connect() as conn:
+        before = conn.execute(
+            sa.select(table.c.reasons, table.c.details).where(table.c.seq == seq)
+        ).one()
+    with engine.begin() as conn:
+        conn.execute(
+            table.update().where(table.c.seq == seq).values(reasons="{not json", details="[1,")
+        )
+    try:
+        bob = browser(world, "bob")
+        audit = get(bob, world, "/steward/audit")
+        assert audit.status_code == 200
+        assert "{not json" in audit.text
+        assert f"Verification failed at entry {seq}" in audit.text
+        assert get(bob, world).status_code == 200
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.seq == seq)
+                .values(reasons=before.reasons, details=before.details)
+            )
 
 
 def test_deployments_and_monitoring_verdicts(world):

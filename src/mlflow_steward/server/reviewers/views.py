@@ -116,6 +116,8 @@ def _error(ctx: _Context, status: int, title: str, message: str) -> Any:
 def _page(basic_auth: bool, view: Callable[[_Context], Any]) -> Callable[[], Any]:
     """A view that answers every failure with an error page (4xx), never a 5xx."""
 
+    from werkzeug.exceptions import RequestEntityTooLarge
+
     @functools.wraps(view)
     def wrapper() -> Any:
         ctx = _Context(basic_auth)
@@ -123,6 +125,10 @@ def _page(basic_auth: bool, view: Callable[[_Context], Any]) -> Callable[[], Any
             return view(ctx)
         except data.InvalidFilter as exc:
             return _error(ctx, 400, "Invalid filter", str(exc))
+        except RequestEntityTooLarge:
+            return _error(
+                ctx, 413, "The form is too large", f"Send at most {guard.max_body()} bytes."
+            )
         except Exception as exc:
             _logger.exception("the reviewers' page failed on %s", view.__name__)
             return _error(
