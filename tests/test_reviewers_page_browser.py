@@ -15,6 +15,7 @@ Without Chromium, chromedriver or selenium these tests skip, except under
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import threading
 import time
@@ -83,13 +84,12 @@ def shots(world, tmp_path_factory, request):
     folder = tmp_path_factory.mktemp("reviewers-screenshots")
     saved: list[Path] = []
     yield folder, saved
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for path in saved:
-        line = f"screenshot: {path}"
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line)
+    # Shown in the test run's output (outside pytest's output capture), one line per file.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        for path in saved:
+            print(f"\nscreenshot: {path}", end="")
+        print()
 
 
 class Browser:
@@ -303,6 +303,9 @@ def test_bob_approves_on_the_page_and_the_promotion_passes(world, users, shots):
     notice = bob.css("#notice")[0].text
     assert notice == f"bob approved version {world.version} of {HOSTILE_NAME} for @production."
     section = card(bob)  # still pending: approved, not yet promoted
+    # With bob's approval, alice's move would now pass every policy.
+    verdicts = section.find_elements("css selector", "table.policies tr")
+    assert any(r.text.startswith("approvals allow") and "bob" in r.text for r in verdicts)
     comment = section.find_elements("css selector", "table.reviews td.comment")
     assert [c.text for c in comment] == [HOSTILE_COMMENT]
     bob.assert_inert()

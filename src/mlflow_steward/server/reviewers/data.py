@@ -74,7 +74,7 @@ class Pending:
     requested: float
     reviews: list[Review] = field(default_factory=list)
     evidence: list[EvidenceItem] = field(default_factory=list)
-    #: Each policy's verdict if the move were made now (what ``steward check`` says).
+    #: Each policy's verdict if the requester made the move now (what ``steward check`` says).
     check: list[dict[str, Any]] = field(default_factory=list)
     check_error: str = ""
     checked: bool = False
@@ -216,11 +216,15 @@ def pending_requests(session: Any, may_read: MayRead, *, with_checks: bool = Tru
 
 
 def _add_check(session: Any, item: Pending) -> None:
-    """Each policy's verdict on the move if it were made now, by this user (nothing written)."""
+    """Each policy's verdict on the move if its requester made it now (nothing is written or
+    audited: a dry run, as ``steward check``)."""
+    from mlflow_steward.governance.governor import acting_as
+
     try:
-        decision = session.check(
-            f"models:/{item.model}/{item.version}", action=item.action, alias=item.alias
-        )
+        with acting_as(item.requester):
+            decision = session.check(
+                f"models:/{item.model}/{item.version}", action=item.action, alias=item.alias
+            )
         item.check = [o.to_dict() for o in decision.outcomes]
         item.checked = True
     except Exception as exc:  # shown on the page: the check is advice, the move decides
