@@ -1,5 +1,6 @@
 """Fixtures of the steward-aws tests: moto's threaded server (with the emulator's UpdateEndpoint)
-and a governed registry (steward+sqlite) with two versions of a model, shared within a module."""
+and a governed registry (steward+sqlite) with two versions of a model, both shared by every test
+(each test uses deployments of its own names and restores steward.yaml)."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def recorded(runtime: dict[str, Any], endpoint: bool = True) -> dict[str, set[st
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def aws() -> Iterator[AWS]:
     saved = dict(os.environ)
     os.environ.update(
@@ -161,10 +162,10 @@ policies:
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """``fraud`` v1 (x0 > 0) and v2 (the opposite), ``@production`` on v1, registered through
-    steward (so their content digests are recorded)."""
+    """``fraud`` v1 (x0 > 0) and v2 (the opposite), each with a baseline (x0, x1, x2 standard
+    normal), ``@production`` on v1, registered through steward (their content digests recorded)."""
     import mlflow
     import numpy as np
     import pandas as pd
@@ -172,6 +173,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
+    import mlflow_steward as steward
     from mlflow_steward.plugins.manager import reset_plugin_manager
 
     root = tmp_path_factory.mktemp("registry")
@@ -189,18 +191,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         for labels in (y, 1 - y):
             model = LogisticRegression().fit(X, labels)
             with mlflow.start_run():
-                mlflow.sklearn.log_model(
+                logged = mlflow.sklearn.log_model(
                     model,
                     name="model",
                     signature=infer_signature(X, model.predict(X)),
                     input_example=X.head(2),
-                    registered_model_name="fraud",
                 )
+                steward.log_baseline(X, labels, model.predict(X), model_info=logged)
+            # Registered after the baseline: the digest recorded covers it.
+            mlflow.register_model(logged.model_uri, "fraud")
         MlflowClient(reg.db_uri, reg.registry_uri).set_registered_model_alias(
             "fraud", "production", "1"
         )
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        os.environ.update(reg.env())  # set_tracking_uri(None) removes MLFLOW_TRACKING_URI
         yield reg
     finally:
         reset_plugin_manager()
