@@ -22,7 +22,9 @@ moto's ``SageMakerResponse`` class answers the HTTP calls boto3 makes). What it 
    No alarm: the endpoint ends ``InService`` on the new config, with its variants and capture.
 
 Besides, :attr:`Emulator.fail_next_endpoint` (a reason) makes the next ``CreateEndpoint`` end
-``Failed`` with that ``FailureReason`` (moto makes every endpoint InService at once).
+``Failed`` with that ``FailureReason`` (moto makes every endpoint InService at once), and
+:attr:`Emulator.throttle_endpoint_configs` (a count) makes that many ``CreateEndpointConfig``
+calls answer HTTP 400 ``ThrottlingException`` before moto's own handler runs.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Emulator:
         self.steps: list[str] = []
         self.fail_rollback = False
         self.fail_next_endpoint: str | None = None
+        #: The next this many ``CreateEndpointConfig`` calls answer ``ThrottlingException``.
+        self.throttle_endpoint_configs = 0
         self._threads: list[threading.Thread] = []
         self._saved: dict[str, Any] = {}
 
@@ -66,8 +70,18 @@ class Emulator:
         self._saved = {
             "update_endpoint": SageMakerResponse.__dict__.get("update_endpoint"),
             "create_endpoint": SageMakerResponse.__dict__["create_endpoint"],
+            "create_endpoint_config": SageMakerResponse.__dict__["create_endpoint_config"],
         }
         original_create = self._saved["create_endpoint"]
+        original_config = self._saved["create_endpoint_config"]
+
+        def create_endpoint_config(response: Any) -> Any:
+            from moto.core.exceptions import JsonRESTError
+
+            if emulator.throttle_endpoint_configs > 0:
+                emulator.throttle_endpoint_configs -= 1
+                raise JsonRESTError("ThrottlingException", "Rate exceeded")
+            return original_config(response)
 
         def update_endpoint(response: Any) -> Any:
             return emulator._update_endpoint(response)
@@ -83,6 +97,7 @@ class Emulator:
 
         SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.create_endpoint = create_endpoint  # type: ignore[method-assign]
+        SageMakerResponse.create_endpoint_config = create_endpoint_config  # type: ignore[method-assign]
         self.server.start()
         return self
 
@@ -97,6 +112,7 @@ class Emulator:
         else:
             SageMakerResponse.update_endpoint = self._saved["update_endpoint"]  # type: ignore[attr-defined]
         SageMakerResponse.create_endpoint = self._saved["create_endpoint"]  # type: ignore[method-assign]
+        SageMakerResponse.create_endpoint_config = self._saved["create_endpoint_config"]  # type: ignore[method-assign]
 
     def wait_idle(self) -> None:
         for thread in self._threads:

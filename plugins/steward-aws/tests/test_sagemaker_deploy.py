@@ -263,3 +263,43 @@ def test_aws_errors_say_what_to_do(code):
         "ResourceLimitExceeded": "quota increase",
     }[code]
     assert hint in text
+
+
+def test_throttling_is_retried_by_botocore_and_explained_when_it_persists(aws, registry):
+    aws.emulator.throttle_endpoint_configs = 2
+    steward(
+        "deploy",
+        "create",
+        "fraud-slow",
+        "-m",
+        "models:/fraud/1",
+        "-t",
+        "steward-sagemaker",
+        *aws.options(max_attempts="3"),
+    )
+    assert aws.emulator.throttle_endpoint_configs == 0  # both throttled calls were retried
+    assert_matches(aws, registry, "fraud-slow")
+    steward("deploy", "delete", "fraud-slow")
+
+    aws.emulator.throttle_endpoint_configs = 5
+    try:
+        out = steward(
+            "deploy",
+            "create",
+            "fraud-slow",
+            "-m",
+            "models:/fraud/1",
+            "-t",
+            "steward-sagemaker",
+            *aws.options(max_attempts="2"),
+            ok=False,
+        )
+    finally:
+        left, aws.emulator.throttle_endpoint_configs = aws.emulator.throttle_endpoint_configs, 0
+    assert left == 3  # two attempts, as configured
+    assert "AWS throttled the request (ThrottlingException)" in out
+    assert "raise -C max_attempts" in out
+    assert aws.resources("fraud-slow") == {
+        k: set() for k in ("models", "configs", "endpoints", "objects")
+    }
+    steward("deploy", "delete", "fraud-slow")

@@ -47,7 +47,10 @@ class Clients:
             from botocore.config import Config
 
             config = Config(
-                retries={"mode": "standard", "max_attempts": int(self.options["max_attempts"])},
+                retries={
+                    "mode": "standard",
+                    "total_max_attempts": int(self.options["max_attempts"]),
+                },
                 user_agent_extra="mlflow-steward",
             )
             self._made[service] = boto3.session.Session().client(

@@ -59,6 +59,8 @@ class SageMakerClient(TargetClient):
             )
         if int(options["instance_count"]) < 1:
             raise DeploymentError("instance_count must be at least 1")
+        if int(options["max_attempts"]) < 1:
+            raise DeploymentError("max_attempts must be at least 1 (the first call counts)")
         destination = options.get("capture_destination") or ""
         if destination and not destination.startswith("s3://"):
             raise DeploymentError(f"capture_destination={destination!r}: give an s3:// URI")
