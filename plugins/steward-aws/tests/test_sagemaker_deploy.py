@@ -132,6 +132,19 @@ def test_create_packages_to_s3_records_every_resource_and_delete_removes_them(aw
     assert status["live"]["health"]["healthy"] is True
     assert status["live"]["traffic"] == {"1": 100}
 
+    # Scoring: moto answers InvokeEndpoint with the results queued on its API (it runs no image).
+    import requests
+
+    requests.post(
+        f"{aws.url}/moto-api/static/sagemaker/endpoint-results",
+        json={"results": [{"Body": '{"predictions": [1, 0]}', "ContentType": "application/json"}]},
+        timeout=10,
+    ).raise_for_status()
+    payload = registry.root / "input.json"
+    payload.write_text(json.dumps({"columns": ["x0", "x1", "x2"], "data": [[1, 0, 0], [-1, 0, 0]]}))
+    answer = json.loads(steward("deploy", "predict", "fraud-a", "-i", str(payload)))
+    assert answer == [{"0": 1}, {"0": 0}]
+
     steward("deploy", "delete", "fraud-a")
     assert aws.resources("fraud-a") == {
         k: set() for k in ("models", "configs", "endpoints", "objects")
