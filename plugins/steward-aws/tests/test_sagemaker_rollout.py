@@ -209,3 +209,14 @@ def test_guardrails_refuse_what_sagemaker_would(options, traffic, message):
     base = {"wait": 60, "watch": 0, "max_execution": 3600, "linear_step": 0, "alarms": []}
     with pytest.raises(DeploymentError, match=message):
         deployment_config({**base, **options}, traffic)
+
+
+def test_where_the_endpoint_lives_cannot_change_on_update(aws, registry, deployed):
+    before = registry.runtime(deployed)
+    for option in ("region=eu-west-1", "endpoint_url=http://127.0.0.1:9", "s3_endpoint_url="):
+        out = steward("deploy", "update", deployed, "-C", option, ok=False)
+        assert "cannot change" in out
+        assert "delete the deployment and create it again" in out
+    assert registry.runtime(deployed) == before
+    got = json.loads(steward("deploy", "get", deployed, "--json"))
+    assert got["options"]["endpoint_url"] == aws.url

@@ -30,6 +30,8 @@ from mlflow_steward.plugins import DeploymentInfo, ResolvedModel, TargetClient
 from mlflow_steward_aws.aws import Clients, aws, call, explain, is_missing
 from mlflow_steward_aws.guardrails import deployment_config, describe
 
+#: Options that say where the endpoint lives: fixed at create.
+PINNED = ("region", "endpoint_url", "s3_endpoint_url")
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: Endpoint states a step waits through; the others end it.
 _MOVING = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
@@ -61,11 +63,33 @@ class SageMakerClient(TargetClient):
             raise DeploymentError("instance_count must be at least 1")
         if int(options["max_attempts"]) < 1:
             raise DeploymentError("max_attempts must be at least 1 (the first call counts)")
+        recorded = self.context.store.get(name)
+        pinned = recorded.runtime.get("pinned", {}) if recorded is not None else {}
+        moved = [
+            key
+            for key in PINNED
+            if key in pinned
+            and options.get(key) != pinned[key]
+            and (key != "region" or options.get(key))
+        ]
+        if moved:
+            where = pinned.get("region", "")
+            if pinned.get("endpoint_url"):
+                where += f" at {pinned['endpoint_url']}"
+            raise DeploymentError(
+                f"{', '.join(moved)} of deployment {name!r} cannot change: its endpoint and "
+                f"resources are in {where}; delete the deployment and create it again there"
+            )
         destination = options.get("capture_destination") or ""
         if destination and not destination.startswith("s3://"):
             raise DeploymentError(f"capture_destination={destination!r}: give an s3:// URI")
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _clients(self, info: DeploymentInfo) -> Clients:
+        """Clients where the deployment's resources are: the region and endpoints recorded at
+        create (``validate`` refuses an update that names others)."""
+        return Clients({**info.options, **info.runtime.get("pinned", {})})
 
     def _say(self, message: str) -> None:
         self.context.progress(message)
@@ -262,6 +286,10 @@ class SageMakerClient(TargetClient):
         info.runtime = {"endpoint": info.name, "releases": []}
         with aws("finding the AWS region"):
             info.runtime["region"] = clients.region
+        info.runtime["pinned"] = {
+            "region": info.runtime["region"],
+            **{key: info.options[key] for key in PINNED if key != "region"},
+        }
         self._save(info)
         release = self._release(info, model, clients)
         try:
@@ -330,7 +358,7 @@ class SageMakerClient(TargetClient):
         self, info: DeploymentInfo, model: ResolvedModel, traffic: int | None
     ) -> DeploymentInfo:
         config = deployment_config(info.options, traffic)
-        clients = Clients(info.options)
+        clients = self._clients(info)
         current = info.runtime.get("config")
         release = self._find_release(info, model.version)
         reuse = release is not None and release["config"] == current and traffic is None
@@ -442,7 +470,7 @@ class SageMakerClient(TargetClient):
                 f"deployment {info.name!r} has no canary of its own to drop (SageMaker's "
                 "canaries finish or roll back by themselves)"
             )
-        clients = Clients(info.options)
+        clients = self._clients(info)
         release = self._find_release(info, model.version)
         if release is None or self._config_changed(info, release, clients):
             release = self._release(info, model, clients)
@@ -451,7 +479,7 @@ class SageMakerClient(TargetClient):
         return self._shift(info, model, release, config, clients, doing="rolling back")
 
     def delete(self, info: DeploymentInfo) -> None:
-        clients = Clients(info.options)
+        clients = self._clients(info)
         self._say(f"deleting endpoint {info.name}")
         try:
             clients.sagemaker.delete_endpoint(EndpointName=info.name)
@@ -476,7 +504,7 @@ class SageMakerClient(TargetClient):
 
     def _describe(self, info: DeploymentInfo) -> dict[str, Any] | None:
         try:
-            return dict(Clients(info.options).sagemaker.describe_endpoint(EndpointName=info.name))
+            return dict(self._clients(info).sagemaker.describe_endpoint(EndpointName=info.name))
         except Exception as exc:
             if is_missing(exc):
                 return None
@@ -545,7 +573,7 @@ class SageMakerClient(TargetClient):
             body = json.dumps({"dataframe_split": json.loads(inputs.to_json(orient="split"))})
         else:
             body = json.dumps(inputs)
-        clients = Clients(info.options)
+        clients = self._clients(info)
         answer = call(
             f"invoking endpoint {info.name}",
             lambda: clients.runtime.invoke_endpoint(
