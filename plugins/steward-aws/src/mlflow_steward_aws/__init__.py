@@ -81,6 +81,15 @@ OPTIONS: tuple[Option, ...] = (
         "(MaximumExecutionTimeoutInSeconds, 600s to 8h)",
         "1h",
     ),
+    Option(
+        "rollout",
+        "str",
+        "guardrails: SageMaker shifts the traffic (all at once, canary or linear, alarms); "
+        "manual: two production variants whose weights steward sets (--traffic new=PERCENT, "
+        "again to step, then promote-canary or rollback)",
+        "guardrails",
+        choices=("guardrails", "manual"),
+    ),
     # -- data capture
     Option("data_capture", "bool", "capture requests and responses to S3", False),
     Option("capture_percent", "int", "the percentage of requests captured", 100),

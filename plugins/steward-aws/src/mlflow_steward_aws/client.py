@@ -357,6 +357,15 @@ class SageMakerClient(TargetClient):
     def update(
         self, info: DeploymentInfo, model: ResolvedModel, traffic: int | None
     ) -> DeploymentInfo:
+        if info.options["rollout"] == "manual":
+            from mlflow_steward_aws.manual import manual_update
+
+            return manual_update(self, info, model, traffic)
+        if info.runtime.get("canary"):
+            raise DeploymentError(
+                f"deployment {info.name!r} has a manual canary running; promote or roll it back "
+                "before a guardrails update"
+            )
         config = deployment_config(info.options, traffic)
         clients = self._clients(info)
         current = info.runtime.get("config")
@@ -465,6 +474,10 @@ class SageMakerClient(TargetClient):
         )
 
     def rollback(self, info: DeploymentInfo, model: ResolvedModel | None) -> DeploymentInfo:
+        if info.options["rollout"] == "manual" or info.runtime.get("canary"):
+            from mlflow_steward_aws.manual import manual_rollback
+
+            return manual_rollback(self, info, model)
         if model is None:
             raise DeploymentError(
                 f"deployment {info.name!r} has no canary of its own to drop (SageMaker's "
@@ -477,6 +490,11 @@ class SageMakerClient(TargetClient):
         # Back at once: a rollback does not bake.
         config = deployment_config({**info.options, "wait": 0, "linear_step": 0}, None)
         return self._shift(info, model, release, config, clients, doing="rolling back")
+
+    def promote_canary(self, info: DeploymentInfo) -> DeploymentInfo:
+        from mlflow_steward_aws.manual import manual_promote
+
+        return manual_promote(self, info)
 
     def delete(self, info: DeploymentInfo) -> None:
         clients = self._clients(info)
