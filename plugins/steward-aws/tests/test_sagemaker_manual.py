@@ -25,7 +25,7 @@ def test_two_variants_stepped_by_hand_then_promoted_then_rolled_back(aws: AWS, r
         "models:/fraud/1",
         "-t",
         "steward-sagemaker",
-        *aws.options(rollout="manual"),
+        *aws.options(rollout="manual", watch="0s"),
     )
     try:
         first = registry.runtime(NAME)["config"]
