@@ -85,6 +85,8 @@ def test_canary_update_then_rollback_to_the_previous_config(aws, registry, deplo
     status = json.loads(steward("deploy", "status", deployed, "--json"))
     assert status["version"] == "2"
     assert status["live"]["traffic"] == {"2": 100}
+    # SageMaker's canary ran to its end: a plain `update` now re-resolves v2, not v1.
+    assert status["requested"] == "models:/fraud/2"
 
     made = len(runtime["releases"])
     steward("deploy", "rollback", deployed)

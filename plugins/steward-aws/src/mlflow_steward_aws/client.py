@@ -332,6 +332,12 @@ class SageMakerClient(TargetClient):
         info.endpoint = endpoint_uri(info.runtime.get("region", ""), info.name)
         info.runtime["config"] = release["config"]
         self._save(info)
+        if info.requested != model.requested:
+            # The host keeps the old URI after a canary (on-prem, a canary serves beside the old
+            # version until promoted); SageMaker's canary ends with the new version serving all
+            # traffic, so a later plain `update` must re-resolve the new URI, not the old one.
+            info.requested = model.requested
+            self.context.store.update_row(None, info.name, requested=model.requested)
         return info
 
     def _remove_endpoint(self, info: DeploymentInfo, clients: Clients) -> None:
