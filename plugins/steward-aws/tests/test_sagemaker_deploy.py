@@ -316,3 +316,54 @@ def test_throttling_is_retried_by_botocore_and_explained_when_it_persists(aws, r
         k: set() for k in ("models", "configs", "endpoints", "objects")
     }
     steward("deploy", "delete", "fraud-slow")
+
+
+def test_artifacts_changed_after_registration_are_not_deployed(aws, registry):
+    """The content digest recorded at registration binds the deploy: a version whose files were
+    replaced on the artifact store is refused before anything is made on AWS."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    X = pd.DataFrame(np.eye(3), columns=["x0", "x1", "x2"])
+    model = LogisticRegression().fit(X, [0, 1, 1])
+    mlflow.set_tracking_uri(registry.db_uri)
+    mlflow.set_registry_uri(registry.registry_uri)
+    try:
+        with mlflow.start_run():
+            logged = mlflow.sklearn.log_model(
+                model, name="model", signature=infer_signature(X, model.predict(X))
+            )
+        version = mlflow.register_model(logged.model_uri, "fraud-tampered").version
+        client = MlflowClient(registry.db_uri, registry.registry_uri)
+        location = client.get_model_version_download_uri("fraud-tampered", version)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        import os
+
+        os.environ.update(registry.env())
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    requirements = Path(urlparse(location).path) / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "evil-package==1.0\n")
+    before = aws.resources()
+    out = steward(
+        "deploy",
+        "create",
+        "fraud-tampered",
+        "-m",
+        f"models:/fraud-tampered/{version}",
+        "-t",
+        "steward-sagemaker",
+        *aws.options(),
+        ok=False,
+    )
+    assert "content-digest" in out
+    assert "requirements.txt" in out
+    assert aws.resources() == before
+    assert "fraud-tampered" not in steward("deploy", "list")
