@@ -52,6 +52,8 @@ def deployed(aws: AWS, registry: Registry):
     yield "fraud-r"
     aws.emulator.wait_idle()
     steward("deploy", "delete", "fraud-r")
+    alarms = aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert [a["AlarmName"] for a in alarms if a["AlarmName"].startswith("steward-")] == []
     assert aws.resources("fraud-r") == {
         k: set() for k in ("models", "configs", "endpoints", "objects")
     }
@@ -177,6 +179,51 @@ def test_mlflow_deployments_update_with_a_linear_rollout(aws, registry, deployed
     assert aws.resources(deployed) == recorded(runtime)
     got = mlflow_deployments("get", "-t", "steward-sagemaker", "--name", deployed)
     assert '"version": "2"' in got or "'version': '2'" in got
+
+
+def test_error_rate_max_makes_an_alarm_steward_keeps_and_it_rolls_back(aws, registry, deployed):
+    """The on-prem option's name: steward creates the CloudWatch alarm (5xx share of the new
+    variant), SageMaker watches it; in ALARM during the update, the update is rolled back."""
+    alarm_name = f"steward-{deployed}-error-rate"
+    before = serving_config(aws, deployed)
+    seen = len(aws.emulator.steps)
+    result: dict[str, str] = {}
+
+    def update() -> None:
+        result["out"] = steward(
+            "deploy",
+            "update",
+            deployed,
+            "-m",
+            "models:/fraud/1",
+            "-C",
+            "error_rate_max=0.05",
+            "-C",
+            "wait=3s",
+            "-C",
+            "linear_step=0",  # the linear test's option is recorded on the deployment
+            ok=False,
+        )
+
+    thread = threading.Thread(target=update)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while f"{deployed}: all" not in aws.emulator.steps[seen:]:
+        assert time.monotonic() < deadline, (aws.emulator.steps[seen:], result)
+        time.sleep(0.05)
+    cloudwatch = aws.client("cloudwatch")
+    [made] = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    assert made["Threshold"] == 0.05
+    expressions = [m.get("Expression") for m in made["Metrics"]]
+    assert "IF(calls > 0, errors / calls, 0)" in expressions
+    cloudwatch.set_alarm_state(AlarmName=alarm_name, StateValue="ALARM", StateReason="test")
+    thread.join(timeout=60)
+    assert {"AlarmName": alarm_name} in aws.emulator.updates[-1]["deployment"][
+        "AutoRollbackConfiguration"
+    ]["Alarms"]
+    assert "rolled the update of fraud-r to v1 back" in result["out"]
+    assert serving_config(aws, deployed) == before
+    assert registry.runtime(deployed)["alarms"] == [alarm_name]
 
 
 def test_update_rollback_failed_is_recorded_and_explained(aws, registry, deployed):

@@ -75,6 +75,15 @@ OPTIONS: tuple[Option, ...] = (
         [],
     ),
     Option(
+        "error_rate_max",
+        "number",
+        "steward creates a CloudWatch alarm on the new variant's 5xx share of invocations "
+        "(Invocation5XXErrors / Invocations over error_rate_window) that rolls an update back "
+        "above this fraction; 0: none",
+        0.0,
+    ),
+    Option("error_rate_window", "duration", "the period of that alarm (whole minutes)", "60s"),
+    Option(
         "max_execution",
         "duration",
         "how long SageMaker lets an update run before it rolls it back "

@@ -63,6 +63,13 @@ class SageMakerClient(TargetClient):
             raise DeploymentError("instance_count must be at least 1")
         if int(options["max_attempts"]) < 1:
             raise DeploymentError("max_attempts must be at least 1 (the first call counts)")
+        window = int(options["error_rate_window"])
+        if window % 60 or not window:
+            raise DeploymentError(
+                f"error_rate_window={window}s: CloudWatch alarms read whole minutes (60s, 5m...)"
+            )
+        if not 0 <= float(options["error_rate_max"]) < 1:
+            raise DeploymentError("error_rate_max: a fraction from 0 (no alarm) to below 1")
         recorded = self.context.store.get(name)
         pinned = recorded.runtime.get("pinned", {}) if recorded is not None else {}
         moved = [
@@ -383,7 +390,76 @@ class SageMakerClient(TargetClient):
             return self._serving(info, model, release, clients)
         if release is None or self._config_changed(info, release, clients):
             release = self._release(info, model, clients)
+        self._error_rate_alarm(info, release, config, clients)
         return self._shift(info, model, release, config, clients, doing="updating")
+
+    def _error_rate_alarm(
+        self,
+        info: DeploymentInfo,
+        release: Mapping[str, Any],
+        config: dict[str, Any],
+        clients: Clients,
+    ) -> None:
+        """With ``error_rate_max``, the CloudWatch alarm steward keeps for the deployment: the
+        new variant's 5xx share of invocations over ``error_rate_window``, watched by the
+        update (added to ``AutoRollbackConfiguration``)."""
+        limit = float(info.options["error_rate_max"])
+        if limit <= 0:
+            return
+        name = error_rate_alarm_name(info.name)
+        window = int(info.options["error_rate_window"])
+        dimensions = [
+            {"Name": "EndpointName", "Value": info.name},
+            {"Name": "VariantName", "Value": release["variant"]},
+        ]
+
+        def metric(key: str, metric_name: str) -> dict[str, Any]:
+            return {
+                "Id": key,
+                "ReturnData": False,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SageMaker",
+                        "MetricName": metric_name,
+                        "Dimensions": dimensions,
+                    },
+                    "Period": window,
+                    "Stat": "Sum",
+                },
+            }
+
+        self._say(f"alarm {name}: 5xx share of v{release['version']} above {limit:.1%}")
+        call(
+            f"creating CloudWatch alarm {name}",
+            lambda: clients.cloudwatch.put_metric_alarm(
+                AlarmName=name,
+                AlarmDescription=f"steward: error rate of deployment {info.name}",
+                Metrics=[
+                    metric("errors", "Invocation5XXErrors"),
+                    metric("calls", "Invocations"),
+                    {
+                        "Id": "rate",
+                        "Expression": "IF(calls > 0, errors / calls, 0)",
+                        "Label": "5xx share",
+                        "ReturnData": True,
+                    },
+                ],
+                EvaluationPeriods=1,
+                Threshold=limit,
+                ComparisonOperator="GreaterThanThreshold",
+                TreatMissingData="notBreaching",
+            ),
+        )
+        info.runtime["alarms"] = [name]
+        self._save(info)
+        alarms = config.setdefault("AutoRollbackConfiguration", {"Alarms": []})["Alarms"]
+        if {"AlarmName": name} not in alarms:
+            alarms.append({"AlarmName": name})
+        if len(alarms) > 10:
+            raise DeploymentError(
+                "alarms: with error_rate_max steward adds its own alarm; SageMaker watches at "
+                "most 10 per update: name at most 9"
+            )
 
     def _config_changed(
         self, info: DeploymentInfo, release: Mapping[str, Any], clients: Clients
@@ -494,7 +570,10 @@ class SageMakerClient(TargetClient):
         if release is None or self._config_changed(info, release, clients):
             release = self._release(info, model, clients)
         # Back at once: a rollback does not bake.
-        config = deployment_config({**info.options, "wait": 0, "linear_step": 0}, None)
+        # No alarms either: the version rolled back to must not be rolled back by them.
+        config = deployment_config(
+            {**info.options, "wait": 0, "linear_step": 0, "alarms": []}, None
+        )
         return self._shift(info, model, release, config, clients, doing="rolling back")
 
     def promote_canary(self, info: DeploymentInfo) -> DeploymentInfo:
@@ -511,6 +590,12 @@ class SageMakerClient(TargetClient):
             if not is_missing(exc):
                 raise explain(exc, f"deleting endpoint {info.name}") from exc
         info.runtime.pop("endpoint_arn", None)
+        if info.runtime.get("alarms"):
+            call(
+                f"deleting CloudWatch alarms {info.runtime['alarms']}",
+                lambda: clients.cloudwatch.delete_alarms(AlarmNames=info.runtime["alarms"]),
+            )
+            info.runtime.pop("alarms")
         left = []
         for release in info.runtime.get("releases", []):
             rest = _delete_release(dict(release), clients, self._say)
@@ -617,6 +702,10 @@ class SageMakerClient(TargetClient):
 def endpoint_uri(region: str, name: str) -> str:
     """Where to invoke the endpoint (the SageMaker runtime URL of its region)."""
     return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{name}/invocations"
+
+
+def error_rate_alarm_name(deployment: str) -> str:
+    return f"steward-{deployment}-error-rate"
 
 
 def capture_destination(options: Mapping[str, Any]) -> str:
