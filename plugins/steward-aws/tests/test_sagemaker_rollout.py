@@ -218,12 +218,27 @@ def test_error_rate_max_makes_an_alarm_steward_keeps_and_it_rolls_back(aws, regi
     assert "IF(calls > 0, errors / calls, 0)" in expressions
     cloudwatch.set_alarm_state(AlarmName=alarm_name, StateValue="ALARM", StateReason="test")
     thread.join(timeout=60)
+    cloudwatch.set_alarm_state(AlarmName=alarm_name, StateValue="OK", StateReason="test")
     assert {"AlarmName": alarm_name} in aws.emulator.updates[-1]["deployment"][
         "AutoRollbackConfiguration"
     ]["Alarms"]
     assert "rolled the update of fraud-r to v1 back" in result["out"]
     assert serving_config(aws, deployed) == before
     assert registry.runtime(deployed)["alarms"] == [alarm_name]
+
+
+def test_changing_instances_of_the_served_version_makes_a_new_config(aws, registry, deployed):
+    before = registry.runtime(deployed)
+    served = json.loads(steward("deploy", "get", deployed, "--json"))["version"]
+    steward("deploy", "update", deployed, "-m", f"models:/fraud/{served}", "-C", "wait=0s")
+    assert registry.runtime(deployed)["config"] == before["config"]  # nothing to do
+    steward("deploy", "update", deployed, "-m", f"models:/fraud/{served}", "-C", "instance_count=3")
+    runtime = registry.runtime(deployed)
+    assert runtime["config"] != before["config"]
+    config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=runtime["config"])
+    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 3
+    assert serving_config(aws, deployed) == runtime["config"]
+    assert aws.resources(deployed) == recorded(runtime)
 
 
 def test_update_rollback_failed_is_recorded_and_explained(aws, registry, deployed):

@@ -383,12 +383,13 @@ class SageMakerClient(TargetClient):
         clients = self._clients(info)
         current = info.runtime.get("config")
         release = self._find_release(info, model.version)
-        reuse = release is not None and release["config"] == current and traffic is None
-        if reuse and release is not None:
-            # Same version, same config: only the options changed (nothing to shift).
-            self._say(f"endpoint {info.name} already serves v{model.version}")
+        if release is not None and self._config_changed(info, release, clients):
+            release = None  # instances or capture changed: a new config
+        if release is not None and release["config"] == current and traffic is None:
+            # Same version, same config: nothing to shift.
+            self._say(f"endpoint {info.name} already serves v{model.version} as configured")
             return self._serving(info, model, release, clients)
-        if release is None or self._config_changed(info, release, clients):
+        if release is None:
             release = self._release(info, model, clients)
         self._error_rate_alarm(info, release, config, clients)
         return self._shift(info, model, release, config, clients, doing="updating")
