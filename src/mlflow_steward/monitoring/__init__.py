@@ -23,3 +23,6 @@ NO_VERDICT = ("invalid", "insufficient data", "error")
 LABEL = "__label__"
 PREDICTION = "__prediction__"
 REQUEST_ID = "__request_id__"
+#: ``DataFrame.attrs`` key of notes a data source has on the data it read (the verdict's quality
+#: findings repeat them), e.g. that a request log was read in its slow 0.1.0 format.
+NOTES = "steward.notes"

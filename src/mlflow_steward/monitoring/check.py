@@ -17,6 +17,7 @@ from mlflow_steward.monitoring import (
     LABEL,
     LAST_RUN_TAG,
     MONITOR_ACTOR,
+    NOTES,
     PREDICTION,
     REQUEST_ID,
     STATUS_TAG,
@@ -99,12 +100,15 @@ def check_current(
     target = f"models:/{name}/{version}"
     baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
     served = current
+    notes = list(getattr(current, "attrs", {}).get(NOTES, []))
     current = current.drop(columns=[REQUEST_ID], errors="ignore")
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
     if PREDICTION in reference and PREDICTION not in current:
         reference = reference.drop(columns=[PREDICTION])
     settings.setdefault("detectors", session.pm.hooks.detectors())
     verdict = judge(reference, current, **settings)
+    if notes:  # how the data was read (e.g. a request log in the slow 0.1.0 format)
+        verdict = replace(verdict, quality=[*verdict.quality, *notes])
     if labels is not None and verdict.status in (HEALTHY, DRIFT):
         performance = realised(
             served,

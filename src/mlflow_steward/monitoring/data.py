@@ -5,14 +5,13 @@ and request id)."""
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlflow_steward.errors import MonitoringError
-from mlflow_steward.monitoring import PREDICTION, REQUEST_ID
+from mlflow_steward.monitoring import NOTES
 
 if TYPE_CHECKING:
     from mlflow_steward.plugins.services import StewardServices
@@ -37,63 +36,33 @@ def read_table(path: Any, source: Any = None) -> pd.DataFrame:
     raise MonitoringError(f"{path}: unknown file type {suffix!r}; use .csv, .parquet or .jsonl")
 
 
-def _rows(payload: dict[str, Any]) -> pd.DataFrame:
-    if "dataframe_split" in payload:
-        split = payload["dataframe_split"]
-        return pd.DataFrame(split["data"], columns=split.get("columns"))
-    if "dataframe_records" in payload:
-        return pd.DataFrame(payload["dataframe_records"])
-    for key in ("inputs", "instances"):
-        if key in payload:
-            value = payload[key]
-            if isinstance(value, dict):  # columns -> values
-                return pd.DataFrame(value)
-            return pd.DataFrame(value if isinstance(value, list) else [value])
-    raise ValueError(f"unknown payload keys {sorted(payload)}")
-
-
 def read_request_logs(
     directory: Path, version: str | None = None, since: float | None = None
 ) -> pd.DataFrame:
     """Rows of every successful logged request (payloads logged), with predictions; only those
     answered by ``version`` when given (a deployment's log holds every version it served), and
-    only those newer than ``since`` (UNIX time) when given."""
-    from datetime import datetime
+    only those newer than ``since`` (UNIX time) when given. Columnar segments are scanned with
+    the filter pushed down; segments of the 0.1.0 format are read request by request, and
+    ``frame.attrs["steward.notes"]`` says so (the verdict repeats it)."""
+    from mlflow_steward.deployment.onprem.reqlog import read_rows
 
-    from mlflow_steward.deployment.onprem.reqlog import read_request_log
-
-    frames = []
-    skipped = 0
-    for record in read_request_log(directory):
-        if record.get("status") != 200 or not record.get("request"):
-            skipped += 1
-            continue
-        if version is not None and str(record.get("version")) != str(version):
-            skipped += 1
-            continue
-        if since is not None and datetime.fromisoformat(record["ts"]).timestamp() < since:
-            skipped += 1
-            continue
-        try:
-            rows = _rows(json.loads(record["request"]))
-            answer = json.loads(record["response"] or "{}")
-            predictions = answer.get("predictions") if isinstance(answer, dict) else answer
-        except (ValueError, KeyError, TypeError, AttributeError):
-            skipped += 1
-            continue
-        if isinstance(predictions, list) and len(predictions) == len(rows):
-            rows[PREDICTION] = predictions
-        rows[REQUEST_ID] = record["request_id"]
-        frames.append(rows)
-    if not frames:
+    try:
+        window = read_rows(directory, version, since)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
+        raise MonitoringError(
+            f"cannot read the request log in {directory}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if window.frame is None or not len(window.frame):
         raise MonitoringError(
             f"no request with a logged payload in {directory}"
             + (f" answered by version {version}" if version is not None else "")
             + (" in the window" if since is not None else "")
-            + f" ({skipped} records skipped: other versions, failed or older requests, or "
+            + f" ({window.skipped} rows skipped: other versions, failed or older requests, or "
             "payload logging switched off)"
         )
-    return pd.concat(frames, ignore_index=True)
+    frame = window.frame
+    frame.attrs[NOTES] = list(window.notes)
+    return frame
 
 
 def read_current(spec: str, version: str | None = None, since: float | None = None) -> pd.DataFrame:

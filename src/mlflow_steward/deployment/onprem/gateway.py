@@ -12,7 +12,8 @@ It owns the deployment's port and supervises MLflow scoring servers ("slots") on
   (5xx and unreachable) over ``error_rate_window`` exceeds ``error_rate_max`` is switched back to the
   previous one and the deployment records why;
 * **request logging**: every request and response, with ``X-Request-Id`` (kept when the client sends
-  one) and a timestamp, goes to rotating JSONL or Parquet files.
+  one) and a timestamp, goes to rotating JSONL or Parquet files, the model's input columns as
+  columns (``reqlog.py``).
 
 The admin API (status, rollout, promote, rollback, shutdown) listens on a separate port on
 ``admin_host`` and needs the deployment's admin token. The gateway reads and writes the deployment's
@@ -50,7 +51,7 @@ from mlflow_steward.deployment.onprem.ports import (
     gateway_alive,
     log_tail,
 )
-from mlflow_steward.deployment.onprem.reqlog import RequestLog
+from mlflow_steward.deployment.onprem.reqlog import RequestLog, read_signature
 from mlflow_steward.deployment.onprem.rollouts import Rollouts
 from mlflow_steward.deployment.onprem.slots import Slot, SlotFailed, is_model_error, scoring_error
 from mlflow_steward.records.deployments import DeploymentStore
@@ -171,6 +172,8 @@ class Gateway(Rollouts, AdminAPI):
             await self.stop_slot(slot, drain=0)
             raise
         self.say(f"v{version} passed the health gate")
+        if self.reqlog is not None:  # its input columns are logged typed by its signature
+            self.reqlog.set_signature(version, read_signature(model_path))
         return slot
 
     async def _wait_ready(self, slot: Slot) -> None:

@@ -1,28 +1,43 @@
 """The gateway's request log: every request and response, with request id and timestamp, in
-rotating JSONL or Parquet files (the production data that monitoring reads).
+rotating Parquet or JSONL segments (the production data that monitoring reads).
 
-Serving never waits for the disk: records go to an in-memory buffer that a background thread
-writes out every ``flush_seconds``. A JSONL segment is appended to as it fills; a Parquet segment is
-written whole when it rotates (after ``rotate_rows`` rows or ``rotate_seconds``) and at shutdown.
-File names sort by time: ``requests-<UTC start>-<pid>-<n>.<ext>``. Payloads can be sampled
-(``payload_sample`` in [0, 1]) or switched off (``0``); the metadata of every request is kept.
+Since 0.2.0 a segment holds one **row per input row** of a request, with the model's input columns
+as columns (typed from the model's signature when it has one) beside the request's metadata
+(``__request_id__``, ``__ts__``, ``__version__``, ``__status__``, ... and ``__prediction__``), so
+monitoring reads a window with one columnar scan filtered on version and time
+(:func:`read_rows`). Such segments are named ``requests-<UTC start>-<pid>-<n>.rows.<ext>``.
+Segments written by 0.1.0 (``requests-...-<n>.jsonl|parquet``: one record per request with the
+payload as text) are still read, request by request (:func:`read_request_log`, and
+:func:`read_rows` with a note).
+
+Serving never waits for the disk nor for decoding: ``add`` puts the raw request in an in-memory
+buffer; a background thread decodes the buffered requests into rows every ``flush_seconds`` and
+writes them out. A JSONL segment is appended to as it fills; a Parquet segment is written whole
+when it rotates (after ``rotate_rows`` rows or ``rotate_seconds``) and at shutdown. File names sort
+by time. Payloads can be sampled (``payload_sample`` in [0, 1]) or switched off (``0``); the
+metadata of every request is kept (one row without input columns). A request whose payload cannot
+be decoded into columns (not JSON, an unknown layout, a failed request) keeps its bodies as text
+in ``__request__`` and ``__response__``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import random
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 _logger = logging.getLogger(__name__)
 
-#: Columns of every record, in file order.
+#: Columns of every record of :func:`read_request_log`, in file order (the 0.1.0 format).
 COLUMNS = (
     "request_id",
     "ts",
@@ -34,6 +49,80 @@ COLUMNS = (
     "request",
     "response",
 )
+
+#: The metadata columns of a row segment. Input columns of a model never take these names (a
+#: request that uses one is kept as text).
+REQUEST_ID, TS, DEPLOYMENT, VERSION, STATUS = (
+    "__request_id__",
+    "__ts__",
+    "__deployment__",
+    "__version__",
+    "__status__",
+)
+LATENCY, CONTENT_TYPE, ROW, PREDICTION = (
+    "__latency_ms__",
+    "__content_type__",
+    "__row__",
+    "__prediction__",
+)
+RAW_REQUEST, RAW_RESPONSE = "__request__", "__response__"
+META = (
+    REQUEST_ID,
+    TS,
+    DEPLOYMENT,
+    VERSION,
+    STATUS,
+    LATENCY,
+    CONTENT_TYPE,
+    ROW,
+    PREDICTION,
+    RAW_REQUEST,
+    RAW_RESPONSE,
+)
+#: The infix that marks a row segment's name.
+ROWS = ".rows"
+
+#: MLflow column types (a signature's ``inputs``) -> pyarrow type names.
+_SIGNATURE_TYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool_",
+    "string": "string",
+    "binary": "binary",
+    "datetime": "timestamp_us",
+}
+
+
+def read_signature(model_path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The input columns of the model at ``model_path`` and their MLflow types (``double``,
+    ``long``, ...) from its ``MLmodel`` file, or None when it has no column signature (none, or
+    tensors). Reads the YAML only: the gateway imports no MLflow."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((Path(model_path) / "MLmodel").read_text())
+        inputs = json.loads(meta["signature"]["inputs"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+    if not isinstance(inputs, list) or not all(
+        isinstance(c, dict) and c.get("name") and c.get("type") in _SIGNATURE_TYPES for c in inputs
+    ):
+        return None
+    return {str(c["name"]): str(c["type"]) for c in inputs}
+
+
+@dataclass
+class _Pending:
+    request_id: str
+    ts: datetime
+    version: str
+    status: int
+    latency_ms: float
+    content_type: str | None
+    request: bytes | None
+    response: bytes | None
 
 
 class RequestLog:
@@ -62,9 +151,12 @@ class RequestLog:
         self.rotate_rows = rotate_rows
         self.rotate_seconds = rotate_seconds
         self.flush_seconds = flush_seconds
-        self._buffer: list[dict[str, Any]] = []
+        #: Input column types by version (from the model's signature), see :meth:`set_signature`.
+        self.signatures: dict[str, dict[str, str]] = {}
+        self._buffer: list[_Pending] = []
         self._lock = threading.Lock()
-        self._segment: list[dict[str, Any]] = []  # parquet rows of the open segment
+        self._write_lock = threading.Lock()  # the flush thread and close() both write
+        self._segment: list[dict[str, Any]] = []  # rows of the open segment not yet written
         self._segment_path: Path | None = None
         self._segment_rows = 0
         self._segment_started = 0.0
@@ -72,6 +164,12 @@ class RequestLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steward-request-log", daemon=True)
         self._thread.start()
+
+    def set_signature(self, version: str, signature: Mapping[str, str] | None) -> None:
+        """Type the input columns of requests ``version`` answers (MLflow type names by column,
+        :func:`read_signature`); without one, types are taken from the values."""
+        if signature:
+            self.signatures[str(version)] = dict(signature)
 
     def add(
         self,
@@ -87,19 +185,18 @@ class RequestLog:
         keep = self.payload_sample >= 1.0 or (
             self.payload_sample > 0.0 and random.random() < self.payload_sample
         )
-        record = {
-            "request_id": request_id,
-            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "deployment": self.deployment,
-            "version": version,
-            "status": status,
-            "latency_ms": round(latency_ms, 3),
-            "content_type": content_type,
-            "request": request.decode("utf-8", "replace") if keep else None,
-            "response": response.decode("utf-8", "replace") if keep else None,
-        }
+        pending = _Pending(
+            request_id,
+            datetime.now(UTC),
+            str(version),
+            status,
+            latency_ms,
+            content_type,
+            request if keep else None,
+            response if keep else None,
+        )
         with self._lock:
-            self._buffer.append(record)
+            self._buffer.append(pending)
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -107,18 +204,20 @@ class RequestLog:
 
     def flush(self) -> None:
         with self._lock:
-            records, self._buffer = self._buffer, []
+            pending, self._buffer = self._buffer, []
         try:
-            self._write(records)
+            with self._write_lock:
+                self._write(pending)
         except Exception:
-            _logger.exception("request log: %d records could not be written", len(records))
+            _logger.exception("request log: %d requests could not be written", len(pending))
 
     def _new_segment(self) -> Path:
         self._counter += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self._segment_started = time.monotonic()
         self._segment_rows = 0
-        return self.directory / f"requests-{stamp}-{os.getpid()}-{self._counter}.{self.fmt}"
+        name = f"requests-{stamp}-{os.getpid()}-{self._counter}{ROWS}.{self.fmt}"
+        return self.directory / name
 
     def _due(self) -> bool:
         return self._segment_path is not None and (
@@ -126,14 +225,15 @@ class RequestLog:
             or time.monotonic() - self._segment_started >= self.rotate_seconds
         )
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def _write(self, pending: list[_Pending]) -> None:
         if self._due():
             self._close_segment()
-        for record in records:
+        for item in pending:
+            rows = decode(item, self.deployment, self.signatures.get(item.version))
             if self._segment_path is None:
                 self._segment_path = self._new_segment()
-            self._segment.append(record)
-            self._segment_rows += 1
+            self._segment.extend(rows)
+            self._segment_rows += len(rows)
             if self._segment_rows >= self.rotate_rows:
                 self._close_segment()
         if self.fmt == "jsonl" and self._segment and self._segment_path is not None:
@@ -148,51 +248,479 @@ class RequestLog:
         if self.fmt == "jsonl":
             _append_jsonl(path, rows)
             return
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(rows, schema=_parquet_schema(pa))
+        table = rows_table(rows, self._types())
         tmp = path.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)  # readers never see a half-written file
+
+    def _types(self) -> dict[str, str]:
+        types: dict[str, str] = {}
+        for signature in self.signatures.values():
+            for name, kind in signature.items():
+                types.setdefault(name, kind)
+        return types
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
         self.flush()
-        self._close_segment()
+        with self._write_lock:
+            self._close_segment()
+
+
+# -- decoding a request into rows --------------------------------------------------------------
+
+
+class _NotColumns(ValueError):
+    """The payload is not a table of named scalar columns."""
+
+
+def _scalar(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def _named(count: int, signature: Mapping[str, str] | None) -> list[str]:
+    names = list(signature or ())
+    return names if len(names) == count else [str(i) for i in range(count)]
+
+
+def _table_of(payload: Any, signature: Mapping[str, str] | None) -> tuple[list[str], list[list]]:
+    """(column names, rows) of a scoring request in any of MLflow's JSON layouts."""
+    if not isinstance(payload, dict):
+        raise _NotColumns("not a JSON object")
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        data = split["data"]
+        rows = [r if isinstance(r, list) else [r] for r in data]
+        width = len(rows[0]) if rows else 0
+        columns = split.get("columns") or _named(width, signature)
+        return [str(c) for c in columns], rows
+    if "dataframe_records" in payload:
+        return _records(payload["dataframe_records"])
+    for key in ("inputs", "instances"):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, dict):  # columns -> values
+                columns = [str(c) for c in value]
+                lists = [v if isinstance(v, list) else [v] for v in value.values()]
+                return columns, [list(r) for r in zip(*lists, strict=True)]
+            value = value if isinstance(value, list) else [value]
+            if value and all(isinstance(v, dict) for v in value):
+                return _records(value)
+            rows = [v if isinstance(v, list) else [v] for v in value]
+            return _named(len(rows[0]) if rows else 0, signature), rows
+    raise _NotColumns(f"unknown payload keys {sorted(payload)}")
+
+
+def _records(records: Any) -> tuple[list[str], list[list]]:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _NotColumns("dataframe_records is not a list of objects")
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(map(str, record)))
+    names = list(columns)
+    return names, [[record.get(c) for c in names] for record in records]
+
+
+_NUMBERS = {"double": float, "float": float}
+
+
+def decode(
+    item: _Pending, deployment: str, signature: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of one logged request: one per input row of a successful request whose payload
+    is a table, else one row of metadata (with the bodies as text when they were logged)."""
+    base: dict[str, Any] = {
+        REQUEST_ID: item.request_id,
+        TS: item.ts,
+        DEPLOYMENT: deployment,
+        VERSION: item.version,
+        STATUS: item.status,
+        LATENCY: round(item.latency_ms, 3),
+        CONTENT_TYPE: item.content_type,
+    }
+    if item.request is None:
+        return [base]
+    if item.status == 200:
+        try:
+            columns, rows = _table_of(json.loads(item.request), signature)
+            if not rows or any(len(r) != len(columns) for r in rows):
+                raise _NotColumns("rows of different widths")
+            if any(c in META for c in columns):
+                raise _NotColumns("a column named like a metadata column")
+            answer = json.loads(item.response or b"{}")
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            pass
+        else:
+            predictions = answer.get("predictions") if isinstance(answer, dict) else answer
+            if not (isinstance(predictions, list) and len(predictions) == len(rows)):
+                predictions = [None] * len(rows)
+            casts = [_NUMBERS.get((signature or {}).get(c, "")) for c in columns]
+            out = []
+            for i, (values, prediction) in enumerate(zip(rows, predictions, strict=True)):
+                row = {**base, ROW: i, PREDICTION: _scalar(prediction)}
+                for name, value, cast in zip(columns, values, casts, strict=True):
+                    if cast is not None and isinstance(value, int) and not isinstance(value, bool):
+                        value = cast(value)  # 1 in a double column stays a double
+                    row[name] = _scalar(value)
+                out.append(row)
+            return out
+    return [
+        {
+            **base,
+            RAW_REQUEST: item.request.decode("utf-8", "replace"),
+            RAW_RESPONSE: None
+            if item.response is None
+            else item.response.decode("utf-8", "replace"),
+        }
+    ]
+
+
+def _pa_type(pa: Any, kind: str | None) -> Any:
+    name = _SIGNATURE_TYPES.get(kind or "")
+    if name is None:
+        return None
+    if name == "timestamp_us":
+        return pa.timestamp("us")
+    return getattr(pa, name)()
+
+
+def rows_table(rows: list[dict[str, Any]], types: Mapping[str, str] | None = None) -> Any:
+    """A pyarrow table of decoded rows: metadata typed, input columns typed by ``types`` (MLflow
+    type names) where the values allow, else by their values (text when they are mixed)."""
+    import pyarrow as pa
+
+    fixed = {
+        REQUEST_ID: pa.string(),
+        TS: pa.timestamp("us", tz="UTC"),
+        DEPLOYMENT: pa.string(),
+        VERSION: pa.string(),
+        STATUS: pa.int32(),
+        LATENCY: pa.float64(),
+        CONTENT_TYPE: pa.string(),
+        ROW: pa.int32(),
+        RAW_REQUEST: pa.string(),
+        RAW_RESPONSE: pa.string(),
+    }
+    names: dict[str, None] = dict.fromkeys(fixed)
+    for row in rows:
+        if len(row) > len(names) or any(k not in names for k in row):
+            names.update(dict.fromkeys(row))
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        wanted = fixed.get(name) or _pa_type(pa, (types or {}).get(name))
+        arrays.append(_array(pa, values, wanted))
+    return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def _array(pa: Any, values: list[Any], wanted: Any) -> Any:
+    if wanted is not None:
+        try:
+            return pa.array(values, type=wanted)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+            pass  # a value the signature does not allow: keep what was sent
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    return str(value)
 
 
 def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+        handle.writelines(
+            json.dumps(
+                {k: v for k, v in r.items() if v is not None},
+                separators=(",", ":"),
+                default=_json_default,
+            )
+            + "\n"
+            for r in rows
+        )
 
 
-def _parquet_schema(pa: Any) -> Any:
-    return pa.schema(
-        [
-            ("request_id", pa.string()),
-            ("ts", pa.string()),
-            ("deployment", pa.string()),
-            ("version", pa.string()),
-            ("status", pa.int32()),
-            ("latency_ms", pa.float64()),
-            ("content_type", pa.string()),
-            ("request", pa.string()),
-            ("response", pa.string()),
-        ]
+# -- reading -----------------------------------------------------------------------------------
+
+
+def is_rows_segment(path: Path) -> bool:
+    return ROWS in path.suffixes
+
+
+def segments(directory: str | os.PathLike[str]) -> list[Path]:
+    """Every finished segment under ``directory`` (both layouts), in time order."""
+    return sorted(
+        p
+        for p in Path(directory).glob("requests-*")
+        if p.suffix in (".jsonl", ".parquet") and p.is_file()
     )
 
 
+def _legacy_records(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.endswith("\n")]
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def _complete_lines(path: Path) -> bytes:
+    """A JSONL segment up to its last complete line (the gateway may be appending to it)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n")
+    return data[: end + 1] if end >= 0 else b""
+
+
+def read_jsonl_rows(paths: list[Path]) -> Any:
+    """One pyarrow table of row-layout JSONL segments (parsed by pyarrow, in parallel)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    options = pj.ReadOptions(block_size=8 << 20)
+    blobs = [b for b in (_complete_lines(p) for p in paths) if b]
+    if not blobs:
+        return None
+    try:
+        table = pj.read_json(pa.BufferReader(b"".join(blobs)), read_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Segments that disagree on a column's type (one version sent 1, another "a"): read
+        # each on its own and widen.
+        tables = [pj.read_json(pa.BufferReader(b), read_options=options) for b in blobs]
+        table = pa.concat_tables(tables, promote_options="permissive")
+    if TS in table.column_names and pa.types.is_string(table.schema.field(TS).type):
+        stamps = table[TS].cast(pa.timestamp("us", tz="UTC"))  # ISO 8601 with offset
+        table = table.set_column(table.schema.get_field_index(TS), TS, stamps)
+    return table
+
+
+def _rows_records(table: Any) -> Iterator[dict[str, Any]]:
+    """0.1.0-style records (one per request) rebuilt from rows: the request as
+    ``dataframe_split`` of its input columns, the response as its predictions."""
+    meta = set(META)
+    current: list[dict[str, Any]] = []
+
+    def record(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        first = rows[0]
+        ts = first[TS]
+        out = {
+            "request_id": first[REQUEST_ID],
+            "ts": ts.isoformat(timespec="microseconds") if isinstance(ts, datetime) else ts,
+            "deployment": first[DEPLOYMENT],
+            "version": first[VERSION],
+            "status": first[STATUS],
+            "latency_ms": first[LATENCY],
+            "content_type": first.get(CONTENT_TYPE),
+            "request": first.get(RAW_REQUEST),
+            "response": first.get(RAW_RESPONSE),
+        }
+        if first.get(ROW) is not None:
+            columns = [
+                c for c in first if c not in meta and any(r.get(c) is not None for r in rows)
+            ]
+            data = [[r.get(c) for c in columns] for r in rows]
+            out["request"] = json.dumps(
+                {"dataframe_split": {"columns": columns, "data": data}}, default=_json_default
+            )
+            out["response"] = json.dumps({"predictions": [r.get(PREDICTION) for r in rows]})
+        return out
+
+    for row in table.to_pylist():
+        if current and (row.get(ROW) in (None, 0) or row[REQUEST_ID] != current[0][REQUEST_ID]):
+            yield record(current)
+            current = []
+        current.append(row)
+    if current:
+        yield record(current)
+
+
 def read_request_log(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every record under ``directory`` in time order (JSONL and Parquet segments)."""
+    """Every request under ``directory`` as a record of :data:`COLUMNS`, in time order (both
+    layouts; from row segments the request body is rebuilt as ``dataframe_split``). A helper for
+    tests and scripts; monitoring reads windows with :func:`read_rows`."""
     out: list[dict[str, Any]] = []
-    for path in sorted(Path(directory).glob("requests-*")):
+    for path in segments(directory):
+        if not is_rows_segment(path):
+            out.extend(_legacy_records(path))
+            continue
         if path.suffix == ".jsonl":
-            with open(path, encoding="utf-8") as handle:
-                out.extend(json.loads(line) for line in handle if line.endswith("\n"))
-        elif path.suffix == ".parquet":
+            table = read_jsonl_rows([path])
+        else:
             import pyarrow.parquet as pq
 
-            out.extend(pq.read_table(path).to_pylist())
+            table = pq.read_table(path)
+        if table is not None:
+            out.extend(_rows_records(table))
+    out.sort(key=lambda r: r["ts"])
     return out
+
+
+@dataclass
+class Window:
+    """The rows of a window of a request log: input columns, ``__prediction__`` and
+    ``__request_id__`` (a pandas DataFrame), and notes on how it was read."""
+
+    frame: Any
+    notes: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _filter(version: str | None, since: float | None) -> Any:
+    import pyarrow.compute as pc
+
+    condition = pc.field(STATUS) == 200
+    condition &= pc.field(ROW).is_valid()
+    if version is not None:
+        condition &= pc.field(VERSION) == str(version)
+    if since is not None:
+        condition &= pc.field(TS) >= _stamp(since)
+    return condition
+
+
+def _stamp(since: float) -> Any:
+    import pyarrow as pa
+
+    return pa.scalar(int(since * 1_000_000), type=pa.timestamp("us", tz="UTC"))
+
+
+def _wanted(names: Iterable[str]) -> list[str]:
+    """The columns monitoring reads: input columns, then the prediction and the request id."""
+    names = list(names)
+    features = [c for c in names if c not in META]
+    return features + [c for c in (PREDICTION, REQUEST_ID) if c in names]
+
+
+def _scan(paths: list[Path], version: str | None, since: float | None) -> tuple[Any, int]:
+    """The matching rows of row segments as one pyarrow table (input columns, prediction, request
+    id), and how many rows did not match (counted only when none did: for the error message)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    tables = []
+    parquet = [p for p in paths if p.suffix == ".parquet"]
+    jsonl = [p for p in paths if p.suffix == ".jsonl"]
+    condition = _filter(version, since)
+    if parquet:
+        schema = pa.unify_schemas(
+            [pq.read_schema(p) for p in parquet], promote_options="permissive"
+        )
+        dataset = ds.dataset([str(p) for p in parquet], schema=schema, format="parquet")
+        tables.append(dataset.to_table(columns=_wanted(schema.names), filter=condition))
+    if jsonl:
+        table = read_jsonl_rows(jsonl)
+        if table is not None and STATUS in table.column_names:
+            if ROW not in table.column_names:  # only metadata rows were logged
+                table = table.append_column(ROW, pa.nulls(table.num_rows, pa.int32()))
+            tables.append(table.filter(condition).select(_wanted(table.column_names)))
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in parquet)
+        if jsonl:
+            total += sum(_complete_lines(p).count(b"\n") for p in jsonl)
+        return None, total
+    if len(tables) == 1:
+        return tables[0], 0
+    return pa.concat_tables(tables, promote_options="permissive"), 0
+
+
+def _may_hold(paths: list[Path], since: float) -> list[Path]:
+    """The segments that may hold rows logged at or after ``since``: a segment is written
+    before the same process opens its next one, so when that next one was opened before
+    ``since``, every row of the earlier one is older (names carry the start time and pid)."""
+    by_writer: dict[str, list[tuple[datetime, Path]]] = {}
+    for path in paths:
+        parts = path.name.split(".")[0].split("-")  # requests, stamp, pid, n
+        try:
+            started = datetime.strptime(parts[1], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        except (IndexError, ValueError):
+            return paths  # a name this reader did not write: read everything
+        by_writer.setdefault(parts[2], []).append((started, path))
+    keep = set(paths)
+    for written in by_writer.values():
+        written.sort(key=lambda pair: (pair[0], pair[1].name))
+        for (_, path), (next_started, _) in itertools.pairwise(written):
+            if next_started.timestamp() < since:
+                keep.discard(path)
+    return [p for p in paths if p in keep]
+
+
+def read_rows(
+    directory: str | os.PathLike[str], version: str | None = None, since: float | None = None
+) -> Window:
+    """The rows of successful requests with a logged payload under ``directory``: only those
+    ``version`` answered, when given, and only those logged at or after ``since`` (UNIX time),
+    when given. Row segments are scanned as columns (the filter pushed into the Parquet reader);
+    0.1.0 segments are read request by request, and a note says so."""
+    import pandas as pd
+
+    paths = segments(directory)
+    if since is not None:
+        paths = _may_hold(paths, since)
+    rows = [p for p in paths if is_rows_segment(p)]
+    legacy = [p for p in paths if not is_rows_segment(p)]
+    frames: list[pd.DataFrame] = []
+    notes: list[str] = []
+    skipped = 0
+    if rows:
+        table, skipped = _scan(rows, version, since)
+        if table is not None:
+            # Columns of other versions' models (null in every row here) are not this one's.
+            keep = [c for c in table.column_names if table[c].null_count < table.num_rows]
+            frames.append(table.select(keep).to_pandas())
+    if legacy:
+        frame, dropped = _legacy_rows(legacy, version, since)
+        skipped += dropped
+        if frame is not None:
+            frames.append(frame)
+        notes.append(
+            f"{len(legacy)} request-log segment(s) in the 0.1.0 per-request format were read "
+            "request by request (slow); segments written since 0.2.0 are columnar"
+        )
+    if not frames:
+        return Window(None, notes, skipped)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return Window(frame, notes, skipped)
+
+
+def _legacy_rows(
+    paths: Iterable[Path], version: str | None, since: float | None
+) -> tuple[Any, int]:
+    """0.1.0 segments: each request's payload decoded on its own (as 0.1.0 read them)."""
+    import pandas as pd
+
+    frames = []
+    skipped = 0
+    for path in paths:
+        for record in _legacy_records(path):
+            if record.get("status") != 200 or not record.get("request"):
+                skipped += 1
+                continue
+            if version is not None and str(record.get("version")) != str(version):
+                skipped += 1
+                continue
+            if since is not None and datetime.fromisoformat(record["ts"]).timestamp() < since:
+                skipped += 1
+                continue
+            try:
+                columns, values = _table_of(json.loads(record["request"]), None)
+                rows = pd.DataFrame(values, columns=columns)
+                answer = json.loads(record["response"] or "{}")
+                predictions = answer.get("predictions") if isinstance(answer, dict) else answer
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                skipped += 1
+                continue
+            if isinstance(predictions, list) and len(predictions) == len(rows):
+                rows[PREDICTION] = predictions
+            rows[REQUEST_ID] = record["request_id"]
+            frames.append(rows)
+    if not frames:
+        return None, skipped
+    return pd.concat(frames, ignore_index=True), skipped
