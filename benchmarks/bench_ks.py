@@ -1,8 +1,10 @@
 """Built-in two-sample KS over many columns vs scipy's ks_2samp (and alibi-detect's KSDrift where
 it is installed), and vs the time numpy needs just to sort the same data.
 
-Bars (issue: monitoring): statistics identical to scipy/KSDrift (absolute difference < 1e-9),
-p-values within 1e-3, at least 5x faster than KSDrift (median of 5 runs), at most 2x numpy's sort.
+Bars (issue 15): statistics identical to scipy/KSDrift (absolute difference < 1e-9), p-values
+within 1e-3, at most 1.5x numpy's sort of the same data in the core environment (numpy 2, whose
+float32 sort is vectorised), at least 10x faster than KSDrift in the alibi-detect environment
+(medians of 5 runs).
 alibi-detect is not a core dependency (BSL-licensed, numpy<2): without it, this script measures
 scipy only and says so; run it in the alibi-detect plugin's tox environment for the KSDrift ratio.
 
@@ -69,7 +71,7 @@ def main() -> int:
         ("numpy sort of the same data", t_sort, f"ratio steward/sort {t_ours / t_sort:.2f}x"),
         ("scipy ks_2samp per column", t_scipy, f"steward is {t_scipy / t_ours:.1f}x faster"),
     ]
-    met = d_diff < 1e-9 and p_diff < 1e-3 and t_ours <= 2 * t_sort
+    met = d_diff < 1e-9 and p_diff < 1e-3 and t_ours <= 1.5 * t_sort
     try:
         from alibi_detect.cd import KSDrift
     except ImportError:
@@ -90,7 +92,7 @@ def main() -> int:
                 f"|p| diff {kp:.1e}",
             )
         )
-        met = met and kdiff < 1e-9 and kp < 1e-3 and t_alibi >= 5 * t_ours
+        met = met and kdiff < 1e-9 and kp < 1e-3 and t_alibi >= 10 * t_ours
 
     print("\n| what | median time | note |\n|---|---|---|")
     for name, seconds, note in rows:
@@ -100,7 +102,7 @@ def main() -> int:
         f"{p_diff:.1e} (bar < 1e-3); p-value method: {ours.method}"
     )
     print(
-        f"steward/sort {t_ours / t_sort:.2f}x (bar <= 2x)"
+        f"steward/sort {t_ours / t_sort:.2f}x (bar <= 1.5x, numpy {np.__version__})"
         + ("" if kdiff is not None else "; KSDrift ratio not measured here")
     )
     print("bar met" if met else "bar MISSED")

@@ -1,9 +1,16 @@
 """Two-sample statistics over many columns at once (numpy/scipy only).
 
 ``ks_columns`` computes the two-sided Kolmogorov-Smirnov statistic of every column of a reference
-and a current sample. The statistic equals ``scipy.stats.ks_2samp``'s to the last bit (same
-empirical CDFs, ties included), but each column costs one sort per sample, one ``searchsorted``
-and a few linear passes instead of scipy's two searches over the concatenated data.
+and a current sample, equal to ``scipy.stats.ks_2samp``'s (same empirical CDFs, ties included).
+Per column it costs one vectorised sort and a few linear passes: each value becomes an unsigned
+integer key that sorts as the number does (``-0.0`` as ``0.0``), with its lowest bit saying which
+sample it came from; both samples are sorted together, a running count of the current sample's
+keys gives both empirical CDFs at every position, and the largest difference is read at the ends
+of runs of equal values (where scipy evaluates them). numpy 2 sorts 32- and 64-bit integers with
+SIMD, so this is about as fast as sorting the data (``benchmarks/bench_ks.py``). A key has a bit
+to spare once the magnitudes are shifted into range, which needs the data's non-zero magnitudes
+(an infinity counting as the largest) to span fewer than 128 (float32) or 1,024 (float64) powers
+of two; otherwise the samples are sorted apart and merged with ``searchsorted`` (exact, slower).
 
 For small samples (``exact``: at most :data:`EXACT_MAX_N` rows a side), scipy's own ``ks_2samp``
 per column gives statistic and exact p-value (as scipy chooses it). For large samples, scipy's ``kstwo.sf`` (the exact one-sample Kolmogorov
@@ -75,9 +82,84 @@ def _as_columns(x: np.ndarray) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 2:
         raise ValueError(f"expected rows x columns, got an array of shape {x.shape}")
-    rows = np.array(x.T, order="C")  # one contiguous row per column (a copy: sorted in place)
-    rows.sort(axis=1)
-    return rows
+    return x
+
+
+def _float(x: np.ndarray) -> np.ndarray:
+    """float32 stays float32 (the keys are then 32-bit); anything else becomes float64."""
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
+def _keys(values: np.ndarray) -> np.ndarray | None:
+    """Unsigned keys that sort as ``values`` do (C order, any shape), shifted left by one bit
+    (the lowest bit is free for the sample flag); None when the magnitudes span too wide a range
+    for a spare bit."""
+    width = values.dtype.itemsize * 8
+    unsigned = np.dtype(f"u{width // 8}").type
+    signed = np.dtype(f"i{width // 8}").type
+    bits = values.view(unsigned)
+    magnitude = bits & unsigned((1 << (width - 1)) - 1)  # -0.0 and 0.0 alike: 0
+    half = unsigned(1 << (width - 2))
+    top = magnitude.max()
+    if top >= half:
+        # Shift the magnitudes down so the largest fits; a non-zero magnitude at or below the
+        # shift would collide with zero: then there is no spare bit.
+        base = unsigned(top - half + 1)
+        zeros = np.count_nonzero(magnitude == 0)
+        np.maximum(magnitude, base, out=magnitude)
+        magnitude -= base
+        if np.count_nonzero(magnitude == 0) != zeros:
+            return None
+    negative = (bits.view(signed) >> signed(width - 1)).view(unsigned)  # all ones if < 0
+    magnitude ^= negative
+    magnitude -= negative  # two's complement: -magnitude for negative values
+    magnitude += half
+    magnitude <<= unsigned(1)
+    return magnitude
+
+
+def _ks_keys(keys: np.ndarray, n1: int, n2: int, before: np.ndarray) -> float:
+    """sup |F_ref - F_cur| from the sorted keys of both samples (current ones flagged)."""
+    n = n1 + n2
+    flag = keys & keys.dtype.type(1)
+    current_so_far = np.cumsum(flag, dtype=np.int64)
+    # n1*n2*(F_ref - F_cur) after each position, exactly: (k+1)*n2 - cur*(n1+n2).
+    current_so_far *= -n
+    current_so_far += before
+    value = keys >> keys.dtype.type(1)
+    ends = np.empty(n, dtype=bool)  # the last of each run of equal values
+    np.not_equal(value[1:], value[:-1], out=ends[:-1])
+    ends[-1] = True
+    high = np.max(current_so_far, where=ends, initial=0)
+    low = np.min(current_so_far, where=ends, initial=0)
+
+    def cdf_difference(target: np.int64) -> np.ndarray:
+        # F_ref - F_cur in floating point at the positions where it is extreme, computed as
+        # scipy does (count / n1 - count / n2), so the statistic is scipy's to the last bit.
+        at = np.flatnonzero((current_so_far == target) & ends)
+        cur = (before[at] - target) // n
+        return (at + 1 - cur) / n1 - cur / n2
+
+    top = float(np.max(cdf_difference(high))) if high > 0 else 0.0
+    bottom = float(-np.min(cdf_difference(low))) if low < 0 else 0.0
+    return max(top, bottom)
+
+
+def _statistics(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """The KS statistic of each column (rows x columns arrays of one float dtype)."""
+    n1, n2 = ref.shape[0], cur.shape[0]
+    both = np.empty((ref.shape[1], n1 + n2), dtype=ref.dtype)  # one row per column
+    both[:, :n1] = ref.T
+    both[:, n1:] = cur.T
+    keys = _keys(both)
+    if keys is None:
+        both[:, :n1].sort(axis=1)
+        both[:, n1:].sort(axis=1)
+        return np.array([_ks_sorted(row[:n1], row[n1:]) for row in both])
+    keys[:, n1:] |= keys.dtype.type(1)
+    keys.sort(axis=1)
+    before = np.arange(1, n1 + n2 + 1, dtype=np.int64) * n2
+    return np.array([_ks_keys(row, n1, n2, before) for row in keys])
 
 
 def ks_columns(reference: np.ndarray, current: np.ndarray) -> KSResult:
@@ -86,17 +168,20 @@ def ks_columns(reference: np.ndarray, current: np.ndarray) -> KSResult:
     Columns must hold numbers without NaN (drop or report missing values before).
     """
     ref, cur = _as_columns(reference), _as_columns(current)
-    if ref.shape[0] != cur.shape[0]:
-        raise ValueError(f"reference has {ref.shape[0]} columns and current has {cur.shape[0]}")
-    n1, n2 = ref.shape[1], cur.shape[1]
+    if ref.shape[1] != cur.shape[1]:
+        raise ValueError(f"reference has {ref.shape[1]} columns and current has {cur.shape[1]}")
+    n1, n2 = ref.shape[0], cur.shape[0]
     if n1 == 0 or n2 == 0:
         raise ValueError("both samples need at least one row")
+    ref, cur = _float(ref), _float(cur)
+    if ref.dtype != cur.dtype:
+        ref, cur = ref.astype(np.float64), cur.astype(np.float64)
     if np.isnan(ref).any() or np.isnan(cur).any():
         raise ValueError("NaN in the data: drop or report missing values before the KS test")
     if max(n1, n2) <= EXACT_MAX_N:
         # Small samples: scipy's exact distribution (which also states the statistic as the
         # exact fraction it used); cheap at this size.
-        exact = [stats.ks_2samp(ref[j], cur[j], method="auto") for j in range(ref.shape[0])]
+        exact = [stats.ks_2samp(ref[:, j], cur[:, j], method="auto") for j in range(ref.shape[1])]
         return KSResult(
             np.array([float(r.statistic) for r in exact]),
             np.array([float(r.pvalue) for r in exact]),
@@ -104,7 +189,7 @@ def ks_columns(reference: np.ndarray, current: np.ndarray) -> KSResult:
             n1,
             n2,
         )
-    d = np.array([_ks_sorted(ref[j], cur[j]) for j in range(ref.shape[0])])
+    d = _statistics(ref, cur)
     en = n1 * n2 / (n1 + n2)
     if en < STEPHENS_MIN_N:
         return KSResult(d, stats.kstwo.sf(d, np.round(en)), "asymptotic (kstwo)", n1, n2)
