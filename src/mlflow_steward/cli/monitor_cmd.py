@@ -75,7 +75,7 @@ def check_cmd(
     no_log: bool,
     as_json: bool,
 ) -> None:
-    """Check MODEL_URI (models:/NAME@ALIAS) on DATA once. Exit 0 healthy, 1 drift, 2 not judged."""
+    """Check MODEL_URI (models:/NAME@ALIAS) on DATA once. Exit 0 healthy, 1 drift or degraded, 2 not judged."""
     from mlflow_steward.monitoring.check import check
     from mlflow_steward.monitoring.data import read_current
 
@@ -112,7 +112,7 @@ def check_cmd(
             click.echo(f"  finding: {q}")
         if result.run_id:
             click.echo(f"  logged: run {result.run_id} (experiment steward-monitoring)")
-    codes = {"healthy": 0, "drift": 1}
+    codes = {"healthy": 0, "drift": 1, "degraded": 1}
     click.get_current_context().exit(codes.get(verdict.status, 2))
 
 
@@ -182,11 +182,19 @@ def _print_run(result) -> None:
     help="Do not log MLflow runs nor write the status tags. The rules still act (a monitor's "
     "`dry_run: true` makes them only report).",
 )
-@click.option("--fail-on-drift", is_flag=True, help="Exit 1 when a monitor finds drift.")
+@click.option(
+    "--fail-on-drift",
+    is_flag=True,
+    help="Exit 1 when a monitor finds drift (or degraded performance).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def run_cmd(
-    obj: StewardContext, names: tuple[str, ...], no_log: bool, fail_on_drift: bool, as_json: bool
+    obj: StewardContext,
+    names: tuple[str, ...],
+    no_log: bool,
+    fail_on_drift: bool,
+    as_json: bool,
 ) -> None:
     """Run the monitors of steward.yaml once (for cron, Airflow, a Kubernetes CronJob).
 
@@ -203,7 +211,10 @@ def run_cmd(
             "add a `monitors:` section (see docs/monitoring.md)"
         )
     started = time.perf_counter()
-    results = runner.run(names, progress=None if as_json else lambda m: click.echo(m, err=True))
+    results = runner.run(
+        names,
+        progress=None if as_json else lambda m: click.echo(m, err=True),
+    )
     total = time.perf_counter() - started
     if as_json:
         echo_json({"seconds": total, "runs": [r.to_dict() for r in results]})
@@ -215,7 +226,7 @@ def run_cmd(
             + (f", {total / len(results):.2f}s per monitor" if results else "")
         )
     failed = any(r.status == "error" for r in results)
-    drift = any(r.status == "drift" for r in results)
+    drift = any(r.status in ("drift", "degraded") for r in results)
     click.get_current_context().exit(1 if failed or (fail_on_drift and drift) else 0)
 
 

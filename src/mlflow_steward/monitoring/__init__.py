@@ -17,6 +17,13 @@ STATUS_TAG = "steward.monitor.status"
 LAST_RUN_TAG = "steward.monitor.last_run"
 #: Statuses that are no verdict on the model (rules on them may only alert).
 NO_VERDICT = ("invalid", "insufficient data", "error")
+#: The status of a model whose realised performance (labels that arrived later) fell by more
+#: than ``max_performance_drop``: not drift, which is about its inputs.
+DEGRADED = "degraded"
+#: A rule condition, not a status: this run is healthy again after an unhealthy one.
+RECOVERED = "recovered"
+#: Statuses a monitor recovers from (``when: recovered``); ``insufficient data`` is looked past.
+UNHEALTHY = ("drift", DEGRADED, "invalid", "error")
 
 #: Reserved column names: the label and the prediction in a baseline's table, and the request id
 #: joining a request log to its ground truth.

@@ -102,7 +102,7 @@ def healthy_previous_holder(
     session: StewardServices, model: str, alias: str, current: str
 ) -> str | None:
     """The newest earlier holder of ``alias`` that was not rolled back from and whose last
-    monitor verdict (status tag, or the monitor runs' record) was not drift or invalid."""
+    monitor verdict (status tag, or the monitor runs' record) was not drift, degraded or invalid."""
     from mlflow.exceptions import MlflowException
 
     from mlflow_steward.records import monitor_runs
@@ -110,7 +110,7 @@ def healthy_previous_holder(
     entries = session.history(model, alias)
     rolled_back_from = {e.previous_version for e in entries if e.kind == "rollback"}
     seen = {current, *rolled_back_from}
-    bad = ("drift", "invalid")
+    bad = ("drift", "degraded", "invalid")
     for entry in reversed(entries):
         for version in (entry.previous_version, entry.version):
             if version is None or version in seen:

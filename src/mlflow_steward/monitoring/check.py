@@ -87,13 +87,14 @@ def check_current(
 ) -> CheckResult:
     """Judge ``current`` (a DataFrame) against the baseline of ``name`` version ``version``;
     with ``labels`` (request_id, label[, row]), also the realised performance of the served
-    predictions: a drop of more than ``max_performance_drop`` makes the verdict ``drift``."""
+    predictions: a drop of more than ``max_performance_drop`` makes the verdict ``degraded``
+    (whether or not the inputs drifted: the drifted columns are still reported)."""
     from dataclasses import replace
 
     from mlflow import MlflowClient
 
     from mlflow_steward.monitoring.performance import realised
-    from mlflow_steward.monitoring.verdict import DRIFT, HEALTHY
+    from mlflow_steward.monitoring.verdict import DEGRADED, DRIFT, HEALTHY
 
     mv = session.store.get_model_version(name, version)
     client = MlflowClient(session.tracking_uri, inner_uri(session.registry_uri))
@@ -124,7 +125,7 @@ def check_current(
         else:
             verdict = replace(
                 verdict,
-                status=DRIFT if performance.degraded else verdict.status,
+                status=DEGRADED if performance.degraded else verdict.status,
                 quality=[*verdict.quality, performance.describe()],
                 performance=performance.to_dict(),
             )

@@ -13,7 +13,8 @@ data sources and alert channels: every error names the file, the key and the lin
         min_samples: 100
         drift_share: 0.3
         rules:
-          - when: drift                     # healthy, drift, invalid, insufficient data, error
+          - when: drift                     # healthy, drift, degraded, invalid,
+                                            # insufficient data, error; or recovered
             after: 2                        # consecutive runs with that status
             cooldown: 1h
             do: [tag, {alert: [ops]}, rollback]
@@ -29,10 +30,12 @@ from typing import Any
 
 from mlflow_steward.config import Path_, StewardConfig, check_options
 from mlflow_steward.errors import ConfigError
-from mlflow_steward.monitoring import CORRECTIONS, NO_VERDICT, PERFORMANCE_METRICS
+from mlflow_steward.monitoring import CORRECTIONS, NO_VERDICT, PERFORMANCE_METRICS, RECOVERED
 from mlflow_steward.plugins.options import Option, did_you_mean, parse_duration
 
-STATUSES = ("healthy", "drift", "invalid", "insufficient data", "error")
+STATUSES = ("healthy", "drift", "degraded", "invalid", "insufficient data", "error")
+#: What a rule's `when:` can name: a status, or `recovered` (healthy again after an unhealthy run).
+CONDITIONS = (*STATUSES, RECOVERED)
 SINCE_LAST_RUN = "since-last-run"
 
 _SETTINGS: dict[str, Option] = {
@@ -263,7 +266,7 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
         raise config.error((*where, "when"), "name at least one status")
     for i, status in enumerate(when):
         spot = (*where, "when", i) if isinstance(raw["when"], list) else (*where, "when")
-        _choose(config, spot, status, list(STATUSES), "status")
+        _choose(config, spot, status, list(CONDITIONS), "status")
     after = raw.get("after", 1)
     if isinstance(after, bool) or not isinstance(after, int) or after < 1:
         raise config.error(
@@ -291,6 +294,12 @@ def _parse_rule(config: StewardConfig, where: Path_, raw: Any, pm: Any, index: i
                 spot,
                 f"a rule on {', '.join(no_verdict)} may only alert: that status says nothing "
                 f"about the model, so {action!r} is not allowed",
+            )
+        if RECOVERED in when and action != "alert":
+            raise config.error(
+                spot,
+                f"a rule on recovered may only alert (the model is healthy again: nothing to "
+                f"undo), so {action!r} is not allowed",
             )
         if action == "alert":
             if not (

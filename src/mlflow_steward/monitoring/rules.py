@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_steward import hookimpl
-from mlflow_steward.monitoring import NO_VERDICT, actions
+from mlflow_steward.monitoring import NO_VERDICT, RECOVERED, UNHEALTHY, actions
 from mlflow_steward.monitoring.actions import as_monitor
 from mlflow_steward.monitoring.retrain import retrain
 from mlflow_steward.plugins.types import ActionContext, MonitorAction, Option
@@ -84,12 +85,16 @@ def apply_rules(
     workspace = context.session.workspace()
     done: list[dict[str, Any]] = []
     for rule in context.monitor.rules:
-        if context.status not in rule.when:
+        recovered = RECOVERED in rule.when and _recovered(context, rule.after)
+        if context.status not in rule.when and not recovered:
             continue
         previous = monitor_runs.recent_statuses(
             engine, context.monitor.name, context.version, rule.after - 1, workspace
         )
-        if len(previous) < rule.after - 1 or any(s not in rule.when for s in previous):
+        # (For `recovered`, `after` already counted the healthy runs since the unhealthy one.)
+        if not recovered and (
+            len(previous) < rule.after - 1 or any(s not in rule.when for s in previous)
+        ):
             done.append(
                 {
                     "rule": None,
@@ -120,6 +125,8 @@ def apply_rules(
                 }
             )
             continue
+        # A recovery is told as such ("RECOVERED on models:/fraud/2"), not as one more healthy run.
+        acting = replace(context, status=RECOVERED) if recovered else context
         for call in rule.actions:
             if context.status in NO_VERDICT and call.name != "alert":
                 continue  # refused when the configuration is read; kept as a second guard
@@ -127,7 +134,7 @@ def apply_rules(
                 # Every action acts as steward-monitor: what it changes through the session's
                 # governed store is decided by policies and audited under that name.
                 with as_monitor():
-                    result = actions[call.name].run(context, call.params)
+                    result = actions[call.name].run(acting, call.params)
                 ok = True
             except Exception as exc:
                 result = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
@@ -140,6 +147,36 @@ def apply_rules(
             context.done.append(f"{call.name}: {result}")
             done.append({"rule": rule.index, "action": call.name, "ok": ok, "result": result})
     return done
+
+
+def _recovered(context: ActionContext, after: int) -> bool:
+    """This run is healthy, the ``after - 1`` runs before it on the same version were healthy
+    too, and the run before those was unhealthy (runs with insufficient data are looked past)."""
+    from mlflow_steward.monitoring.verdict import HEALTHY, INSUFFICIENT
+    from mlflow_steward.records import monitor_runs
+
+    if context.status != HEALTHY:
+        return False
+    statuses = [
+        s
+        for s in monitor_runs.recent_statuses(
+            context.session.db_engine,
+            context.monitor.name,
+            context.version,
+            after + _LOOK_PAST,
+            context.session.workspace(),
+        )
+        if s != INSUFFICIENT
+    ]
+    return (
+        len(statuses) >= after
+        and all(s == HEALTHY for s in statuses[: after - 1])
+        and statuses[after - 1] in UNHEALTHY
+    )
+
+
+#: How many runs with insufficient data ``when: recovered`` looks past.
+_LOOK_PAST = 20
 
 
 def _streak(statuses: list[str], when: tuple[str, ...]) -> int:

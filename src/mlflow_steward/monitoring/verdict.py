@@ -26,6 +26,7 @@ from mlflow_steward.plugins.types import Detector
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 HEALTHY, DRIFT, INSUFFICIENT, INVALID = "healthy", "drift", "insufficient data", "invalid"
+DEGRADED = "degraded"  # set by monitoring/check.py from the realised performance
 METHODS = ("auto", "ks", "wasserstein", "psi", "jensen-shannon", "chi-square", "linf")
 
 

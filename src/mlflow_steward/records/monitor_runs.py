@@ -41,12 +41,12 @@ def recent_statuses(
 
 
 def last_run(engine: Engine, monitor: str, workspace: str = DEFAULT_WORKSPACE) -> float | None:
-    """When ``monitor`` last judged data (healthy or drift) in ``workspace``, or ``None``: a
+    """When ``monitor`` last judged data (healthy, drift or degraded) in ``workspace``, or ``None``: a
     failed or insufficient run does not move a ``since-last-run`` window, so no data is skipped."""
     query = sa.select(sa.func.max(schema.monitor_runs.c.ts)).where(
         schema.monitor_runs.c.workspace == workspace,
         schema.monitor_runs.c.monitor == monitor,
-        schema.monitor_runs.c.status.in_(("healthy", "drift")),
+        schema.monitor_runs.c.status.in_(("healthy", "drift", "degraded")),
     )
     with db.reading(engine) as conn:
         return conn.execute(query).scalar()
