@@ -187,6 +187,14 @@ def _print_run(result) -> None:
     is_flag=True,
     help="Exit 1 when a monitor finds drift (or degraded performance).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Run the monitors in this many processes (monitors that read the same data run "
+    "together, so a deployment's request log is read once).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def run_cmd(
@@ -194,6 +202,7 @@ def run_cmd(
     names: tuple[str, ...],
     no_log: bool,
     fail_on_drift: bool,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Run the monitors of steward.yaml once (for cron, Airflow, a Kubernetes CronJob).
@@ -214,6 +223,7 @@ def run_cmd(
     results = runner.run(
         names,
         progress=None if as_json else lambda m: click.echo(m, err=True),
+        workers=workers,
     )
     total = time.perf_counter() - started
     if as_json:

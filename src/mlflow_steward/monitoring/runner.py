@@ -169,14 +169,65 @@ class MonitorRunner:
         self,
         names: tuple[str, ...] = (),
         progress: Callable[[str], None] | None = None,
+        *,
+        workers: int = 1,
     ) -> list[MonitorRun]:
+        """Every selected monitor once, on one clock (windows end at the same time). Monitors
+        that read the same data are run together, so a deployment's request log is scanned once
+        for all of them (:func:`~mlflow_steward.deployment.onprem.reqlog.shared_reads`); with
+        ``workers`` > 1, those groups run in a pool of that many processes."""
+        from mlflow_steward.deployment.onprem.reqlog import shared_reads
+
         selected = self.select(names)
-        results = []
-        for i, monitor in enumerate(selected, 1):
-            if progress:
-                progress(f"[{i}/{len(selected)}] {monitor.name}: {monitor.model}")
-            results.append(self.run_one(monitor))
-        return results
+        now = time.time()
+        groups = _by_data(selected)
+        if workers > 1 and len(groups) > 1:
+            return self._run_pool(selected, groups, workers, now, progress)
+        results: dict[str, MonitorRun] = {}
+        done = 0
+        for group in groups:
+            with shared_reads():
+                for monitor in group:
+                    done += 1
+                    if progress:
+                        progress(f"[{done}/{len(selected)}] {monitor.name}: {monitor.model}")
+                    results[monitor.name] = self.run_one(monitor, now=now)
+        return [results[m.name] for m in selected]
+
+    def _run_pool(
+        self,
+        selected: list[Monitor],
+        groups: list[list[Monitor]],
+        workers: int,
+        now: float,
+        progress: Callable[[str], None] | None,
+    ) -> list[MonitorRun]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: the parent holds database connections and MLflow's caches.
+        setup = (
+            self.session.registry_uri,
+            self.session.tracking_uri,
+            self.config,
+            self.log,
+        )
+        results: dict[str, MonitorRun] = {}
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(groups)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=setup,
+        ) as pool:
+            futures = [pool.submit(_run_group, [m.name for m in g], now) for g in groups]
+            for future in as_completed(futures):
+                for result in future.result():
+                    results[result.monitor] = result
+                    if progress:
+                        progress(
+                            f"[{len(results)}/{len(selected)}] {result.monitor}: {result.status}"
+                        )
+        return [results[m.name] for m in selected]
 
     def watch(
         self,
@@ -205,3 +256,36 @@ class MonitorRunner:
                         return runs
             stop.wait(max(0.05, min(due.values()) - time.monotonic()))
         return runs
+
+
+def _by_data(monitors: list[Monitor]) -> list[list[Monitor]]:
+    """Monitors grouped by the data they read (source and spec, window), in first-seen order."""
+    import json
+
+    groups: dict[str, list[Monitor]] = {}
+    for monitor in monitors:
+        key = json.dumps([monitor.data, monitor.window], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(monitor)
+    return list(groups.values())
+
+
+_WORKER: MonitorRunner | None = None
+
+
+def _start_worker(registry_uri: str, tracking_uri: str, config: Any, log: bool) -> None:
+    """A pool process's own session (its own connections and plugin manager: plugins registered
+    in the parent process only are not seen here) and runner."""
+    global _WORKER
+    from mlflow_steward.lifecycle.session import StewardSession
+
+    logging.basicConfig(level=logging.WARNING)
+    session = StewardSession(registry_uri=registry_uri, tracking_uri=tracking_uri, config=config)
+    _WORKER = MonitorRunner(session, log=log)
+
+
+def _run_group(names: list[str], now: float) -> list[MonitorRun]:
+    from mlflow_steward.deployment.onprem.reqlog import shared_reads
+
+    assert _WORKER is not None
+    with shared_reads():
+        return [_WORKER.run_one(_WORKER.monitors[name], now=now) for name in names]

@@ -30,6 +30,8 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -590,14 +592,18 @@ def _stamp(since: float) -> Any:
     return pa.scalar(int(since * 1_000_000), type=pa.timestamp("us", tz="UTC"))
 
 
-def _wanted(names: Iterable[str]) -> list[str]:
-    """The columns monitoring reads: input columns, then the prediction and the request id."""
+def _wanted(names: Iterable[str], *, version: bool = False) -> list[str]:
+    """The columns monitoring reads: input columns, then the prediction and the request id (and
+    the version, for a read shared by monitors of several versions)."""
     names = list(names)
     features = [c for c in names if c not in META]
-    return features + [c for c in (PREDICTION, REQUEST_ID) if c in names]
+    extra = (PREDICTION, REQUEST_ID, VERSION) if version else (PREDICTION, REQUEST_ID)
+    return features + [c for c in extra if c in names]
 
 
-def _scan(paths: list[Path], version: str | None, since: float | None) -> tuple[Any, int]:
+def _scan(
+    paths: list[Path], version: str | None, since: float | None, *, keep_version: bool = False
+) -> tuple[Any, int]:
     """The matching rows of row segments as one pyarrow table (input columns, prediction, request
     id), and how many rows did not match (counted only when none did: for the error message)."""
     import pyarrow as pa
@@ -613,13 +619,15 @@ def _scan(paths: list[Path], version: str | None, since: float | None) -> tuple[
             [pq.read_schema(p) for p in parquet], promote_options="permissive"
         )
         dataset = ds.dataset([str(p) for p in parquet], schema=schema, format="parquet")
-        tables.append(dataset.to_table(columns=_wanted(schema.names), filter=condition))
+        columns = _wanted(schema.names, version=keep_version)
+        tables.append(dataset.to_table(columns=columns, filter=condition))
     if jsonl:
         table = read_jsonl_rows(jsonl)
         if table is not None and STATUS in table.column_names:
             if ROW not in table.column_names:  # only metadata rows were logged
                 table = table.append_column(ROW, pa.nulls(table.num_rows, pa.int32()))
-            tables.append(table.filter(condition).select(_wanted(table.column_names)))
+            columns = _wanted(table.column_names, version=keep_version)
+            tables.append(table.filter(condition).select(columns))
     tables = [t for t in tables if t.num_rows]
     if not tables:
         total = sum(pq.ParquetFile(p).metadata.num_rows for p in parquet)
@@ -629,6 +637,45 @@ def _scan(paths: list[Path], version: str | None, since: float | None) -> tuple[
     if len(tables) == 1:
         return tables[0], 0
     return pa.concat_tables(tables, promote_options="permissive"), 0
+
+
+_SHARED: ContextVar[dict[tuple[str, float | None], tuple[Any, int]] | None] = ContextVar(
+    "steward_reqlog_shared", default=None
+)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Within this block, a request log's window is scanned once for every version read from it
+    with the same ``since`` (the monitors of one ``steward monitor run`` share a clock), and
+    filtered on the version in memory."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared_scan(
+    directory: str | os.PathLike[str], paths: list[Path], version: str | None, since: float | None
+) -> tuple[Any, int]:
+    cache = _SHARED.get()
+    if cache is None:
+        return _scan(paths, version, since)
+    key = (str(Path(directory).resolve()), since)
+    if key not in cache:
+        cache[key] = _scan(paths, None, since, keep_version=True)
+    table, skipped = cache[key]
+    if table is None:
+        return None, skipped
+    if version is not None:
+        import pyarrow.compute as pc
+
+        mine = table.filter(pc.equal(table[VERSION], str(version)))
+        skipped += table.num_rows - mine.num_rows
+        table = mine
+    table = table.drop_columns([VERSION])
+    return (table, skipped) if table.num_rows else (None, skipped)
 
 
 def _may_hold(paths: list[Path], since: float) -> list[Path]:
@@ -670,7 +717,7 @@ def read_rows(
     notes: list[str] = []
     skipped = 0
     if rows:
-        table, skipped = _scan(rows, version, since)
+        table, skipped = _shared_scan(directory, rows, version, since)
         if table is not None:
             # Columns of other versions' models (null in every row here) are not this one's.
             keep = [c for c in table.column_names if table[c].null_count < table.num_rows]
