@@ -94,12 +94,17 @@ def check_current(
     from mlflow import MlflowClient
 
     from mlflow_steward.monitoring.performance import realised
+    from mlflow_steward.monitoring.sketches import StreamingWindow
     from mlflow_steward.monitoring.verdict import DEGRADED, DRIFT, HEALTHY
 
     mv = session.store.get_model_version(name, version)
     client = MlflowClient(session.tracking_uri, inner_uri(session.registry_uri))
     target = f"models:/{name}/{version}"
     baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
+    if isinstance(current, StreamingWindow):
+        verdict, reference, sample = _judge_streaming(baseline, current, settings)
+        run_id = _log(session, client, name, version, verdict, reference, sample) if log else None
+        return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
     served = current
     notes = list(getattr(current, "attrs", {}).get(NOTES, []))
     current = current.drop(columns=[REQUEST_ID], errors="ignore")
@@ -131,6 +136,37 @@ def check_current(
             )
     run_id = _log(session, client, name, version, verdict, reference, current) if log else None
     return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
+
+
+def _judge_streaming(baseline: Any, window: Any, settings: dict[str, Any]) -> Any:
+    """A window bigger than the memory budget: streamed in chunks into per-column sketches and
+    judged from them against the baseline's; returns (verdict, reference, the first chunk)."""
+    import itertools
+    from dataclasses import replace
+
+    from mlflow_steward.monitoring import sketches
+
+    chunks = iter(window.chunks())
+    first = next(chunks, None)
+    if first is None:
+        raise MonitoringError("no request with a logged payload in the window")
+    reference = baseline.data.drop(columns=[LABEL], errors="ignore")
+    if PREDICTION in reference and PREDICTION not in first:
+        reference = reference.drop(columns=[PREDICTION])
+    ref = sketches.sketch_reference(reference)
+    cur = sketches.sketch_chunks(
+        itertools.chain([first], chunks), {name: s.kind for name, s in ref.items()}
+    )
+    wanted = ("method", "thresholds", "min_samples", "drift_share", "weights")
+    verdict = sketches.judge_sketches(
+        ref, cur, **{k: v for k, v in settings.items() if k in wanted}
+    )
+    note = (
+        f"the window (about {window.estimated_bytes / 2**20:,.0f} MiB) is larger than the memory "
+        f"budget ({window.budget / 2**20:,.0f} MiB): streamed in chunks"
+    )
+    verdict = replace(verdict, quality=[note, *verdict.quality, *window.notes])
+    return verdict, reference, first.drop(columns=[REQUEST_ID], errors="ignore")
 
 
 def _log(session, client, name, version, verdict, reference, current) -> str:

@@ -79,6 +79,13 @@ _SETTINGS: dict[str, Option] = {
         Option(
             "max_performance_drop", "number", "largest tolerated loss against the baseline", 0.05
         ),
+        Option(
+            "memory_budget",
+            "str",
+            "a request-log window bigger than this (1GiB, 200MB) is judged from sketches, "
+            "streamed in chunks",
+            "1GiB",
+        ),
         Option("dry_run", "bool", "log what the rules would do, do nothing", False),
         Option("rules", "list", "what to do about verdicts", []),
     )
@@ -117,6 +124,8 @@ class Monitor:
     labels: Any = None
     performance: Mapping[str, Any] = field(default_factory=dict)
     where: Path_ = field(default=())
+    #: Bytes: a request-log window estimated bigger than this is judged from sketches.
+    memory_budget: int = 1 << 30
 
     def judge_settings(self) -> dict[str, Any]:
         return {"method": self.detector, "params": dict(self.params), **self.judge}
@@ -202,6 +211,10 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
             f"detector {values['detector']!r}",
             plugin=pm.hooks.plugin_of("steward_detectors", values["detector"]),
         )
+    try:
+        budget = parse_size(values["memory_budget"])
+    except ValueError as exc:
+        raise config.error((*where, "memory_budget"), str(exc)) from None
     if values["schedule"] <= 0:
         raise config.error((*where, "schedule"), "expected a duration above 0")
     for key in ("thresholds", "weights"):
@@ -246,6 +259,7 @@ def parse_monitor(config: StewardConfig, name: str, raw: Mapping[str, Any], pm: 
         labels=labels,
         performance=performance,
         where=where,
+        memory_budget=budget,
     )
 
 
@@ -366,6 +380,21 @@ def load_monitors(config: StewardConfig, pm: Any) -> dict[str, Monitor]:
                                 f"configured: {', '.join(sorted(alerters)) or 'none'}",
                             )
     return monitors
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20}
+_UNITS["gib"] = 1 << 30
+
+
+def parse_size(value: Any) -> int:
+    """``1GiB``, ``200MB``, ``4096``: a number of bytes (at least 1)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise ValueError(f"expected a size such as 1GiB, 200MB or 4096 (bytes), got {value!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def alert_targets(params: Any, alerters: Mapping[str, AlerterEntry]) -> list[str]:

@@ -68,8 +68,12 @@ class MonitorRunner:
             return list(self.monitors.values())
         return [require(self.monitors, n, self.config) for n in names]
 
-    def _read(self, spec: Any, context: SourceContext) -> Any:
+    def _read(self, spec: Any, context: SourceContext, budget: int | None = None) -> Any:
         source, spec = next(iter(spec.items())) if isinstance(spec, dict) else ("files", spec)
+        if budget is not None and source == "requests" and isinstance(spec, str):
+            streaming = _streaming(self.session, spec, context, budget)
+            if streaming is not None:
+                return streaming
         return self.pm.hooks.data_sources()[source].read(spec, context)
 
     def read(self, monitor: Monitor, version: str, now: float) -> Any:
@@ -81,10 +85,13 @@ class MonitorRunner:
             )
         else:
             since = now - float(monitor.window) if monitor.window else None  # a duration here
-        return self._read(monitor.data, SourceContext(version, since, self.session))
+        return self._read(
+            monitor.data, SourceContext(version, since, self.session), monitor.memory_budget
+        )
 
     def run_one(self, monitor: Monitor, *, now: float | None = None) -> MonitorRun:
         from mlflow_steward.monitoring.check import check_current, resolve
+        from mlflow_steward.monitoring.sketches import StreamingWindow
 
         started = time.perf_counter()
         now = time.time() if now is None else now
@@ -93,7 +100,7 @@ class MonitorRunner:
         try:
             out.model, out.version = resolve(self.session, monitor.model)
             current = self.read(monitor, out.version, now)
-            out.rows = len(current)
+            out.rows = 0 if isinstance(current, StreamingWindow) else len(current)
             labels = None
             if monitor.labels is not None:  # labels arrive late: all of them, any version
                 labels = self._read(monitor.labels, SourceContext(None, None, self.session))
@@ -115,6 +122,8 @@ class MonitorRunner:
                 list(verdict.quality),
             )
             out.columns = [asdict(c) for c in verdict.columns]
+            if isinstance(current, StreamingWindow):
+                out.rows = max((c.n_current for c in verdict.columns), default=0)
             out.performance = verdict.performance
         except Exception as exc:
             out.status = "error"
@@ -256,6 +265,29 @@ class MonitorRunner:
                         return runs
             stop.wait(max(0.05, min(due.values()) - time.monotonic()))
         return runs
+
+
+def _streaming(
+    session: StewardServices, deployment: str, context: SourceContext, budget: int
+) -> Any:
+    """A request-log window estimated bigger than ``budget``, to be judged from sketches as it
+    streams; None when it fits (then it is read whole and judged exactly)."""
+    from mlflow_steward.deployment.onprem import reqlog
+    from mlflow_steward.monitoring.data import request_log_dir
+    from mlflow_steward.monitoring.sketches import StreamingWindow
+
+    folder = request_log_dir(session, deployment)
+    if not folder.is_dir():
+        return None  # the source says why
+    size = reqlog.window_bytes(folder, context.since)
+    if size <= budget:
+        return None
+    batch = max(1_000, min(1_000_000, budget // 2 // 256))  # rows of ~32 columns of 8 bytes
+    return StreamingWindow(
+        lambda: reqlog.iter_window(folder, context.version, context.since, batch),
+        size,
+        budget,
+    )
 
 
 def _by_data(monitors: list[Monitor]) -> list[list[Monitor]]:

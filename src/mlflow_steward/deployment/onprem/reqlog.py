@@ -771,3 +771,59 @@ def _legacy_rows(
     if not frames:
         return None, skipped
     return pd.concat(frames, ignore_index=True), skipped
+
+
+def window_bytes(directory: str | os.PathLike[str], since: float | None = None) -> int:
+    """An upper bound of the memory a window of the log takes as a DataFrame: the rows of every
+    segment that may hold it, 8 bytes a column (without reading any row)."""
+    import pyarrow.parquet as pq
+
+    paths = segments(directory)
+    if since is not None:
+        paths = _may_hold(paths, since)
+    total = 0
+    for path in paths:
+        if path.suffix == ".parquet":
+            meta = pq.ParquetFile(path).metadata
+            total += meta.num_rows * meta.num_columns * 8
+        else:
+            total += path.stat().st_size * 2  # parsed JSON: about twice the text
+    return total
+
+
+def iter_window(
+    directory: str | os.PathLike[str],
+    version: str | None = None,
+    since: float | None = None,
+    batch_rows: int = 100_000,
+) -> Iterator[Any]:
+    """The window of :func:`read_rows` as DataFrames of at most ``batch_rows`` rows, read one
+    after the other (memory bounded by a batch and a segment, whatever the window's size)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    paths = segments(directory)
+    if since is not None:
+        paths = _may_hold(paths, since)
+    condition = _filter(version, since)
+    for path in paths:
+        if not is_rows_segment(path):
+            frame, _ = _legacy_rows([path], version, since)
+            if frame is not None:
+                yield frame
+            continue
+        if path.suffix == ".parquet":
+            schema = pq.read_schema(path)
+            batches = ds.dataset(str(path), format="parquet").to_batches(
+                columns=_wanted(schema.names), filter=condition, batch_size=batch_rows
+            )
+            for batch in batches:
+                if batch.num_rows:
+                    yield batch.to_pandas()
+            continue
+        table = read_jsonl_rows([path])
+        if table is None or ROW not in table.column_names:
+            continue
+        table = table.filter(condition).select(_wanted(table.column_names))
+        for start in range(0, table.num_rows, batch_rows):
+            yield table.slice(start, batch_rows).to_pandas()
