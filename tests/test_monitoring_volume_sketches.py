@@ -150,3 +150,22 @@ def test_bad_input_on_the_streaming_path_is_an_error_and_no_action(workspace):
     assert run["status"] == "error"
     assert "no column(s) amount, age, score that the model takes" in run["error"]
     assert run["actions"] == []
+
+
+def test_the_baseline_stores_its_sketches_and_a_newer_sketch_file_is_refused(workspace):
+    train(workspace.db_uri)  # log_baseline of 3,000 rows, sketched whole
+    [stored] = workspace.root.rglob("baseline.sketches.json")
+    assert sketches.loads(stored.read_bytes())["amount"].count == 3_000
+    folder = workspace.root / "requests"
+    _serve(folder, 1_200)
+    _deployment(workspace, folder)
+    streamed = _monitor(workspace, "1KB")
+    assert streamed["status"] == "drift"
+    assert {c["n_reference"] for c in streamed["columns"]} == {3_000}
+    newer = json.loads(stored.read_bytes())
+    newer["format"] = sketches.FORMAT + 1
+    stored.write_text(json.dumps(newer))
+    run = _monitor(workspace, "1KB", rules="      - {when: drift, do: [tag]}\n")
+    assert run["status"] == "error"
+    assert "newer than this mlflow-steward reads" in run["error"]
+    assert run["actions"] == []

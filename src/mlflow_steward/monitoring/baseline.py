@@ -27,6 +27,8 @@ from mlflow_steward.monitoring import LABEL, PREDICTION
 ARTIFACT_DIR = "steward-baseline"
 TAG = "steward.baseline"
 DEFAULT_MAX_ROWS = 100_000
+#: The baseline's per-column sketches (``monitoring/sketches.py``), of all its rows.
+SKETCHES = "baseline.sketches.json"
 MAX_CATEGORIES = 1_000
 
 
@@ -34,6 +36,8 @@ MAX_CATEGORIES = 1_000
 class Baseline:
     data: pd.DataFrame  # features, plus __label__ / __prediction__ when logged
     info: dict[str, Any]
+    #: The stored sketches of all training rows (``baseline.sketches.json``), when logged.
+    sketches: bytes | None = None
 
     @property
     def features(self) -> pd.DataFrame:
@@ -115,10 +119,28 @@ def log_baseline(
     with tempfile.TemporaryDirectory() as tmp:
         data.columns = [str(c) for c in data.columns]
         data.to_parquet(os.path.join(tmp, "baseline.parquet"), index=False)
+        _write_sketches(X, y, predictions, Path(tmp, SKETCHES))
         Path(tmp, "baseline.json").write_text(json.dumps(info, indent=2, default=str))
         client.log_model_artifacts(model_id, tmp, artifact_path=ARTIFACT_DIR)
     client.set_logged_model_tags(model_id, {TAG: ARTIFACT_DIR})
     return f"{logged.artifact_location.rstrip('/')}/{ARTIFACT_DIR}"
+
+
+def _write_sketches(X: Any, y: Any, predictions: Any, path: Path) -> None:
+    """Sketches of the whole training data (not the sample), so a window streamed into
+    sketches is compared with all of it; skipped without the sketches extra."""
+    try:
+        import datasketches  # noqa: F401
+    except ImportError:
+        return
+    from mlflow_steward.monitoring import sketches
+
+    whole = _frame(X)
+    whole.columns = [str(c) for c in whole.columns]
+    for column, values in ((LABEL, y), (PREDICTION, predictions)):
+        if values is not None:
+            whole[column] = np.asarray(values)
+    path.write_bytes(sketches.dumps(sketches.sketch_reference(whole)))
 
 
 def load_baseline(client: Any, model_id: str | None, run_id: str | None, target: str) -> Baseline:
@@ -135,8 +157,11 @@ def load_baseline(client: Any, model_id: str | None, run_id: str | None, target:
                 )
                 data = pd.read_parquet(os.path.join(local, "baseline.parquet"))
                 info = json.loads(Path(local, "baseline.json").read_text())
+                stored = Path(local, SKETCHES)
+                # Logged where datasketches was installed.
+                sketches = stored.read_bytes() if stored.is_file() else None
             info["source"] = uri
-            return Baseline(data, info)
+            return Baseline(data, info, sketches)
     if run_id:
         found = _logged_input(client, run_id)
         if found is not None:

@@ -153,7 +153,12 @@ def _judge_streaming(baseline: Any, window: Any, settings: dict[str, Any]) -> An
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
     if PREDICTION in reference and PREDICTION not in first:
         reference = reference.drop(columns=[PREDICTION])
-    ref = sketches.sketch_reference(reference)
+    stored = baseline.sketches
+    if stored is not None:  # sketched from all the training rows when it was logged
+        ref = sketches.loads(stored, f"{baseline.info.get('source')}/baseline.sketches.json")
+        ref = {name: s for name, s in ref.items() if name in reference.columns}
+    else:
+        ref = sketches.sketch_reference(reference)
     cur = sketches.sketch_chunks(
         itertools.chain([first], chunks), {name: s.kind for name, s in ref.items()}
     )
