@@ -292,7 +292,7 @@ def judge_sketches(
     if rows < min_samples:
         quality.append(f"{rows} rows in the window, fewer than the minimum of {min_samples}")
         return Verdict(INSUFFICIENT, [], [], 0.0, quality, settings)
-    findings = []
+    findings: list[ColumnFinding] = []
     for name, ref in reference.items():
         cur = current[name]
         if cur.nulls:

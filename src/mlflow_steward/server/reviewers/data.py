@@ -270,7 +270,7 @@ def audit_view(session: Any, may_read: MayRead, args: dict[str, str]) -> AuditVi
             readable[name] = may_read(name)
         return readable[name]
 
-    entries = []
+    entries: list[AuditEntry] = []
     limited = False
     for entry in log.entries(
         model=filters["model"] or None,
