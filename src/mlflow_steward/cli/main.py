@@ -66,6 +66,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "deploy",
         "Deploy versions to on-prem, cloud and edge targets.",
     ),
+    "edge": (
+        "mlflow_steward.cli.edge_cmd",
+        "edge",
+        "Build model bundles and publish them to TUF channels for edge agents.",
+    ),
     "monitor": (
         "mlflow_steward.cli.monitor_cmd",
         "monitor",
