@@ -1,0 +1,312 @@
+"""Edge bundles: one self-contained archive per registered model version.
+
+A bundle is a gzipped tar whose members all sit under ``bundle/``::
+
+    bundle/manifest.json          what this is (below)
+    bundle/model/...              the MLflow model, as the registry serves it
+    bundle/requirements.txt       the model's pinned requirements
+    bundle/baseline-summary.json  per-column summaries of the logged baseline (when there is one)
+
+The manifest names the model, version and alias it was built from, the version's content digest
+(``governance/digest.py``: the digest recorded at registration, checked against the downloaded
+files, which must match), the SHA-256 of every file in the bundle, the input example's path inside
+the model (the agent's health check predicts on it), the creation time and steward's version.
+
+A device trusts a bundle because the channel's TUF metadata names its length and hashes; the
+manifest's per-file hashes let an installer check what it unpacked, file by file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow_steward import __version__
+from mlflow_steward.errors import DeploymentError
+
+FORMAT = "steward-edge-bundle/1"
+ROOT = "bundle"
+MANIFEST = "manifest.json"
+#: Model names that can be part of a channel's target paths and of file names on every device.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: A requirement pinned to one version (``name==1.2.3``, extras and markers allowed).
+_PINNED = re.compile(r"^[A-Za-z0-9._\[\],-]+\s*===?\s*[^\s;,]+\s*(;.*)?$")
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    """A bundle written to ``path`` and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def digest(self) -> str:
+        return str(self.manifest["digest"])
+
+
+def check_model_name(name: str) -> None:
+    if not SAFE_NAME.match(name):
+        raise DeploymentError(
+            f"model name {name!r} cannot be delivered to edge devices: a channel names bundles "
+            "by model, so use letters, digits, '.', '_' and '-' only (up to 128 characters)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _requirements(model_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """The model's requirements, pinned: a requirement without a version is pinned to the
+    version installed where the bundle is built (what MLflow does for the requirements it
+    infers). Returns ``(requirements, pinned here, left unpinned)``; a requirement that is not
+    installed here, a URL or an option stays as it is and is listed as unpinned."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    path = model_dir / "requirements.txt"
+    if not path.is_file():
+        return [], [], []
+    out: list[str] = []
+    pinned_here: list[str] = []
+    unpinned: list[str] = []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if _PINNED.match(line):
+            out.append(line)
+            continue
+        try:
+            req = Requirement(line)
+            if req.url or req.specifier:
+                raise InvalidRequirement(line)
+            installed = version(req.name)
+        except (InvalidRequirement, PackageNotFoundError):
+            out.append(line)
+            unpinned.append(line)
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        marker = f"; {req.marker}" if req.marker else ""
+        out.append(f"{req.name}{extras}=={installed}{marker}")
+        pinned_here.append(req.name)
+    return out, pinned_here, unpinned
+
+
+def _input_example(model_dir: Path) -> str | None:
+    """The input example's file inside the model (``saved_input_example_info`` in MLmodel)."""
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    info = (yaml.safe_load(mlmodel.read_text()) or {}).get("saved_input_example_info") or {}
+    name = info.get("artifact_path")
+    return f"model/{name}" if name and (model_dir / name).is_file() else None
+
+
+def column_summaries(data: Any) -> dict[str, Any]:
+    """Per-column summaries of a baseline sample: count, null rate and, for numeric columns,
+    min, max, mean, standard deviation and quantiles; for the others, the most frequent values
+    with their shares. What an edge device compares its own inputs with, without the rows."""
+    import pandas as pd
+
+    from mlflow_steward.monitoring.verdict import CATEGORICAL, column_kind
+
+    out: dict[str, Any] = {}
+    for name in data.columns:
+        series = data[name]
+        kind = column_kind(series)
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "dtype": str(series.dtype),
+            "count": len(series),
+            "null_rate": float(series.isna().mean()) if len(series) else 0.0,
+        }
+        values = series.dropna()
+        if kind == CATEGORICAL or not pd.api.types.is_numeric_dtype(series):
+            shares = values.astype(str).value_counts(normalize=True).head(100)
+            entry["top"] = {str(k): float(v) for k, v in shares.items()}
+        elif len(values):
+            numbers = values.astype(float)
+            quantiles = numbers.quantile([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+            entry.update(
+                min=float(numbers.min()),
+                max=float(numbers.max()),
+                mean=float(numbers.mean()),
+                std=float(numbers.std(ddof=0)),
+                quantiles={f"{q:g}": float(v) for q, v in quantiles.items()},
+            )
+        out[str(name)] = entry
+    return out
+
+
+def _baseline_summary(client: Any, mv: Any, target: str) -> dict[str, Any] | None:
+    from mlflow_steward.errors import MonitoringError
+    from mlflow_steward.governance.facts import model_id_of
+    from mlflow_steward.monitoring.baseline import load_baseline
+
+    model_id = model_id_of(getattr(mv, "model_id", None), mv.source)
+    try:
+        baseline = load_baseline(client, model_id, mv.run_id, target)
+    except MonitoringError:
+        return None
+    return {
+        "source": baseline.info.get("source"),
+        "rows": baseline.info.get("rows"),
+        "sample_rows": baseline.info.get("sample_rows"),
+        "columns": column_summaries(baseline.features),
+    }
+
+
+def build_bundle(
+    *,
+    tracking_uri: str,
+    registry_uri: str,
+    name: str,
+    version: str,
+    requested: str,
+    output: str | os.PathLike[str],
+    progress: Any = None,
+) -> BuiltBundle:
+    """Build the bundle of registered ``name`` ``version`` (``requested`` is the URI the user
+    gave, e.g. ``models:/fraud@production``) into the file ``output``, or into
+    ``<output>/<name>-<version>.tar.gz`` when ``output`` is a folder. The file appears whole
+    (written beside it, then renamed)."""
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    from mlflow_steward.governance.digest import digest_local
+    from mlflow_steward.plugins.events import DIGEST_TAG
+
+    check_model_name(name)
+    say = progress or (lambda message: None)
+    out = Path(output)
+    if out.is_dir():
+        out = out / f"{name}-{version}.tar.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri, registry_uri)
+    mv = client.get_model_version(name, version)
+    alias = requested.partition("@")[2] or None
+    with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
+        staging = Path(tmp, ROOT)
+        model_dir = staging / "model"
+        say(f"downloading models:/{name}/{version}")
+        source = client.get_model_version_download_uri(name, version)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(Path(tmp, "download")), tracking_uri=tracking_uri
+        )
+        shutil.copytree(local, model_dir, symlinks=False)
+        digest = digest_local(model_dir).digest
+        recorded = (mv.tags or {}).get(DIGEST_TAG)
+        if recorded is not None and recorded != digest:
+            raise DeploymentError(
+                f"models:/{name}/{version}: its artifacts hash to {digest} but {recorded} was "
+                "recorded at registration; they changed since (run `steward verify "
+                f"models:/{name}/{version}`), so no bundle is built"
+            )
+        requirements, pinned_here, unpinned = _requirements(model_dir)
+        (staging / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
+        summary = _baseline_summary(client, mv, f"models:/{name}/{version}")
+        if summary is not None:
+            (staging / "baseline-summary.json").write_text(json.dumps(summary, indent=2))
+        files = {
+            p.relative_to(staging).as_posix(): _sha256(p)
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "format": FORMAT,
+            "model": name,
+            "version": str(version),
+            "alias": alias,
+            "requested": requested,
+            "digest": digest,
+            "digest_recorded": recorded is not None,
+            "run_id": mv.run_id,
+            "input_example": _input_example(model_dir),
+            "requirements": requirements,
+            "pinned_at_build": pinned_here,
+            "unpinned_requirements": unpinned,
+            "baseline": "baseline-summary.json" if summary is not None else None,
+            "files": files,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "steward_version": __version__,
+            "mlflow_version": mlflow.__version__,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        say(f"writing {out}")
+        partial = out.with_name(f".{out.name}.partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            # The manifest first: a reader can tell what a bundle is from its first member.
+            tar.add(staging / MANIFEST, arcname=f"{ROOT}/{MANIFEST}")
+            for rel in files:
+                tar.add(staging / rel, arcname=f"{ROOT}/{rel}", recursive=False)
+        os.replace(partial, out)
+    return BuiltBundle(out, manifest)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of the bundle at ``path`` (a clear error when it is not a bundle)."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            member = tar.extractfile(f"{ROOT}/{MANIFEST}")
+            if member is None:
+                raise KeyError(MANIFEST)
+            manifest = json.load(io.TextIOWrapper(member, encoding="utf-8"))
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        raise DeploymentError(
+            f"{path} is not a steward edge bundle ({type(exc).__name__}: {exc}); build one "
+            "with `steward edge build models:/NAME@ALIAS`"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DeploymentError(f"{path}: unknown bundle format (expected {FORMAT})")
+    check_model_name(str(manifest.get("model", "")))
+    return manifest
+
+
+def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> dict[str, Any]:
+    """Unpack the bundle at ``path`` into the new folder ``dest`` and check every file against
+    the manifest (nothing outside ``bundle/``, no links, no file missing or extra or changed).
+    Returns the manifest."""
+    manifest = read_manifest(path)
+    target = Path(dest)
+    target.mkdir(parents=True)
+    with tarfile.open(path, "r:gz") as tar:
+        tar.extractall(target, filter="data")
+    root = target / ROOT
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    expected = set(manifest["files"]) | {MANIFEST}
+    if found != expected:
+        raise DeploymentError(
+            f"{path}: the bundle's files do not match its manifest (extra: "
+            f"{sorted(found - expected)}, missing: {sorted(expected - found)})"
+        )
+    for rel, sha in manifest["files"].items():
+        if _sha256(root / rel) != sha:
+            raise DeploymentError(f"{path}: {rel} does not match the manifest's SHA-256")
+    return manifest
