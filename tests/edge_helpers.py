@@ -33,12 +33,14 @@ class EdgeRegistry:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            MLFLOW_TRACKING_URI=self.db_uri,
-            MLFLOW_REGISTRY_URI=self.registry_uri,
-            MLFLOW_STEWARD_CONFIG=str(self.config),
-            MLFLOW_STEWARD_ACTOR="tester",
-            MLFLOW_DISABLE_TELEMETRY="true",
-            **extra,
+            {
+                "MLFLOW_TRACKING_URI": self.db_uri,
+                "MLFLOW_REGISTRY_URI": self.registry_uri,
+                "MLFLOW_STEWARD_CONFIG": str(self.config),
+                "MLFLOW_STEWARD_ACTOR": "tester",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                **extra,
+            }
         )
         return env
 

@@ -29,7 +29,8 @@ def _progress(message: str) -> None:
     "--output",
     default=".",
     show_default=True,
-    help="The bundle file, or a folder for <name>-<version>.tar.gz.",
+    help="The bundle file (ending in .tar.gz or .tgz), or else a folder for "
+    "<name>-<version>.tar.gz.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
@@ -52,3 +53,228 @@ def build(ctx: click.Context, model_uri: str, output: str, as_json: bool) -> Non
         f"{built.path}: {built.model} v{built.version} ({built.digest}), "
         f"{len(built.manifest['files'])} files"
     )
+
+
+def _expiry(values: tuple[str, ...]) -> dict[str, int]:
+    from mlflow_steward.plugins.options import parse_duration
+
+    out = {}
+    for item in values:
+        role, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError("use ROLE=DURATION, e.g. timestamp=1d")
+            out[role.strip()] = int(parse_duration(value))
+        except ValueError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--expiry") from None
+    return out
+
+
+_channel_option = click.option(
+    "--channel", required=True, type=click.Path(file_okay=False), help="The channel folder."
+)
+_keys_option = click.option(
+    "--keys",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The folder of the signing keys (<role>-<n>.pem) this step needs.",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@edge.group()
+def channel() -> None:
+    """Create, refresh and show channels (TUF repositories in a folder)."""
+
+
+@channel.command("init")
+@_channel_option
+@_keys_option
+@click.option("--root-keys", default=1, show_default=True, help="How many root keys.")
+@click.option(
+    "--root-threshold",
+    default=1,
+    show_default=True,
+    help="How many root keys must sign a new root.",
+)
+@click.option(
+    "--expiry",
+    multiple=True,
+    metavar="ROLE=DURATION",
+    help="How long a role's metadata stays valid (defaults: root=365d, targets=90d, "
+    "snapshot=7d, timestamp=1d).",
+)
+@_json_option
+def channel_init(
+    channel: str,
+    keys: str,
+    root_keys: int,
+    root_threshold: int,
+    expiry: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create a channel: new keys in --keys, signed root, targets, snapshot and timestamp.
+
+    Devices trust the channel through its first root (metadata/1.root.json, given to the
+    agent with --trusted-root). Keep the root and targets keys offline.
+    """
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    result = Channel(channel, keys).init(
+        root_keys=root_keys, root_threshold=root_threshold, expiry=_expiry(expiry)
+    )
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(
+            f"channel {result['channel']} created; keys in {result['keys']}; "
+            f"devices trust {result['trusted_root']}"
+        )
+
+
+@channel.command("refresh")
+@_channel_option
+@_keys_option
+@_json_option
+def channel_refresh(channel: str, keys: str, as_json: bool) -> None:
+    """Sign snapshot and timestamp again with new expiries (needs the online keys). Run it
+    more often than the timestamp expires: devices refuse an expired one as a frozen channel."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    result = Channel(channel, keys).refresh()
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"timestamp v{result['timestamp']}, valid until {result['expires']}")
+
+
+@channel.command("show")
+@_channel_option
+@_json_option
+def channel_show(channel: str, as_json: bool) -> None:
+    """The channel's releases, oldest first; the last one is what devices install."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    releases = Channel(channel, ".").releases()
+    if as_json:
+        echo_json([r.to_dict() for r in releases])
+        return
+    if not releases:
+        click.echo("nothing published")
+    for r in releases:
+        click.echo(f"release {r.release}: {r.model} v{r.version} ({r.length} bytes) {r.path}")
+
+
+@edge.command()
+@click.argument("source")
+@_channel_option
+@_keys_option
+@click.option("--production", is_flag=True, help="A production release (policies may ask more).")
+@_json_option
+@click.pass_context
+def publish(
+    ctx: click.Context, source: str, channel: str, keys: str, production: bool, as_json: bool
+) -> None:
+    """Publish SOURCE (a bundle file, or models:/NAME@ALIAS to build one) to a channel.
+
+    The bundle becomes the channel's newest release: targets, snapshot and timestamp are signed
+    again (needs the targets, snapshot and timestamp keys), atomically for readers. Governed:
+    policies decide `deploy` (target steward-edge, kind edge, operation publish).
+    """
+    from mlflow_steward.cli.main import context_of, echo_json
+    from mlflow_steward.deployment.edge.governed import governed_publish
+
+    release = governed_publish(
+        context_of(ctx).session(), source, channel, keys, progress=_progress, production=production
+    )
+    if as_json:
+        echo_json(release.to_dict())
+    else:
+        click.echo(f"published {release.model} v{release.version} as release {release.release}")
+
+
+@edge.group()
+def keys() -> None:
+    """Rotate a channel's signing keys."""
+
+
+@keys.command("rotate")
+@_channel_option
+@_keys_option
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["root", "targets", "snapshot", "timestamp"]),
+    help="The role whose keys are replaced.",
+)
+@_json_option
+def keys_rotate(channel: str, keys: str, role: str, as_json: bool) -> None:
+    """Replace a role's keys: a new root (signed by the current root keys, and by the new ones
+    for root itself) names the new keys; the old key files move to <keys>/retired/."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    result = Channel(channel, keys).rotate(role)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(
+            f"{role}: {len(result['new_keys'])} new key(s), root v{result['root_version']}; "
+            f"retired {', '.join(k[:12] for k in result['retired_keys'])}"
+        )
+
+
+@edge.command()
+@click.option("--channel", required=True, help="The channel: http(s)://, file:// or a folder.")
+@click.option(
+    "--trusted-root",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The channel's root metadata this device trusts (metadata/1.root.json).",
+)
+@click.option(
+    "--state-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where the device keeps the trusted metadata and downloads.",
+)
+@_json_option
+def pull(channel: str, trusted_root: str, state_dir: str, as_json: bool) -> None:
+    """Check a channel as a device does and download its current bundle, verified by TUF.
+
+    Exit 1 with the reason when the channel's metadata or the bundle is refused (a changed
+    byte, a wrong key, a rollback, an expired timestamp...); exit 2 when it is unreachable.
+    """
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.reader import (
+        ChannelReader,
+        ChannelRefused,
+        ChannelUnreachable,
+    )
+
+    try:
+        fetched = ChannelReader(channel, trusted_root, state_dir).fetch()
+    except ChannelRefused as exc:
+        if as_json:
+            echo_json({"ok": False, "refused": exc.reason, "error": str(exc)})
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except ChannelUnreachable as exc:
+        if as_json:
+            echo_json({"ok": False, "unreachable": True, "error": str(exc)})
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
+    if fetched is None:
+        if as_json:
+            echo_json({"ok": True, "release": None})
+        else:
+            click.echo("nothing published")
+        return
+    if as_json:
+        echo_json({"ok": True, "release": fetched.release.to_dict(), "path": str(fetched.path)})
+    else:
+        r = fetched.release
+        click.echo(f"release {r.release}: {r.model} v{r.version} at {fetched.path}")

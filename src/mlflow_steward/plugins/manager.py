@@ -67,6 +67,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.prompt_markers", "mlflow_steward.governance.policies.prompt_markers"),
     ("builtin.deploy_requires_alias", "mlflow_steward.governance.policies.deploy_requires_alias"),
     ("builtin.onprem", "mlflow_steward.deployment.onprem.plugin"),
+    ("builtin.edge", "mlflow_steward.deployment.edge.plugin"),
     ("builtin.detectors", "mlflow_steward.monitoring.detectors"),
     ("builtin.data_sources", "mlflow_steward.monitoring.sources"),
     ("builtin.alerters", "mlflow_steward.monitoring.alerting"),

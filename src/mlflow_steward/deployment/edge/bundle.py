@@ -194,8 +194,9 @@ def build_bundle(
     progress: Any = None,
 ) -> BuiltBundle:
     """Build the bundle of registered ``name`` ``version`` (``requested`` is the URI the user
-    gave, e.g. ``models:/fraud@production``) into the file ``output``, or into
-    ``<output>/<name>-<version>.tar.gz`` when ``output`` is a folder. The file appears whole
+    gave, e.g. ``models:/fraud@production``) into the file ``output`` (a name ending in
+    ``.tar.gz`` or ``.tgz``), or else into the folder ``output``, as
+    ``<name>-<version>.tar.gz``. The file appears whole
     (written beside it, then renamed)."""
     import mlflow.artifacts
     from mlflow import MlflowClient
@@ -206,7 +207,7 @@ def build_bundle(
     check_model_name(name)
     say = progress or (lambda message: None)
     out = Path(output)
-    if out.is_dir():
+    if out.is_dir() or not out.name.endswith((".tar.gz", ".tgz")):
         out = out / f"{name}-{version}.tar.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri, registry_uri)

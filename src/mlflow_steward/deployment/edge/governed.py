@@ -72,3 +72,68 @@ def governed_build(
             progress=progress,
         ),
     )
+
+
+def governed_publish(
+    session: Any,
+    source: str,
+    channel: str | os.PathLike[str],
+    keys: str | os.PathLike[str],
+    *,
+    progress: Callable[[str], None] | None = None,
+    **context: Any,
+) -> Any:
+    """Publish ``source`` to the folder ``channel``: a bundle file, or a ``models:/`` URI (built
+    first). Governed as ``deploy`` (operation ``publish``) on the version the bundle holds; a
+    bundle whose content digest is not the one recorded for that version at registration is
+    refused before policies are asked. Returns the channel's new :class:`Release`."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    from mlflow_steward.deployment.edge.bundle import read_manifest
+    from mlflow_steward.deployment.edge.channel import Channel
+    from mlflow_steward.plugins.events import DIGEST_TAG
+
+    target = Channel(channel, keys)
+    target.settings  # noqa: B018 -- "not a channel" before anything is built
+    if source.startswith("models:/"):
+        name, version = resolve(session, source)
+        stored = target.stored(name, version)
+        if stored is not None:
+            # Published before: the same bytes become the newest release again (a version's
+            # bundle never changes once devices may have it).
+            return governed_publish(session, str(stored), channel, keys, **context)
+        with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
+            built = governed_build(
+                session, source, tmp, progress=progress, operation="publish", **context
+            )
+            return target.publish(built.path)
+    manifest = read_manifest(source)
+    name, version = manifest["model"], manifest["version"]
+    uri = f"models:/{name}/{version}"
+    resolve(session, uri)
+    recorded = (
+        MlflowClient(session.tracking_uri, session.registry_uri)
+        .get_model_version(name, version)
+        .tags.get(DIGEST_TAG)
+    )
+    if recorded is not None and recorded != manifest["digest"]:
+        raise DeploymentError(
+            f"{source}: the bundle holds artifacts with digest {manifest['digest']}, but "
+            f"{uri} was registered with {recorded}; it was not built from that version"
+        )
+    event = session.version_event(
+        "deploy",
+        name,
+        version,
+        {
+            "target": TARGET,
+            "target_kind": KIND,
+            "operation": "publish",
+            "requested": manifest.get("requested") or uri,
+            "production": bool(context.pop("production", False)),
+            **context,
+        },
+    )
+    return session.governed(event, lambda: target.publish(source))

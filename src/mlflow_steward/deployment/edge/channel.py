@@ -1,0 +1,404 @@
+"""A channel: a TUF repository in a folder, written with python-tuf's Metadata API.
+
+Layout (consistent snapshots, so a file once written never changes)::
+
+    <channel>/metadata/1.root.json, 2.root.json, ...   every root, signed by the previous too
+    <channel>/metadata/root.json                       a copy of the newest root (for devices)
+    <channel>/metadata/<N>.targets.json                the bundles, signed by the targets keys
+    <channel>/metadata/<N>.snapshot.json               the targets version, by the snapshot key
+    <channel>/metadata/timestamp.json                  the snapshot version, by the timestamp key
+    <channel>/targets/<model>/<sha256>.<version>.tar.gz a bundle, named by its hash
+    <channel>/steward-channel.json                     expiry periods (public, not signed)
+
+Publishing writes the bundle, then the new targets and snapshot metadata under new names, and only
+then replaces ``timestamp.json`` with a rename: a reader sees the channel before or after, never
+half of it. Publishers take a lock on the folder, so two publishes do not interleave.
+
+Each bundle target carries ``custom.steward``: model, version, digest and ``release``, a number
+that grows with every publish. The channel's current release is the target with the highest
+``release``: publishing an older version again (a governed rollback) gives it a new number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mlflow_steward.deployment.edge import keys as keyfiles
+from mlflow_steward.deployment.edge import require_tuf
+from mlflow_steward.deployment.edge.bundle import read_manifest
+from mlflow_steward.errors import DeploymentError
+
+SETTINGS = "steward-channel.json"
+METADATA = "metadata"
+TARGETS = "targets"
+#: How long each role's metadata stays valid after it is signed (seconds).
+DEFAULT_EXPIRY = {
+    "root": 365 * 86400,
+    "targets": 90 * 86400,
+    "snapshot": 7 * 86400,
+    "timestamp": 86400,
+}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One bundle of a channel, as its targets metadata names it."""
+
+    path: str
+    model: str
+    version: str
+    release: int
+    digest: str
+    length: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def release_of(path: str, target: Any) -> Release | None:
+    """The :class:`Release` a TUF ``TargetFile`` describes (``None`` for other targets)."""
+    custom = (target.unrecognized_fields.get("custom") or {}).get("steward")
+    if not isinstance(custom, dict):
+        return None
+    return Release(
+        path=path,
+        model=str(custom["model"]),
+        version=str(custom["version"]),
+        release=int(custom["release"]),
+        digest=str(custom.get("digest", "")),
+        length=target.length,
+        sha256=target.hashes.get("sha256", ""),
+    )
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``path`` whole (a temporary file beside it, synced, then renamed)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Channel:
+    """A channel folder and the keys that sign it (``keys_dir``; only the roles a step signs
+    need to be there)."""
+
+    def __init__(self, folder: str | os.PathLike[str], keys_dir: str | os.PathLike[str]) -> None:
+        require_tuf()
+        self.folder = Path(folder)
+        self.keys_dir = Path(keys_dir)
+        self.meta_dir = self.folder / METADATA
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / SETTINGS).read_text())
+        except FileNotFoundError:
+            raise DeploymentError(
+                f"{self.folder} is not a steward edge channel (no {SETTINGS}); create one with "
+                "`steward edge channel init`"
+            ) from None
+
+    def expiry(self, role: str) -> datetime:
+        seconds = self.settings.get("expiry", {}).get(role, DEFAULT_EXPIRY[role])
+        return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+
+    def _load(self, name: str) -> Any:
+        from tuf.api.metadata import Metadata
+
+        return Metadata.from_file(str(self.meta_dir / name))
+
+    def root(self) -> Any:
+        versions = [int(p.name.split(".")[0]) for p in self.meta_dir.glob("*.root.json")]
+        if not versions:
+            self.settings  # noqa: B018 -- the "not a channel" error when there are no settings
+            raise DeploymentError(f"{self.folder}: no root metadata in {self.meta_dir}")
+        return self._load(f"{max(versions)}.root.json")
+
+    def current(self) -> tuple[Any, Any, Any]:
+        """``(timestamp, snapshot, targets)`` as readers see them now."""
+        timestamp = self._load("timestamp.json")
+        snapshot = self._load(f"{timestamp.signed.snapshot_meta.version}.snapshot.json")
+        targets = self._load(f"{snapshot.signed.meta['targets.json'].version}.targets.json")
+        return timestamp, snapshot, targets
+
+    def releases(self) -> list[Release]:
+        _, _, targets = self.current()
+        found = (release_of(p, t) for p, t in targets.signed.targets.items())
+        return sorted((r for r in found if r is not None), key=lambda r: r.release)
+
+    def stored(self, model: str, version: str) -> Path | None:
+        """The bundle file the channel holds for ``model`` ``version`` (``None``: none)."""
+        _, _, targets = self.current()
+        target = targets.signed.targets.get(f"{model}/{version}.tar.gz")
+        if target is None:
+            return None
+        return self.folder / TARGETS / model / f"{target.hashes['sha256']}.{version}.tar.gz"
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".steward-channel.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _signers(self, root: Any, role: str) -> list[Any]:
+        spec = root.signed.roles[role]
+        return keyfiles.signers_for(self.keys_dir, role, list(spec.keyids), spec.threshold)
+
+    def _sign(self, md: Any, signers: list[Any]) -> None:
+        md.signatures.clear()
+        for signer in signers:
+            md.sign(signer, append=True)
+
+    def _write_md(self, md: Any, name: str, *, replace: bool = False) -> bytes:
+        from tuf.api.serialization.json import JSONSerializer
+
+        data = md.to_bytes(JSONSerializer(compact=False))
+        path = self.meta_dir / name
+        if path.exists() and not replace:
+            raise DeploymentError(f"{path} exists already: another publish raced this one")
+        _write_new(path, data)
+        return data
+
+    def _write_root(self, root: Any) -> None:
+        data = self._write_md(root, f"{root.signed.version}.root.json")
+        _write_new(self.meta_dir / "root.json", data)
+
+    def init(
+        self,
+        *,
+        root_keys: int = 1,
+        root_threshold: int = 1,
+        expiry: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Create the channel: new keys in ``keys_dir``, root (``root_threshold`` of
+        ``root_keys`` keys must sign it), and empty targets, snapshot and timestamp."""
+        from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
+
+        if not 1 <= root_threshold <= root_keys:
+            raise DeploymentError(
+                f"--root-threshold {root_threshold} with {root_keys} root key(s): the threshold "
+                "must be at least 1 and at most the number of root keys"
+            )
+        unknown = set(expiry or {}) - set(DEFAULT_EXPIRY)
+        if unknown:
+            raise DeploymentError(f"unknown role(s) in --expiry: {', '.join(sorted(unknown))}")
+        if (self.folder / SETTINGS).exists() or self.meta_dir.exists():
+            raise DeploymentError(f"{self.folder} is a channel already; nothing was changed")
+        with self._locked():
+            (self.folder / TARGETS).mkdir(parents=True, exist_ok=True)
+            self.meta_dir.mkdir(parents=True)
+            _write_new(
+                self.folder / SETTINGS,
+                json.dumps({"format": 1, "expiry": {**DEFAULT_EXPIRY, **(expiry or {})}}).encode(),
+            )
+            signers = {
+                role: [keyfiles.generate(self.keys_dir, role) for _ in range(root_keys)]
+                if role == "root"
+                else [keyfiles.generate(self.keys_dir, role)]
+                for role in keyfiles.ROLES
+            }
+            root = Metadata(Root(expires=self.expiry("root"), consistent_snapshot=True))
+            for role, role_signers in signers.items():
+                for signer in role_signers:
+                    root.signed.add_key(signer.public_key, role)
+            root.signed.roles["root"].threshold = root_threshold
+            self._sign(root, signers["root"])
+            targets = Metadata(Targets(expires=self.expiry("targets")))
+            self._sign(targets, signers["targets"])
+            self._write_root(root)
+            self._write_md(targets, "1.targets.json")
+            self._write_snapshot_and_timestamp(
+                Metadata(Snapshot(expires=self.expiry("snapshot"))),
+                Metadata(Timestamp(expires=self.expiry("timestamp"), snapshot_meta=MetaFile(1))),
+                targets_version=1,
+                snapshot_signers=signers["snapshot"],
+                timestamp_signers=signers["timestamp"],
+                first=True,
+            )
+        return {
+            "channel": str(self.folder),
+            "trusted_root": str(self.meta_dir / "1.root.json"),
+            "keys": str(self.keys_dir),
+            "root_threshold": root_threshold,
+            "root_keys": root_keys,
+        }
+
+    def _write_snapshot_and_timestamp(
+        self,
+        snapshot: Any,
+        timestamp: Any,
+        *,
+        targets_version: int,
+        snapshot_signers: list[Any],
+        timestamp_signers: list[Any],
+        first: bool = False,
+    ) -> None:
+        """Sign and write a new snapshot naming ``targets_version``, then the timestamp naming
+        that snapshot (length and hash included), the timestamp last (the reader's switch)."""
+        import hashlib
+
+        from tuf.api.metadata import MetaFile
+
+        if not first:
+            snapshot.signed.version += 1
+        snapshot.signed.meta["targets.json"] = MetaFile(version=targets_version)
+        snapshot.signed.expires = self.expiry("snapshot")
+        self._sign(snapshot, snapshot_signers)
+        data = self._write_md(snapshot, f"{snapshot.signed.version}.snapshot.json")
+        if not first:
+            timestamp.signed.version += 1
+        timestamp.signed.snapshot_meta = MetaFile(
+            version=snapshot.signed.version,
+            length=len(data),
+            hashes={"sha256": hashlib.sha256(data).hexdigest()},
+        )
+        timestamp.signed.expires = self.expiry("timestamp")
+        self._sign(timestamp, timestamp_signers)
+        self._write_md(timestamp, "timestamp.json", replace=True)
+
+    def _new_targets(self, root: Any, targets: Any, snapshot: Any, timestamp: Any) -> None:
+        """Sign and write ``targets`` as its next version, then snapshot and timestamp."""
+        targets.signed.version += 1
+        targets.signed.expires = self.expiry("targets")
+        self._sign(targets, self._signers(root, "targets"))
+        self._write_md(targets, f"{targets.signed.version}.targets.json")
+        self._write_snapshot_and_timestamp(
+            snapshot,
+            timestamp,
+            targets_version=targets.signed.version,
+            snapshot_signers=self._signers(root, "snapshot"),
+            timestamp_signers=self._signers(root, "timestamp"),
+        )
+
+    def publish(self, bundle: str | os.PathLike[str]) -> Release:
+        """Add ``bundle`` as the channel's newest release and re-sign (targets, snapshot,
+        timestamp). Publishing a bundle that is there already makes it the newest again."""
+        from tuf.api.metadata import TargetFile
+
+        manifest = read_manifest(bundle)
+        model, version = manifest["model"], manifest["version"]
+        target_path = f"{model}/{version}.tar.gz"
+        with self._locked():
+            root = self.root()
+            timestamp, snapshot, targets = self.current()
+            # Signers first: a missing key fails before anything is written.
+            for role in ("targets", "snapshot", "timestamp"):
+                self._signers(root, role)
+            target = TargetFile.from_file(target_path, str(bundle), ["sha256"])
+            latest = max((r.release for r in self.releases()), default=0)
+            target.unrecognized_fields["custom"] = {
+                "steward": {
+                    "model": model,
+                    "version": version,
+                    "release": latest + 1,
+                    "digest": manifest["digest"],
+                    "created": manifest["created"],
+                }
+            }
+            known = targets.signed.targets.get(target_path)
+            if known is not None and known.hashes != target.hashes:
+                raise DeploymentError(
+                    f"the channel has another bundle for {model} v{version} already (other "
+                    "bytes: rebuilt?); a published version is immutable, publish it as it was"
+                )
+            stored = self.folder / TARGETS / model / f"{target.hashes['sha256']}.{version}.tar.gz"
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            if not stored.exists():
+                partial = stored.with_name(f".{stored.name}.partial")
+                shutil.copyfile(bundle, partial)
+                os.replace(partial, stored)
+            targets.signed.targets[target_path] = target
+            self._new_targets(root, targets, snapshot, timestamp)
+        found = release_of(target_path, target)
+        assert found is not None
+        return found
+
+    def refresh(self) -> dict[str, Any]:
+        """Sign snapshot and timestamp again with new expiries (run it more often than the
+        timestamp expires, or devices refuse the channel as frozen)."""
+        with self._locked():
+            root = self.root()
+            timestamp, snapshot, targets = self.current()
+            self._write_snapshot_and_timestamp(
+                snapshot,
+                timestamp,
+                targets_version=targets.signed.version,
+                snapshot_signers=self._signers(root, "snapshot"),
+                timestamp_signers=self._signers(root, "timestamp"),
+            )
+            return {"timestamp": timestamp.signed.version, "expires": str(timestamp.signed.expires)}
+
+    def rotate(self, role: str) -> dict[str, Any]:
+        """Replace every key of ``role`` by new ones (as many, same threshold). A new root names
+        them, signed by the old root keys and the new root keys alike (so devices that trust the
+        old root accept it); the role's metadata is signed again with the new keys. The old key
+        files move to ``retired/``."""
+        if role not in keyfiles.ROLES:
+            raise DeploymentError(f"unknown role {role!r}; use one of {', '.join(keyfiles.ROLES)}")
+        with self._locked():
+            root = self.root()
+            old_root_signers = self._signers(root, "root")
+            spec = root.signed.roles[role]
+            old_ids = list(spec.keyids)
+            if role != "root":  # the metadata re-signed below needs the other online keys
+                for other in ("targets", "snapshot", "timestamp"):
+                    if other != role:
+                        self._signers(root, other)
+            new = [keyfiles.generate(self.keys_dir, role) for _ in old_ids]
+            for keyid in old_ids:
+                root.signed.revoke_key(keyid, role)
+            for signer in new:
+                root.signed.add_key(signer.public_key, role)
+            root.signed.version += 1
+            root.signed.expires = self.expiry("root")
+            root_signers = new if role == "root" else old_root_signers
+            self._sign(root, root_signers)
+            if role == "root":
+                for signer in old_root_signers:
+                    root.sign(signer, append=True)
+            self._write_root(root)
+            keyfiles.retire(self.keys_dir, role, old_ids)
+            timestamp, snapshot, targets = self.current()
+            if role == "targets":
+                self._new_targets(root, targets, snapshot, timestamp)
+            elif role in ("snapshot", "timestamp"):
+                self._write_snapshot_and_timestamp(
+                    snapshot,
+                    timestamp,
+                    targets_version=targets.signed.version,
+                    snapshot_signers=self._signers(root, "snapshot"),
+                    timestamp_signers=self._signers(root, "timestamp"),
+                )
+        return {
+            "role": role,
+            "root_version": root.signed.version,
+            "new_keys": [s.public_key.keyid for s in new],
+            "retired_keys": old_ids,
+        }

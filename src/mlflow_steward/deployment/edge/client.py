@@ -1,0 +1,110 @@
+"""The ``steward-edge`` target's client: a deployment is a model published to one channel.
+
+The host has resolved the version and asked governance (``deploy``, kind ``edge``) before any
+method here runs; the client builds the bundle (or reuses the one the channel holds for that
+version) and publishes it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow_steward.deployment.edge.bundle import build_bundle, check_model_name
+from mlflow_steward.deployment.edge.channel import Channel
+from mlflow_steward.errors import DeploymentError
+from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, TargetClient
+
+
+class EdgeClient(TargetClient):
+    def _channel(self, options: Mapping[str, Any]) -> Channel:
+        return Channel(str(options["channel"]), str(options["keys"]))
+
+    def validate(self, name: str, options: Mapping[str, Any]) -> None:
+        channel = self._channel(options)
+        root = channel.root()  # "not a channel" otherwise
+        for role in ("targets", "snapshot", "timestamp"):
+            channel._signers(root, role)
+
+    def _publish(self, info: DeploymentInfo, model: ResolvedModel) -> DeploymentInfo:
+        check_model_name(model.name)
+        channel = self._channel(info.options)
+        stored = channel.stored(model.name, model.version)
+        if stored is not None:
+            release = channel.publish(stored)
+        else:
+            with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
+                built = build_bundle(
+                    tracking_uri=self.context.tracking_uri,
+                    registry_uri=self.context.registry_uri,
+                    name=model.name,
+                    version=model.version,
+                    requested=model.requested,
+                    output=Path(tmp),
+                    progress=self.context.progress,
+                )
+                release = channel.publish(built.path)
+        self.context.progress(f"published {model.uri} as release {release.release}")
+        info.version = model.version
+        info.status = "serving"  # what the devices following the channel install
+        info.endpoint = str(channel.folder)
+        info.traffic = {model.version: 100}
+        info.runtime = {"release": release.release, "target_path": release.path}
+        info.reason = None
+        return info
+
+    def create(
+        self, info: DeploymentInfo, model: ResolvedModel, traffic: int | None
+    ) -> DeploymentInfo:
+        return self._publish(info, model)
+
+    def update(
+        self, info: DeploymentInfo, model: ResolvedModel, traffic: int | None
+    ) -> DeploymentInfo:
+        if traffic is not None and traffic < 100:
+            raise DeploymentError(
+                "steward-edge publishes to every device of a channel: --traffic is not supported"
+            )
+        return self._publish(info, model)
+
+    def rollback(self, info: DeploymentInfo, model: ResolvedModel | None) -> DeploymentInfo:
+        if model is None:
+            raise DeploymentError(f"deployment {info.name!r} has no canary to undo")
+        return self._publish(info, model)
+
+    def delete(self, info: DeploymentInfo) -> None:
+        """Nothing to stop here: devices keep the release they installed."""
+
+    def predict(self, info: DeploymentInfo, inputs: Any) -> Any:
+        raise DeploymentError(
+            f"deployment {info.name!r} runs on edge devices: send predictions to a device "
+            "agent's /invocations"
+        )
+
+    def health(self, info: DeploymentInfo) -> dict[str, Any]:
+        """The channel as devices see it: readable, and its timestamp not expired."""
+        try:
+            timestamp, _, _ = self._channel(info.options).current()
+        except Exception as exc:  # never raises: health reports
+            return {"healthy": False, "detail": f"channel unreadable: {exc}"}
+        expires = timestamp.signed.expires
+        if expires <= datetime.now(UTC):
+            return {
+                "healthy": False,
+                "detail": f"the channel's timestamp expired at {expires}: devices refuse it "
+                "until `steward edge channel refresh`",
+            }
+        return {"healthy": True, "detail": f"timestamp valid until {expires}"}
+
+    def status(self, info: DeploymentInfo) -> dict[str, Any]:
+        out: dict[str, Any] = {"health": self.health(info), "version": info.version}
+        try:
+            releases = self._channel(info.options).releases()
+        except Exception:  # health says why
+            return out
+        if releases:
+            out["release"] = releases[-1].to_dict()
+        return out
