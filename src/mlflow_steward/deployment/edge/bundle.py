@@ -287,6 +287,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DeploymentError(f"{path}: unknown bundle format (expected {FORMAT})")
     check_model_name(str(manifest.get("model", "")))
+    if not str(manifest.get("version", "")).isdigit():
+        raise DeploymentError(
+            f"{path}: the manifest's version {manifest.get('version')!r} is not a number"
+        )
     return manifest
 
 

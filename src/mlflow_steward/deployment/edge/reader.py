@@ -90,6 +90,7 @@ class ChannelReader:
         self.state = Path(state_dir) / "tuf"
         self.metadata_dir = self.state / "metadata"
         self.downloads = self.state / "downloads"
+        self._seen: tuple[bytes, Release | None] | None = None
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         self.downloads.mkdir(parents=True, exist_ok=True)
         try:
@@ -135,11 +136,14 @@ class ChannelReader:
 
         updater = self._updater()
         self._call("refreshing the channel's metadata", updater.refresh)
-        # What refresh() verified and then kept: the top-level targets metadata.
-        path = str(self.metadata_dir / "targets.json")
-        targets = Metadata[Targets].from_file(path).signed.targets
-        found = [r for r in (release_of(p, t) for p, t in targets.items()) if r is not None]
-        return updater, max(found, key=lambda r: r.release, default=None)
+        # What refresh() verified and then kept: the top-level targets metadata (parsed again
+        # only when it changed: a check with nothing new costs python-tuf's refresh alone).
+        data = (self.metadata_dir / "targets.json").read_bytes()
+        if self._seen is None or self._seen[0] != data:
+            targets = Metadata[Targets].from_bytes(data).signed.targets
+            found = [r for r in (release_of(p, t) for p, t in targets.items()) if r is not None]
+            self._seen = (data, max(found, key=lambda r: r.release, default=None))
+        return updater, self._seen[1]
 
     def latest(self) -> Release | None:
         """Refresh the trusted metadata and return the channel's current release (``None`` for
