@@ -130,3 +130,16 @@ def static_server(folder: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def shared_edge_registry(tmp_path_factory) -> EdgeRegistry:
+    """:func:`build_edge_registry` once per test session (per xdist worker): the edge modules
+    share it, each test leaving the registry as it found it (deployments and audit entries
+    aside, which the tests select by name)."""
+    root = tmp_path_factory.getbasetemp() / "edge-registry"
+    ready = root / ".ready"
+    if ready.is_file():
+        return EdgeRegistry(root, f"sqlite:///{root / 'mlflow.db'}", root / "steward.yaml")
+    registry = build_edge_registry(root)
+    ready.touch()
+    return registry

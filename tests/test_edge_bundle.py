@@ -12,14 +12,14 @@ import pytest
 
 from mlflow_steward.deployment.edge.bundle import read_manifest, unpack
 from mlflow_steward.errors import DeploymentError
-from tests.edge_helpers import EXAMPLE, build_edge_registry
+from tests.edge_helpers import EXAMPLE, shared_edge_registry
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    return build_edge_registry(tmp_path_factory.mktemp("edge-bundle"))
+    return shared_edge_registry(tmp_path_factory)
 
 
 def _steward(registry, *args, check=True):

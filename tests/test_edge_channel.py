@@ -18,7 +18,7 @@ import pytest
 from mlflow_steward.deployment.edge.bundle import build_bundle
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.edge.reader import ChannelReader, ChannelRefused
-from tests.edge_helpers import build_edge_registry, static_server
+from tests.edge_helpers import shared_edge_registry, static_server
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge-channel")
-    registry = build_edge_registry(root / "registry")
+    registry = shared_edge_registry(tmp_path_factory)
     bundles = {}
     for version in ("1", "2"):
         bundles[version] = build_bundle(

@@ -12,7 +12,7 @@ import pytest
 
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.edge.reader import ChannelReader
-from tests.edge_helpers import build_edge_registry
+from tests.edge_helpers import shared_edge_registry
 
 BIN = Path(sys.executable).parent
 
@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge-target")
-    registry = build_edge_registry(root / "registry")
+    registry = shared_edge_registry(tmp_path_factory)
     channel, keys = root / "channel", root / "keys"
     Channel(channel, keys).init()
     return registry, channel, keys
