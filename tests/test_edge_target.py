@@ -91,7 +91,7 @@ def test_steward_deploy_publishes_updates_and_rolls_back(world, tmp_path):
 
 def test_mlflow_deployments_create_publishes(world, tmp_path):
     registry, channel, keys = world
-    before = max(r.release for r in Channel(channel, keys).releases())
+    before = max((r.release for r in Channel(channel, keys).releases()), default=0)
     run(
         registry,
         BIN / "mlflow",
@@ -110,6 +110,48 @@ def test_mlflow_deployments_create_publishes(world, tmp_path):
     )
     latest = Channel(channel, keys).releases()[-1]
     assert (latest.version, latest.release) == ("2", before + 1)
+
+
+def test_mlflow_deployments_takes_the_channel_from_the_target_uri(world):
+    registry, channel, keys = world
+    before = max((r.release for r in Channel(channel, keys).releases()), default=0)
+    run(
+        registry,
+        BIN / "mlflow",
+        "deployments",
+        "create",
+        "-t",
+        f"steward-edge:{channel}",
+        "--name",
+        "fleet-uri",
+        "-m",
+        "models:/beacon/1",
+        "-C",
+        f"keys={keys}",
+    )
+    latest = Channel(channel, keys).releases()[-1]
+    assert (latest.version, latest.release) == ("1", before + 1)
+    # MLflow's CLI shows the MlflowException with its traceback; the message says what to do.
+    proc = subprocess.run(
+        [
+            str(BIN / "mlflow"),
+            "deployments",
+            "create",
+            "-t",
+            "steward-onprem:/somewhere",
+            "--name",
+            "x",
+            "-m",
+            "models:/beacon/1",
+        ],
+        env=registry.env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=registry.root,
+    )
+    assert proc.returncode != 0
+    assert "takes no location after its name" in proc.stderr
 
 
 def test_a_refused_deploy_publishes_nothing(world, tmp_path):

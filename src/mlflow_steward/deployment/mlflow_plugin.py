@@ -37,6 +37,13 @@ def _target_name(target_uri: str) -> str:
     return name
 
 
+def _uri_options(target_uri: str) -> dict[str, str]:
+    """``-t steward-edge:/srv/channels/site-42``: the text after a built-in target's name is its
+    ``channel`` option (the only target option that names a place)."""
+    scheme, _, rest = target_uri.partition(":")
+    return {"channel": rest} if scheme != GENERIC and rest else {}
+
+
 def _progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
@@ -49,7 +56,27 @@ class StewardDeploymentClient(_mlflow_base.BaseDeploymentClient):
         self.target_name = _target_name(target_uri)
         self._host: Any = None
         # An unknown target fails here, listing the known ones.
-        _call(lambda: self.host.target(self.target_name))
+        self.registered = _call(lambda: self.host.target(self.target_name))
+        self.uri_options = _uri_options(target_uri)
+
+    def _with_uri_options(self, config: Any) -> dict[str, Any]:
+        """``config`` with the options the target URI names (checked here, not in __init__:
+        MLflow's CLI prints a traceback for errors raised while it builds the client)."""
+        if self.uri_options and "channel" not in {o.name for o in self.registered.target.options}:
+            raise MlflowException(
+                f"-t {self.target_uri}: target {self.target_name!r} takes no location after its "
+                f"name; use -t {self.target_name} and options in -C key=value",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        out = dict(config or {})
+        for key, value in self.uri_options.items():
+            if key in out and str(out[key]) != value:
+                raise MlflowException(
+                    f"-C {key}={out[key]} contradicts the target URI's {value!r}",
+                    error_code=INVALID_PARAMETER_VALUE,
+                )
+            out[key] = value
+        return out
 
     @property
     def host(self) -> Any:
@@ -71,6 +98,7 @@ class StewardDeploymentClient(_mlflow_base.BaseDeploymentClient):
 
     def create_deployment(self, name, model_uri, flavor=None, config=None, endpoint=None):
         _flavor(flavor)
+        config = self._with_uri_options(config)
         info = _call(
             lambda: self.host.create(name, model_uri, target=self.target_name, config=config)
         )
@@ -79,7 +107,7 @@ class StewardDeploymentClient(_mlflow_base.BaseDeploymentClient):
     def update_deployment(self, name, model_uri=None, flavor=None, config=None, endpoint=None):
         _flavor(flavor)
         self._mine(name)
-        config = dict(config or {})
+        config = self._with_uri_options(config)
         traffic = config.pop("traffic", None)
         percent = None
         if traffic is not None:
