@@ -82,7 +82,7 @@ def release_of(path: str, target: Any) -> Release | None:
     )
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def write_whole(path: Path, data: bytes) -> None:
     """Write ``path`` whole (a temporary file beside it, synced, then renamed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -183,12 +183,12 @@ class Channel:
         path = self.meta_dir / name
         if path.exists() and not replace:
             raise DeploymentError(f"{path} exists already: another publish raced this one")
-        _write_new(path, data)
+        write_whole(path, data)
         return data
 
     def _write_root(self, root: Any) -> None:
         data = self._write_md(root, f"{root.signed.version}.root.json")
-        _write_new(self.meta_dir / "root.json", data)
+        write_whole(self.meta_dir / "root.json", data)
 
     def init(
         self,
@@ -214,7 +214,7 @@ class Channel:
         with self._locked():
             (self.folder / TARGETS).mkdir(parents=True, exist_ok=True)
             self.meta_dir.mkdir(parents=True)
-            _write_new(
+            write_whole(
                 self.folder / SETTINGS,
                 json.dumps({"format": 1, "expiry": {**DEFAULT_EXPIRY, **(expiry or {})}}).encode(),
             )

@@ -1,0 +1,154 @@
+"""Installing a verified bundle on a device: a new folder, a health check, then a pointer swap.
+
+State folder layout::
+
+    <state>/releases/<release>-v<version>/   one unpacked bundle per install attempt
+    <state>/current                          a symlink to the installed release's folder
+    <state>/status.json                      what is installed, and the last attempt's outcome
+
+An install unpacks into a new folder (checking every file against the manifest), loads the model
+and predicts on its input example; only then does ``current`` move, by renaming a new symlink over
+it (atomic: a process killed at any point leaves ``current`` on the old install or the new one).
+A failed install removes its folder and leaves ``current`` where it was; ``status.json`` says
+why. :meth:`Installer.recover` (run at start-up) removes folders that ``current`` does not point
+at: what a kill during an install left behind.
+
+The agent (not here yet) calls :meth:`Installer.install` after a verified download, and serves
+from :meth:`Installer.load`; requests pass through one place there, where per-column statistics
+can be added later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow_steward.deployment.edge.bundle import ROOT, unpack
+from mlflow_steward.deployment.edge.channel import Release, write_whole
+from mlflow_steward.errors import DeploymentError
+
+CURRENT = "current"
+RELEASES = "releases"
+STATUS = "status.json"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An install's folder and manifest."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.folder / ROOT / "model"
+
+
+def health_check(installed: Installed) -> Any:
+    """Load the model and predict on its input example; returns the loaded model. Raises
+    :class:`DeploymentError` naming what failed."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    try:
+        model = mlflow.pyfunc.load_model(str(installed.model_dir))
+    except Exception as exc:
+        raise DeploymentError(f"the model does not load: {type(exc).__name__}: {exc}") from None
+    example = installed.manifest.get("input_example")
+    if not example:
+        return model
+    try:
+        data = json.loads((installed.folder / ROOT / example).read_text())
+        frame = (
+            pd.DataFrame(data["data"], columns=data.get("columns"))
+            if isinstance(data, dict) and "data" in data
+            else pd.DataFrame(data)
+        )
+        model.predict(frame)
+    except Exception as exc:
+        raise DeploymentError(
+            f"the model fails on its input example: {type(exc).__name__}: {exc}"
+        ) from None
+    return model
+
+
+class Installer:
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.state = Path(state_dir)
+        self.releases = self.state / RELEASES
+        self.releases.mkdir(parents=True, exist_ok=True)
+
+    def current(self) -> Installed | None:
+        link = self.state / CURRENT
+        if not link.is_symlink():
+            return None
+        folder = self.state / os.readlink(link)
+        manifest = json.loads((folder / ROOT / "manifest.json").read_text())
+        return Installed(folder, manifest)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.state / STATUS).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_status(self, **values: Any) -> dict[str, Any]:
+        status = {**self.status(), **values, "updated": time.time()}
+        write_whole(self.state / STATUS, json.dumps(status, indent=2, sort_keys=True).encode())
+        return status
+
+    def recover(self) -> list[str]:
+        """Remove install folders ``current`` does not point at (left by a killed install)."""
+        current = self.current()
+        keep = current.folder.name if current else None
+        removed = []
+        for folder in self.releases.iterdir():
+            if folder.name != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        for leftover in self.state.glob(f".{CURRENT}.*"):
+            leftover.unlink(missing_ok=True)
+        return removed
+
+    def install(self, bundle: str | os.PathLike[str], release: Release) -> Installed:
+        """Unpack ``bundle`` (verified by TUF as ``release``) into a new folder, health-check it
+        and make it current. On failure, ``current`` stays and the reason is in the status and in
+        the :class:`DeploymentError` raised."""
+        folder = self.releases / f"{release.release}-v{release.version}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            manifest = unpack(bundle, folder)
+            if (manifest["model"], manifest["version"]) != (release.model, release.version):
+                raise DeploymentError(
+                    f"the bundle holds {manifest['model']} v{manifest['version']}, but the "
+                    f"channel's metadata names {release.model} v{release.version}"
+                )
+            installed = Installed(folder, manifest)
+            health_check(installed)
+        except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            reason = (
+                str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
+            )
+            self._write_status(
+                last_attempt={"release": release.to_dict(), "ok": False, "reason": reason}
+            )
+            raise DeploymentError(
+                f"release {release.release} ({release.model} v{release.version}) was not "
+                f"installed: {reason}"
+            ) from None
+        tmp_link = self.state / f".{CURRENT}.{os.getpid()}"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(Path(RELEASES) / folder.name)
+        os.replace(tmp_link, self.state / CURRENT)
+        self._write_status(
+            installed={"release": release.to_dict(), "folder": folder.name},
+            last_attempt={"release": release.to_dict(), "ok": True, "reason": None},
+        )
+        return installed
