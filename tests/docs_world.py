@@ -232,3 +232,115 @@ def four_eyes_server(
         register_at(server.url, "fraud", user="alice", password=env["ALICE_PASSWORD"])
     substitutions["http://mlflow.internal:5000"] = server.url
     return server.url
+
+
+@contextlib.contextmanager
+def _acting(actor: str) -> Iterator[None]:
+    before = os.environ.get("MLFLOW_STEWARD_ACTOR")
+    os.environ["MLFLOW_STEWARD_ACTOR"] = actor
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_STEWARD_ACTOR", None)
+        else:
+            os.environ["MLFLOW_STEWARD_ACTOR"] = before
+
+
+TRACED_POLICIES = (
+    "policies:\n"
+    "  - use: metric-threshold\n"
+    "    when: {alias: production}\n"
+    "    with: {metric: accuracy_score, min: 0.9}\n"
+    "  - use: approvals\n"
+    "    when: {alias: production}\n"
+    "    with: {count: 1}\n"
+)
+
+
+def traced_fraud(port: int | None = None) -> dict[str, str]:
+    """``fraud`` v1 with its whole story, in this folder's registry (``./steward.yaml`` holds the
+    policies: ``accuracy >= 0.9`` and one approval for ``@production``): trained by ``alice`` on
+    ``train.csv`` logged with ``mlflow.log_input`` (git commit and repository tags, params),
+    evaluated with ``mlflow.models.evaluate``, a baseline logged, registered through steward;
+    approval requested by alice, approved by ``bob``, promoted to ``@production`` by ``carol``;
+    deployed on-prem as deployment ``fraud-prod`` (on ``port``; the caller deletes it); a drift
+    verdict from ``steward monitor check`` on shifted data. Then ``fraud`` v2, registered with
+    none of that (no dataset, never approved nor deployed). Returns names the tests check."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    import mlflow_steward as steward
+    from mlflow_steward.config import load_config
+    from mlflow_steward.deployment.host import DeploymentHost
+    from mlflow_steward.deployment.onprem.ports import free_port
+    from mlflow_steward.lifecycle.session import StewardSession
+    from mlflow_steward.monitoring.check import check_current
+
+    uri = _registry()
+    Path("steward.yaml").write_text(TRACED_POLICIES)
+    data = _training_rows(0)
+    data["label"] = (data["amount"] > 0).astype(int)
+    data.to_csv("train.csv", index=False)
+    X, y = data[["amount", "age", "score"]], data["label"]
+    model = LogisticRegression(C=0.5).fit(X, y)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(f"steward+{uri}")
+    try:
+        dataset = mlflow.data.from_pandas(
+            data, source=str(Path("train.csv").resolve()), name="fraud-train", targets="label"
+        )
+        with mlflow.start_run(run_name="train-fraud") as run:
+            mlflow.set_tags(
+                {
+                    "mlflow.user": "alice",
+                    "mlflow.source.git.commit": "3f2c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e",
+                    "mlflow.source.git.repoURL": "https://git.example.com/ml/fraud.git",
+                    "mlflow.project.entryPoint": "train",
+                }
+            )
+            mlflow.log_input(dataset, context="training")
+            mlflow.log_params({"C": 0.5, "solver": "lbfgs"})
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(X, model.predict(X)),
+                input_example=X.head(2),
+            )
+            mlflow.models.evaluate(
+                info.model_uri,
+                data,
+                targets="label",
+                model_type="classifier",
+                evaluators="default",
+                evaluator_config={"log_model_explainability": False},
+            )
+            steward.log_baseline(X, y, model.predict(X), model_info=info)
+        version = str(mlflow.register_model(info.model_uri, "fraud").version)
+        second = train(uri, seed=1, governed=True)
+    finally:
+        _forget_uris(uri)
+    session = StewardSession(registry_uri=f"steward+{uri}", config=load_config("steward.yaml"))
+    target = f"models:/fraud/{version}"
+    with _acting("alice"):
+        session.review(target, alias="production", verdict="request", comment="ready to ship")
+    with _acting("bob"):
+        session.review(target, alias="production", comment="metrics <b>fine</b>, approved")
+    with _acting("carol"):
+        session.promote(target, alias="production")
+        host = DeploymentHost(session, progress=lambda m: None)
+        host.create(
+            "fraud-prod",
+            "models:/fraud@production",
+            target="steward-onprem",
+            config={"port": str(port or free_port())},
+        )
+    check_current(session, "fraud", version, batch(np.random.default_rng(7), n=600, shift=3.0))
+    return {
+        "version": version,
+        "second": second,
+        "run_id": run.info.run_id,
+        "dataset": dataset.digest,
+    }

@@ -77,6 +77,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Drift and data quality against a version's baseline.",
     ),
     "audit": ("mlflow_steward.cli.audit_cmd", "audit", "Read, verify and export the audit log."),
+    "lineage": (
+        "mlflow_steward.cli.lineage_cmd",
+        "lineage",
+        "Where a version came from, why it moved, where it runs.",
+    ),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
     "db": ("mlflow_steward.cli.db_cmd", "db", "Schema status and upgrades of steward's tables."),
     "quickstart": (

@@ -1,0 +1,212 @@
+"""``steward lineage``: the whole chain of a version that went through training with a logged
+dataset, evaluation, approval, an on-prem deployment and a drift verdict, and of a version with
+none of that (its sections absent, not errors). Real MLflow (SQLite), real on-prem scoring
+servers on 127.0.0.1, the CLI through click's runner and as a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlflow_steward.cli.main import cli
+from tests.deploying import processes_naming
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    """The traced world of ``tests/docs_world.traced_fraud`` in its own folder; the deployment
+    is deleted and every gateway stopped afterwards."""
+    from tests.docs_world import traced_fraud
+
+    folder = tmp_path_factory.mktemp("lineage")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_STEWARD_HOME", str(folder / "home"))
+        mp.setenv("MLFLOW_STEWARD_CONFIG", str(folder / "steward.yaml"))
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        try:
+            facts = traced_fraud()
+            yield {**facts, "uri": uri, "folder": folder}
+        finally:
+            from mlflow_steward.config import load_config
+            from mlflow_steward.deployment.host import DeploymentHost
+            from mlflow_steward.lifecycle.session import StewardSession
+
+            session = StewardSession(
+                registry_uri=f"steward+{uri}", config=load_config(str(folder / "steward.yaml"))
+            )
+            host = DeploymentHost(session, progress=lambda m: None)
+            for info in host.store.list():
+                with contextlib.suppress(Exception):
+                    host.delete(info.name)
+            for pid in processes_naming("onprem.gateway", uri):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _lineage(*args: str) -> dict:
+    result = CliRunner().invoke(cli, ["lineage", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_every_element_of_a_traced_version(world):
+    found = _lineage(f"models:/fraud/{world['version']}")
+    assert found["uri"] == "models:/fraud/1"
+    assert found["absent"] == ["evidence"]
+    assert found["unavailable"] == []
+
+    # the training data, and the same data again as mlflow.models.evaluate's input
+    assert {d["digest"] for d in found["datasets"]} == {world["dataset"]}
+    dataset = next(d for d in found["datasets"] if d["context"] == "training")
+    assert dataset["name"] == "fraud-train"
+    assert dataset["digest"] == world["dataset"]
+    assert dataset["context"] == "training"
+    assert dataset["source"]["uri"] == str(world["folder"] / "train.csv")
+
+    run = found["run"]
+    assert run["run_id"] == world["run_id"]
+    assert run["author"] == "alice"
+    assert run["git_commit"] == "3f2c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e"
+    assert run["git_repo"] == "https://git.example.com/ml/fraud.git"
+    assert run["entry_point"] == "train"
+    assert run["params"] == {"C": "0.5", "solver": "lbfgs"}
+    assert run["metrics"]["accuracy_score"] > 0.9  # from mlflow.models.evaluate
+
+    logged = found["logged_model"]
+    assert logged["source_run_id"] == world["run_id"]
+    assert logged["tags"]["steward.baseline"] == "steward-baseline"
+    assert logged["metrics"]["accuracy_score"] > 0.9
+
+    info = found["version_info"]
+    assert info["aliases"] == ["production"]
+    assert info["content_digest"].startswith("sha256:")
+    assert info["run_id"] == world["run_id"]
+
+    actions = [(e["action"], e["actor"], e["outcome"]) for e in found["decisions"]]
+    assert ("create_model_version", os.environ.get("USER") or actions[0][1], "applied") in [
+        (a, actions[0][1] if a == "create_model_version" else b, c) for a, b, c in actions
+    ]
+    assert ("request_approval", "alice", "applied") in actions
+    assert ("approve", "bob", "applied") in actions
+    assert ("set_alias", "carol", "applied") in actions
+    assert ("deploy", "carol", "applied") in actions
+    promotion = next(e for e in found["decisions"] if e["action"] == "set_alias")
+    assert {r["policy"] for r in promotion["reasons"]} >= {"metric-threshold", "approvals"}
+    assert all(r["allowed"] for r in promotion["reasons"])
+
+    (move,) = found["moves"]
+    assert (move["alias"], move["version"], move["previous_version"], move["actor"]) == (
+        "production",
+        "1",
+        None,
+        "carol",
+    )
+
+    reviews = [(r["verdict"], r["actor"], r["comment"]) for r in found["approvals"]]
+    assert reviews == [
+        ("request", "alice", "ready to ship"),
+        ("approve", "bob", "metrics <b>fine</b>, approved"),
+    ]
+
+    (deployment,) = found["deployments"]
+    assert deployment["name"] == "fraud-prod"
+    assert deployment["target"] == "steward-onprem"
+    assert deployment["kind"] == "onprem"
+    assert deployment["status"] == "serving"
+    assert deployment["serves_now"] is True
+    assert deployment["endpoint"].startswith("http://127.0.0.1:")
+    assert [s["kind"] for s in deployment["steps"]] == ["create"]
+
+    (verdict,) = found["monitoring"]
+    assert verdict["status"] == "drift"
+    assert verdict["drift_share"] > 0
+    assert verdict["link"].endswith(f"/runs/{verdict['run_id']}")
+    from mlflow import MlflowClient
+
+    monitoring_run = MlflowClient(world["uri"]).get_run(verdict["run_id"])
+    assert monitoring_run.data.tags["steward.monitor.version"] == "1"
+
+
+def test_text_output_names_every_section(world):
+    result = CliRunner().invoke(cli, ["lineage", "models:/fraud@production"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for expected in (
+        "fraud-train",
+        world["dataset"],
+        "3f2c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e",
+        "https://git.example.com/ml/fraud.git",
+        "set_alias @production  allowed, applied  by carol",
+        "approve  @production (set_alias) by bob",
+        "fraud-prod on steward-onprem (onprem)",
+        "drift, drift share",
+    ):
+        assert expected in text, (expected, text)
+    assert [line for line in text.splitlines() if "absent" in line] == [
+        "evidence: absent (no governed promotion or deploy yet)"
+    ]
+
+
+def test_a_version_with_missing_pieces_shows_them_absent(world):
+    found = _lineage(f"models:/fraud/{world['second']}")
+    assert found["datasets"] == []
+    assert found["approvals"] == []
+    assert found["deployments"] == []
+    assert found["monitoring"] == []
+    assert found["moves"] == []
+    assert set(found["absent"]) >= {"datasets", "approvals", "deployments", "monitoring", "moves"}
+    assert found["run"]["run_id"]  # trained, with a run
+    text = CliRunner().invoke(cli, ["lineage", f"models:/fraud/{world['second']}"]).output
+    assert "datasets: absent" in text
+    assert "deployments: absent (never deployed)" in text
+    assert "approvals: absent" in text
+
+
+def test_reverse_lookups(world):
+    by_deployment = _lineage("--deployment", "fraud-prod")
+    assert by_deployment["deployment"]["version"] == "1"
+    assert by_deployment["lineage"]["uri"] == "models:/fraud/1"
+    by_data = _lineage("--dataset", world["dataset"])
+    assert [v["uri"] for v in by_data["versions"]] == ["models:/fraud/1"]
+    assert by_data["versions"][0]["dataset"] == "fraud-train"
+    nothing = _lineage("--dataset", "0000")
+    assert nothing["versions"] == []
+
+
+def test_bad_input_is_one_clear_line(world):
+    runner = CliRunner()
+    unknown = runner.invoke(cli, ["lineage", "--deployment", "nope"])
+    assert unknown.exit_code == 1
+    assert "no deployment named 'nope'; deployments: fraud-prod" in unknown.output
+    missing = runner.invoke(cli, ["lineage", "models:/fraud/99"])
+    assert missing.exit_code == 1
+    assert "models:/fraud/99 does not exist" in missing.output
+    both = runner.invoke(cli, ["lineage", "models:/fraud/1", "--dataset", "x"])
+    assert both.exit_code == 2
+    assert "give one of" in both.output
+
+
+def test_subprocess_cli(world):
+    steward = Path(sys.executable).parent / "steward"
+    done = subprocess.run(
+        [str(steward), "lineage", "models:/fraud/1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+        cwd=world["folder"],
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deployments"][0]["name"] == "fraud-prod"
