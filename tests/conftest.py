@@ -267,3 +267,56 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def traced_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The world of ``tests/docs_world.traced_fraud`` (a version with its whole story, and one
+    with none), built once for the lineage, evidence and card tests; its deployment is deleted
+    and every gateway stopped at the end. Use it through ``traced``."""
+    from tests.docs_world import traced_fraud
+
+    folder = tmp_path_factory.mktemp("traced")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_STEWARD_HOME": str(folder / "home"),
+        "MLFLOW_STEWARD_CONFIG": str(folder / "steward.yaml"),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        try:
+            yield {**traced_fraud(), "uri": uri, "folder": folder, "env": env}
+        finally:
+            _delete_deployments(uri, folder / "steward.yaml")
+
+
+def _delete_deployments(uri: str, config: Path) -> None:
+    import contextlib
+    import signal
+
+    from mlflow_steward.config import load_config
+    from mlflow_steward.deployment.host import DeploymentHost
+    from mlflow_steward.lifecycle.session import StewardSession
+    from tests.deploying import processes_naming
+
+    session = StewardSession(registry_uri=f"steward+{uri}", config=load_config(str(config)))
+    host = DeploymentHost(session, progress=lambda m: None)
+    for info in host.store.list():
+        with contextlib.suppress(Exception):
+            host.delete(info.name)
+    for pid in processes_naming("onprem.gateway", uri):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def traced(traced_world: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """``traced_world`` with this test's environment pointing at it (cwd, tracking URI,
+    configuration, steward's home)."""
+    monkeypatch.chdir(traced_world["folder"])
+    for key, value in traced_world["env"].items():
+        monkeypatch.setenv(key, value)
+    return traced_world

@@ -102,8 +102,13 @@ def _run_concurrently(tmp_path: Path, tracking_uri: str, registry_uri: str) -> N
     _assert_each_call_ended_as_the_policies_say(calls)
     result = AuditLog(engine).verify()
     assert result.ok, result.problem
-    assert result.entries - before == WORKERS * ROUNDS  # one entry per decision
-    entries = AuditLog(engine).entries()[before:]
+    everything = AuditLog(engine).entries()[before:]
+    assert len(everything) == result.entries - before
+    # one entry per decision, and one per applied move for its evidence (builtin.evidence)
+    entries = [e for e in everything if e.action != "record_evidence"]
+    assert len(entries) == WORKERS * ROUNDS
+    applied = sum(e.action == "set_alias" and e.outcome == "applied" for e in entries)
+    assert sum(e.action == "record_evidence" for e in everything) == applied
     refused = [e for e in entries if e.decision == "refused"]
     assert len(refused) == sum(c["op"] == "weak" for c in calls)
     for entry in refused:
@@ -172,4 +177,5 @@ def test_eight_threads_share_one_governed_store(tmp_path, monkeypatch):
         assert client.get_model_version_by_alias(f"model-{i}", "production").version == 4
     result = AuditLog(db.get_engine(uri)).verify()
     assert result.ok, result.problem
-    assert result.entries == WORKERS * (1 + 4 * 3)
+    # per model: its creation, then per version 3 decisions and the promotion's evidence
+    assert result.entries == WORKERS * (1 + 4 * 4)

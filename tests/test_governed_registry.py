@@ -78,7 +78,7 @@ def test_issue_walkthrough_required_tags_metric_threshold_and_compliant(workspac
     run_cli("audit", "verify")
     decisions = [(e["action"], e["decision"]) for e in _audit_json(workspace)]
     assert decisions.count(("set_alias", "refused")) == 2
-    assert decisions[-1] == ("set_alias", "allowed")
+    assert decisions[-2:] == [("set_alias", "allowed"), ("record_evidence", "allowed")]
 
 
 @contextlib.contextmanager
@@ -767,7 +767,10 @@ def test_a_governed_write_reads_its_facts_on_its_own_connection(workspace, log_m
     sa_event.listen(store.inner.engine, "checkout", lambda *args: checkouts.append(1))
     store.set_registered_model_alias("fraud", "production", "1")
     assert checkouts == []
-    entry = store.governor.audit.entries(model="fraud", limit=1, newest_first=True)[0]
+    # the newest entry but the evidence of the move (builtin.evidence, written after it)
+    newest = store.governor.audit.entries(model="fraud", limit=2, newest_first=True)
+    assert newest[0].action == "record_evidence"
+    entry = newest[1]
     assert (entry.action, entry.outcome) == ("set_alias", "applied")
     # metric-threshold read the run's accuracy, required-tags the version's tags
     assert {r["policy"] for r in entry.reasons} >= {"metric-threshold", "required-tags"}

@@ -5,10 +5,8 @@ servers on 127.0.0.1, the CLI through click's runner and as a subprocess."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,42 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from mlflow_steward.cli.main import cli
-from tests.deploying import processes_naming
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    """The traced world of ``tests/docs_world.traced_fraud`` in its own folder; the deployment
-    is deleted and every gateway stopped afterwards."""
-    from tests.docs_world import traced_fraud
-
-    folder = tmp_path_factory.mktemp("lineage")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_STEWARD_HOME", str(folder / "home"))
-        mp.setenv("MLFLOW_STEWARD_CONFIG", str(folder / "steward.yaml"))
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        try:
-            facts = traced_fraud()
-            yield {**facts, "uri": uri, "folder": folder}
-        finally:
-            from mlflow_steward.config import load_config
-            from mlflow_steward.deployment.host import DeploymentHost
-            from mlflow_steward.lifecycle.session import StewardSession
-
-            session = StewardSession(
-                registry_uri=f"steward+{uri}", config=load_config(str(folder / "steward.yaml"))
-            )
-            host = DeploymentHost(session, progress=lambda m: None)
-            for info in host.store.list():
-                with contextlib.suppress(Exception):
-                    host.delete(info.name)
-            for pid in processes_naming("onprem.gateway", uri):
-                os.kill(pid, signal.SIGKILL)
+@pytest.fixture
+def world(traced: dict) -> dict:
+    return traced
 
 
 def _lineage(*args: str) -> dict:
@@ -64,7 +33,7 @@ def _lineage(*args: str) -> dict:
 def test_every_element_of_a_traced_version(world):
     found = _lineage(f"models:/fraud/{world['version']}")
     assert found["uri"] == "models:/fraud/1"
-    assert found["absent"] == ["evidence"]
+    assert found["absent"] == []
     assert found["unavailable"] == []
 
     # the training data, and the same data again as mlflow.models.evaluate's input
@@ -129,6 +98,12 @@ def test_every_element_of_a_traced_version(world):
     assert deployment["endpoint"].startswith("http://127.0.0.1:")
     assert [s["kind"] for s in deployment["steps"]] == ["create"]
 
+    evidence = {(e["action"], e["on"]) for e in found["evidence"]}
+    assert evidence == {
+        ("set_alias", "@production"),
+        ("deploy", "deployment fraud-prod (create on steward-onprem)"),
+    }
+
     (verdict,) = found["monitoring"]
     assert verdict["status"] == "drift"
     assert verdict["drift_share"] > 0
@@ -154,9 +129,7 @@ def test_text_output_names_every_section(world):
         "drift, drift share",
     ):
         assert expected in text, (expected, text)
-    assert [line for line in text.splitlines() if "absent" in line] == [
-        "evidence: absent (no governed promotion or deploy yet)"
-    ]
+    assert "absent" not in text
 
 
 def test_a_version_with_missing_pieces_shows_them_absent(world):
@@ -166,7 +139,15 @@ def test_a_version_with_missing_pieces_shows_them_absent(world):
     assert found["deployments"] == []
     assert found["monitoring"] == []
     assert found["moves"] == []
-    assert set(found["absent"]) >= {"datasets", "approvals", "deployments", "monitoring", "moves"}
+    assert found["evidence"] == []
+    assert set(found["absent"]) == {
+        "datasets",
+        "approvals",
+        "deployments",
+        "monitoring",
+        "moves",
+        "evidence",
+    }
     assert found["run"]["run_id"]  # trained, with a run
     text = CliRunner().invoke(cli, ["lineage", f"models:/fraud/{world['second']}"]).output
     assert "datasets: absent" in text
@@ -206,7 +187,6 @@ def test_subprocess_cli(world):
         text=True,
         timeout=120,
         env=dict(os.environ),
-        cwd=world["folder"],
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["deployments"][0]["name"] == "fraud-prod"

@@ -31,6 +31,7 @@ WALKTHROUGH_ENTRIES = [
     ("set_alias", "refused"),  # metric-threshold: accuracy 0.5
     ("set_model_version_tag", "allowed"),
     ("set_alias", "allowed"),
+    ("record_evidence", "allowed"),  # the evidence of that promotion (builtin.evidence)
 ]
 
 
@@ -64,7 +65,7 @@ def test_walkthrough_on_postgres(postgres_uri, tmp_path, monkeypatch, log_model_
     log = AuditLog(db.get_engine(postgres_uri))
     result = log.verify()
     assert result.ok
-    assert result.entries == len(WALKTHROUGH_ENTRIES) == 11
+    assert result.entries == len(WALKTHROUGH_ENTRIES) == 12
     assert [(e.action, e.decision) for e in log.entries()] == WALKTHROUGH_ENTRIES
     with db.get_engine(postgres_uri).begin() as conn:
         conn.execute(sa.text("UPDATE steward_audit SET actor = 'mallory' WHERE seq = 7"))

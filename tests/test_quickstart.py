@@ -14,10 +14,11 @@ import pytest
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
 USER, MONITOR, GATEWAY = "quickstart-user", "steward-monitor", "steward-gateway"
+EVIDENCE = "steward-evidence"
 
 #: Every audit entry the quickstart makes up to `steward audit verify` (actor, action, version,
 #: decision), by the step of the README's "What the quickstart shows" that makes it: this list
-#: is where the "34 entries" the quickstart prints come from.
+#: is where the "43 entries" the quickstart prints come from.
 QUICKSTART_LOG = [
     # 1. the unsigned model: its model is created, the version refused, the empty model removed
     (USER, "create_registered_model", None, "allowed"),
@@ -35,26 +36,33 @@ QUICKSTART_LOG = [
     # 4. v1 tagged owner, then promoted
     (USER, "set_model_version_tag", "1", "allowed"),
     (USER, "set_alias", "1", "allowed"),
+    (EVIDENCE, "record_evidence", "1", "allowed"),  # what the promotion rested on
     # 5. deployed on-prem: the decision, then the step
     (USER, "deploy", "1", "allowed"),
     (USER, "deployment_create", "1", "allowed"),
+    (EVIDENCE, "record_evidence", "1", "allowed"),  # what the deploy rested on
     # 6. v3 registered, tagged, promoted, then the blue/green update
     (USER, "create_model_version", "3", "allowed"),
     (USER, "set_model_version_tag", "3", "allowed"),
     (USER, "set_alias", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the promotion rested on
     (USER, "deploy", "3", "allowed"),
     (USER, "deployment_update", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the deploy rested on
     # 7. the bad release v4 deployed by version (not promoted), and the gateway's rollback
     (USER, "create_model_version", "4", "allowed"),
     (USER, "deploy", "4", "allowed"),
     (USER, "deployment_update", "4", "allowed"),
+    (EVIDENCE, "record_evidence", "4", "allowed"),  # what the deploy rested on
     (GATEWAY, "deployment_auto_rollback", "3", "automatic"),
     # 8. v5 with a baseline: registered, tagged, promoted; the deployment follows the alias
     (USER, "create_model_version", "5", "allowed"),
     (USER, "set_model_version_tag", "5", "allowed"),
     (USER, "set_alias", "5", "allowed"),
+    (EVIDENCE, "record_evidence", "5", "allowed"),  # what the promotion rested on
     (USER, "deploy", "5", "allowed"),
     (USER, "deployment_update", "5", "allowed"),
+    (EVIDENCE, "record_evidence", "5", "allowed"),  # what the deploy rested on
     # two monitor runs (healthy, drift), each tagging v5's status and last run
     (MONITOR, "set_model_version_tag", "5", "allowed"),
     (MONITOR, "set_model_version_tag", "5", "allowed"),
@@ -62,8 +70,10 @@ QUICKSTART_LOG = [
     (MONITOR, "set_model_version_tag", "5", "allowed"),
     # the drift rule rolls @production back to v3, and the deployment with it
     (MONITOR, "set_alias", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the promotion rested on
     (MONITOR, "deploy", "3", "allowed"),
     (MONITOR, "deployment_update", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the deploy rested on
 ]
 
 

@@ -91,8 +91,10 @@ def test_killed_after_the_write_is_recorded_as_applied_by_the_next_write(workspa
     plain = workspace.plain_client()
     assert plain.get_model_version_by_alias("fraud", "production").version == 2
     log = audit(workspace)
-    last = log.entries(model="fraud")[-1]
+    # the last decision, before the evidence of v1's promotion (builtin.evidence)
+    *_, last, evidence = log.entries(model="fraud")
     assert (last.action, last.alias, last.version) == ("set_alias", "production", "1")
+    assert evidence.action == "record_evidence"
     [pending] = pending_writes.pending(log.engine, "fraud")
     assert (pending.action, pending.version, pending.actor) == ("set_alias", "2", "tester")
 

@@ -68,7 +68,9 @@ def test_the_walkthrough_is_refused_the_same_way_on_the_server(sqlite_server):
     )
 
     entries = [e for e in audit(sqlite_server.backend).entries(model="walk")]
-    assert {e.actor for e in entries} == {"anonymous"}  # no authentication configured
+    # no authentication configured; the evidence of the promotion is steward's own entry
+    assert {e.actor for e in entries} == {"anonymous", "steward-evidence"}
+    assert [e.action for e in entries if e.actor == "steward-evidence"] == ["record_evidence"]
     assert [(e.action, e.decision) for e in entries if e.action == "set_alias"] == [
         ("set_alias", "refused"),
         ("set_alias", "refused"),

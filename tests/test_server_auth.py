@@ -115,7 +115,8 @@ def test_four_eyes_with_real_identities(auth_server, monkeypatch):
     assert ("alice", "request_approval") in applied
     assert ("bob", "approve") in applied
     assert ("carol", "approve") in applied
-    assert applied[-1] == ("alice", "set_alias")
+    # the promotion, then its evidence (builtin.evidence)
+    assert applied[-2:] == [("alice", "set_alias"), ("steward-evidence", "record_evidence")]
     assert ("alice", "approve", "refused") in {(e.actor, e.action, e.decision) for e in entries}
     assert {e.actor for e in entries} >= {"alice", "bob", "carol"}
 

@@ -60,8 +60,9 @@ def test_walkthrough_on_a_postgres_server(postgres_uri, tmp_path):
     log = AuditLog(db.get_engine(postgres_uri))
     result = log.verify()
     assert result.ok, result.problem
-    # The same decisions as the embedded walkthrough, one entry each (see WALKTHROUGH_ENTRIES).
-    assert result.entries == len(WALKTHROUGH_ENTRIES) == 11
+    # The same decisions as the embedded walkthrough, one entry each, and the promotion's
+    # evidence (see WALKTHROUGH_ENTRIES).
+    assert result.entries == len(WALKTHROUGH_ENTRIES) == 12
     assert [(e.action, e.decision) for e in log.entries()] == WALKTHROUGH_ENTRIES
 
 
@@ -318,4 +319,4 @@ def test_a_server_whose_database_is_gone_refuses_with_403_never_5xx(postgres_uri
         client.set_registered_model_alias("fraud", "production", "1")
     result = AuditLog(db.get_engine(postgres_uri)).verify()
     assert result.ok, result.problem
-    assert result.entries == entries_before + 1
+    assert result.entries == entries_before + 2  # the promotion and its evidence

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mlflow_steward.cli.main import StewardContext, echo_json
 from mlflow_steward.errors import StewardError
 
 
-def sources(obj: StewardContext) -> tuple[object, object]:
+def sources(obj: StewardContext) -> tuple[Any, Any]:
     """The MLflow client and steward's records for the command line's registry."""
     from mlflow_steward.lineage.records import open_sources
 
@@ -42,13 +44,13 @@ def lineage(
         raise click.UsageError("give one of MODEL_URI, --deployment NAME or --dataset DIGEST")
     client, records = sources(obj)
     if dataset is not None:
-        found = chain.versions_trained_on(client, dataset)
+        trained = chain.versions_trained_on(client, dataset)
         if as_json:
-            echo_json({"dataset": dataset, "versions": found})
-        elif not found:
+            echo_json({"dataset": dataset, "versions": trained})
+        elif not trained:
             click.echo(f"no registered version was trained on a dataset with digest {dataset}")
         else:
-            for v in found:
+            for v in trained:
                 click.echo(f"{v['uri']}  (run {v['run_id']}, dataset {v['dataset']})")
         return
     if deployment is not None:

@@ -82,6 +82,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "lineage",
         "Where a version came from, why it moved, where it runs.",
     ),
+    "evidence": (
+        "mlflow_steward.cli.evidence_cmd",
+        "evidence",
+        "What each governed promotion and deploy rested on (--verify).",
+    ),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
     "db": ("mlflow_steward.cli.db_cmd", "db", "Schema status and upgrades of steward's tables."),
     "quickstart": (

@@ -179,7 +179,13 @@ class PolicyEngine:
 
         def outcome(allowed: bool, reason: str, error: bool = False) -> PolicyOutcome:
             return PolicyOutcome(
-                configured.label, reg.policy.name, reg.plugin, allowed, reason, error
+                configured.label,
+                reg.policy.name,
+                reg.plugin,
+                allowed,
+                reason,
+                error,
+                options=configured.options,
             )
 
         if exc is None and isinstance(result, PolicyVerdict):

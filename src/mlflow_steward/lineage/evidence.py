@@ -74,6 +74,40 @@ def evidence_index(tags: Mapping[str, str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: (str(e.get("time") or ""), e["tag"]))
 
 
+def read_evidence(client: Any, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One index entry checked against its artifact: ``{..entry, actual, ok, problem,
+    document}`` (``document``: the parsed JSON when it could be read)."""
+    import mlflow.artifacts
+
+    out: dict[str, Any] = {**entry, "actual": None, "ok": False, "problem": None, "document": None}
+    path = entry.get("path")
+    if not path or not entry.get("sha256"):
+        out["problem"] = f"the tag {entry['tag']} is not a readable evidence entry"
+        return out
+    try:
+        with tempfile.TemporaryDirectory(prefix="steward-evidence-") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=path, dst_path=tmp, tracking_uri=client.tracking_uri
+            )
+            with open(local, "rb") as handle:
+                body = handle.read()
+    except Exception as exc:
+        out["problem"] = f"cannot read {path}: {type(exc).__name__}: {exc}"
+        return out
+    out["actual"] = f"sha256:{hashlib.sha256(body).hexdigest()}"
+    out["ok"] = out["actual"] == entry["sha256"]
+    if not out["ok"]:
+        out["problem"] = (
+            f"{path} was changed: its sha256 is {out['actual']}, the tag {entry['tag']} "
+            f"recorded {entry['sha256']}"
+        )
+    try:
+        out["document"] = json.loads(body)
+    except ValueError:
+        out["document"] = None
+    return out
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -86,18 +120,21 @@ def _fact(read: Any) -> Any:
         return {"unavailable": f"{type(exc).__name__}: {exc}"}
 
 
-def _baseline(ctx: Any, model_id: str | None) -> Any:
-    from mlflow_steward.governance.digest import digest_artifacts
-    from mlflow_steward.monitoring.baseline import TAG
+def _baseline(ctx: Any, facts: Any) -> Any:
+    """The digest of the monitoring baseline (``steward.log_baseline``) as registered: its files
+    are among the logged model's, so their hashes are in the manifest recorded with the content
+    digest (no download)."""
+    from mlflow_steward.governance.digest import digest_of_files
+    from mlflow_steward.monitoring.baseline import ARTIFACT_DIR as BASELINE_DIR
 
-    if not model_id:
+    recorded = facts.recorded_digest
+    files = ctx.manifest(recorded) if recorded else None
+    if files is None:
         return None
-    logged = ctx.client.get_logged_model(model_id)
-    folder = (logged.tags or {}).get(TAG)
-    if not folder:
+    baseline = {k: v for k, v in files.items() if k.startswith(f"{BASELINE_DIR}/")}
+    if not baseline:
         return None
-    uri = f"{logged.artifact_location.rstrip('/')}/{folder}"
-    return {"source": uri, "digest": digest_artifacts(uri, ctx.tracking_uri).digest}
+    return {"files": sorted(baseline), "digest": digest_of_files(baseline)}
 
 
 def document(event: Any, decision: Any, step: Any = None) -> dict[str, Any]:
@@ -123,7 +160,7 @@ def document(event: Any, decision: Any, step: Any = None) -> dict[str, Any]:
             lambda: [a.to_dict() for a in facts.approvals(event.alias, review_action)]
         )
     if ctx is not None:
-        inputs["baseline"] = _fact(lambda: _baseline(ctx, getattr(facts, "model_id", None)))
+        inputs["baseline"] = _fact(lambda: _baseline(ctx, facts))
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "action": event.action,
@@ -158,14 +195,17 @@ def document(event: Any, decision: Any, step: Any = None) -> dict[str, Any]:
 
 
 def _applied(event: Any) -> bool:
-    """Whether the allowed move is in the registry now (its write may have failed)."""
+    """Whether the allowed move is in the registry now (its write may have failed). An alias
+    move is read from steward's alias history, written in the move's own transaction."""
     ctx = getattr(event.facts, "_ctx", None)
-    if ctx is None:
+    if ctx is None or ctx.db_engine is None:
         return False
     if event.action == "set_alias":
-        from mlflow_steward.registry import alias_holder
+        from mlflow_steward.records import db, history
 
-        return alias_holder(ctx.registry, event.model, event.alias) == event.version
+        with db.reading(ctx.db_engine) as conn:
+            moved = history.last_version(conn, event.model, event.alias, event.workspace)
+        return moved == event.version
     mv = ctx.registry.get_model_version(event.model, event.version)
     return str(mv.current_stage).lower() == str(event.stage).lower()
 
@@ -177,63 +217,83 @@ def _on(event: Any, step: Any) -> str:
 
 
 def record(event: Any, decision: Any, step: Any = None) -> dict[str, Any] | None:
-    """Write the evidence of ``event`` (artifact, reserved tag, audit entry); on failure record
-    the failure on the audit log instead. Returns the index entry written, or ``None``."""
-    from mlflow_steward.records.audit import AuditLog
-
+    """Write the evidence of ``event`` (artifact, then reserved tag and audit entry in one
+    transaction); on failure record the failure on the audit log instead. Returns the index
+    entry written, or ``None``."""
     ctx = getattr(event.facts, "_ctx", None)
     if ctx is None or ctx.db_engine is None:
         return None
     on = _on(event, step)
-    audit = AuditLog(ctx.db_engine)
     try:
-        entry = _write(ctx, event, document(event, decision, step), on)
+        entry = _write_artifact(ctx, event, document(event, decision, step), on)
+        _record_tag(ctx, event, entry)
     except Exception as exc:
         _logger.warning("steward could not record the evidence of %s: %s", event.target, exc)
-        audit.append(
-            actor=ACTOR,
-            action=AUDIT_ACTION,
-            model=event.model,
-            version=event.version,
-            alias=event.alias,
-            details={"on": on, "for": event.action},
-            decision="allowed",
-            outcome=f"failed: {type(exc).__name__}: {exc}",
-            reasons=[],
-            workspace=event.workspace,
-        )
+        _audit(ctx, event, {"on": on, "for": event.action}, f"failed: {type(exc).__name__}: {exc}")
         return None
-    audit.append(
+    return entry
+
+
+def _audit(
+    ctx: Any, event: Any, details: Mapping[str, Any], outcome: str, conn: Any = None
+) -> None:
+    from mlflow_steward.records.audit import AuditLog
+
+    AuditLog(ctx.db_engine).append(
         actor=ACTOR,
         action=AUDIT_ACTION,
         model=event.model,
         version=event.version,
         alias=event.alias,
-        details={"for": event.action, **entry},
+        details=details,
         decision="allowed",
-        outcome="applied",
+        outcome=outcome,
         reasons=[],
+        conn=conn,
         workspace=event.workspace,
     )
-    return entry
 
 
-def _write(ctx: Any, event: Any, doc: dict[str, Any], on: str) -> dict[str, Any]:
+def _record_tag(ctx: Any, event: Any, entry: dict[str, Any]) -> None:
+    """The reserved tag and its audit entry: in one transaction of steward's own connection when
+    the registry is MLflow's SQL store in the same database (MLflow's connection pool is not
+    touched), else the tag through the store and then the entry."""
     from mlflow.entities.model_registry import ModelVersionTag
 
+    from mlflow_steward import _mlflow_adapter
+    from mlflow_steward.records import locks
+
+    key = f"{TAG_PREFIX}{entry['sha256'].removeprefix('sha256:')[:16]}"
+    value = json.dumps(entry, sort_keys=True)
+    details = {"for": event.action, "tag": key, **entry}
+    if ctx.direct:
+        with locks.transaction_lock(ctx.db_engine), ctx.db_engine.begin() as conn:
+            _mlflow_adapter.insert_version_tag(
+                ctx.registry, conn, event.model, event.version, key, value
+            )
+            _audit(ctx, event, details, "applied", conn)
+        return
+    ctx.registry.set_model_version_tag(event.model, event.version, ModelVersionTag(key, value))
+    _audit(ctx, event, details, "applied")
+
+
+def _write_artifact(ctx: Any, event: Any, doc: dict[str, Any], on: str) -> dict[str, Any]:
+    """The evidence document as an artifact of the version's source run (else of its logged
+    model); returns its index entry."""
     from mlflow_steward import _mlflow_adapter
 
     body = json.dumps(doc, indent=2, sort_keys=True).encode()
     digest = hashlib.sha256(body).hexdigest()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     filename = f"{stamp}-{event.action}-{digest[:16]}.json"
-    mv = ctx.registry.get_model_version(event.model, event.version)
-    if mv.run_id:
-        root = ctx.client.get_run(mv.run_id).info.artifact_uri
-        where = f"runs:/{mv.run_id}"
-    elif getattr(mv, "model_id", None):
-        root = ctx.client.get_logged_model(mv.model_id).artifact_location
-        where = f"models:/{mv.model_id}"
+    facts = event.facts
+    run_id, model_id = getattr(facts, "run_id", None), getattr(facts, "model_id", None)
+    if run_id:
+        root = ctx.client.get_run(run_id).info.artifact_uri
+        where = f"runs:/{run_id}"
+    elif model_id:
+        root = ctx.client.get_logged_model(model_id).artifact_location
+        where = f"models:/{model_id}"
     else:
         raise RuntimeError(f"{event.target} has neither a source run nor a logged model")
     repo = _mlflow_adapter.artifact_repository(root, ctx.tracking_uri)
@@ -242,19 +302,13 @@ def _write(ctx: Any, event: Any, doc: dict[str, Any], on: str) -> dict[str, Any]
         with open(local, "wb") as out:
             out.write(body)
         repo.log_artifact(local, ARTIFACT_DIR)
-    entry = {
+    return {
         "path": f"{where}/{ARTIFACT_DIR}/{filename}",
         "sha256": f"sha256:{digest}",
         "action": event.action,
         "on": on,
         "time": doc["time"],
     }
-    ctx.registry.set_model_version_tag(
-        event.model,
-        event.version,
-        ModelVersionTag(f"{TAG_PREFIX}{digest[:16]}", json.dumps(entry, sort_keys=True)),
-    )
-    return entry
 
 
 @hookimpl

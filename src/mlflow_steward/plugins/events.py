@@ -203,6 +203,10 @@ class PolicyOutcome:
     allowed: bool
     reason: str
     error: bool = False
+    #: The policy's configured options (``with:``, defaults filled in) it decided with: the
+    #: thresholds, counts, ... that evidence records. Not part of :meth:`to_dict` (the audit
+    #: entry), nor of equality.
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

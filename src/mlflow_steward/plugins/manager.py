@@ -72,6 +72,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.data_sources", "mlflow_steward.monitoring.sources"),
     ("builtin.alerters", "mlflow_steward.monitoring.alerting"),
     ("builtin.monitor_actions", "mlflow_steward.monitoring.rules"),
+    ("builtin.evidence", "mlflow_steward.lineage.evidence"),
 )
 
 
