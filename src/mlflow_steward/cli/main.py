@@ -87,6 +87,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "evidence",
         "What each governed promotion and deploy rested on (--verify).",
     ),
+    "card": (
+        "mlflow_steward.cli.card_cmd",
+        "card",
+        "A model card of a version (Markdown or HTML).",
+    ),
     "config": ("mlflow_steward.cli.config_cmd", "config", "Check the configuration file."),
     "db": ("mlflow_steward.cli.db_cmd", "db", "Schema status and upgrades of steward's tables."),
     "quickstart": (

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from mlflow_steward.plugins.types import (
         ActionContext,
         Alerter,
+        CardSection,
         Command,
         DataSource,
         DeploymentTarget,
@@ -175,6 +176,29 @@ def steward_retrain(context: ActionContext, params: Mapping[str, Any]) -> str | 
             dag_run = airflow.trigger("retrain-" + context.model, conf={"version": context.version})
             return f"triggered Airflow run {dag_run.id}"
     """
+
+
+# --- documentation --------------------------------------------------------------------------
+
+
+@hookspec
+def steward_card_sections(
+    model: str, version: str, lineage: Mapping[str, Any]
+) -> Iterable[CardSection]:
+    """Yield :class:`~mlflow_steward.plugins.types.CardSection` objects to add to the model card
+    of ``model`` ``version`` (``steward card``), after steward's own sections. ``lineage`` is what
+    ``steward lineage --json`` prints for the version (read-only).
+
+    An exception, or an item that is not a ``CardSection``, stops the card with an error naming
+    the plugin: a card missing a section the team requires is not written.
+
+    Example::
+
+        @hookimpl
+        def steward_card_sections(model, version, lineage):
+            yield CardSection(title="Risk owner", rows=(("owner", "risk@example.com"),))
+    """
+    return ()  # a specification: never called
 
 
 # --- governance -----------------------------------------------------------------------------

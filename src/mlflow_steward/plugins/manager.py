@@ -22,7 +22,7 @@ import importlib
 import logging
 import os
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -35,6 +35,7 @@ from mlflow_steward.errors import PluginConflictError, PluginLoadError
 from mlflow_steward.plugins import hookspec
 from mlflow_steward.plugins.types import (
     Alerter,
+    CardSection,
     Command,
     DataSource,
     DeploymentTarget,
@@ -362,6 +363,31 @@ class StewardHooks:
                     self._describe(impl.plugin_name),
                     hook_name,
                 )
+
+    def card_sections(
+        self, *, model: str, version: str, lineage: Mapping[str, Any]
+    ) -> list[tuple[str, CardSection]]:
+        """Every plugin's extra model-card sections, each with the plugin's description. An
+        exception or a wrong item raises :class:`PluginLoadError` naming the plugin."""
+        caller = self._pm.hook.steward_card_sections
+        kwargs = {"model": model, "version": version, "lineage": lineage}
+        out: list[tuple[str, CardSection]] = []
+        for impl in reversed(caller.get_hookimpls()):
+            who = self._describe(impl.plugin_name)
+            try:
+                items = as_tuple(impl.function(**{k: kwargs[k] for k in impl.argnames}))  # type: ignore[arg-type]
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {who} failed in steward_card_sections(): {type(exc).__name__}: {exc}"
+                ) from exc
+            for item in items:
+                if not isinstance(item, CardSection):
+                    raise PluginLoadError(
+                        f"plugin {who} yielded {item!r} from steward_card_sections(); expected "
+                        "CardSection objects"
+                    )
+                out.append((who, item))
+        return out
 
     def after_decision(self, *, event: ActionEvent, decision: Decision) -> None:
         self._observe("steward_after_decision", event=event, decision=decision)

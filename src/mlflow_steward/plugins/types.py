@@ -123,6 +123,28 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class CardSection:
+    """A section a plugin adds to model cards, yielded from ``steward_card_sections()``.
+
+    ``title`` is its heading; ``text`` a paragraph and ``rows`` ``(label, value)`` pairs shown as a
+    table. Both are text, never markup: the HTML card escapes them and the Markdown card escapes
+    HTML in them, so a value cannot inject markup into the card.
+    """
+
+    title: str
+    text: str = ""
+    rows: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise ValueError("a card section needs a title")
+        if not isinstance(self.text, str):
+            raise TypeError(f"card section {self.title!r}: text must be a string")
+        rows = tuple((str(label), str(value)) for label, value in self.rows)
+        object.__setattr__(self, "rows", rows)
+
+
+@dataclass(frozen=True)
 class Command:
     """A CLI command a plugin adds, yielded from ``steward_commands()``.
 
