@@ -51,7 +51,7 @@ def test_markdown_card_of_a_traced_version_has_every_section(world):
         "| accuracy_score | 0.99",
         "### Feature importance",
         "| approve | @production (set_alias) | bob |",
-        "| set_alias @production | carol | applied | [metric-threshold] allow",
+        r"| set_alias @production | carol | applied | \[metric-threshold\] allow",
         "| fraud-prod | steward-onprem | http://127.0.0.1:",
         "| drift |",
     ):
@@ -177,3 +177,43 @@ def test_unknown_version_is_one_clear_line(world):
     result = CliRunner().invoke(cli, ["card", "models:/fraud/77"])
     assert result.exit_code == 1
     assert "models:/fraud/77 does not exist" in result.output
+
+
+def test_markdown_escapes_link_and_table_syntax():
+    """Pure rendering: a value cannot become a link, an image, code or extra table cells."""
+    from mlflow_steward.lineage.card import Section, render
+
+    sections = {
+        key: Section(absent="x")
+        for key in (
+            "details",
+            "considerations",
+            "training_data",
+            "training_procedure",
+            "evaluation",
+            "importance",
+            "governance",
+            "moves",
+            "approvals",
+            "evidence",
+            "deployments",
+            "monitoring",
+        )
+    }
+    evil = "[click](javascript:alert(1)) ![i](http://x/y.png) `code` a|b <b>x</b>"
+    sections["details"] = Section(text=[evil]).table(["Field", "Value"], [["Owner", evil]])
+    data = {
+        "model": "m",
+        "version": "1",
+        "uri": "models:/m/1",
+        "generated": "now",
+        "sections": sections,
+        "extra": [],
+    }
+    md = render(data, "md")
+    escaped = (
+        r"\[click\](javascript:alert(1)) !\[i\](http://x/y.png) \`code\` a\|b &lt;b&gt;x&lt;/b&gt;"
+    )
+    assert f"| Owner | {escaped} |" in md
+    assert f"\n{escaped}\n" in md
+    assert "[click](" not in md

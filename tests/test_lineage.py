@@ -190,3 +190,44 @@ def test_subprocess_cli(world):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["deployments"][0]["name"] == "fraud-prod"
+
+
+def test_text_output_neutralises_terminal_escapes():
+    """Pure rendering: a name holding an ANSI escape sequence is shown, not executed."""
+    from mlflow_steward.lineage.text import render
+
+    lineage = {
+        "uri": "models:/m/1",
+        "datasets": [],
+        "run": None,
+        "logged_model": None,
+        "version_info": {
+            "name": "m",
+            "version": "1",
+            "created": None,
+            "source": "s",
+            "aliases": [],
+            "stage": "None",
+            "content_digest": None,
+        },
+        "decisions": [],
+        "moves": [],
+        "approvals": [
+            {
+                "verdict": "approve",
+                "alias": "prod",
+                "action": "set_alias",
+                "actor": "bob\x1b[2J\x1b]0;pwned\x07",
+                "comment": "ok",
+            },
+        ],
+        "deployments": [],
+        "monitoring": [],
+        "evidence": [],
+        "absent": [],
+        "unavailable": [],
+    }
+    text = render(lineage)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\\x1b[2J" in text

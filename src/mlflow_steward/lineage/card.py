@@ -411,12 +411,20 @@ def _md_text(value: Any) -> str:
     """Markdown output: HTML characters escaped (renderers pass raw HTML through)."""
     if isinstance(value, _Escaped):
         return value
-    return html.escape(str(value), quote=False) if value is not None else ""
+    if value is None:
+        return ""
+    return html.escape(str(value), quote=False).translate(_MD_SPECIAL)
+
+
+#: Markdown syntax that could turn a value into a link or an image (``[text](url)``), code, or
+#: break a table: escaped with a backslash (HTML characters are escaped as entities first, so
+#: ``<url>`` autolinks cannot form either).
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "[]`|"})
 
 
 def _md_cell(value: Any) -> str:
-    text = html.escape(str(value), quote=False)
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = html.escape(str(value), quote=False).translate(_MD_SPECIAL)
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _md_row(values: Any) -> _Escaped:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 ABSENT = "absent"
+
+#: Control characters (terminal escape sequences among them) a name, comment or tag may hold:
+#: shown as ``\xNN`` so that nothing in the registry can drive the reader's terminal.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def _line(label: str, value: Any) -> str:
@@ -107,4 +112,4 @@ def render(lineage: dict[str, Any]) -> str:
     if _section(out, "evidence", lineage, "evidence", "no governed promotion or deploy yet"):
         for e in lineage["evidence"]:
             out.append(f"  {e.get('time')}  {e.get('action')} {e.get('on')}: {e.get('path')}")
-    return "\n".join(out)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", "\n".join(out))
