@@ -225,6 +225,13 @@ def test_direct_reads_agree_with_mlflows_getters(tmp_path, monkeypatch):
     assert math.isnan(expected["loss"])
     assert set(metrics) == set(expected)
     assert _mlflow_adapter.read_run_metrics(tracking, "0" * 32) is None
+    got = client.get_run(run.info.run_id)
+    assert _mlflow_adapter.read_run_origin(tracking, run.info.run_id) == (
+        got.info.user_id or None,
+        got.info.artifact_uri,
+        got.data.tags.get("mlflow.user"),
+    )
+    assert _mlflow_adapter.read_run_origin(tracking, "0" * 32) is None
     assert _mlflow_adapter.read_logged_model_metrics(tracking, model.model_id) == {"auc": 0.8}
     assert _mlflow_adapter.read_logged_model_metrics(tracking, "m-missing") is None
     assert (

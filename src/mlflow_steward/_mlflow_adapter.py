@@ -473,6 +473,33 @@ def read_run_metrics(tracking_store: Any, run_id: str) -> dict[str, float] | Non
 
 
 @functools.cache
+def _run_origin_query() -> Any:
+    from mlflow.entities.lifecycle_stage import LifecycleStage
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy import and_, bindparam, select
+
+    r, t = SqlRun.__table__, SqlTag.__table__
+    # One round trip: the run's user, artifact root and its mlflow.user tag (outer join).
+    return Prepared(
+        select(r.c.user_id, r.c.artifact_uri, t.c.value)
+        .select_from(r)
+        .outerjoin(t, and_(t.c.run_uuid == r.c.run_uuid, t.c.key == "mlflow.user"))
+        .where(r.c.run_uuid == bindparam("run_id"), r.c.lifecycle_stage != LifecycleStage.DELETED)
+    )
+
+
+def read_run_origin(tracking_store: Any, run_id: str) -> tuple[str | None, str, str | None] | None:
+    """``(info.user_id, info.artifact_uri, tags["mlflow.user"])`` of a run, as ``get_run`` has
+    them, without reading its params, metrics and inputs; ``None`` when there is no such run."""
+    with _connection(tracking_store.engine) as conn:
+        rows = _run_origin_query().rows(conn, {"run_id": run_id})
+    if not rows:
+        return None
+    user_id, artifact_uri, tag_user = rows[0]
+    return user_id or None, artifact_uri, tag_user
+
+
+@functools.cache
 def _logged_model_queries() -> tuple[Any, Any]:
     from mlflow.entities.lifecycle_stage import LifecycleStage
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlLoggedModelMetric
@@ -788,7 +815,8 @@ def _probe_tracking_tables() -> None:
     from mlflow.store.tracking.dbmodels import models as m
 
     _table_columns(m.SqlLatestMetric, "run_uuid", "key", "value", "is_nan")
-    _table_columns(m.SqlRun, "run_uuid")
+    _table_columns(m.SqlRun, "run_uuid", "user_id", "artifact_uri", "lifecycle_stage")
+    _table_columns(m.SqlTag, "run_uuid", "key", "value")
     _table_columns(m.SqlLoggedModel, "model_id", "lifecycle_stage", "artifact_location")
     _table_columns(
         m.SqlLoggedModelMetric,

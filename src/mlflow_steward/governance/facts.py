@@ -571,8 +571,26 @@ class VersionFacts:
 
     @property
     def author(self) -> str | None:
+        store = self._ctx.tracking_store if self.run_id else None
+        if store is not None and self.run_id and "_run" not in self.__dict__:
+            origin = _mlflow_adapter.read_run_origin(store, self.run_id)
+            if origin is None:
+                raise FactUnavailable(f"source run {self.run_id} does not exist")
+            user_id, _root, tag_user = origin
+            return tag_user or user_id or None
         tags = self.run_tags
         return tags.get("mlflow.user") or self._run.info.user_id or None
+
+    @property
+    def run_artifact_uri(self) -> str:
+        """The source run's artifact root (``run.info.artifact_uri``)."""
+        store = self._ctx.tracking_store if self.run_id else None
+        if store is not None and self.run_id and "_run" not in self.__dict__:
+            origin = _mlflow_adapter.read_run_origin(store, self.run_id)
+            if origin is None:
+                raise FactUnavailable(f"source run {self.run_id} does not exist")
+            return origin[1]
+        return str(self._run.info.artifact_uri)
 
     @cached_property
     def registrant(self) -> str | None:

@@ -289,7 +289,7 @@ def _write_artifact(ctx: Any, event: Any, doc: dict[str, Any], on: str) -> dict[
     facts = event.facts
     run_id, model_id = getattr(facts, "run_id", None), getattr(facts, "model_id", None)
     if run_id:
-        root = ctx.client.get_run(run_id).info.artifact_uri
+        root = facts.run_artifact_uri
         where = f"runs:/{run_id}"
     elif model_id:
         root = ctx.client.get_logged_model(model_id).artifact_location
