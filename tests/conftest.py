@@ -62,6 +62,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # MLFLOW_REGISTRY_URI (set_registry_uri(None) does not remove it), and monkeypatch only
     # restores what it recorded: a variable a test left behind would reach the next module's
     # module-scoped fixtures, which are set up before this fixture clears the environment.
+    # Undo first: monkeypatch's own teardown comes after this code and would put back what a
+    # module- or session-scoped fixture had left in the environment when this test started.
+    monkeypatch.undo()
     for var in _ENV_VARS:
         os.environ.pop(var, None)
 

@@ -92,7 +92,8 @@ def build_edge_registry(root: Path) -> EdgeRegistry:
         MlflowClient(db_uri, db_uri).set_registered_model_alias("beacon", "production", "1")
     finally:
         mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+        mlflow.set_registry_uri(None)  # leaves MLFLOW_REGISTRY_URI set
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -131,6 +131,16 @@ class Browser:
     def open(self, path: str = "/steward/") -> None:
         self.driver.get(f"{self.server.url}{path}")
 
+    def submit(self, button) -> None:
+        """Click a form's button and wait for the answer page to replace this one (a click
+        returns before the browser has navigated; reading the page at once is a race)."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old = self.css("html")[0]
+        button.click()
+        WebDriverWait(self.driver, 60).until(expected_conditions.staleness_of(old))
+
     def css(self, selector: str):
         from selenium.webdriver.common.by import By
 
@@ -225,7 +235,7 @@ def test_alice_cannot_approve_her_own(world, users, shots):
     alice = users("alice")
     alice.open()
     section = card(alice)
-    section.find_element("css selector", "button[value=approve]").click()
+    alice.submit(section.find_element("css selector", "button[value=approve]"))
     assert alice.css("h1")[0].text == "Refused by steward"
     message = alice.css("#error-message")[0].text
     assert "alice" in message
@@ -299,7 +309,7 @@ def test_bob_approves_on_the_page_and_the_promotion_passes(world, users, shots):
     bob.open()
     section = card(bob)
     section.find_element("css selector", "textarea[name=comment]").send_keys(HOSTILE_COMMENT)
-    section.find_element("css selector", "button[value=approve]").click()
+    bob.submit(section.find_element("css selector", "button[value=approve]"))
     notice = bob.css("#notice")[0].text
     assert notice == f"bob approved version {world.version} of {HOSTILE_NAME} for @production."
     section = card(bob)  # still pending: approved, not yet promoted

@@ -706,9 +706,28 @@ def server_user_may_read_model(name: str) -> bool:
     try:
         if auth.sender_is_admin():
             return True
-        return bool(auth._get_registered_model_permission(name).can_read)
+        return bool(_registered_model_permission(auth, name).can_read)
     except MlflowException:
         return False
+
+
+def _registered_model_permission(auth: Any, name: str) -> Any:
+    """The authenticated user's permission on registered model ``name``: MLflow 3.17's
+    ``_get_registered_model_permission(name)``; on 3.16 the same lookup, which its
+    ``_get_permission_from_registered_model_name`` makes for the request's ``name``."""
+    by_name = getattr(auth, "_get_registered_model_permission", None)
+    if by_name is not None:
+        return by_name(name)
+    return auth._get_role_permission_or_default(
+        auth._role_permission_for(
+            username=auth.authenticate_request().username,
+            resource_type="registered_model",
+            resource_key=name,
+            workspace_lookup_id=name,
+            workspace_fetcher=auth._get_model_registry_store().get_registered_model,
+            workspace_label="registered model",
+        )
+    )
 
 
 def server_user_is_admin() -> bool:
@@ -880,11 +899,27 @@ def _probe_auth_validators() -> None:
         raise AssertionError("BEFORE_REQUEST_VALIDATORS is gone or no longer a dict")
     if not callable(getattr(auth, "validate_can_read_registered_model", None)):
         raise AssertionError("validate_can_read_registered_model is gone")
-    for name in ("sender_is_admin", "_get_registered_model_permission"):
-        if not callable(getattr(auth, name, None)):
-            raise AssertionError(f"{name} is gone")
-    if "name" not in inspect.signature(auth._get_registered_model_permission).parameters:
-        raise AssertionError("_get_registered_model_permission no longer takes the model's name")
+    if not callable(getattr(auth, "sender_is_admin", None)):
+        raise AssertionError("sender_is_admin is gone")
+    by_name = getattr(auth, "_get_registered_model_permission", None)
+    if by_name is not None:
+        if "name" not in inspect.signature(by_name).parameters:
+            raise AssertionError(
+                "_get_registered_model_permission no longer takes the model's name"
+            )
+    else:  # MLflow 3.16: the lookup _registered_model_permission makes itself
+        for name in (
+            "_get_role_permission_or_default",
+            "_role_permission_for",
+            "_get_model_registry_store",
+            "authenticate_request",
+        ):
+            if not callable(getattr(auth, name, None)):
+                raise AssertionError(f"{name} is gone (and no _get_registered_model_permission)")
+        wanted = {"username", "resource_type", "resource_key", "workspace_lookup_id"}
+        missing = wanted - set(inspect.signature(auth._role_permission_for).parameters)
+        if missing:
+            raise AssertionError(f"_role_permission_for no longer takes {sorted(missing)}")
     if DEFAULT_AUTHORIZATION_FUNCTION != "mlflow.server.auth:authenticate_request_basic_auth":
         raise AssertionError(
             f"DEFAULT_AUTHORIZATION_FUNCTION is {DEFAULT_AUTHORIZATION_FUNCTION!r}"

@@ -201,11 +201,28 @@ def _applied(event: Any) -> bool:
     if ctx is None or ctx.db_engine is None:
         return False
     if event.action == "set_alias":
-        from mlflow_steward.records import db, history
+        import sqlalchemy as sa
 
+        from mlflow_steward.records import db, schema
+
+        # A move of the alias to this version by this actor recorded after the decision (not
+        # "the alias holds it now": under concurrent writers a later move may already follow).
+        table = schema.alias_history.c
+        since = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with db.reading(ctx.db_engine) as conn:
-            moved = history.last_version(conn, event.model, event.alias, event.workspace)
-        return moved == event.version
+            found = conn.execute(
+                sa.select(table.id)
+                .where(
+                    table.model == event.model,
+                    table.alias == event.alias,
+                    table.version == event.version,
+                    table.actor == event.actor,
+                    table.workspace == event.workspace,
+                    table.ts >= since,
+                )
+                .limit(1)
+            ).scalar()
+        return found is not None
     mv = ctx.registry.get_model_version(event.model, event.version)
     return str(mv.current_stage).lower() == str(event.stage).lower()
 
