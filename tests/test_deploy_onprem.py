@@ -386,8 +386,8 @@ def test_bad_input_is_refused_before_anything_starts(deploy, tmp_path):
     host = deploy()
     with pytest.raises(
         DeploymentError,
-        match=r"unknown deployment target 'onprem'.*"
-        r"available targets: steward-onprem",
+        match=r"unknown deployment target 'onprem' \(did you mean 'steward-onprem'\?\); "
+        r"available targets: steward-edge, steward-onprem$",
     ):
         host.create("x", "models:/fraud/1", target="onprem", config={"port": free_port()})
     with socket.socket() as taken:
