@@ -569,28 +569,32 @@ class VersionFacts:
     def run_tags(self) -> Mapping[str, str]:
         return dict(self._run.data.tags)
 
-    @property
-    def author(self) -> str | None:
+    @cached_property
+    def _run_origin(self) -> tuple[str | None, str, str | None]:
+        """``(info.user_id, info.artifact_uri, tags["mlflow.user"])`` of the source run: one
+        light query of the tracking database when the whole run has not been read already."""
         store = self._ctx.tracking_store if self.run_id else None
         if store is not None and self.run_id and "_run" not in self.__dict__:
             origin = _mlflow_adapter.read_run_origin(store, self.run_id)
             if origin is None:
                 raise FactUnavailable(f"source run {self.run_id} does not exist")
-            user_id, _root, tag_user = origin
-            return tag_user or user_id or None
-        tags = self.run_tags
-        return tags.get("mlflow.user") or self._run.info.user_id or None
+            return origin
+        run = self._run
+        return (
+            run.info.user_id or None,
+            str(run.info.artifact_uri),
+            run.data.tags.get("mlflow.user"),
+        )
+
+    @property
+    def author(self) -> str | None:
+        user_id, _root, tag_user = self._run_origin
+        return tag_user or user_id or None
 
     @property
     def run_artifact_uri(self) -> str:
         """The source run's artifact root (``run.info.artifact_uri``)."""
-        store = self._ctx.tracking_store if self.run_id else None
-        if store is not None and self.run_id and "_run" not in self.__dict__:
-            origin = _mlflow_adapter.read_run_origin(store, self.run_id)
-            if origin is None:
-                raise FactUnavailable(f"source run {self.run_id} does not exist")
-            return origin[1]
-        return str(self._run.info.artifact_uri)
+        return self._run_origin[1]
 
     @cached_property
     def registrant(self) -> str | None:

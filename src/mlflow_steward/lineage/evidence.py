@@ -204,11 +204,12 @@ def _applied(event: Any) -> bool:
         import sqlalchemy as sa
 
         from mlflow_steward.records import db, schema
+        from mlflow_steward.records.audit import utc_stamp
 
         # A move of the alias to this version by this actor recorded after the decision (not
         # "the alias holds it now": under concurrent writers a later move may already follow).
         table = schema.alias_history.c
-        since = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        since = utc_stamp(event.time)
         with db.reading(ctx.db_engine) as conn:
             found = conn.execute(
                 sa.select(table.id)

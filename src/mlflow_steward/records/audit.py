@@ -27,8 +27,13 @@ from mlflow_steward.records import db, schema
 from mlflow_steward.records.prepared import Prepared
 
 
+def utc_stamp(when: datetime) -> str:
+    """``when`` as steward's tables store times (UTC, fixed width, so strings sort by time)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_stamp(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
