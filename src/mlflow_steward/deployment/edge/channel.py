@@ -250,6 +250,16 @@ class Channel:
             "root_keys": root_keys,
         }
 
+    def _resign(self, root: Any, snapshot: Any, timestamp: Any, targets_version: int) -> None:
+        """Snapshot and timestamp for ``targets_version``, signed with the keys ``root`` names."""
+        self._write_snapshot_and_timestamp(
+            snapshot,
+            timestamp,
+            targets_version=targets_version,
+            snapshot_signers=self._signers(root, "snapshot"),
+            timestamp_signers=self._signers(root, "timestamp"),
+        )
+
     def _write_snapshot_and_timestamp(
         self,
         snapshot: Any,
@@ -289,13 +299,7 @@ class Channel:
         targets.signed.expires = self.expiry("targets")
         self._sign(targets, self._signers(root, "targets"))
         self._write_md(targets, f"{targets.signed.version}.targets.json")
-        self._write_snapshot_and_timestamp(
-            snapshot,
-            timestamp,
-            targets_version=targets.signed.version,
-            snapshot_signers=self._signers(root, "snapshot"),
-            timestamp_signers=self._signers(root, "timestamp"),
-        )
+        self._resign(root, snapshot, timestamp, targets.signed.version)
 
     def publish(self, bundle: str | os.PathLike[str]) -> Release:
         """Add ``bundle`` as the channel's newest release and re-sign (targets, snapshot,
@@ -346,13 +350,7 @@ class Channel:
         with self._locked():
             root = self.root()
             timestamp, snapshot, targets = self.current()
-            self._write_snapshot_and_timestamp(
-                snapshot,
-                timestamp,
-                targets_version=targets.signed.version,
-                snapshot_signers=self._signers(root, "snapshot"),
-                timestamp_signers=self._signers(root, "timestamp"),
-            )
+            self._resign(root, snapshot, timestamp, targets.signed.version)
             return {"timestamp": timestamp.signed.version, "expires": str(timestamp.signed.expires)}
 
     def rotate(self, role: str) -> dict[str, Any]:
@@ -389,13 +387,7 @@ class Channel:
             if role == "targets":
                 self._new_targets(root, targets, snapshot, timestamp)
             elif role in ("snapshot", "timestamp"):
-                self._write_snapshot_and_timestamp(
-                    snapshot,
-                    timestamp,
-                    targets_version=targets.signed.version,
-                    snapshot_signers=self._signers(root, "snapshot"),
-                    timestamp_signers=self._signers(root, "timestamp"),
-                )
+                self._resign(root, snapshot, timestamp, targets.signed.version)
         return {
             "role": role,
             "root_version": root.signed.version,
