@@ -129,8 +129,11 @@ def test_a_window_over_the_budget_is_judged_from_sketches_like_the_exact_path(wo
     methods = {c["column"]: c["method"] for c in streamed["columns"]}
     assert methods["age"] == "wasserstein (sketch)"
     by_column = {c["column"]: c["statistic"] for c in exact["columns"]}
-    for column in streamed["columns"]:  # the same distances, within the sketch's error
-        assert column["statistic"] == pytest.approx(by_column[column["column"]], abs=0.03)
+    # The same distances, within the sketch's error. KLL compacts at random: over 3,000 repeats
+    # of this window the largest difference from the exact distance was 0.050 (99th percentile
+    # 0.040), so 0.03 failed about one run in fourteen; the bound keeps half that again.
+    for column in streamed["columns"]:
+        assert column["statistic"] == pytest.approx(by_column[column["column"]], abs=0.075)
 
 
 def test_bad_input_on_the_streaming_path_is_an_error_and_no_action(workspace):
