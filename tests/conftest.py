@@ -286,19 +286,29 @@ def traced_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "MLFLOW_STEWARD_HOME": str(folder / "home"),
         "MLFLOW_STEWARD_CONFIG": str(folder / "steward.yaml"),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        try:
-            yield {**traced_fraud(), "uri": uri, "folder": folder, "env": env}
-        finally:
+
+    @contextlib.contextmanager
+    def inside() -> Iterator[None]:
+        # Only while building and tearing down: held across the yield, the folder and variables
+        # would stay for every later test on this worker (MLflow's default tracking URI is
+        # sqlite:///mlflow.db in the current folder). Tests enter it through ``traced``.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(folder)
+            for key, value in env.items():
+                mp.setenv(key, value)
+            mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+            yield
+
+    try:
+        with inside():
+            world = {**traced_fraud(), "uri": uri, "folder": folder, "env": env}
+        yield world
+    finally:
+        with inside():
             _delete_deployments(uri, folder / "steward.yaml")
 
 
 def _delete_deployments(uri: str, config: Path) -> None:
-    import contextlib
     import signal
 
     from mlflow_steward.config import load_config
