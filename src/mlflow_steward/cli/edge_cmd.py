@@ -278,3 +278,58 @@ def pull(channel: str, trusted_root: str, state_dir: str, as_json: bool) -> None
     else:
         r = fetched.release
         click.echo(f"release {r.release}: {r.model} v{r.version} at {fetched.path}")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+@edge.command()
+@click.option(
+    "--uploads",
+    required=True,
+    help="Where the devices upload: a folder, file:// or s3://bucket/prefix.",
+)
+@_json_option
+def status(uploads: str, as_json: bool) -> None:
+    """The devices that report to --uploads, by group: model version, health, last contact."""
+    import time
+    from datetime import UTC, datetime
+
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.stats import read_devices
+
+    devices = read_devices(uploads)
+    if as_json:
+        echo_json(devices)
+        return
+    if not devices:
+        click.echo(f"no device has reported to {uploads}")
+    groups: dict[str | None, list[dict]] = {}
+    for d in devices:
+        groups.setdefault(d.get("group"), []).append(d)
+    now = time.time()
+    for group, members in groups.items():
+        click.echo(f"{group or '(no group)'}: {len(members)} device{'s' * (len(members) != 1)}")
+        for d in members:
+            if "error" in d:
+                click.echo(f"  {d['device']}  unreadable report: {d['error']}")
+                continue
+            version = (
+                f"{d['model']} v{d.get('version')}" if d.get("model") else f"v{d.get('version')}"
+            )
+            line = f"  {d['device']}  {version}  {d.get('health', 'unknown')}"
+            contact = d.get("last_contact")
+            if isinstance(contact, int | float):
+                line += "  last contact " + datetime.fromtimestamp(contact, UTC).strftime(
+                    "%Y-%m-%d %H:%M:%S UTC"
+                )
+                if now >= contact:
+                    line += f" ({_ago(now - contact)})"
+            click.echo(line)

@@ -244,6 +244,26 @@ class _Schema:
     kinds: dict[str, str | None]
 
 
+def _kind(column: Any) -> str:
+    """The column's kind as monitoring's ``column_kind`` gives it, except that a column of
+    mostly numbers with a stray string in it (the first rows a device sees may hold one) is
+    numeric: the string is counted as missing, as later ones are."""
+    import numbers
+
+    from mlflow_steward.monitoring.sketches import CATEGORICAL, NUMERIC
+    from mlflow_steward.monitoring.verdict import column_kind
+
+    kind = column_kind(column)
+    if kind == CATEGORICAL and column.dtype == object:
+        present = column.dropna()
+        share = present.map(
+            lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+        ).mean()
+        if share > 0.5:
+            return NUMERIC
+    return kind
+
+
 class EdgeStatistics:
     """Per-column sketches of the inputs an edge agent serves, spooled and uploaded.
 
@@ -318,11 +338,11 @@ class EdgeStatistics:
         except Exception as exc:  # never into the agent's request
             self._problem(f"observe failed: {type(exc).__name__}: {exc}")
 
-    def _problem(self, text: str) -> None:
+    def _problem(self, text: str, n: int = 1) -> None:
         if text not in self._problems:
             log.warning("edge statistics: %s", text)
         if text in self._problems or len(self._problems) < MAX_NOTES:
-            self._problems[text] += 1
+            self._problems[text] += n
 
     def _model_of(self, version: Any) -> tuple[str, str] | str:
         """``(model, version)`` for what observe() was given, or the reason it cannot be filed."""
@@ -370,7 +390,7 @@ class EdgeStatistics:
         for (version, start), frames in buffers.items():
             model = self._model_of(version)
             if isinstance(model, str):
-                self._problem(model)
+                self._problem(f"{model} (calls not counted)", len(frames))
                 continue
             key = (f"{model[0]}/{model[1]}", start)
             window = self._windows.get(key)
@@ -447,7 +467,6 @@ class EdgeStatistics:
         import pandas as pd
 
         from mlflow_steward.monitoring.sketches import NUMERIC
-        from mlflow_steward.monitoring.verdict import column_kind
 
         for name in schema.columns:
             column = data[name]
@@ -455,7 +474,7 @@ class EdgeStatistics:
                 column = column.infer_objects()
             kind = schema.kinds[name]
             if kind is None and column.notna().any():
-                kind = schema.kinds[name] = column_kind(column)
+                kind = schema.kinds[name] = _kind(column)
             sketch = window.sketches.get(name)
             if sketch is None or (kind is not None and sketch.kind != kind):
                 sketch = self._fresh(kind, sketch)
@@ -816,11 +835,11 @@ def read_uploads(
             end = float(document["end"])
             if since is not None and end <= since:
                 continue
-            sketches = loads(json.dumps(document["sketches"]).encode(), where)
+            sketches = loads(json.dumps(document["sketches"]).encode(), "its sketch document")
             device = str(document["device"])
             part_rows = int(document["rows"])
         except MonitoringError as exc:
-            notes.append(f"{exc}: left out")
+            notes.append(f"{where} left out: {exc}")
             continue
         except (KeyError, ValueError, TypeError) as exc:
             notes.append(
