@@ -239,8 +239,11 @@ def test_a_folder_gone_for_a_while_gets_every_window_once(tmp_path):
     names = uploaded(uploads)
     assert len(names) == 4
     assert all(n.startswith("stats/fraud/3/2027") and n.endswith(".json") for n in names)
-    stats.tick()
+    written = (stats.home / "state.json").stat().st_mtime_ns
+    clock.now += 10
+    stats.tick()  # nothing to send: nothing written, on the device or the share
     assert uploaded(uploads) == names
+    assert (stats.home / "state.json").stat().st_mtime_ns == written
     got = read_uploads(f"file://{uploads}", "fraud", "3")
     assert (got.windows, got.rows) == (4, 400)
     assert stats.state()["last_error"] is None

@@ -34,6 +34,7 @@ pandas, datasketches and boto3 are imported only when used.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -145,13 +146,9 @@ class _S3:
 
     def client(self) -> Any:
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError:
-                raise MonitoringError(
-                    "s3:// uploads need boto3: pip install 'mlflow-steward[s3]'"
-                ) from None
+            import boto3
+            from botocore.config import Config
+
             endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get(
                 "AWS_ENDPOINT_URL"
             )
@@ -204,6 +201,8 @@ def destination(uploads: str) -> _Folder | _S3:
         raise ValueError(f"uploads {uploads!r}: expected a folder, file:// or s3://bucket/prefix")
     scheme = urlparse(uploads).scheme
     if scheme == "s3":
+        if importlib.util.find_spec("boto3") is None:
+            raise ValueError("s3:// uploads need boto3: pip install 'mlflow-steward[s3]'")
         return _S3(uploads)
     if scheme == "file":
         return _Folder(Path(unquote(urlparse(uploads).path)))
@@ -657,6 +656,7 @@ class EdgeStatistics:
         the upload and the delete overwrites it: it is never counted twice."""
         if self._dest is None or now < self._next_attempt:
             return
+        sent = 0
         try:
             for rel, path, _ in self._spooled():
                 try:
@@ -665,6 +665,7 @@ class EdgeStatistics:
                     continue
                 self._dest.put(f"stats/{rel}", data)
                 path.unlink(missing_ok=True)
+                sent += 1
             for key, windows in self._state["dropped"].items():
                 total = sum(windows.values())
                 if self._state["dropped_sent"].get(key) == total:
@@ -684,9 +685,10 @@ class EdgeStatistics:
                 )
                 self._state["dropped_sent"][key] = total
                 self._save_state()
+                sent += 1
             report = self._state.get("report")
-            sent = self._state.get("report_sent")
-            if report is not None and (sent is None or now - sent >= HEARTBEAT_SECONDS):
+            last = self._state.get("report_sent")
+            if report is not None and (last is None or now - last >= HEARTBEAT_SECONDS):
                 document = {
                     **report,
                     "format": FORMAT,
@@ -700,6 +702,7 @@ class EdgeStatistics:
                     f"devices/{self.device_id}.json", json.dumps(document, default=str).encode()
                 )
                 self._state["report_sent"] = now
+                sent += 1
         except UploadsUnreachable as exc:
             self._failures += 1
             first, most = RETRY_SECONDS
@@ -709,8 +712,9 @@ class EdgeStatistics:
             return
         self._failures = 0
         self._next_attempt = 0.0
-        self._state.update(last_upload=now, last_error=None)
-        self._save_state()
+        if sent or self._state.get("last_error") is not None:  # a tick with nothing to send
+            self._state.update(last_upload=now, last_error=None)  # writes nothing to disk
+            self._save_state()
 
     def report(self, status: dict[str, Any]) -> None:
         """Send the device's report (``status``: ``version``, ``health`` and anything else
