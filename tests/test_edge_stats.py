@@ -59,7 +59,7 @@ def inputs(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame
     weights = [0.2, 0.2, 0.6] if shift else [0.5, 0.3, 0.2]
     return pd.DataFrame(
         {
-            "amount": rng.lognormal(3, 1, n),
+            "amount": rng.gamma(4.0, 25.0, n),
             "age": age,
             "kind": rng.choice(kinds, n, p=weights),
         }
@@ -539,3 +539,24 @@ def test_steward_edge_status_lists_devices_by_group(tmp_path):
     empty = CliRunner().invoke(cli, ["edge", "status", "--uploads", str(tmp_path / "nothing")])
     assert empty.exit_code == 1
     assert "does not exist" in empty.output
+
+
+def test_a_column_missing_for_a_whole_first_window_merges_with_its_numeric_windows(tmp_path):
+    clock = Clock()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    rng = np.random.default_rng(13)
+    stats = device(tmp_path, "dev-1", clock, str(uploads))
+    first = inputs(rng, 40)
+    first["age"] = None  # decoded from JSON nulls: no number seen yet
+    feed(stats, first, "fraud/3", clock, step=0)
+    clock.now += WINDOW
+    stats.tick()
+    feed(stats, inputs(rng, 60), "fraud/3", clock, step=0)
+    clock.now += WINDOW
+    stats.tick()
+    got = read_uploads(str(uploads), "fraud", "3")
+    age = got.sketches["age"]
+    assert (got.windows, age.kind, age.count + age.nulls) == (2, "numeric", 100)
+    assert age.nulls >= 40
+    assert got.notes == []

@@ -47,19 +47,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from mlflow_steward.deployment.edge.channel import write_whole
 from mlflow_steward.errors import MonitoringError
+
+if TYPE_CHECKING:
+    from mlflow_steward.monitoring.sketches import ColumnSketch
 
 log = logging.getLogger(__name__)
 
 #: The window and report document format this steward writes and the newest it reads.
 FORMAT = 1
 MIB = 1 << 20
-#: Buffered rows at which observe() turns its buffer into sketches itself (tick() usually does).
-FLUSH_ROWS = 4096
+#: Rows waiting at which observe() turns them into sketches itself (tick() usually does): a
+#: request pays that (tens of milliseconds) once in this many rows.
+FLUSH_ROWS = 1024
 #: Distinct notes kept per window (each with its count).
 MAX_NOTES = 20
 #: Seconds between upload attempts after a failure: doubles from the first, up to the last.
@@ -320,14 +324,20 @@ class EdgeStatistics:
     def observe(self, frame: Any, version: str) -> None:
         """Count ``frame`` (the decoded input of one prediction) in the current window of
         ``version`` (``NAME/VERSION``, ``models:/NAME/VERSION``, or a version of the model given
-        to the constructor or installed in ``state_dir``). Cheap: the frame is kept by reference
-        until the next tick (or until :data:`FLUSH_ROWS` rows are waiting), never written."""
+        to the constructor or installed in ``state_dir``). About a microsecond: the frame is
+        held by reference until the next tick (or until :data:`FLUSH_ROWS` rows wait) and never
+        written, so the caller must not change it after this call (a copy would cost tens of
+        microseconds a request)."""
         try:
+            import pandas as pd
+
+            # anything else is counted (as rejected, with a note) when it is sketched
+            rows = len(frame.index) if isinstance(frame, pd.DataFrame) else 1
             now = self._clock()
             start = now - now % self.window_seconds
             with self._lock:
                 self._buffers.setdefault((version, start), []).append(frame)
-                self._buffered += 1
+                self._buffered += rows
                 full = self._buffered >= FLUSH_ROWS
             if full and self._sketch_lock.acquire(blocking=False):
                 try:
@@ -743,9 +753,11 @@ class EdgeStatistics:
 
 @dataclass
 class EdgeWindow:
-    """A version's statistics merged across devices and windows."""
+    """A version's statistics merged across devices and windows: one sketch per column,
+    the rows counted, the devices and (device, window) pairs that sent them, the windows
+    devices dropped before they could send them, and what was left out or not counted."""
 
-    sketches: dict[str, Any]
+    sketches: dict[str, ColumnSketch]
     rows: int
     devices: list[str]
     windows: int
@@ -754,7 +766,10 @@ class EdgeWindow:
 
 
 def _merge_into(
-    merged: dict[str, Any], sketches: dict[str, Any], source: str, notes: list[str]
+    merged: dict[str, ColumnSketch],
+    sketches: dict[str, ColumnSketch],
+    source: str,
+    notes: list[str],
 ) -> None:
     from mlflow_steward.monitoring.sketches import ColumnSketch
 
@@ -799,7 +814,7 @@ def read_uploads(
     except ValueError as exc:
         raise MonitoringError(str(exc)) from None
     prefix = f"stats/{model}/{version}/"
-    merged: dict[str, Any] = {}
+    merged: dict[str, ColumnSketch] = {}
     notes: list[str] = []
     rows = windows = dropped = 0
     devices: set[str] = set()
