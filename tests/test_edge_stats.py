@@ -490,6 +490,11 @@ def test_unreadable_uploads_are_left_out_with_a_note(tmp_path):
         "20270115T080000Z--dev-9--0000000a.json left out: not a steward statistics file "
         "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
     ]
+    later = read_uploads(str(uploads), "fraud", "3", since=T0 + 86400)  # a day on: not read
+    assert (later.rows, later.notes) == (
+        0,
+        ["no statistics uploaded for fraud v3 in the period asked"],
+    )
     (broken,) = read_devices(str(uploads))
     assert broken == {"device": "dev-5", "group": None, "error": "not a device report"}
     with pytest.raises(MonitoringError, match="does not exist"):
@@ -503,6 +508,8 @@ def test_bad_settings_are_refused_by_name(tmp_path):
         EdgeStatistics(tmp_path, device_id="a/b")
     with pytest.raises(ValueError, match=r"window_seconds 0\.5"):
         EdgeStatistics(tmp_path, device_id="d", window_seconds=0.5)
+    with pytest.raises(ValueError, match="window_seconds 90000: a whole number of seconds from 1"):
+        EdgeStatistics(tmp_path, device_id="d", window_seconds=90000)
     with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
         EdgeStatistics(tmp_path, device_id="d", uploads="s3://")
 

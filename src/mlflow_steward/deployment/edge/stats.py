@@ -68,6 +68,8 @@ FLUSH_ROWS = 1024
 MAX_NOTES = 20
 #: Seconds between upload attempts after a failure: doubles from the first, up to the last.
 RETRY_SECONDS = (5.0, 300.0)
+#: The longest window: a reader skips, unread, windows that started this long before ``since``.
+MAX_WINDOW = 86400.0
 #: A device's report is sent again after this many seconds (its last contact time).
 HEARTBEAT_SECONDS = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -291,8 +293,11 @@ class EdgeStatistics:
         self.device_id = _check_name("device id", device_id)
         self.group = None if group is None else _check_name("group", group)
         self.model = None if model is None else _check_name("model", model)
-        if not (window_seconds >= 1 and float(window_seconds).is_integer()):
-            raise ValueError(f"window_seconds {window_seconds!r}: a whole number of seconds >= 1")
+        if not (1 <= window_seconds <= MAX_WINDOW and float(window_seconds).is_integer()):
+            raise ValueError(
+                f"window_seconds {window_seconds!r}: a whole number of seconds from 1 to "
+                f"{MAX_WINDOW:.0f} (a day)"
+            )
         if spool_cap_bytes < 0:
             raise ValueError(f"spool_cap_bytes {spool_cap_bytes!r}: must be >= 0")
         self.window_seconds = float(window_seconds)
@@ -824,6 +829,8 @@ def read_uploads(
         window_file = _WINDOW_FILE.match(name)
         if window_file is None and not _DROPPED_FILE.match(name):
             continue
+        if window_file and since is not None and _unstamp(window_file[1]) + MAX_WINDOW <= since:
+            continue  # ended before since, whatever its length: not downloaded
         where = f"{dest.uri}/{key}"
         try:
             document = json.loads(dest.get(key))
