@@ -504,8 +504,6 @@ class EdgeStatistics:
                         f"column {name}: values that are not numbers counted as missing", bad
                     )
                 column = values
-            elif kind == NUMERIC and pd.api.types.is_bool_dtype(column):
-                column = column.astype(float)
             sketch.update(column.to_numpy() if kind == NUMERIC else column)
 
     @staticmethod
