@@ -12,9 +12,10 @@ import click
 def edge() -> None:
     """Build model bundles and publish them to TUF channels that edge agents read.
 
-    A channel is a TUF repository in a folder (served over HTTP or a file share): its metadata
-    is signed by root and targets keys kept offline and by snapshot and timestamp keys kept
-    online, each with an expiry. Needs the edge extra: pip install 'mlflow-steward[edge]'.
+    A channel is a TUF repository in a folder (served over HTTP or a file share) or under an S3
+    prefix (s3://bucket/prefix, with boto3: the s3 extra): its metadata is signed by root and
+    targets keys kept offline and by snapshot and timestamp keys kept online, each with an
+    expiry. Needs the edge extra: pip install 'mlflow-steward[edge]'.
     """
 
 
@@ -71,15 +72,23 @@ def _expiry(values: tuple[str, ...]) -> dict[str, int]:
 
 
 _channel_option = click.option(
-    "--channel", required=True, type=click.Path(file_okay=False), help="The channel folder."
+    "--channel", required=True, help="The channel: a folder or s3://bucket/prefix."
 )
 _keys_option = click.option(
     "--keys",
-    required=True,
     type=click.Path(file_okay=False),
-    help="The folder of the signing keys (<role>-<n>.pem) this step needs.",
+    help="The folder of the signing keys (<role>-<n>.pem) this step needs; keys in "
+    "STEWARD_EDGE_KEY_<ROLE> (or STEWARD_EDGE_KEY_<ROLE>_<n>) variables sign too.",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_lock_wait_option = click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another writer's lock on the channel.",
+)
 
 
 @edge.group()
@@ -89,7 +98,12 @@ def channel() -> None:
 
 @channel.command("init")
 @_channel_option
-@_keys_option
+@click.option(
+    "--keys",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The folder the new keys are written to (<role>-<n>.pem, mode 0600).",
+)
 @click.option("--root-keys", default=1, show_default=True, help="How many root keys.")
 @click.option(
     "--root-threshold",
@@ -104,6 +118,12 @@ def channel() -> None:
     help="How long a role's metadata stays valid (defaults: root=365d, targets=90d, "
     "snapshot=7d, timestamp=1d).",
 )
+@click.option(
+    "--trusted-root-out",
+    type=click.Path(dir_okay=False),
+    help="Also write a copy of the first root here (the file devices trust).",
+)
+@_lock_wait_option
 @_json_option
 def channel_init(
     channel: str,
@@ -111,6 +131,8 @@ def channel_init(
     root_keys: int,
     root_threshold: int,
     expiry: tuple[str, ...],
+    trusted_root_out: str | None,
+    lock_wait: float,
     as_json: bool,
 ) -> None:
     """Create a channel: new keys in --keys, signed root, targets, snapshot and timestamp.
@@ -121,9 +143,13 @@ def channel_init(
     from mlflow_steward.cli.main import echo_json
     from mlflow_steward.deployment.edge.channel import Channel
 
-    result = Channel(channel, keys).init(
-        root_keys=root_keys, root_threshold=root_threshold, expiry=_expiry(expiry)
-    )
+    target = Channel(channel, keys, lock_wait=lock_wait)
+    result = target.init(root_keys=root_keys, root_threshold=root_threshold, expiry=_expiry(expiry))
+    if trusted_root_out:
+        from pathlib import Path
+
+        Path(trusted_root_out).write_bytes(target.storage.read("metadata/1.root.json"))
+        result["trusted_root"] = trusted_root_out
     if as_json:
         echo_json(result)
     else:
@@ -136,14 +162,15 @@ def channel_init(
 @channel.command("refresh")
 @_channel_option
 @_keys_option
+@_lock_wait_option
 @_json_option
-def channel_refresh(channel: str, keys: str, as_json: bool) -> None:
+def channel_refresh(channel: str, keys: str | None, lock_wait: float, as_json: bool) -> None:
     """Sign snapshot and timestamp again with new expiries (needs the online keys). Run it
     more often than the timestamp expires: devices refuse an expired one as a frozen channel."""
     from mlflow_steward.cli.main import echo_json
     from mlflow_steward.deployment.edge.channel import Channel
 
-    result = Channel(channel, keys).refresh()
+    result = Channel(channel, keys, lock_wait=lock_wait).refresh()
     if as_json:
         echo_json(result)
     else:
@@ -158,7 +185,7 @@ def channel_show(channel: str, as_json: bool) -> None:
     from mlflow_steward.cli.main import echo_json
     from mlflow_steward.deployment.edge.channel import Channel
 
-    releases = Channel(channel, ".").releases()
+    releases = Channel(channel).releases()
     if as_json:
         echo_json([r.to_dict() for r in releases])
         return
@@ -168,15 +195,40 @@ def channel_show(channel: str, as_json: bool) -> None:
         click.echo(f"release {r.release}: {r.model} v{r.version} ({r.length} bytes) {r.path}")
 
 
+@channel.command("unlock")
+@_channel_option
+@_json_option
+def channel_unlock(channel: str, as_json: bool) -> None:
+    """Break the lock a dead publisher left on an S3 channel (a folder's lock ends with the
+    process that holds it). Only when no publish, refresh or rotation is running."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    holder = Channel(channel).unlock()
+    if as_json:
+        echo_json({"unlocked": holder is not None, "holder": holder})
+    elif holder is None:
+        click.echo(f"{channel} was not locked")
+    else:
+        click.echo(f"lock of {holder.get('owner')} (since {holder.get('since')}) broken")
+
+
 @edge.command()
 @click.argument("source")
 @_channel_option
 @_keys_option
 @click.option("--production", is_flag=True, help="A production release (policies may ask more).")
+@_lock_wait_option
 @_json_option
 @click.pass_context
 def publish(
-    ctx: click.Context, source: str, channel: str, keys: str, production: bool, as_json: bool
+    ctx: click.Context,
+    source: str,
+    channel: str,
+    keys: str | None,
+    production: bool,
+    lock_wait: float,
+    as_json: bool,
 ) -> None:
     """Publish SOURCE (a bundle file, or models:/NAME@ALIAS to build one) to a channel.
 
@@ -188,7 +240,13 @@ def publish(
     from mlflow_steward.deployment.edge.governed import governed_publish
 
     release = governed_publish(
-        context_of(ctx).session(), source, channel, keys, progress=_progress, production=production
+        context_of(ctx).session(),
+        source,
+        channel,
+        keys,
+        progress=_progress,
+        lock_wait=lock_wait,
+        production=production,
     )
     if as_json:
         echo_json(release.to_dict())
@@ -203,21 +261,28 @@ def keys() -> None:
 
 @keys.command("rotate")
 @_channel_option
-@_keys_option
+@click.option(
+    "--keys",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The folder the new keys are written to, and the old ones moved from; the keys that "
+    "sign may also be in STEWARD_EDGE_KEY_<ROLE>[_<n>] variables.",
+)
 @click.option(
     "--role",
     required=True,
     type=click.Choice(["root", "targets", "snapshot", "timestamp"]),
     help="The role whose keys are replaced.",
 )
+@_lock_wait_option
 @_json_option
-def keys_rotate(channel: str, keys: str, role: str, as_json: bool) -> None:
+def keys_rotate(channel: str, keys: str, role: str, lock_wait: float, as_json: bool) -> None:
     """Replace a role's keys: a new root (signed by the current root keys, and by the new ones
     for root itself) names the new keys; the old key files move to <keys>/retired/."""
     from mlflow_steward.cli.main import echo_json
     from mlflow_steward.deployment.edge.channel import Channel
 
-    result = Channel(channel, keys).rotate(role)
+    result = Channel(channel, keys, lock_wait=lock_wait).rotate(role)
     if as_json:
         echo_json(result)
     else:
@@ -228,7 +293,11 @@ def keys_rotate(channel: str, keys: str, role: str, as_json: bool) -> None:
 
 
 @edge.command()
-@click.option("--channel", required=True, help="The channel: http(s)://, file:// or a folder.")
+@click.option(
+    "--channel",
+    required=True,
+    help="The channel: http(s)://, s3://bucket/prefix, file:// or a folder.",
+)
 @click.option(
     "--trusted-root",
     required=True,

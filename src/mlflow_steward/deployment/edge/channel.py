@@ -1,4 +1,5 @@
-"""A channel: a TUF repository in a folder, written with python-tuf's Metadata API.
+"""A channel: a TUF repository in a folder or under an S3 prefix, written with python-tuf's
+Metadata API (the files themselves go through :mod:`.storage`).
 
 Layout (consistent snapshots, so a file once written never changes)::
 
@@ -11,8 +12,10 @@ Layout (consistent snapshots, so a file once written never changes)::
     <channel>/steward-channel.json                     expiry periods (public, not signed)
 
 Publishing writes the bundle, then the new targets and snapshot metadata under new names, and only
-then replaces ``timestamp.json`` with a rename: a reader sees the channel before or after, never
-half of it. Publishers take a lock on the folder, so two publishes do not interleave.
+then replaces ``timestamp.json`` (a rename in a folder, one PUT on S3): a reader sees the channel
+before or after, never half of it. Publishers take the channel's lock, so two publishes do not
+interleave; an S3 channel is ``s3://bucket/prefix`` (the keys stay in local files or the
+environment, never in the channel).
 
 Each bundle target carries ``custom.steward``: model, version, digest and ``release``, a number
 that grows with every publish. The channel's current release is the target with the highest
@@ -22,11 +25,9 @@ that grows with every publish. The channel's current release is the target with 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import shutil
-import tempfile
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,14 @@ from typing import Any
 from mlflow_steward.deployment.edge import keys as keyfiles
 from mlflow_steward.deployment.edge import require_tuf
 from mlflow_steward.deployment.edge.bundle import read_manifest
+from mlflow_steward.deployment.edge.storage import (
+    DEFAULT_LOCK_WAIT,
+    FolderStorage,
+    MissingObject,
+    ObjectExists,
+    open_storage,
+)
+from mlflow_steward.deployment.edge.storage import write_whole as write_whole
 from mlflow_steward.errors import DeploymentError
 
 SETTINGS = "steward-channel.json"
@@ -48,6 +57,7 @@ DEFAULT_EXPIRY = {
     "snapshot": 7 * 86400,
     "timestamp": 86400,
 }
+_ROOT_FILE = re.compile(r"([0-9]+)\.root\.json")
 
 
 @dataclass(frozen=True)
@@ -82,41 +92,45 @@ def release_of(path: str, target: Any) -> Release | None:
     )
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    """Write ``path`` whole (a temporary file beside it, synced, then renamed)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _bundle_name(model: str, version: str, sha256: str) -> str:
+    return f"{TARGETS}/{model}/{sha256}.{version}.tar.gz"
 
 
 class Channel:
-    """A channel folder and the keys that sign it (``keys_dir``; only the roles a step signs
-    need to be there)."""
+    """A channel (a folder, a ``file://`` URL or ``s3://bucket/prefix``) and the keys that sign
+    it: files in ``keys_dir`` and ``STEWARD_EDGE_KEY_<ROLE>`` variables (only the roles a step
+    signs need to be there). Writers wait up to ``lock_wait`` seconds for another one's lock."""
 
-    def __init__(self, folder: str | os.PathLike[str], keys_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        keys_dir: str | os.PathLike[str] | None = None,
+        *,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+    ) -> None:
         require_tuf()
-        self.folder = Path(folder)
-        self.keys_dir = Path(keys_dir)
-        self.meta_dir = self.folder / METADATA
+        self.storage = open_storage(location)
+        self.location = self.storage.location
+        self.keys_dir = Path(keys_dir) if keys_dir not in (None, "") else None
+        self.lock_wait = lock_wait
+
+    @property
+    def folder(self) -> Path:
+        """The channel's folder (folder channels only)."""
+        if not isinstance(self.storage, FolderStorage):
+            raise DeploymentError(f"{self.location} is not a folder channel")
+        return self.storage.folder
 
     # -- reading ------------------------------------------------------------------------------
 
     @property
     def settings(self) -> dict[str, Any]:
         try:
-            return json.loads((self.folder / SETTINGS).read_text())
-        except FileNotFoundError:
+            return json.loads(self.storage.read(SETTINGS))
+        except MissingObject:
             raise DeploymentError(
-                f"{self.folder} is not a steward edge channel (no {SETTINGS}); create one with "
-                "`steward edge channel init`"
+                f"{self.location} is not a steward edge channel (no {SETTINGS}); create one "
+                "with `steward edge channel init`"
             ) from None
 
     def expiry(self, role: str) -> datetime:
@@ -126,18 +140,23 @@ class Channel:
     def _load(self, name: str) -> Any:
         from tuf.api.metadata import Metadata
 
-        return Metadata.from_file(str(self.meta_dir / name))
+        return Metadata.from_bytes(self.storage.read(f"{METADATA}/{name}"))
 
     def root(self) -> Any:
-        versions = [int(p.name.split(".")[0]) for p in self.meta_dir.glob("*.root.json")]
+        found = (_ROOT_FILE.fullmatch(n) for n in self.storage.names(METADATA))
+        versions = [int(m.group(1)) for m in found if m]
         if not versions:
             self.settings  # noqa: B018 -- the "not a channel" error when there are no settings
-            raise DeploymentError(f"{self.folder}: no root metadata in {self.meta_dir}")
+            raise DeploymentError(f"{self.location}: no root metadata in {METADATA}/")
         return self._load(f"{max(versions)}.root.json")
 
     def current(self) -> tuple[Any, Any, Any]:
         """``(timestamp, snapshot, targets)`` as readers see them now."""
-        timestamp = self._load("timestamp.json")
+        try:
+            timestamp = self._load("timestamp.json")
+        except MissingObject:
+            self.settings  # noqa: B018 -- the "not a channel" error when there are no settings
+            raise
         snapshot = self._load(f"{timestamp.signed.snapshot_meta.version}.snapshot.json")
         targets = self._load(f"{snapshot.signed.meta['targets.json'].version}.targets.json")
         return timestamp, snapshot, targets
@@ -147,25 +166,30 @@ class Channel:
         found = (release_of(p, t) for p, t in targets.signed.targets.items())
         return sorted((r for r in found if r is not None), key=lambda r: r.release)
 
-    def stored(self, model: str, version: str) -> Path | None:
-        """The bundle file the channel holds for ``model`` ``version`` (``None``: none)."""
+    def stored(self, model: str, version: str) -> str | None:
+        """The name, in the channel, of the bundle it holds for ``model`` ``version``
+        (``None``: none); :meth:`local_copy` gives it as a file."""
         _, _, targets = self.current()
         target = targets.signed.targets.get(f"{model}/{version}.tar.gz")
         if target is None:
             return None
-        return self.folder / TARGETS / model / f"{target.hashes['sha256']}.{version}.tar.gz"
+        return _bundle_name(model, version, target.hashes["sha256"])
+
+    def local_copy(self, name: str) -> contextlib.AbstractContextManager[Path]:
+        """The channel's object ``name`` as a local file while the context lasts (a folder
+        channel's own file; a download from S3)."""
+        return self.storage.local_copy(name)
+
+    def unlock(self) -> dict[str, Any] | None:
+        """Break the lock a dead writer left (S3 channels); who held it (``None``: nobody)."""
+        return self.storage.break_lock()
 
     # -- writing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".steward-channel.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with self.storage.lock(self.lock_wait):
+            yield
 
     def _signers(self, root: Any, role: str) -> list[Any]:
         spec = root.signed.roles[role]
@@ -180,15 +204,15 @@ class Channel:
         from tuf.api.serialization.json import JSONSerializer
 
         data = md.to_bytes(JSONSerializer(compact=False))
-        path = self.meta_dir / name
-        if path.exists() and not replace:
-            raise DeploymentError(f"{path} exists already: another publish raced this one")
-        write_whole(path, data)
+        try:
+            self.storage.write(f"{METADATA}/{name}", data, replace=replace)
+        except ObjectExists as exc:
+            raise DeploymentError(f"{exc}: nothing was published") from None
         return data
 
     def _write_root(self, root: Any) -> None:
         data = self._write_md(root, f"{root.signed.version}.root.json")
-        write_whole(self.meta_dir / "root.json", data)
+        self.storage.write(f"{METADATA}/root.json", data, replace=True)
 
     def init(
         self,
@@ -209,14 +233,23 @@ class Channel:
         unknown = set(expiry or {}) - set(DEFAULT_EXPIRY)
         if unknown:
             raise DeploymentError(f"unknown role(s) in --expiry: {', '.join(sorted(unknown))}")
-        if (self.folder / SETTINGS).exists() or self.meta_dir.exists():
-            raise DeploymentError(f"{self.folder} is a channel already; nothing was changed")
+        if self.keys_dir is None:
+            raise DeploymentError(
+                "a new channel's keys are written to a folder: give it with --keys"
+            )
+
+        def exists() -> bool:
+            return bool(self.storage.names(METADATA)) or self.storage.exists(SETTINGS)
+
+        if exists():
+            raise DeploymentError(f"{self.location} is a channel already; nothing was changed")
         with self._locked():
-            (self.folder / TARGETS).mkdir(parents=True, exist_ok=True)
-            self.meta_dir.mkdir(parents=True)
-            write_whole(
-                self.folder / SETTINGS,
+            if exists():  # created meanwhile
+                raise DeploymentError(f"{self.location} is a channel already; nothing was changed")
+            self.storage.write(
+                SETTINGS,
                 json.dumps({"format": 1, "expiry": {**DEFAULT_EXPIRY, **(expiry or {})}}).encode(),
+                replace=False,
             )
             signers = {
                 role: [keyfiles.generate(self.keys_dir, role) for _ in range(root_keys)]
@@ -242,9 +275,14 @@ class Channel:
                 timestamp_signers=signers["timestamp"],
                 first=True,
             )
+        first_root = f"{METADATA}/1.root.json"
+        if isinstance(self.storage, FolderStorage):
+            trusted = str(self.storage.folder / first_root)
+        else:
+            trusted = f"{self.location}/{first_root}"
         return {
-            "channel": str(self.folder),
-            "trusted_root": str(self.meta_dir / "1.root.json"),
+            "channel": self.location,
+            "trusted_root": trusted,
             "keys": str(self.keys_dir),
             "root_threshold": root_threshold,
             "root_keys": root_keys,
@@ -332,12 +370,9 @@ class Channel:
                     f"the channel has another bundle for {model} v{version} already (other "
                     "bytes: rebuilt?); a published version is immutable, publish it as it was"
                 )
-            stored = self.folder / TARGETS / model / f"{target.hashes['sha256']}.{version}.tar.gz"
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            if not stored.exists():
-                partial = stored.with_name(f".{stored.name}.partial")
-                shutil.copyfile(bundle, partial)
-                os.replace(partial, stored)
+            self.storage.put_file(
+                _bundle_name(model, version, target.hashes["sha256"]), Path(bundle)
+            )
             targets.signed.targets[target_path] = target
             self._new_targets(root, targets, snapshot, timestamp)
         found = release_of(target_path, target)

@@ -21,7 +21,7 @@ from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, Target
 
 class EdgeClient(TargetClient):
     def _channel(self, options: Mapping[str, Any]) -> Channel:
-        return Channel(str(options["channel"]), str(options["keys"]))
+        return Channel(str(options["channel"]), options.get("keys") or None)
 
     def validate(self, name: str, options: Mapping[str, Any]) -> None:
         channel = self._channel(options)
@@ -34,7 +34,8 @@ class EdgeClient(TargetClient):
         channel = self._channel(info.options)
         stored = channel.stored(model.name, model.version)
         if stored is not None:
-            release = channel.publish(stored)
+            with channel.local_copy(stored) as path:
+                release = channel.publish(path)
         else:
             with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
                 built = build_bundle(
@@ -50,7 +51,7 @@ class EdgeClient(TargetClient):
         self.context.progress(f"published {model.uri} as release {release.release}")
         info.version = model.version
         info.status = "serving"  # what the devices following the channel install
-        info.endpoint = str(channel.folder)
+        info.endpoint = channel.location
         info.traffic = {model.version: 100}
         info.runtime = {"release": release.release, "target_path": release.path}
         info.reason = None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_steward.deployment.edge.bundle import BuiltBundle, build_bundle, check_model_name
+from mlflow_steward.deployment.edge.storage import DEFAULT_LOCK_WAIT
 from mlflow_steward.errors import DeploymentError, RegistryURIError
 
 TARGET = "steward-edge"
@@ -78,12 +79,13 @@ def governed_publish(
     session: Any,
     source: str,
     channel: str | os.PathLike[str],
-    keys: str | os.PathLike[str],
+    keys: str | os.PathLike[str] | None,
     *,
     progress: Callable[[str], None] | None = None,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
     **context: Any,
 ) -> Any:
-    """Publish ``source`` to the folder ``channel``: a bundle file, or a ``models:/`` URI (built
+    """Publish ``source`` to ``channel`` (a folder or ``s3://bucket/prefix``): a bundle file, or a ``models:/`` URI (built
     first). Governed as ``deploy`` (operation ``publish``) on the version the bundle holds; a
     bundle whose content digest is not the one recorded for that version at registration is
     refused before policies are asked. Returns the channel's new :class:`Release`."""
@@ -95,7 +97,7 @@ def governed_publish(
     from mlflow_steward.deployment.edge.channel import Channel
     from mlflow_steward.plugins.events import DIGEST_TAG
 
-    target = Channel(channel, keys)
+    target = Channel(channel, keys, lock_wait=lock_wait)
     target.settings  # noqa: B018 -- "not a channel" before anything is built
     if source.startswith("models:/"):
         name, version = resolve(session, source)
@@ -103,7 +105,10 @@ def governed_publish(
         if stored is not None:
             # Published before: the same bytes become the newest release again (a version's
             # bundle never changes once devices may have it).
-            return governed_publish(session, str(stored), channel, keys, **context)
+            with target.local_copy(stored) as path:
+                return governed_publish(
+                    session, str(path), channel, keys, lock_wait=lock_wait, **context
+                )
         with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
             built = governed_build(
                 session, source, tmp, progress=progress, operation="publish", **context

@@ -9,11 +9,17 @@ from mlflow_steward import hookimpl
 from mlflow_steward.plugins.types import DeploymentTarget, Option
 
 OPTIONS: tuple[Option, ...] = (
-    Option("channel", "str", "the channel folder (created by `steward edge channel init`)"),
+    Option(
+        "channel",
+        "str",
+        "the channel: a folder or s3://bucket/prefix (created by `steward edge channel init`)",
+    ),
     Option(
         "keys",
         "str",
-        "the folder with the channel's targets, snapshot and timestamp keys (<role>-<n>.pem)",
+        "the folder with the channel's targets, snapshot and timestamp keys (<role>-<n>.pem); "
+        "keys in STEWARD_EDGE_KEY_<ROLE> variables are used too",
+        default="",
     ),
 )
 

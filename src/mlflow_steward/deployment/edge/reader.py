@@ -3,8 +3,9 @@
 Everything a device downloads goes through the updater: metadata is verified (signatures,
 thresholds, versions never going back, expiry, snapshot and timestamp agreeing) before it is
 trusted, and a bundle is downloaded only up to the length its metadata names and kept only when
-its hash matches. The channel may be ``http(s)://...``, ``file://...`` or a plain folder path;
-the trust is in the metadata, not in the transport.
+its hash matches. The channel may be ``http(s)://...``, ``s3://bucket/prefix`` (read with boto3,
+credentials as boto3 finds them), ``file://...`` or a plain folder path; the trust is in the
+metadata, not in the transport.
 
 State kept under ``state_dir``: ``tuf/metadata/`` (the trusted metadata, updated by the updater)
 and ``tuf/downloads/`` (verified bundles).
@@ -67,10 +68,65 @@ def _file_fetcher() -> Any:
     return FolderFetcher()
 
 
+def _s3_fetcher() -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from tuf.api import exceptions
+    from tuf.ngclient import FetcherInterface
+
+    from mlflow_steward.deployment.edge.storage import parse_s3_uri, s3_client, s3_error_code
+
+    class S3Fetcher(FetcherInterface):
+        """``s3://bucket/key`` through boto3 (the endpoint from ``MLFLOW_S3_ENDPOINT_URL`` or
+        ``AWS_ENDPOINT_URL``). A missing object is a 404 and a forbidden one a 403, as the
+        updater expects from HTTP (without list permission, S3 answers 403 for a missing key:
+        the updater takes both as "no newer root")."""
+
+        def __init__(self) -> None:
+            self.client = s3_client()
+
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            bucket, key = parse_s3_uri(url)
+            try:
+                body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            except ClientError as exc:
+                code = s3_error_code(exc) or ""
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                if code in ("NoSuchKey", "NoSuchBucket"):
+                    status = 404
+                raise exceptions.DownloadHTTPError(f"{url}: {code}", int(status)) from None
+            except BotoCoreError as exc:
+                raise exceptions.DownloadError(f"cannot read {url}: {exc}") from exc
+
+            def chunks() -> Iterator[bytes]:
+                # Read in chunks: the updater stops at the length the metadata allows.
+                try:
+                    yield from body.iter_chunks(_CHUNK)
+                except (BotoCoreError, OSError) as exc:
+                    raise exceptions.DownloadError(f"reading {url}: {exc}") from exc
+                finally:
+                    body.close()
+
+            return chunks()
+
+    return S3Fetcher()
+
+
 def channel_url(channel: str) -> str:
-    """``http(s)://`` and ``file://`` URLs as they are; a folder path as a ``file://`` URL."""
-    if urlparse(channel).scheme in ("http", "https", "file"):
+    """``http(s)://``, ``s3://`` and ``file://`` URLs as they are; a folder path as a
+    ``file://`` URL; other schemes refused."""
+    scheme = urlparse(channel).scheme if "://" in channel else ""
+    if scheme == "s3":
+        from mlflow_steward.deployment.edge.storage import parse_s3_uri
+
+        bucket, prefix = parse_s3_uri(channel)
+        return f"s3://{bucket}/{prefix}".rstrip("/")
+    if scheme in ("http", "https", "file"):
         return channel.rstrip("/")
+    if scheme:
+        raise DeploymentError(
+            f"{channel!r}: a device reads a channel over http(s)://, from s3://bucket/prefix, "
+            f"a file:// URL or a folder, not {scheme}://"
+        )
     return Path(channel).resolve().as_uri()
 
 
@@ -91,6 +147,7 @@ class ChannelReader:
         self.metadata_dir = self.state / "metadata"
         self.downloads = self.state / "downloads"
         self._seen: tuple[bytes, Release | None] | None = None
+        self._fetcher: Any = None
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         self.downloads.mkdir(parents=True, exist_ok=True)
         try:
@@ -101,7 +158,10 @@ class ChannelReader:
     def _updater(self) -> Any:
         from tuf.ngclient import Updater
 
-        fetcher = _file_fetcher() if self.url.startswith("file://") else None
+        if self._fetcher is None and self.url.startswith("file://"):
+            self._fetcher = _file_fetcher()
+        elif self._fetcher is None and self.url.startswith("s3://"):
+            self._fetcher = _s3_fetcher()  # one boto3 client for every check
         # Bootstrapped from the device's trusted root every time: python-tuf follows the chain
         # of newer roots from it, through the ones it verified and kept (root_history/).
         return Updater(
@@ -109,7 +169,7 @@ class ChannelReader:
             metadata_base_url=f"{self.url}/{METADATA}/",
             target_dir=str(self.downloads),
             target_base_url=f"{self.url}/{TARGETS}/",
-            fetcher=fetcher,
+            fetcher=self._fetcher,
             bootstrap=self.bootstrap,
         )
 

@@ -1,0 +1,574 @@
+"""Channels on an S3 prefix, against moto's threaded S3 server over HTTP on 127.0.0.1 (one per
+module): `steward edge channel init/show/unlock`, `publish`, `keys rotate`, a device's
+`steward edge pull` and ChannelReader through boto3 and over plain HTTP (a public bucket), the
+attacks refused, the publishers' lock, keys from the environment, and `mlflow deployments
+create -t steward-edge:s3://...`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlflow_steward.deployment.edge.bundle import build_bundle
+from mlflow_steward.deployment.edge.channel import Channel
+from mlflow_steward.deployment.edge.reader import (
+    ChannelReader,
+    ChannelRefused,
+    ChannelUnreachable,
+)
+from mlflow_steward.deployment.edge.storage import ChannelLocked
+from mlflow_steward.deployment.onprem.ports import free_port
+from mlflow_steward.errors import DeploymentError
+from tests.edge_helpers import shared_edge_registry
+
+BIN = Path(sys.executable).parent
+BUCKET = "edge-channels"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 on a free port of 127.0.0.1, the environment pointing boto3 at it, and the
+    bucket; the server is stopped at the end."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "MLFLOW_S3_ENDPOINT_URL": endpoint,
+            }.items():
+                mp.setenv(key, value)
+            for name in list(os.environ):
+                if name.startswith("STEWARD_EDGE_KEY_"):
+                    mp.delenv(name)
+            client = boto3.client("s3", endpoint_url=endpoint)
+            client.create_bucket(Bucket=BUCKET)
+            yield client, endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(s3, tmp_path_factory):
+    root = tmp_path_factory.mktemp("edge-s3")
+    registry = shared_edge_registry(tmp_path_factory)
+    bundles = {
+        version: build_bundle(
+            tracking_uri=registry.db_uri,
+            registry_uri=registry.db_uri,
+            name="beacon",
+            version=version,
+            requested=f"models:/beacon/{version}",
+            output=root / f"beacon-{version}.tar.gz",
+        ).path
+        for version in ("1", "2")
+    }
+    return registry, bundles
+
+
+_prefixes = iter(range(1000))
+
+
+def fresh_uri(name: str = "site") -> str:
+    return f"s3://{BUCKET}/{name}-{next(_prefixes)}"
+
+
+def keys_in(client, uri: str) -> list[str]:
+    prefix = uri.removeprefix(f"s3://{BUCKET}/") + "/"
+    listing = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"][len(prefix) :] for o in listing.get("Contents", []))
+
+
+def run(registry, *args, check=True, **env):
+    proc = subprocess.run(
+        [*map(str, args)],
+        env=registry.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=registry.root,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def steward(registry, *args, check=True, **env):
+    return run(registry, BIN / "steward", *args, check=check, **env)
+
+
+def pull(registry, channel, trusted, state, **env):
+    proc = steward(
+        registry,
+        "edge",
+        "pull",
+        "--channel",
+        channel,
+        "--trusted-root",
+        trusted,
+        "--state-dir",
+        state,
+        "--json",
+        check=False,
+        **env,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def s3_channel(bundles, tmp_path, **init):
+    """A channel on S3 with v1 published (in process) and a device that installed it."""
+    uri = fresh_uri()
+    channel = Channel(uri, tmp_path / "keys")
+    channel.init(**init)
+    channel.publish(bundles["1"])
+    trusted = tmp_path / "root.json"
+    trusted.write_bytes(channel.storage.read("metadata/1.root.json"))
+    assert device(uri, trusted, tmp_path).fetch().release.release == 1
+    return uri, channel, trusted
+
+
+def device(uri, trusted, tmp_path):
+    return ChannelReader(uri, trusted, str(tmp_path / "dev"))
+
+
+def test_a_channel_on_s3_from_init_to_devices(s3, world, tmp_path):
+    client, endpoint = s3
+    registry, bundles = world
+    uri, keys = f"s3://{BUCKET}/public/site-1", tmp_path / "keys"
+    trusted = tmp_path / "trusted-root.json"
+    created = json.loads(
+        steward(
+            registry,
+            "edge",
+            "channel",
+            "init",
+            "--channel",
+            uri,
+            "--keys",
+            keys,
+            "--trusted-root-out",
+            trusted,
+            "--json",
+        ).stdout
+    )
+    assert created["channel"] == uri
+    assert keys_in(client, uri) == [
+        "metadata/1.root.json",
+        "metadata/1.snapshot.json",
+        "metadata/1.targets.json",
+        "metadata/root.json",
+        "metadata/timestamp.json",
+        "steward-channel.json",
+    ]
+    assert json.loads(trusted.read_text())["signed"]["_type"] == "root"
+    assert len(list(keys.glob("*.pem"))) == 4  # the keys stay here, never in the bucket
+    code, got = pull(registry, uri, trusted, tmp_path / "dev-a")
+    assert (code, got) == (0, {"ok": True, "release": None})
+
+    first = json.loads(
+        steward(
+            registry, "edge", "publish", bundles["1"], "--channel", uri, "--keys", keys, "--json"
+        ).stdout
+    )
+    assert (first["version"], first["release"]) == ("1", 1)
+    # A models:/ URI is built, then published.
+    steward(registry, "edge", "publish", "models:/beacon/2", "--channel", uri, "--keys", keys)
+    code, got = pull(registry, uri, trusted, tmp_path / "dev-a")
+    assert code == 0, got
+    assert (got["release"]["version"], got["release"]["release"]) == ("2", 2)
+    stored = [k for k in keys_in(client, uri) if k.startswith("targets/")]
+    assert len(stored) == 2
+    assert all(k.endswith(".tar.gz") for k in stored)
+    assert not any(k.endswith(".pem") for k in keys_in(client, uri))
+    shown = json.loads(
+        steward(registry, "edge", "channel", "show", "--channel", uri, "--json").stdout
+    )
+    assert [(r["version"], r["release"]) for r in shown] == [("1", 1), ("2", 2)]
+
+    # A rollback republishes v1's stored bytes (downloaded from the bucket, not rebuilt).
+    steward(
+        registry, "edge", "publish", "models:/beacon@production", "--channel", uri, "--keys", keys
+    )
+    code, got = pull(registry, uri, trusted, tmp_path / "dev-a")
+    assert (got["release"]["version"], got["release"]["release"]) == ("1", 3)
+    assert (
+        hashlib.sha256(Path(got["path"]).read_bytes()).hexdigest()
+        == hashlib.sha256(bundles["1"].read_bytes()).hexdigest()
+    )
+
+    # A public bucket is an HTTP channel too: the same metadata, read without credentials.
+    client.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{BUCKET}/public/*",
+                    }
+                ],
+            }
+        ),
+    )
+    http = f"{endpoint}/{BUCKET}/public/site-1"
+    reader = ChannelReader(http, trusted, str(tmp_path / "dev-http"))
+    fetched = reader.fetch()
+    assert (fetched.release.version, fetched.release.release) == ("1", 3)
+    code, got = pull(registry, http, trusted, tmp_path / "dev-http-cli")
+    assert (code, got["release"]["release"]) == (0, 3)
+
+    # Key rotation on S3: a device trusting root v1 follows the new root.
+    steward(
+        registry, "edge", "keys", "rotate", "--role", "targets", "--channel", uri, "--keys", keys
+    )
+    Channel(uri, keys).publish(bundles["1"])  # signed by the new targets key
+    code, got = pull(registry, uri, trusted, tmp_path / "dev-a")
+    assert (got["release"]["version"], got["release"]["release"]) == ("1", 4)
+    refreshed = json.loads(
+        steward(
+            registry, "edge", "channel", "refresh", "--channel", uri, "--keys", keys, "--json"
+        ).stdout
+    )
+    assert refreshed["timestamp"] >= 5
+
+    entries = registry.session().audit.entries()
+    published = [
+        e for e in entries if e.action == "deploy" and e.details.get("operation") == "publish"
+    ]
+    assert [(e.version, e.decision) for e in published][-3:] == [
+        ("1", "allowed"),
+        ("2", "allowed"),
+        ("1", "allowed"),
+    ]
+
+
+def _stored(client, uri, version):
+    return next(k for k in keys_in(client, uri) if k.endswith(f".{version}.tar.gz"))
+
+
+def _key(uri, name):
+    return f"{uri.removeprefix(f's3://{BUCKET}/')}/{name}"
+
+
+@pytest.mark.parametrize(
+    ("attack", "refused"),
+    [
+        ("one-byte", "LengthOrHashMismatchError"),
+        ("endless-data", "DownloadLengthMismatchError"),
+        ("rollback", "BadVersionNumberError"),
+        ("mix-and-match", "LengthOrHashMismatchError"),
+    ],
+)
+def test_attacks_on_the_bucket_are_refused(s3, world, tmp_path, attack, refused):
+    client, _ = s3
+    registry, bundles = world
+    uri, channel, trusted = s3_channel(bundles, tmp_path)
+    old_timestamp = channel.storage.read("metadata/timestamp.json")
+    channel.publish(bundles["2"])
+    bundle_key = _key(uri, _stored(client, uri, "2"))
+    if attack == "one-byte":
+        data = bytearray(client.get_object(Bucket=BUCKET, Key=bundle_key)["Body"].read())
+        data[len(data) // 2] ^= 1
+        client.put_object(Bucket=BUCKET, Key=bundle_key, Body=bytes(data))
+    elif attack == "endless-data":
+        data = client.get_object(Bucket=BUCKET, Key=bundle_key)["Body"].read()
+        client.put_object(Bucket=BUCKET, Key=bundle_key, Body=data + b"\0" * (1 << 20))
+    elif attack == "rollback":
+        device(uri, trusted, tmp_path).latest()  # the device saw release 2
+        client.put_object(
+            Bucket=BUCKET, Key=_key(uri, "metadata/timestamp.json"), Body=old_timestamp
+        )
+    elif attack == "mix-and-match":
+        old = channel.storage.read("metadata/2.snapshot.json")
+        client.put_object(Bucket=BUCKET, Key=_key(uri, "metadata/3.snapshot.json"), Body=old)
+    with pytest.raises(ChannelRefused) as caught:
+        device(uri, trusted, tmp_path).fetch()
+    assert caught.value.reason == refused
+    # The device's CLI says the same: exit 1 and the reason.
+    code, got = pull(registry, uri, trusted, tmp_path / "dev")
+    assert (code, got["ok"], got["refused"]) == (1, False, refused)
+
+
+def test_an_expired_timestamp_is_refused_until_refreshed(s3, world, tmp_path):
+    _, bundles = world
+    uri, channel, trusted = s3_channel(bundles, tmp_path, expiry={"timestamp": 3})
+    from datetime import datetime
+
+    expires = json.loads(channel.storage.read("metadata/timestamp.json"))["signed"]["expires"]
+    time.sleep(max(0.0, datetime.fromisoformat(expires).timestamp() - time.time()) + 0.5)
+    with pytest.raises(ChannelRefused) as caught:
+        device(uri, trusted, tmp_path).fetch()
+    assert caught.value.reason == "ExpiredMetadataError"
+    channel.refresh()
+    assert device(uri, trusted, tmp_path).fetch().release.release == 1
+
+
+def test_an_unreachable_endpoint_or_bucket_is_unreachable(s3, world, tmp_path, monkeypatch):
+    registry, bundles = world
+    uri, _channel, trusted = s3_channel(bundles, tmp_path)
+    closed = f"http://127.0.0.1:{free_port()}"
+    code, got = pull(registry, uri, trusted, tmp_path / "dev", MLFLOW_S3_ENDPOINT_URL=closed)
+    assert (code, got["unreachable"]) == (2, True)
+    assert closed in got["error"]
+    with pytest.raises(ChannelUnreachable, match="NoSuchBucket"):
+        device(f"s3://no-such-bucket/{uri.rsplit('/', 1)[1]}", trusted, tmp_path).fetch()
+    # The device still has what it installed, and reads the channel once it is back.
+    assert device(uri, trusted, tmp_path).latest().release == 1
+
+
+def test_readers_never_see_half_a_publish_on_s3(s3, world, tmp_path):
+    _, bundles = world
+    uri, _channel, trusted = s3_channel(bundles, tmp_path)
+    errors: list[str] = []
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        polling = ChannelReader(uri, trusted, str(tmp_path / "dev"))
+        while not stop.is_set():
+            try:
+                seen.add(polling.fetch().release.release)
+            except Exception as exc:  # any refusal is a half-written channel
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in ("2", "1", "2", "1"):
+            time.sleep(0.3)
+            Channel(uri, tmp_path / "keys").publish(bundles[version])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert errors == []
+    assert device(uri, trusted, tmp_path).latest().release == 5
+    assert len(seen) >= 3
+
+
+def test_a_held_lock_is_a_clear_error_and_a_dead_holders_lock_can_be_broken(s3, world, tmp_path):
+    client, _ = s3
+    registry, bundles = world
+    uri, channel, _trusted = s3_channel(bundles, tmp_path)
+    keys = tmp_path / "keys"
+    lock_key = _key(uri, ".steward-channel.lock")
+    # A live writer holds the lock: a second one waits for it, then goes through.
+    released = threading.Event()
+    with channel.storage.lock(0):
+        assert json.loads(client.get_object(Bucket=BUCKET, Key=lock_key)["Body"].read())["owner"]
+        with pytest.raises(ChannelLocked, match=r"is locked by .* since"):
+            Channel(uri, keys, lock_wait=0).publish(bundles["2"])
+        waiting = threading.Thread(
+            target=lambda: (Channel(uri, keys, lock_wait=20).publish(bundles["2"]), released.set())
+        )
+        waiting.start()
+        time.sleep(1.0)
+        assert not released.is_set()
+    waiting.join(30)
+    assert released.is_set()
+    assert [r.release for r in channel.releases()] == [1, 2]
+    assert "steward-channel.lock" not in " ".join(keys_in(client, uri))
+
+    # A publisher died holding the lock.
+    dead = {"owner": "ci@runner-7 pid 4242", "since": "2026-01-02T03:04:05+00:00", "token": "x"}
+    client.put_object(Bucket=BUCKET, Key=lock_key, Body=json.dumps(dead).encode())
+    proc = steward(
+        registry,
+        "edge",
+        "publish",
+        bundles["1"],
+        "--channel",
+        uri,
+        "--keys",
+        keys,
+        "--lock-wait",
+        "0",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{uri} is locked by ci@runner-7 pid 4242 since 2026-01-02T03:04:05+00:00" in proc.stderr
+    assert f"steward edge channel unlock --channel {uri}" in proc.stderr
+    assert [r.release for r in channel.releases()] == [1, 2]  # nothing changed
+    out = json.loads(
+        steward(registry, "edge", "channel", "unlock", "--channel", uri, "--json").stdout
+    )
+    assert out == {"unlocked": True, "holder": {"owner": dead["owner"], "since": dead["since"]}}
+    again = steward(registry, "edge", "channel", "unlock", "--channel", uri)
+    assert again.stdout.strip() == f"{uri} was not locked"
+    Channel(uri, keys, lock_wait=0).publish(bundles["1"])
+    assert [r.release for r in channel.releases()] == [2, 3]  # v1 again, as release 3
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        ("s3://", "'s3://' names no bucket: use s3://BUCKET/PREFIX"),
+        ("s3:///x", "'s3:///x' names no bucket: use s3://BUCKET/PREFIX"),
+        ("s3://Bad_Bucket/x", "'Bad_Bucket' is not a valid S3 bucket name"),
+        ("s3://edge-channels/a//b", "the prefix has an empty, '.' or '..' part"),
+        ("gs://bucket/x", "a channel is written to a folder or to s3://bucket/prefix, not gs://"),
+        ("https://example.org/x", "devices read it over HTTP"),
+        ("s3://no-such-bucket/x", "bucket 'no-such-bucket' does not exist (create it first)"),
+    ],
+)
+def test_bad_channel_uris_are_clear_errors(s3, world, tmp_path, channel, message):
+    registry, _ = world
+    keys = tmp_path / "keys"
+    proc = steward(
+        registry, "edge", "channel", "init", "--channel", channel, "--keys", keys, check=False
+    )
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert not keys.exists()  # nothing changed
+
+
+def test_a_device_refuses_an_unknown_scheme(s3, world, tmp_path):
+    registry, bundles = world
+    _uri, _channel, trusted = s3_channel(bundles, tmp_path)
+    proc = steward(
+        registry,
+        "edge",
+        "pull",
+        "--channel",
+        "ftp://host/channel",
+        "--trusted-root",
+        trusted,
+        "--state-dir",
+        tmp_path / "dev",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "a device reads a channel over http(s)://, from s3://bucket/prefix" in proc.stderr
+    with pytest.raises(DeploymentError, match="names no bucket"):
+        ChannelReader("s3:///x", trusted, str(tmp_path / "dev"))
+
+
+def _env_keys(keys: Path, *roles: str) -> dict[str, str]:
+    """``STEWARD_EDGE_KEY_<ROLE>[_<n>]`` holding the PEMs of ``keys``' files for ``roles``."""
+    out = {}
+    for role in roles:
+        files = sorted(keys.glob(f"{role}-*.pem"))
+        for n, path in enumerate(files, 1):
+            name = f"STEWARD_EDGE_KEY_{role.upper()}" + (f"_{n}" if len(files) > 1 else "")
+            out[name] = path.read_text()
+    return out
+
+
+def test_keys_from_the_environment(s3, world, tmp_path, monkeypatch):
+    registry, bundles = world
+    uri = fresh_uri("ci")
+    keys = tmp_path / "keys"
+    Channel(uri, keys).init(root_keys=3, root_threshold=2)
+    env = _env_keys(keys, "root", "targets", "snapshot", "timestamp")
+    assert sorted(env) == [
+        "STEWARD_EDGE_KEY_ROOT_1",
+        "STEWARD_EDGE_KEY_ROOT_2",
+        "STEWARD_EDGE_KEY_ROOT_3",
+        "STEWARD_EDGE_KEY_SNAPSHOT",
+        "STEWARD_EDGE_KEY_TARGETS",
+        "STEWARD_EDGE_KEY_TIMESTAMP",
+    ]
+    offline = tmp_path / "offline"
+    keys.rename(offline)  # no key file on this machine any more
+
+    # CI publishes with the keys in its environment and no --keys.
+    published = steward(
+        registry, "edge", "publish", bundles["1"], "--channel", uri, "--json", **env
+    )
+    assert json.loads(published.stdout)["release"] == 1
+    # Without them: the role and the variables are named, nothing is published.
+    proc = steward(registry, "edge", "publish", bundles["2"], "--channel", uri, check=False)
+    assert proc.returncode == 1
+    assert "the channel's targets role needs 1 of its 1 key(s)" in proc.stderr
+    assert (
+        "no --keys folder was given and the environment none (STEWARD_EDGE_KEY_TARGETS, "
+        "or STEWARD_EDGE_KEY_TARGETS_1, STEWARD_EDGE_KEY_TARGETS_2... for several)" in proc.stderr
+    )
+    assert [r.release for r in Channel(uri).releases()] == [1]
+
+    # A threshold of root keys from numbered variables: 2 of 3 sign a rotation; the new keys
+    # are written to --keys.
+    for name, value in env.items():
+        if name != "STEWARD_EDGE_KEY_ROOT_3":
+            monkeypatch.setenv(name, value)
+    new_keys = tmp_path / "new-keys"
+    Channel(uri, new_keys).rotate("targets")
+    assert [p.name for p in new_keys.glob("*.pem")] == ["targets-1.pem"]
+    # The old targets key in the environment is now refused by name; the new file signs.
+    with pytest.raises(DeploymentError, match=r"STEWARD_EDGE_KEY_TARGETS hold\(s\) a key the role"):
+        Channel(uri).publish(bundles["2"])
+    assert Channel(uri, new_keys).publish(bundles["2"]).release == 2
+
+    monkeypatch.delenv("STEWARD_EDGE_KEY_ROOT_2")
+    with pytest.raises(DeploymentError, match="root role needs 2 of its 3 key"):
+        Channel(uri, new_keys).rotate("snapshot")
+    monkeypatch.setenv("STEWARD_EDGE_KEY_TIMESTAMP", "-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    with pytest.raises(DeploymentError) as caught:
+        Channel(uri, new_keys).refresh()
+    assert "cannot read the key in $STEWARD_EDGE_KEY_TIMESTAMP" in str(caught.value)
+    assert "not a key" not in str(caught.value)  # a key's text is never shown
+
+
+def test_mlflow_deployments_create_publishes_to_s3(s3, world, tmp_path):
+    registry, _ = world
+    uri, keys = fresh_uri("fleet"), tmp_path / "keys"
+    Channel(uri, keys).init()
+    env = _env_keys(keys, "targets", "snapshot", "timestamp")
+    run(
+        registry,
+        BIN / "mlflow",
+        "deployments",
+        "create",
+        "-t",
+        f"steward-edge:{uri}",
+        "--name",
+        "fleet-s3",
+        "-m",
+        "models:/beacon/2",
+        **env,
+    )
+    latest = Channel(uri).releases()[-1]
+    assert (latest.version, latest.release) == ("2", 1)
+    # steward deploy with -C channel=s3://..., keys from a folder.
+    out = run(
+        registry,
+        BIN / "steward",
+        "deploy",
+        "create",
+        "fleet-s3b",
+        "-t",
+        "steward-edge",
+        "-m",
+        "models:/beacon/1",
+        "-C",
+        f"channel={uri}",
+        "-C",
+        f"keys={keys}",
+        "--json",
+    )
+    info = json.loads(out.stdout)
+    assert (info["version"], info["endpoint"]) == ("1", uri)
+    assert [(r.version, r.release) for r in Channel(uri).releases()] == [("2", 1), ("1", 2)]
+    status = json.loads(
+        run(registry, BIN / "steward", "deploy", "status", "fleet-s3b", "--json").stdout
+    )
+    assert status["live"]["health"]["healthy"] is True
