@@ -218,6 +218,18 @@ def channel_unlock(channel: str, as_json: bool) -> None:
 @_channel_option
 @_keys_option
 @click.option("--production", is_flag=True, help="A production release (policies may ask more).")
+@click.option(
+    "--rollout",
+    metavar="STEPS",
+    help="Stage the release: the share of devices at each step, e.g. 10%,50%,100% (the last "
+    "is 100%). Needs --step-wait and --max-failure-rate.",
+)
+@click.option("--step-wait", metavar="DURATION", help="How long each step lasts, e.g. 10m.")
+@click.option(
+    "--max-failure-rate",
+    metavar="RATE",
+    help="The share of failed installs at which the rollout halts, e.g. 5%.",
+)
 @_lock_wait_option
 @_json_option
 @click.pass_context
@@ -227,6 +239,9 @@ def publish(
     channel: str,
     keys: str | None,
     production: bool,
+    rollout: str | None,
+    step_wait: str | None,
+    max_failure_rate: str | None,
     lock_wait: float,
     as_json: bool,
 ) -> None:
@@ -235,10 +250,22 @@ def publish(
     The bundle becomes the channel's newest release: targets, snapshot and timestamp are signed
     again (needs the targets, snapshot and timestamp keys), atomically for readers. Governed:
     policies decide `deploy` (target steward-edge, kind edge, operation publish).
+
+    With --rollout the release is staged: its plan is signed with it, and each device decides
+    from a hash of its id whether the current step includes it (the others stay on the release
+    they run).
     """
     from mlflow_steward.cli.main import context_of, echo_json
     from mlflow_steward.deployment.edge.governed import governed_publish
+    from mlflow_steward.deployment.edge.rollout import parse_plan
 
+    plan = None
+    if rollout is not None:
+        if step_wait is None or max_failure_rate is None:
+            raise click.UsageError("--rollout needs --step-wait and --max-failure-rate")
+        plan = parse_plan(rollout, step_wait, max_failure_rate)
+    elif step_wait is not None or max_failure_rate is not None:
+        raise click.UsageError("--step-wait and --max-failure-rate go with --rollout")
     release = governed_publish(
         context_of(ctx).session(),
         source,
@@ -246,6 +273,7 @@ def publish(
         keys,
         progress=_progress,
         lock_wait=lock_wait,
+        rollout=plan,
         production=production,
     )
     if as_json:

@@ -71,6 +71,8 @@ class Release:
     digest: str
     length: int
     sha256: str
+    #: A staged rollout's plan (:mod:`.rollout`), ``None``: every device at once.
+    rollout: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,6 +91,7 @@ def release_of(path: str, target: Any) -> Release | None:
         digest=str(custom.get("digest", "")),
         length=target.length,
         sha256=target.hashes.get("sha256", ""),
+        rollout=custom.get("rollout"),
     )
 
 
@@ -339,9 +342,15 @@ class Channel:
         self._write_md(targets, f"{targets.signed.version}.targets.json")
         self._resign(root, snapshot, timestamp, targets.signed.version)
 
-    def publish(self, bundle: str | os.PathLike[str]) -> Release:
+    def publish(
+        self, bundle: str | os.PathLike[str], *, rollout: dict[str, Any] | None = None
+    ) -> Release:
         """Add ``bundle`` as the channel's newest release and re-sign (targets, snapshot,
-        timestamp). Publishing a bundle that is there already makes it the newest again."""
+        timestamp). Publishing a bundle that is there already makes it the newest again.
+        ``rollout`` (from :func:`.rollout.parse_plan`) stages it: the plan, started now, is
+        signed with the release."""
+        import time
+
         from tuf.api.metadata import TargetFile
 
         manifest = read_manifest(bundle)
@@ -362,6 +371,7 @@ class Channel:
                     "release": latest + 1,
                     "digest": manifest["digest"],
                     "created": manifest["created"],
+                    **({"rollout": {**rollout, "start": int(time.time())}} if rollout else {}),
                 }
             }
             known = targets.signed.targets.get(target_path)

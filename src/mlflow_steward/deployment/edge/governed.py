@@ -83,12 +83,15 @@ def governed_publish(
     *,
     progress: Callable[[str], None] | None = None,
     lock_wait: float = DEFAULT_LOCK_WAIT,
+    rollout: dict[str, Any] | None = None,
     **context: Any,
 ) -> Any:
     """Publish ``source`` to ``channel`` (a folder or ``s3://bucket/prefix``): a bundle file, or a ``models:/`` URI (built
     first). Governed as ``deploy`` (operation ``publish``) on the version the bundle holds; a
     bundle whose content digest is not the one recorded for that version at registration is
-    refused before policies are asked. Returns the channel's new :class:`Release`."""
+    refused before policies are asked. ``rollout`` (a plan from :func:`.rollout.parse_plan`)
+    stages the release; policies see it in the event's details. Returns the channel's new
+    :class:`Release`."""
     import tempfile
 
     from mlflow import MlflowClient
@@ -107,13 +110,25 @@ def governed_publish(
             # bundle never changes once devices may have it).
             with target.local_copy(stored) as path:
                 return governed_publish(
-                    session, str(path), channel, keys, lock_wait=lock_wait, **context
+                    session,
+                    str(path),
+                    channel,
+                    keys,
+                    lock_wait=lock_wait,
+                    rollout=rollout,
+                    **context,
                 )
         with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
             built = governed_build(
-                session, source, tmp, progress=progress, operation="publish", **context
+                session,
+                source,
+                tmp,
+                progress=progress,
+                operation="publish",
+                **({"rollout": rollout} if rollout else {}),
+                **context,
             )
-            return target.publish(built.path)
+            return target.publish(built.path, rollout=rollout)
     manifest = read_manifest(source)
     name, version = manifest["model"], manifest["version"]
     uri = f"models:/{name}/{version}"
@@ -138,7 +153,8 @@ def governed_publish(
             "operation": "publish",
             "requested": manifest.get("requested") or uri,
             "production": bool(context.pop("production", False)),
+            **({"rollout": rollout} if rollout else {}),
             **context,
         },
     )
-    return session.governed(event, lambda: target.publish(source))
+    return session.governed(event, lambda: target.publish(source, rollout=rollout))
