@@ -572,3 +572,20 @@ def test_mlflow_deployments_create_publishes_to_s3(s3, world, tmp_path):
         run(registry, BIN / "steward", "deploy", "status", "fleet-s3b", "--json").stdout
     )
     assert status["live"]["health"]["healthy"] is True
+
+
+def test_a_folder_channel_takes_the_same_lock_contract(world, tmp_path):
+    """The folder's flock waits --lock-wait seconds too, then says so; nothing is written."""
+    _, bundles = world
+    channel = Channel(tmp_path / "channel", tmp_path / "keys")
+    channel.init()
+    with channel.storage.lock(0):
+        with pytest.raises(ChannelLocked, match=r"is locked by another publish, .* \(waited 0s\)"):
+            Channel(tmp_path / "channel", tmp_path / "keys", lock_wait=0).publish(bundles["1"])
+        with pytest.raises(DeploymentError, match="there is no lock to break"):
+            channel.unlock()
+    assert channel.releases() == []
+    assert (
+        Channel(tmp_path / "channel", tmp_path / "keys", lock_wait=0).publish(bundles["1"]).release
+        == 1
+    )
