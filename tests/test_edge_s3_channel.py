@@ -589,3 +589,41 @@ def test_a_folder_channel_takes_the_same_lock_contract(world, tmp_path):
         Channel(tmp_path / "channel", tmp_path / "keys", lock_wait=0).publish(bundles["1"]).release
         == 1
     )
+
+
+def test_a_store_without_conditional_deletes_still_unlocks_only_its_own_lock(s3, world, tmp_path):
+    """Some S3-compatible stores refuse DELETE with If-Match (AWS has it since 2025): the
+    writer then checks the lock's ETag itself. The store's refusal is made by botocore's own
+    before-call hook, the way a server's 501 reaches the client."""
+    from types import SimpleNamespace
+
+    client, _ = s3
+    _, bundles = world
+    uri, channel, _trusted = s3_channel(bundles, tmp_path)
+    lock_key = _key(uri, ".steward-channel.lock")
+    refused: list[str] = []
+
+    def no_conditional_delete(params, **_):
+        if "If-Match" in params.get("headers", {}):
+            refused.append(params["url_path"])
+            error = {"Code": "NotImplemented", "Message": "conditional DELETE"}
+            return SimpleNamespace(status_code=501), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 501},
+            }
+        return None
+
+    channel.storage.client.meta.events.register(
+        "before-call.s3.DeleteObject", no_conditional_delete
+    )
+    assert channel.publish(bundles["2"]).release == 2
+    assert len(refused) == 1
+    assert ".steward-channel.lock" not in " ".join(keys_in(client, uri))
+    # The lock broken and taken by another writer meanwhile: theirs stays.
+    with channel.storage.lock(0):
+        client.put_object(Bucket=BUCKET, Key=lock_key, Body=b'{"owner": "other"}')
+    assert len(refused) == 2
+    assert json.loads(client.get_object(Bucket=BUCKET, Key=lock_key)["Body"].read()) == {
+        "owner": "other"
+    }
+    client.delete_object(Bucket=BUCKET, Key=lock_key)

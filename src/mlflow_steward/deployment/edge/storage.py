@@ -382,15 +382,24 @@ class S3Storage:
         try:
             yield
         finally:
-            # Only our own lock: one broken meanwhile and taken by another writer stays.
-            with contextlib.suppress(MissingObject, ObjectExists):
-                self._call(
-                    "unlocking",
-                    LOCK,
-                    lambda: self.client.delete_object(
-                        Bucket=self.bucket, Key=self.key(LOCK), IfMatch=got["ETag"]
-                    ),
-                )
+            self._delete_lock(got["ETag"])
+
+    def _delete_lock(self, etag: str) -> None:
+        """Delete the lock object if it is still the one with ``etag``: one broken meanwhile
+        and taken by another writer stays. A conditional DELETE (``If-Match``); on a store
+        without conditional deletes, a look at the lock's ETag first."""
+
+        def delete(**condition: str) -> Any:
+            return self.client.delete_object(Bucket=self.bucket, Key=self.key(LOCK), **condition)
+
+        try:
+            self._call("unlocking", LOCK, lambda: delete(IfMatch=etag))
+        except (MissingObject, ObjectExists):
+            return  # gone, or another writer's now
+        except DeploymentError:
+            info = self._lock_info()
+            if info is not None and info[1] == etag:
+                self._call("unlocking", LOCK, delete)
 
     def break_lock(self) -> dict[str, Any] | None:
         """Remove the lock (its holder died); returns who held it (``None``: not locked)."""
@@ -398,14 +407,7 @@ class S3Storage:
         if info is None:
             return None
         holder, etag = info
-        with contextlib.suppress(MissingObject, ObjectExists):
-            self._call(
-                "unlocking",
-                LOCK,
-                lambda: self.client.delete_object(
-                    Bucket=self.bucket, Key=self.key(LOCK), IfMatch=etag
-                ),
-            )
+        self._delete_lock(etag)
         return {k: v for k, v in holder.items() if k != "token"}
 
 
