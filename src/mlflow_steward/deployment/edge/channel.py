@@ -116,6 +116,7 @@ class Channel:
         self.location = self.storage.location
         self.keys_dir = Path(keys_dir) if keys_dir not in (None, "") else None
         self.lock_wait = lock_wait
+        self._settings: dict[str, Any] | None = None  # written once, at init
 
     @property
     def folder(self) -> Path:
@@ -128,8 +129,11 @@ class Channel:
 
     @property
     def settings(self) -> dict[str, Any]:
+        if self._settings is not None:
+            return self._settings
         try:
-            return json.loads(self.storage.read(SETTINGS))
+            self._settings = json.loads(self.storage.read(SETTINGS))
+            return self._settings
         except MissingObject:
             raise DeploymentError(
                 f"{self.location} is not a steward edge channel (no {SETTINGS}); create one "
