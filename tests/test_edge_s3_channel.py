@@ -627,3 +627,16 @@ def test_a_store_without_conditional_deletes_still_unlocks_only_its_own_lock(s3,
         "owner": "other"
     }
     client.delete_object(Bucket=BUCKET, Key=lock_key)
+
+
+def test_without_boto3_the_extra_is_named(monkeypatch, tmp_path):
+    from mlflow_steward.deployment.edge.storage import s3_client
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import now fails
+    with pytest.raises(
+        DeploymentError, match=r"S3 channels need boto3: pip install 'mlflow-steward\[s3\]'"
+    ):
+        s3_client()
+    with pytest.raises(DeploymentError, match="need boto3"):
+        Channel(f"s3://{BUCKET}/x", tmp_path).init()
+    assert not tmp_path.joinpath("root-1.pem").exists()
