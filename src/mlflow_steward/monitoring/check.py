@@ -72,6 +72,25 @@ def check(
     return check_current(session, name, version, read_current(data, version), log=log, **settings)
 
 
+def version_baseline(session: StewardServices, name: str, version: str) -> Any:
+    """The baseline of ``name`` version ``version`` (:class:`~.baseline.Baseline`)."""
+    from mlflow import MlflowClient
+
+    mv = session.store.get_model_version(name, version)
+    client = MlflowClient(session.tracking_uri, inner_uri(session.registry_uri))
+    target = f"models:/{name}/{version}"
+    return load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
+
+
+def model_columns(baseline: Any) -> dict[str, str]:
+    """The columns the model takes, by kind (numeric or categorical), from its baseline's table:
+    what a data source is told to read (:attr:`SourceContext.columns`)."""
+    from mlflow_steward.monitoring.verdict import column_kind
+
+    data = baseline.data
+    return {str(c): column_kind(data[c]) for c in data.columns if c not in (LABEL, PREDICTION)}
+
+
 def check_current(
     session: StewardServices,
     name: str,
@@ -83,10 +102,13 @@ def check_current(
     performance_metric: str = "accuracy",
     max_performance_drop: float = 0.05,
     label_column: str = "label",
+    baseline: Any = None,
     **settings: Any,
 ) -> CheckResult:
-    """Judge ``current`` (a DataFrame) against the baseline of ``name`` version ``version``;
-    with ``labels`` (request_id, label[, row]), also the realised performance of the served
+    """Judge ``current`` (a DataFrame, or a window to judge from sketches: a
+    :class:`~.sketches.StreamingWindow` or a data source's :class:`~.sketches.SketchedWindow`)
+    against the baseline of ``name`` version ``version`` (``baseline``: already loaded); with
+    ``labels`` (request_id, label[, row]), also the realised performance of the served
     predictions: a drop of more than ``max_performance_drop`` makes the verdict ``degraded``
     (whether or not the inputs drifted: the drifted columns are still reported)."""
     from dataclasses import replace
@@ -94,16 +116,18 @@ def check_current(
     from mlflow import MlflowClient
 
     from mlflow_steward.monitoring.performance import realised
-    from mlflow_steward.monitoring.sketches import StreamingWindow
+    from mlflow_steward.monitoring.sketches import SketchedWindow, StreamingWindow
     from mlflow_steward.monitoring.verdict import DEGRADED, DRIFT, HEALTHY
 
-    mv = session.store.get_model_version(name, version)
     client = MlflowClient(session.tracking_uri, inner_uri(session.registry_uri))
-    target = f"models:/{name}/{version}"
-    baseline = load_baseline(client, model_id_of(None, mv.source), mv.run_id, target)
-    if isinstance(current, StreamingWindow):
-        verdict, reference, sample = _judge_streaming(baseline, current, settings)
-        run_id = _log(session, client, name, version, verdict, reference, sample) if log else None
+    if baseline is None:
+        baseline = version_baseline(session, name, version)
+    settings.setdefault("detectors", session.pm.hooks.detectors())
+    if isinstance(current, StreamingWindow | SketchedWindow):
+        verdict, reference, sample, rows = _judge_sketched(baseline, current, settings)
+        run_id = (
+            _log(session, client, name, version, verdict, reference, sample, rows) if log else None
+        )
         return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
     served = current
     notes = list(getattr(current, "attrs", {}).get(NOTES, []))
@@ -111,7 +135,6 @@ def check_current(
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
     if PREDICTION in reference and PREDICTION not in current:
         reference = reference.drop(columns=[PREDICTION])
-    settings.setdefault("detectors", session.pm.hooks.detectors())
     verdict = judge(reference, current, **settings)
     if notes:  # how the data was read (e.g. a request log in the slow 0.1.0 format)
         verdict = replace(verdict, quality=[*verdict.quality, *notes])
@@ -138,11 +161,10 @@ def check_current(
     return CheckResult(name, version, verdict, run_id, str(baseline.info.get("source")))
 
 
-def _judge_streaming(baseline: Any, window: Any, settings: dict[str, Any]) -> Any:
-    """A window bigger than the memory budget: streamed in chunks into per-column sketches and
-    judged from them against the baseline's; returns (verdict, reference, the first chunk)."""
+def _stream(window: Any, columns: Any) -> Any:
+    """A window bigger than the memory budget, streamed in chunks into per-column sketches of
+    ``columns`` (the reference's, by kind): a SketchedWindow and its first chunk."""
     import itertools
-    from dataclasses import replace
 
     from mlflow_steward.monitoring import sketches
 
@@ -150,31 +172,64 @@ def _judge_streaming(baseline: Any, window: Any, settings: dict[str, Any]) -> An
     first = next(chunks, None)
     if first is None:
         raise MonitoringError("no request with a logged payload in the window")
+    if PREDICTION not in first:
+        columns = {c: kind for c, kind in columns.items() if c != PREDICTION}
+    rows = 0
+
+    def counted() -> Any:
+        nonlocal rows
+        for chunk in itertools.chain([first], chunks):
+            rows += len(chunk)
+            yield chunk
+
+    seen = sketches.sketch_chunks(counted(), columns)
+    note = (
+        f"the window (about {window.estimated_bytes / 2**20:,.0f} MiB) is larger than the memory "
+        f"budget ({window.budget / 2**20:,.0f} MiB): streamed in chunks"
+    )
+    sketched = sketches.SketchedWindow(seen, rows, (note, *window.notes))
+    return sketched, first.drop(columns=[REQUEST_ID], errors="ignore")
+
+
+def _judge_sketched(baseline: Any, window: Any, settings: dict[str, Any]) -> Any:
+    """A window judged from per-column sketches against the baseline's (its stored sketches of
+    every training row, or sketched from its table): a streamed request-log window, or a data
+    source's SketchedWindow. Returns (verdict, reference, a sample for the report, rows)."""
+    from dataclasses import replace
+
+    from mlflow_steward.monitoring import sketches
+
     reference = baseline.data.drop(columns=[LABEL], errors="ignore")
-    if PREDICTION in reference and PREDICTION not in first:
-        reference = reference.drop(columns=[PREDICTION])
     stored = baseline.sketches
     if stored is not None:  # sketched from all the training rows when it was logged
         ref = sketches.loads(stored, f"{baseline.info.get('source')}/baseline.sketches.json")
         ref = {name: s for name, s in ref.items() if name in reference.columns}
     else:
         ref = sketches.sketch_reference(reference)
-    cur = sketches.sketch_chunks(
-        itertools.chain([first], chunks), {name: s.kind for name, s in ref.items()}
+    if isinstance(window, sketches.StreamingWindow):
+        window, sample = _stream(window, {name: s.kind for name, s in ref.items()})
+    else:
+        sample = sketches.sample_of(window.columns)
+    if PREDICTION in ref and PREDICTION not in window.columns:
+        ref.pop(PREDICTION)
+        reference = reference.drop(columns=[PREDICTION])
+    wanted = (
+        "method",
+        "thresholds",
+        "min_samples",
+        "drift_share",
+        "weights",
+        "detectors",
+        "params",
     )
-    wanted = ("method", "thresholds", "min_samples", "drift_share", "weights")
     verdict = sketches.judge_sketches(
-        ref, cur, **{k: v for k, v in settings.items() if k in wanted}
+        ref, window.columns, **{k: v for k, v in settings.items() if k in wanted}
     )
-    note = (
-        f"the window (about {window.estimated_bytes / 2**20:,.0f} MiB) is larger than the memory "
-        f"budget ({window.budget / 2**20:,.0f} MiB): streamed in chunks"
-    )
-    verdict = replace(verdict, quality=[note, *verdict.quality, *window.notes])
-    return verdict, reference, first.drop(columns=[REQUEST_ID], errors="ignore")
+    verdict = replace(verdict, quality=[*window.notes, *verdict.quality])
+    return verdict, reference, sample, window.rows
 
 
-def _log(session, client, name, version, verdict, reference, current) -> str:
+def _log(session, client, name, version, verdict, reference, current, rows=None) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     run = client.create_run(
@@ -191,7 +246,7 @@ def _log(session, client, name, version, verdict, reference, current) -> str:
         "model": name,
         "version": version,
         "n_reference": len(reference),
-        "n_current": len(current),
+        "n_current": len(current) if rows is None else rows,
         **{k: json.dumps(v) if isinstance(v, dict) else v for k, v in verdict.settings.items()},
     }
     for key, value in params.items():

@@ -107,6 +107,75 @@ def _binned(method: str):
     return measure
 
 
+# -- the same distances from per-column sketches (monitoring/sketches.py; datasketches) -------
+# Sketches = Mapping[str, tuple[ColumnSketch, ColumnSketch]]
+
+
+def _sketch_wasserstein(reference: Any, current: Any, steps: int = 2000) -> float:
+    """The Wasserstein-1 distance of two numeric sketches, from their quantile functions on a
+    grid of ``steps`` ranks (in the data's units)."""
+    import numpy as np
+
+    ranks = ((np.arange(steps) + 0.5) / steps).tolist()
+    ref = np.asarray(reference.sketch.get_quantiles(ranks))
+    cur = np.asarray(current.sketch.get_quantiles(ranks))
+    return float(np.mean(np.abs(ref - cur)))
+
+
+def _sketch_counts(reference: Any, current: Any) -> tuple[Any, Any, str]:
+    """Counts of two sketches over the same bins, as the exact path bins the rows: ten bins at
+    the reference's deciles for numeric columns (from KLL's PMF), categories for the others."""
+    import numpy as np
+
+    if reference.kind == NUMERIC:
+        edges = np.unique(reference.sketch.get_quantiles(np.linspace(0, 1, 11)[1:-1].tolist()))
+        ref = np.asarray(reference.sketch.get_pmf(edges.tolist())) * reference.count
+        cur = np.asarray(current.sketch.get_pmf(edges.tolist())) * current.count
+        return ref, cur, f"{len(edges) + 1} bins at reference quantiles (from sketches)"
+    a, b = reference.frequencies(), current.frequencies()
+    categories = [*a, *(c for c in b if c not in a)]
+    ref = np.array([a.get(c, 0) for c in categories], dtype=float)
+    cur = np.array([b.get(c, 0) for c in categories], dtype=float)
+    return ref, cur, f"{len(categories)} categories (from sketches)"
+
+
+def _wasserstein_sketches(columns: Mapping[str, Any], params: Mapping[str, Any]) -> dict:
+    limit = float(params.get("threshold", DEFAULT_THRESHOLDS["wasserstein"]))
+    out = {}
+    for name, (ref, cur) in columns.items():
+        distance = _sketch_wasserstein(ref, cur) / (ref.std or 1.0)
+        out[name] = DetectorResult(
+            distance,
+            threshold=limit,
+            drifted=distance > limit,
+            method="wasserstein (sketch)",
+            note="from 2,000 quantiles of each sketch, in reference std",
+        )
+    return out
+
+
+def _binned_sketches(method: str):
+    def measure(columns: Mapping[str, Any], params: Mapping[str, Any]) -> dict:
+        from mlflow_steward.monitoring import stats
+
+        measure_ = {"psi": stats.psi, "jensen-shannon": stats.jensen_shannon, "linf": stats.linf}
+        limit = float(params.get("threshold", DEFAULT_THRESHOLDS[method]))
+        out = {}
+        for name, (ref, cur) in columns.items():
+            ref_counts, cur_counts, note = _sketch_counts(ref, cur)
+            value = measure_[method](ref_counts, cur_counts)
+            out[name] = DetectorResult(
+                value,
+                threshold=limit,
+                drifted=value > limit,
+                method=f"{method} (sketch)",
+                note=note,
+            )
+        return out
+
+    return measure
+
+
 @hookimpl
 def steward_detectors() -> Iterator[Detector]:
     yield Detector(
@@ -120,6 +189,7 @@ def steward_detectors() -> Iterator[Detector]:
         kinds=(NUMERIC,),
         measure=_wasserstein,
         help="Wasserstein-1 distance in reference standard deviations (threshold 0.1)",
+        measure_sketches=_wasserstein_sketches,
     )
     yield Detector(
         name="chi-square",
@@ -132,18 +202,21 @@ def steward_detectors() -> Iterator[Detector]:
         kinds=(CATEGORICAL,),
         measure=_binned("linf"),
         help="largest change of a category's share (threshold 0.1)",
+        measure_sketches=_binned_sketches("linf"),
     )
     yield Detector(
         name="psi",
         kinds=(NUMERIC, CATEGORICAL),
         measure=_binned("psi"),
         help="population stability index over reference-quantile bins or categories (0.2)",
+        measure_sketches=_binned_sketches("psi"),
     )
     yield Detector(
         name="jensen-shannon",
         kinds=(NUMERIC, CATEGORICAL),
         measure=_binned("jensen-shannon"),
         help="Jensen-Shannon distance over bins or categories (threshold 0.1)",
+        measure_sketches=_binned_sketches("jensen-shannon"),
     )
 
 

@@ -76,7 +76,15 @@ class MonitorRunner:
                 return streaming
         return self.pm.hooks.data_sources()[source].read(spec, context)
 
-    def read(self, monitor: Monitor, version: str, now: float) -> Any:
+    def read(
+        self,
+        monitor: Monitor,
+        version: str,
+        now: float,
+        columns: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The monitor's window of current data: a DataFrame, or a window to judge from sketches
+        (a request log bigger than the memory budget, a data source's SketchedWindow)."""
         if monitor.window == SINCE_LAST_RUN:
             since = last_run(
                 self.session.db_engine,
@@ -86,12 +94,19 @@ class MonitorRunner:
         else:
             since = now - float(monitor.window) if monitor.window else None  # a duration here
         return self._read(
-            monitor.data, SourceContext(version, since, self.session), monitor.memory_budget
+            monitor.data,
+            SourceContext(version, since, self.session, columns),
+            monitor.memory_budget,
         )
 
     def run_one(self, monitor: Monitor, *, now: float | None = None) -> MonitorRun:
-        from mlflow_steward.monitoring.check import check_current, resolve
-        from mlflow_steward.monitoring.sketches import StreamingWindow
+        from mlflow_steward.monitoring.check import (
+            check_current,
+            model_columns,
+            resolve,
+            version_baseline,
+        )
+        from mlflow_steward.monitoring.sketches import SketchedWindow, StreamingWindow
 
         started = time.perf_counter()
         now = time.time() if now is None else now
@@ -99,8 +114,13 @@ class MonitorRunner:
         out = MonitorRun(monitor.name, name, None, "error")
         try:
             out.model, out.version = resolve(self.session, monitor.model)
-            current = self.read(monitor, out.version, now)
-            out.rows = 0 if isinstance(current, StreamingWindow) else len(current)
+            # The baseline first: a data source reads only the columns the model takes.
+            baseline = version_baseline(self.session, out.model, out.version)
+            current = self.read(monitor, out.version, now, model_columns(baseline))
+            if isinstance(current, SketchedWindow):
+                out.rows = current.rows
+            elif not isinstance(current, StreamingWindow):
+                out.rows = len(current)
             labels = None
             if monitor.labels is not None:  # labels arrive late: all of them, any version
                 labels = self._read(monitor.labels, SourceContext(None, None, self.session))
@@ -111,6 +131,7 @@ class MonitorRunner:
                 current,
                 log=self.log,
                 labels=labels,
+                baseline=baseline,
                 **monitor.performance,
                 **monitor.judge_settings(),
             )

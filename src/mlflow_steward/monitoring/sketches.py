@@ -144,17 +144,6 @@ def ks_distance(reference: ColumnSketch, current: ColumnSketch) -> float:
     return float(np.max(np.abs(ref - cur)))
 
 
-def wasserstein_distance(
-    reference: ColumnSketch, current: ColumnSketch, steps: int = 2000
-) -> float:
-    """The Wasserstein-1 distance of two numeric sketches, from their quantile functions on a
-    grid of ``steps`` ranks (in the data's units)."""
-    ranks = ((np.arange(steps) + 0.5) / steps).tolist()
-    ref = np.asarray(reference.sketch.get_quantiles(ranks))
-    cur = np.asarray(current.sketch.get_quantiles(ranks))
-    return float(np.mean(np.abs(ref - cur)))
-
-
 def dumps(sketches: Mapping[str, ColumnSketch]) -> bytes:
     """The sketches as one JSON document (the sketches' own binary form in base64)."""
     document = {
@@ -209,11 +198,8 @@ def loads(data: bytes, source: str = "the sketch file") -> dict[str, ColumnSketc
 
 # -- judging from sketches ---------------------------------------------------------------------
 
-#: The detectors that can judge from sketches, by kind; ``auto`` picks the first of a kind.
-SKETCH_DETECTORS = {
-    NUMERIC: ("wasserstein",),
-    CATEGORICAL: ("jensen-shannon", "linf"),
-}
+#: What ``auto`` uses from sketches, by column kind (the exact path's large-sample choices).
+AUTO_SKETCH = {NUMERIC: "wasserstein", CATEGORICAL: "jensen-shannon"}
 
 
 @dataclass
@@ -226,18 +212,58 @@ class StreamingWindow:
     notes: list[str] = field(default_factory=list)
 
 
-def _measure(method: str, ref: ColumnSketch, cur: ColumnSketch) -> float:
-    from mlflow_steward.monitoring import stats
+@dataclass(frozen=True)
+class SketchedWindow:
+    """A window of current data already sketched where it lives (a Spark cluster, a warehouse):
+    what a data source's ``read`` may return instead of a DataFrame when the rows are too many
+    to bring to this machine.
 
-    if method == "wasserstein":
-        return wasserstein_distance(ref, cur) / (ref.std or 1.0)
-    a, b = ref.frequencies(), cur.frequencies()
-    categories = sorted(set(a) | set(b))
-    ref_counts = np.array([a.get(c, 0) for c in categories], dtype=float)
-    cur_counts = np.array([b.get(c, 0) for c in categories], dtype=float)
-    if method == "linf":
-        return stats.linf(ref_counts, cur_counts)
-    return stats.jensen_shannon(ref_counts, cur_counts)
+    ``columns``: one merged :class:`ColumnSketch` per column (``numeric`` ones hold a KLL sketch
+    of k=:data:`K`, ``categorical`` ones a frequent-items sketch); ``rows``: the rows the window
+    held; ``notes``: how it was read (the verdict's findings repeat them). steward judges it
+    against the baseline's sketches with the detectors that declare ``measure_sketches``.
+    """
+
+    columns: Mapping[str, ColumnSketch]
+    rows: int
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.columns, Mapping) or not all(
+            isinstance(s, ColumnSketch) for s in self.columns.values()
+        ):
+            raise TypeError("SketchedWindow.columns must map column names to ColumnSketch")
+        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 0:
+            raise ValueError(f"SketchedWindow.rows must be a count of rows, got {self.rows!r}")
+        object.__setattr__(self, "columns", dict(self.columns))
+        object.__setattr__(self, "notes", tuple(str(n) for n in self.notes))
+
+
+def sketch_detectors(detectors: Mapping[str, Any]) -> dict[str, Any]:
+    """The detectors of ``detectors`` (by name) that can judge from sketches."""
+    return {n: d for n, d in detectors.items() if getattr(d, "measure_sketches", None)}
+
+
+def sample_of(columns: Mapping[str, ColumnSketch], n: int = 1_000) -> Any:
+    """A table of ``n`` rows that has the sketches' distributions (numeric columns at evenly
+    spaced ranks, categories in their shares), for the report's plots."""
+    import pandas as pd
+
+    out = {}
+    for name, s in columns.items():
+        if not s.count:
+            out[name] = pd.Series([None] * n, dtype=float if s.kind == NUMERIC else object)
+        elif s.kind == NUMERIC:
+            out[name] = pd.Series(s.sketch.get_quantiles(((np.arange(n) + 0.5) / n).tolist()))
+        else:
+            shares = s.frequencies()
+            total = sum(shares.values()) or 1
+            values: list[str | None] = [
+                c for c, k in shares.items() for _ in range(round(n * k / total))
+            ]
+            values = values or [None]  # many rare categories: none is surely frequent
+            out[name] = pd.Series((values + values[-1:] * n)[:n], dtype=object)
+    return pd.DataFrame(out)
 
 
 def judge_sketches(
@@ -249,11 +275,15 @@ def judge_sketches(
     min_samples: int = 100,
     drift_share: float = 0.3,
     weights: Mapping[str, float] | None = None,
+    detectors: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     **_exact_only: Any,
 ) -> Any:
-    """The verdict from sketches: distances with thresholds (no p-values: a test at these sizes
-    would call any difference significant), per column, combined as ``judge`` combines them."""
-    from mlflow_steward.monitoring.detectors import DEFAULT_THRESHOLDS
+    """The verdict from sketches, per column with the detectors that declare
+    ``measure_sketches`` (``auto``: :data:`AUTO_SKETCH` by kind), combined as ``judge`` combines
+    the exact path's findings. A forced detector that needs the rows is an error naming the
+    ones that can judge from sketches."""
+    from mlflow_steward.monitoring.detectors import BUILTIN, DEFAULT_THRESHOLDS
     from mlflow_steward.monitoring.verdict import (
         DRIFT,
         HEALTHY,
@@ -262,7 +292,10 @@ def judge_sketches(
         ColumnFinding,
         Verdict,
     )
+    from mlflow_steward.plugins.options import defaults
 
+    registry = {**BUILTIN, **dict(detectors or {})}
+    capable = sketch_detectors(registry)
     limits = {**DEFAULT_THRESHOLDS, **dict(thresholds or {})}
     settings = {
         "mode": "sketch",
@@ -271,14 +304,15 @@ def judge_sketches(
         "min_samples": min_samples,
         "drift_share": drift_share,
         "weights": dict(weights or {}),
+        **({"params": dict(params)} if params else {}),
         "kll_k": K,
         "kll_rank_error": rank_error(),
     }
-    capable = [m for kind in SKETCH_DETECTORS.values() for m in kind]
     if method != "auto" and method not in capable:
         raise MonitoringError(
             f"detector {method!r} cannot judge from sketches (the window is larger than the "
-            f"memory budget): use auto or one of {', '.join(capable)}, or raise memory_budget"
+            "memory budget, or its data source sketched it): use auto or one of "
+            f"{', '.join(sorted(capable))}"
         )
     quality = [
         f"judged from sketches: KLL k={K} (rank error {rank_error():.2%} a sketch, DataSketches' "
@@ -288,35 +322,54 @@ def judge_sketches(
     if missing:
         quality.append(f"schema mismatch: missing columns {', '.join(missing)}")
         return Verdict(INVALID, [], [], 0.0, quality, settings)
+    for name, ref in reference.items():
+        if current[name].kind != ref.kind:
+            quality.append(
+                f"schema mismatch: column {name} is {ref.kind} in the reference but holds "
+                f"{current[name].kind} values now"
+            )
+            return Verdict(INVALID, [], [], 0.0, quality, settings)
     rows = max((s.count + s.nulls for s in current.values()), default=0)
     if rows < min_samples:
         quality.append(f"{rows} rows in the window, fewer than the minimum of {min_samples}")
         return Verdict(INSUFFICIENT, [], [], 0.0, quality, settings)
-    findings: list[ColumnFinding] = []
+    groups: dict[str, dict[str, tuple[ColumnSketch, ColumnSketch]]] = {}
     for name, ref in reference.items():
         cur = current[name]
         if cur.nulls:
             quality.append(f"column {name}: {cur.nulls} of {cur.count + cur.nulls} values missing")
         if cur.count == 0:
             quality.append(f"column {name}: no values at all in the current batch")
-            return Verdict(INVALID, findings, [], 0.0, quality, settings)
-        chosen = method if method in SKETCH_DETECTORS[ref.kind] else SKETCH_DETECTORS[ref.kind][0]
-        value = _measure(chosen, ref, cur)
-        limit = float(limits[chosen])
-        findings.append(
-            ColumnFinding(
+            return Verdict(INVALID, [], [], 0.0, quality, settings)
+        forced = capable.get(method)
+        chosen = (
+            method if forced is not None and ref.kind in forced.kinds else AUTO_SKETCH[ref.kind]
+        )
+        groups.setdefault(chosen, {})[name] = (ref, cur)
+    found: dict[str, ColumnFinding] = {}
+    for chosen, columns in groups.items():
+        detector = registry[chosen]
+        options = {**defaults(detector.options), **(dict(params or {}) if chosen == method else {})}
+        if chosen in limits and "threshold" not in options:
+            options["threshold"] = limits[chosen]
+        results = detector.measure_sketches(columns, options)
+        for name, (ref, cur) in columns.items():
+            if name not in results:
+                raise RuntimeError(f"detector {chosen!r} returned no result for column {name!r}")
+            r = results[name]
+            found[name] = ColumnFinding(
                 name,
                 ref.kind,
-                f"{chosen} (sketch)",
-                value,
+                r.method or f"{chosen} (sketch)",
+                float(r.statistic),
                 None,
-                limit,
-                value > limit,
+                float(r.threshold or 0.0),
+                bool(r.drifted),
                 ref.count,
                 cur.count,
-                "from sketches",
+                r.note or "from sketches",
             )
-        )
+    findings = [found[name] for name in reference]
     weight = dict(weights or {})
     total = sum(weight.get(f.column, 1.0) for f in findings)
     drifted = [f.column for f in findings if f.drifted]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow_steward import hookimpl
     from mlflow_steward.errors import DeploymentError, MonitoringError, StewardError
+    from mlflow_steward.monitoring.sketches import ColumnSketch, SketchedWindow
     from mlflow_steward.plugins.events import (
         DEFAULT_WORKSPACE,
         DIGEST_TAG,
@@ -55,6 +56,7 @@ _HOMES = {
     **dict.fromkeys(
         ("DeploymentError", "MonitoringError", "StewardError"), "mlflow_steward.errors"
     ),
+    **dict.fromkeys(("ColumnSketch", "SketchedWindow"), "mlflow_steward.monitoring.sketches"),
     **dict.fromkeys(
         (
             "DEFAULT_WORKSPACE",
@@ -112,6 +114,7 @@ __all__ = [
     "Alerter",
     "Approval",
     "CardSection",
+    "ColumnSketch",
     "Command",
     "DataSource",
     "Decision",
@@ -134,6 +137,7 @@ __all__ = [
     "PolicyOutcome",
     "PolicyVerdict",
     "ResolvedModel",
+    "SketchedWindow",
     "SourceContext",
     "StewardError",
     "StewardServices",

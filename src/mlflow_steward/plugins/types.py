@@ -239,6 +239,14 @@ class Detector:
     returns ``{column: DetectorResult}`` for each column. Vectorise over the columns when you can.
     An exception fails the monitor run that uses the detector (visibly); it never becomes a
     verdict.
+
+    ``measure_sketches(columns, params)``, when given, declares that the detector can judge from
+    per-column sketches (a window bigger than the monitor's memory budget, or a data source that
+    returns a :class:`~mlflow_steward.plugins.SketchedWindow`): it gets ``{column: (reference,
+    current)}`` as :class:`~mlflow_steward.plugins.ColumnSketch` pairs, for every kind in
+    ``kinds``, and returns ``{column: DetectorResult}`` with ``threshold`` and ``drifted`` (a
+    distance: p-values are not used from sketches). ``None`` (the default): the detector needs
+    the rows, and choosing it for a sketched window fails the run, naming the detectors that can.
     """
 
     name: str
@@ -247,6 +255,9 @@ class Detector:
     help: str
     needs_labels: bool = False
     options: tuple[Option, ...] = ()
+    measure_sketches: (
+        Callable[[Mapping[str, tuple[Any, Any]], Mapping[str, Any]], Mapping[str, Any]] | None
+    ) = None
 
     def __post_init__(self) -> None:
         validate_name("detector", self.name)
@@ -257,6 +268,8 @@ class Detector:
             )
         if not callable(self.measure):
             raise TypeError(f"detector {self.name!r}: measure must be callable")
+        if self.measure_sketches is not None and not callable(self.measure_sketches):
+            raise TypeError(f"detector {self.name!r}: measure_sketches must be callable or None")
 
 
 @dataclass(frozen=True)
@@ -366,12 +379,15 @@ class MonitorAction:
 @dataclass
 class SourceContext:
     """What a data source's ``read`` is given besides its spec: the monitored ``version`` (keep
-    only the rows it answered), ``since`` (a UNIX time or ``None``: keep only newer rows) and the
-    ``session``."""
+    only the rows it answered), ``since`` (a UNIX time or ``None``: keep only newer rows), the
+    ``session`` and ``columns``: the columns the monitored version takes, by kind (``numeric``
+    or ``categorical``, from its baseline), so a source may read only those (and
+    ``__prediction__``, compared too where the data has it); ``None`` where not known (labels)."""
 
     version: str | None
     since: float | None
     session: StewardServices
+    columns: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -379,9 +395,12 @@ class DataSource:
     """Where current data comes from, yielded from ``steward_data_sources()``.
 
     A monitor's ``data: {NAME: spec}`` selects it; ``read(spec, context)`` returns a pandas
-    DataFrame of current rows. ``context`` (a :class:`SourceContext`) has ``version`` (the
-    monitored version: keep only the rows it answered, where the data says), ``since`` (a UNIX
-    time or ``None``: keep only newer rows) and ``session`` (:class:`StewardServices`).
+    DataFrame of current rows, or, for data too big to bring to this machine, a
+    :class:`~mlflow_steward.plugins.SketchedWindow` (per-column sketches computed where the data
+    lives; steward judges it from them with the detectors that declare ``measure_sketches``).
+    ``context`` (a :class:`SourceContext`) has ``version`` (the monitored version: keep only the
+    rows it answered, where the data says), ``since`` (a UNIX time or ``None``: keep only newer
+    rows), ``session`` (:class:`StewardServices`) and ``columns`` (the model's columns by kind).
     Raise :class:`mlflow_steward.errors.MonitoringError` with a message a user can act on.
     """
 
