@@ -165,6 +165,18 @@ def test_detectors_declare_whether_they_judge_from_sketches(workspace, warehouse
     assert BUILTIN["ks"].measure_sketches is None  # the default: needs the rows
 
 
+def test_late_labels_are_not_judged_on_a_sketched_window_and_the_findings_say_so(
+    workspace, warehouse
+):
+    labels = workspace.root / "labels.csv"
+    pd.DataFrame({"request_id": ["r1", "r2"], "label": [0, 1]}).to_csv(labels, index=False)
+    [result] = run(workspace, warehouse, "{warehouse: healthy}", f"labels: {labels}\n")
+    assert (result.status, result.performance) == ("healthy", None)
+    assert "realised performance not judged: the window was judged from sketches" in (
+        result.quality
+    )
+
+
 @pytest.mark.parametrize(
     ("frame", "status", "finding"),
     [
