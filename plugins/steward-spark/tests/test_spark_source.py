@@ -91,14 +91,16 @@ def test_spark_judges_like_the_exact_and_sketch_paths_in_process(world, tables, 
         )
         by_exact = {c["column"]: c for c in exact["columns"]}
         by_here = {c.column: c for c in in_process.columns}
+        # KLL is randomised: over 200 sketches of 20,000 such rows the Wasserstein distance had
+        # a standard deviation of 0.011 and stayed within 0.033 of the exact one (docs).
         for column in through_spark["columns"]:
             same = by_exact[column["column"]]
             assert column["method"].split()[0] == same["method"].split()[0]
             assert column["method"].endswith("(sketch)")
-            assert column["statistic"] == pytest.approx(same["statistic"], abs=0.03)
-            assert column["statistic"] == pytest.approx(
-                by_here[column["column"]].statistic, abs=0.03
-            )
+            assert column["statistic"] == pytest.approx(same["statistic"], abs=0.05)
+            here = by_here[column["column"]].statistic
+            assert here == pytest.approx(same["statistic"], abs=0.05)
+            assert column["statistic"] == pytest.approx(here, abs=0.08)
         # the rule's tag on drift is the one action; a healthy run does nothing
         assert len(through_spark["actions"]) == (1 if status == "drift" else 0)
 
@@ -178,6 +180,7 @@ def test_bad_input_is_a_clear_error_and_no_action(world, tables, spark):
         ),
         ({"table": "no_such_table"}, "cannot read table no_such_table: AnalysisException"),
         ({"path": str(world.root / "missing")}, "cannot read parquet at"),
+        ({"path": str(folder), "format": "nosuchformat"}, "cannot read nosuchformat at"),
         ({"sql": "SELEC nothing"}, "cannot read the query: ParseException"),
         ({"path": str(folder), "master": ""}, "master must be non-empty text"),
     ]

@@ -109,6 +109,7 @@ def spark_session(master: str) -> Any:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    # A session of this process (a notebook's, an Airflow task's, a test's), on any thread.
     if SparkContext._active_spark_context is not None:
         spark = SparkSession.builder.getOrCreate()
         running = spark.sparkContext.master
@@ -173,7 +174,6 @@ def _kind(data_type: Any) -> str:
 def window_frame(spark: Any, spec: SparkSpec, context: SourceContext) -> tuple[Any, dict, list]:
     """The filtered DataFrame of the window (filters on the scan, so Spark pushes them down),
     the columns to sketch by kind, and notes. Nothing is computed yet."""
-    from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
 
     try:
@@ -183,9 +183,8 @@ def window_frame(spark: Any, spec: SparkSpec, context: SourceContext) -> tuple[A
             frame = spark.read.format(spec.format).load(spec.path)
         else:
             frame = spark.sql(spec.sql)
-    except PySparkException as exc:  # AnalysisException: no such table or path, bad SQL
-        raise MonitoringError(f"spark: cannot read {spec.what}: {_first_line(exc)}") from None
-    except Exception as exc:  # a Py4J error from a data source's own reader (a bad format)
+    except Exception as exc:  # AnalysisException (no such table or path, bad SQL), or a Py4J
+        # error from a format's own reader (an unknown format, a Delta table without its jars)
         raise MonitoringError(f"spark: cannot read {spec.what}: {_first_line(exc)}") from None
     types = {f.name: f.dataType for f in frame.schema.fields}
     notes: list[str] = []
