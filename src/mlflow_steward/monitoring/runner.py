@@ -82,6 +82,7 @@ class MonitorRunner:
         version: str,
         now: float,
         columns: Mapping[str, str] | None = None,
+        model: str | None = None,
     ) -> Any:
         """The monitor's window of current data: a DataFrame, or a window to judge from sketches
         (a request log bigger than the memory budget, a data source's SketchedWindow)."""
@@ -95,7 +96,7 @@ class MonitorRunner:
             since = now - float(monitor.window) if monitor.window else None  # a duration here
         return self._read(
             monitor.data,
-            SourceContext(version, since, self.session, columns),
+            SourceContext(version, since, self.session, columns, model),
             monitor.memory_budget,
         )
 
@@ -116,7 +117,7 @@ class MonitorRunner:
             out.model, out.version = resolve(self.session, monitor.model)
             # The baseline first: a data source reads only the columns the model takes.
             baseline = version_baseline(self.session, out.model, out.version)
-            current = self.read(monitor, out.version, now, model_columns(baseline))
+            current = self.read(monitor, out.version, now, model_columns(baseline), out.model)
             if isinstance(current, SketchedWindow):
                 out.rows = current.rows
             elif not isinstance(current, StreamingWindow):

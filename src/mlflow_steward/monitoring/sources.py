@@ -1,5 +1,5 @@
-"""The built-in data sources of monitors: files (CSV, Parquet, JSONL, globs) and the request
-log of an on-prem deployment."""
+"""The built-in data sources of monitors: files (CSV, Parquet, JSONL, globs), the request log of
+an on-prem deployment, S3 objects, and the statistics edge agents upload."""
 
 from __future__ import annotations
 
@@ -81,6 +81,47 @@ def _s3(spec: Any, context: Any) -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
+def _edge(spec: Any, context: Any) -> Any:
+    """``URI`` or ``{uploads: URI, group: G}``: the statistics edge agents uploaded for the
+    monitored version (a folder, ``file://`` or ``s3://bucket/prefix``), merged across devices
+    (of ``group``) and windows into one sketch per column; never rows."""
+    from mlflow_steward.deployment.edge.stats import read_uploads
+    from mlflow_steward.monitoring.sketches import ColumnSketch, SketchedWindow
+
+    if isinstance(spec, str):
+        spec = {"uploads": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("uploads"), str):
+        raise MonitoringError(
+            f"edge: expected the agents' uploads (a folder or s3://bucket/prefix) or "
+            f"{{uploads: ..., group: ...}}, got {spec!r}"
+        )
+    unknown = sorted(set(spec) - {"uploads", "group"})
+    if unknown:
+        raise MonitoringError(f"edge: unknown key(s) {', '.join(unknown)} (known: uploads, group)")
+    group = spec.get("group")
+    if group is not None and not isinstance(group, str):
+        raise MonitoringError(f"edge: group must be a device group's name, got {group!r}")
+    if context.model is None or context.version is None:
+        raise MonitoringError("edge: statistics are read for one model version")
+    window = read_uploads(
+        spec["uploads"], context.model, context.version, group=group, since=context.since
+    )
+    who = f"group {group}" if group else "all groups"
+    notes = [
+        f"statistics from edge devices ({who}): {len(window.devices)} device(s), "
+        f"{window.windows} window(s), {window.rows} rows sketched on the devices"
+    ]
+    if window.dropped:
+        notes.append(
+            f"{window.dropped} window(s) dropped on devices before upload (spool cap reached): "
+            "their rows are not in the verdict"
+        )
+    columns = dict(window.sketches)
+    if not window.rows and context.columns:  # nothing uploaded yet: an empty window, not a schema
+        columns = {name: ColumnSketch.empty(kind) for name, kind in context.columns.items()}
+    return SketchedWindow(columns, window.rows, (*notes, *window.notes))
+
+
 @hookimpl
 def steward_data_sources() -> Iterator[DataSource]:
     yield DataSource(
@@ -95,4 +136,9 @@ def steward_data_sources() -> Iterator[DataSource]:
         name="s3",
         read=_s3,
         help="CSV, Parquet or JSONL objects under s3://bucket/prefix (boto3: the s3 extra)",
+    )
+    yield DataSource(
+        name="edge",
+        read=_edge,
+        help="statistics edge agents uploaded (a folder or s3://bucket/prefix; group: optional)",
     )

@@ -382,12 +382,14 @@ class SourceContext:
     only the rows it answered), ``since`` (a UNIX time or ``None``: keep only newer rows), the
     ``session`` and ``columns``: the columns the monitored version takes, by kind (``numeric``
     or ``categorical``, from its baseline), so a source may read only those (and
-    ``__prediction__``, compared too where the data has it); ``None`` where not known (labels)."""
+    ``__prediction__``, compared too where the data has it); ``None`` where not known (labels);
+    ``model``: the monitored registered model's name (``None`` for labels)."""
 
     version: str | None
     since: float | None
     session: StewardServices
     columns: Mapping[str, str] | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
