@@ -181,4 +181,6 @@ def test_installing_steward_does_not_load_its_test_kit_into_every_pytest_session
     from importlib.metadata import entry_points
 
     autoloaded = [e.value for e in entry_points(group="pytest11") if "mlflow_steward" in e.value]
-    assert autoloaded == [], "the kit is opt-in: pytest_plugins = ['mlflow_steward.plugins.testing']"
+    assert autoloaded == [], (
+        "the kit is opt-in: pytest_plugins = ['mlflow_steward.plugins.testing']"
+    )
