@@ -766,6 +766,23 @@ def scoring_server_command(
     return [sys.executable, "-m", "uvicorn", *argv[1:]], env
 
 
+def score_request(
+    body: bytes, content_type: str, model: Any, input_schema: Any
+) -> tuple[int, str, str]:
+    """Answer one ``POST /invocations`` as ``mlflow models serve`` does: MLflow's own request
+    decoding (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV,
+    Parquet), prediction and response encoding. ``(status, body, mimetype)``; a bad request is
+    MLflow's JSON error with its HTTP status."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        result = scoring_server.invocations(body, content_type, model, input_schema)
+    except MlflowException as exc:
+        return exc.get_http_status_code(), exc.serialize_as_json(), "application/json"
+    return result.status, result.response, result.mimetype
+
+
 # -- the canary: every internal above, checked in one call -----------------------------------------
 
 
@@ -934,6 +951,16 @@ def _probe_scoring_cmd() -> None:
         raise AssertionError(f"its parameters are {params}")
 
 
+def _probe_scoring_invocations() -> None:
+    from mlflow.pyfunc import scoring_server
+
+    params = list(inspect.signature(scoring_server.invocations).parameters)
+    if params != ["data", "content_type", "model", "input_schema"]:
+        raise AssertionError(f"its parameters are {params}")
+    if scoring_server.InvocationsResponse._fields != ("response", "status", "mimetype"):
+        raise AssertionError(f"it answers {scoring_server.InvocationsResponse._fields}")
+
+
 #: (the internal, as named in a failure; the probe that raises when it moved or changed shape).
 INTERNALS: tuple[tuple[str, Any], ...] = (
     ("mlflow.tracking._model_registry.utils._get_store_registry", _probe_registry_store_builder),
@@ -951,6 +978,7 @@ INTERNALS: tuple[tuple[str, Any], ...] = (
     ("mlflow.server.auth._before_request", _probe_auth_user),
     ("mlflow.server.auth (validators, default authorization function)", _probe_auth_validators),
     ("mlflow.pyfunc.scoring_server.get_cmd", _probe_scoring_cmd),
+    ("mlflow.pyfunc.scoring_server.invocations", _probe_scoring_invocations),
 )
 
 
