@@ -22,6 +22,9 @@ DISABLE_ENV = "MLFLOW_STEWARD_DISABLE_PLUGINS"
 DISABLE_AUTOLOAD_ENV = "MLFLOW_STEWARD_DISABLE_PLUGIN_AUTOLOAD"
 #: ``1``: run on an MLflow outside the tested range (a warning on every start, an audit entry).
 ALLOW_UNTESTED_MLFLOW_ENV = "MLFLOW_STEWARD_ALLOW_UNTESTED_MLFLOW"
+#: Test-only: the step of an install where the edge agent stops until killed
+#: (``install``, ``swap``, ``commit``).
+EDGE_AGENT_PAUSE_ENV = "MLFLOW_STEWARD_EDGE_AGENT_PAUSE"
 
 #: Every variable above (tests clear them all).
 ALL = (
@@ -36,4 +39,5 @@ ALL = (
     DISABLE_ENV,
     DISABLE_AUTOLOAD_ENV,
     ALLOW_UNTESTED_MLFLOW_ENV,
+    EDGE_AGENT_PAUSE_ENV,
 )

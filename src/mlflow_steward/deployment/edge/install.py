@@ -3,6 +3,7 @@
 State folder layout::
 
     <state>/releases/<release>-v<version>/   one unpacked bundle per install attempt
+    <state>/releases/.../release.json        the channel's release it was installed as
     <state>/current                          a symlink to the installed release's folder
     <state>/status.json                      what is installed, and the last attempt's outcome
 
@@ -11,11 +12,11 @@ and predicts on its input example; only then does ``current`` move, by renaming 
 it (atomic: a process killed at any point leaves ``current`` on the old install or the new one).
 A failed install removes its folder and leaves ``current`` where it was; ``status.json`` says
 why. :meth:`Installer.recover` (run at start-up) removes folders that ``current`` does not point
-at: what a kill during an install left behind.
+at (what a kill during an install left behind) and brings ``status.json`` in line with
+``current`` (a kill between the rename and the status write).
 
-The agent (not here yet) calls :meth:`Installer.install` after a verified download, and serves
-from :meth:`Installer.load`; requests pass through one place there, where per-column statistics
-can be added later.
+The agent (``agent.py``) calls :meth:`Installer.install` after a verified download and serves the
+model the health check loaded (:attr:`Installed.model`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +37,30 @@ from mlflow_steward.errors import DeploymentError
 CURRENT = "current"
 RELEASES = "releases"
 STATUS = "status.json"
+RELEASE_FILE = "release.json"
 
 
 @dataclass(frozen=True)
 class Installed:
-    """An install's folder and manifest."""
+    """An install's folder and manifest; ``model`` is the pyfunc model its health check loaded
+    (``None`` for an install read back from disk)."""
 
     folder: Path
     manifest: dict[str, Any]
+    model: Any = field(default=None, compare=False, repr=False)
 
     @property
     def model_dir(self) -> Path:
         return self.folder / ROOT / "model"
+
+    @property
+    def release(self) -> dict[str, Any] | None:
+        """The channel's release this was installed as (``Release.to_dict()``), when known."""
+        try:
+            data = json.loads((self.folder / RELEASE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
 
 def health_check(installed: Installed) -> Any:
@@ -97,29 +111,54 @@ class Installer:
         except FileNotFoundError:
             return {}
 
-    def _write_status(self, **values: Any) -> dict[str, Any]:
+    def record(self, **values: Any) -> dict[str, Any]:
+        """Merge ``values`` into ``status.json`` (written whole); returns the new status."""
         status = {**self.status(), **values, "updated": time.time()}
         write_whole(self.state / STATUS, json.dumps(status, indent=2, sort_keys=True).encode())
         return status
 
-    def recover(self) -> list[str]:
-        """Remove install folders ``current`` does not point at (left by a killed install)."""
-        current = self.current()
-        keep = current.folder.name if current else None
+    def prune(self, keep: set[str]) -> list[str]:
+        """Remove the install folders not named in ``keep``; returns the names removed."""
         removed = []
-        for folder in self.releases.iterdir():
-            if folder.name != keep:
+        for folder in sorted(self.releases.iterdir()):
+            if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
-        for leftover in self.state.glob(f".{CURRENT}.*"):
-            leftover.unlink(missing_ok=True)
         return removed
 
-    def install(self, bundle: str | os.PathLike[str], release: Release) -> Installed:
+    def recover(self) -> list[str]:
+        """Remove install folders ``current`` does not point at and stray links (left by a
+        killed install), and record ``current`` as installed in the status when a kill came
+        between the switch and the status write. Returns the folders removed."""
+        current = self.current()
+        removed = self.prune({current.folder.name} if current else set())
+        for leftover in self.state.glob(f".{CURRENT}.*"):
+            leftover.unlink(missing_ok=True)
+        if current is not None and current.release is not None:
+            installed = {"release": current.release, "folder": current.folder.name}
+            if self.status().get("installed") != installed:
+                self.record(installed=installed)
+        return removed
+
+    def install(
+        self,
+        bundle: str | os.PathLike[str],
+        release: Release,
+        *,
+        check: Callable[[Installed], None] | None = None,
+        on_step: Callable[[str], None] | None = None,
+    ) -> Installed:
         """Unpack ``bundle`` (verified by TUF as ``release``) into a new folder, health-check it
-        and make it current. On failure, ``current`` stays and the reason is in the status and in
-        the :class:`DeploymentError` raised."""
+        (and run ``check`` on it, which raises :class:`DeploymentError` to refuse it) and make it
+        current. On failure, ``current`` stays and the reason is in the status and in the
+        :class:`DeploymentError` raised. ``on_step`` is called with ``"install"`` (unpacked, not
+        yet checked), ``"swap"`` (the new link made, not yet renamed over ``current``) and
+        ``"commit"`` (``current`` switched, the status not yet written)."""
+        step = on_step or (lambda name: None)
         folder = self.releases / f"{release.release}-v{release.version}"
+        current = self.current()
+        if current is not None and current.folder == folder:  # reinstalling what is current
+            folder = folder.with_name(f"{folder.name}-{time.time_ns()}")
         if folder.exists():
             shutil.rmtree(folder)
         try:
@@ -129,16 +168,17 @@ class Installer:
                     f"the bundle holds {manifest['model']} v{manifest['version']}, but the "
                     f"channel's metadata names {release.model} v{release.version}"
                 )
-            installed = Installed(folder, manifest)
-            health_check(installed)
+            write_whole(folder / RELEASE_FILE, json.dumps(release.to_dict()).encode())
+            step("install")
+            installed = Installed(folder, manifest, health_check(Installed(folder, manifest)))
+            if check is not None:
+                check(installed)
         except Exception as exc:
             shutil.rmtree(folder, ignore_errors=True)
             reason = (
                 str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
             )
-            self._write_status(
-                last_attempt={"release": release.to_dict(), "ok": False, "reason": reason}
-            )
+            self.record(last_attempt={"release": release.to_dict(), "ok": False, "reason": reason})
             raise DeploymentError(
                 f"release {release.release} ({release.model} v{release.version}) was not "
                 f"installed: {reason}"
@@ -146,8 +186,10 @@ class Installer:
         tmp_link = self.state / f".{CURRENT}.{os.getpid()}"
         tmp_link.unlink(missing_ok=True)
         tmp_link.symlink_to(Path(RELEASES) / folder.name)
+        step("swap")
         os.replace(tmp_link, self.state / CURRENT)
-        self._write_status(
+        step("commit")
+        self.record(
             installed={"release": release.to_dict(), "folder": folder.name},
             last_attempt={"release": release.to_dict(), "ok": True, "reason": None},
         )
