@@ -430,3 +430,82 @@ def status(uploads: str, as_json: bool) -> None:
                 if now >= contact:
                     line += f" ({_ago(now - contact)})"
             click.echo(line)
+
+
+@edge.command()
+@click.option("--channel", required=True, help="The channel: http(s)://, file:// or a folder.")
+@click.option(
+    "--trusted-root",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The channel's root metadata this device trusts (metadata/1.root.json).",
+)
+@click.option(
+    "--state-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The device's folder: installs, trusted metadata, status and events (one agent each).",
+)
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="Port to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--group", default=None, help="The device group this device reports.")
+@click.option(
+    "--device-id", default=None, help="This device's id (default: made once, kept in the state)."
+)
+@click.option(
+    "--interval", default="30s", show_default=True, help="How often to check the channel."
+)
+@click.option(
+    "--jitter",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Each wait is the interval times 1 +- this fraction, drawn at random.",
+)
+@click.option(
+    "--statistics/--no-statistics",
+    default=True,
+    show_default=True,
+    help="Keep per-column statistics of the inputs (when this steward has them).",
+)
+def agent(
+    channel: str,
+    trusted_root: str,
+    state_dir: str,
+    port: int,
+    host: str,
+    group: str | None,
+    device_id: str | None,
+    interval: str,
+    jitter: float,
+    statistics: bool,
+) -> None:
+    """Serve the installed model and follow a channel, until SIGTERM.
+
+    Serves MLflow's scoring protocol (POST /invocations, GET /ping) and GET /status. Checks the
+    channel every --interval through TUF's updater; a newer release is downloaded, installed
+    into a new folder and health-checked on the model's input example, and served only when
+    healthy (requests in flight finish on the old model). Anything refused is recorded in
+    /status and <state-dir>/events.jsonl while the installed version keeps serving.
+    """
+    from mlflow_steward.deployment.edge.agent import run_agent
+    from mlflow_steward.plugins.options import parse_duration
+
+    try:
+        seconds = parse_duration(interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--interval") from None
+    raise SystemExit(
+        run_agent(
+            channel=channel,
+            trusted_root=trusted_root,
+            state_dir=state_dir,
+            port=port,
+            host=host,
+            group=group,
+            device_id=device_id,
+            interval=seconds,
+            jitter=jitter,
+            statistics=statistics,
+        )
+    )
