@@ -103,12 +103,15 @@ def build_edge_registry(root: Path) -> EdgeRegistry:
 
 
 @contextlib.contextmanager
-def static_server(folder: Path) -> Iterator[str]:
-    """``python -m http.server`` serving ``folder`` on a free port of 127.0.0.1; yields its URL
-    and stops the process afterwards."""
-    port = free_port()
+def static_server(
+    folder: Path, port: int | None = None, module: str = "http.server"
+) -> Iterator[str]:
+    """``python -m http.server`` (or ``module``, taking the same arguments) serving ``folder`` on
+    ``port`` (default: a free one) of 127.0.0.1; yields its URL and stops the process
+    afterwards."""
+    port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(folder)],
+        [sys.executable, "-m", module, str(port), "--bind", "127.0.0.1", "-d", str(folder)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
