@@ -609,16 +609,32 @@ def test_statistics_see_each_decoded_input_and_never_fail_a_request(world, tmp_p
         assert agent.status()["statistics"] is True
 
 
-def test_statistics_module_absent_is_a_message_not_an_error(world, tmp_path, capsys, monkeypatch):
+def test_statistics_absent_or_broken_is_a_message_not_an_error(
+    world, tmp_path, capsys, monkeypatch
+):
     import sys
+    import types
 
     from mlflow_steward.deployment.edge.agent import STATISTICS_MODULE, load_statistics
 
-    monkeypatch.setitem(sys.modules, STATISTICS_MODULE, None)  # as in a steward without it
     channel = tmp_path / "channel"
     _keys, trusted = new_channel(channel)
-    assert load_statistics(_in_process_agent(tmp_path, channel, trusted)) is None
+    agent = _in_process_agent(tmp_path, channel, trusted)
+    monkeypatch.setitem(sys.modules, STATISTICS_MODULE, None)  # a steward without them
+    assert load_statistics(agent) is None
     assert "statistics: not available in this version of steward" in capsys.readouterr().out
+
+    def broken(**options: Any) -> None:
+        raise OSError("the spool folder is read-only")
+
+    monkeypatch.setitem(
+        sys.modules, STATISTICS_MODULE, types.SimpleNamespace(EdgeStatistics=broken)
+    )
+    assert load_statistics(agent) is None
+    assert (
+        "statistics: cannot start (OSError: the spool folder is read-only); serving without them"
+        in capsys.readouterr().out
+    )
 
 
 def test_a_release_the_agent_died_installing_twice_is_not_tried_again(world, tmp_path):

@@ -461,6 +461,8 @@ class Agent:
     def _fail(self, release: Release, reason: str, error: str, *, final: bool) -> None:
         key = str(release.release)
         attempts = int((self.failed.get(key) or {}).get("attempts", 0)) + 1
+        # A new dict, not a change in place: /status reads it from the server's threads.
+        self.failed = {**self.failed}
         self.failed[key] = {
             "release": release.to_dict(),
             "reason": reason,
@@ -533,12 +535,16 @@ def load_statistics(agent: Agent) -> Any:
         else:
             agent.say(f"statistics: need {exc.name} (not installed); serving without them")
         return None
-    return module.EdgeStatistics(
-        state_dir=agent.state / "statistics",
-        device_id=agent.device_id,
-        group=agent.group,
-        channel=agent.channel,
-    )
+    try:
+        return module.EdgeStatistics(
+            state_dir=agent.state / "statistics",
+            device_id=agent.device_id,
+            group=agent.group,
+            channel=agent.channel,
+        )
+    except Exception as exc:  # statistics are never a reason not to serve
+        agent.say(f"statistics: cannot start ({type(exc).__name__}: {exc}); serving without them")
+        return None
 
 
 def run_agent(*, statistics: bool = True, **options: Any) -> int:
