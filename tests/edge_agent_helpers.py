@@ -47,10 +47,10 @@ class AgentProcess:
         *,
         group: str | None = None,
         interval: str = "1s",
-        pause: str | None = None,
+        uploads: Path | None = None,
     ) -> None:
         self.channel, self.trusted_root, self.state = channel, trusted_root, state
-        self.group, self.interval, self.pause = group, interval, pause
+        self.group, self.interval, self.uploads = group, interval, uploads
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = state.with_name(state.name + ".log")
@@ -78,8 +78,11 @@ class AgentProcess:
             self.interval,
             "--jitter",
             "0.2",
-            "--no-statistics",
         ]
+        if self.uploads is None:
+            argv += ["--no-statistics"]
+        else:  # windows of a second: the tests read what was uploaded
+            argv += ["--statistics", "--uploads", str(self.uploads), "--stats-window", "1s"]
         if self.group:
             argv += ["--group", self.group]
         with open(self.log, "ab") as log:

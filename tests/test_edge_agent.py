@@ -26,6 +26,7 @@ import requests
 from mlflow_steward.deployment.edge.bundle import build_bundle, unpack
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.onprem.ports import free_port
+from mlflow_steward.errors import DeploymentError
 from tests.edge_agent_helpers import (
     BIN,
     ROWS,
@@ -84,11 +85,13 @@ def test_two_agents_install_serve_and_switch_without_a_failed_request(world, tmp
     _root, bundles, expected = world
     channel = tmp_path / "channel"
     keys, trusted = new_channel(channel)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
     with (
         static_server(channel) as url,
         agents(
-            AgentProcess(url, trusted, tmp_path / "north", group="north"),
-            AgentProcess(url, trusted, tmp_path / "south", group="south"),
+            AgentProcess(url, trusted, tmp_path / "north", group="north", uploads=uploads),
+            AgentProcess(url, trusted, tmp_path / "south", group="south", uploads=uploads),
         ) as both,
     ):
         # Nothing published yet: not ready, and saying why.
@@ -173,6 +176,14 @@ def test_two_agents_install_serve_and_switch_without_a_failed_request(world, tmp
             assert set(versions[:switch]) == {"1"}
             assert set(versions[switch:]) == {"2"}
 
+        # The statistics: every row each agent answered (the first part's five requests of
+        # four rows, then the clients'), under the version that answered it, uploaded once.
+        sent = {a.group: {"1": 5 * len(ROWS), "2": 0} for a in both}
+        for (group, _n), got in answers.items():
+            for _, _, version in got:
+                sent[group][version] += len(ROWS)
+        assert_statistics_arrive(uploads, sent)
+
         events = [e["event"] for e in both[0].events()]
         assert events[:1] == ["started"]
         assert events.count("installed") == 2
@@ -183,6 +194,30 @@ def test_two_agents_install_serve_and_switch_without_a_failed_request(world, tmp
             "1-v1",
             "2-v2",
         ]
+
+
+def assert_statistics_arrive(uploads: Path, sent: dict[str, dict[str, int]]) -> None:
+    """The rows uploaded per group and version become ``sent`` (windows close and upload in
+    the agents' loop), and each device reports the version it serves."""
+    from mlflow_steward.deployment.edge.stats import read_devices, read_uploads
+
+    def counted() -> dict[str, dict[str, int]]:
+        return {
+            group: {
+                version: read_uploads(str(uploads), "beacon", version, group=group).rows
+                for version in versions
+            }
+            for group, versions in sent.items()
+        }
+
+    deadline = time.monotonic() + 60
+    while counted() != sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert counted() == sent
+    reports = [
+        (d["group"], d["model"], d["version"], d["health"]) for d in read_devices(str(uploads))
+    ]
+    assert reports == [(group, "beacon", "2", "healthy") for group in sorted(sent)]
 
 
 # -- attacks: each in its own channel and agent, side by side -------------------------------------
@@ -544,12 +579,19 @@ def test_bad_options_are_one_line_errors(tmp_path):
 
 
 class RecordingStatistics:
-    """What the agent tells a statistics object (the real one is EdgeStatistics, elsewhere)."""
+    """What the agent tells a statistics object (EdgeStatistics, with its own tests), and one
+    that fails at every call."""
 
     def __init__(self, fail: bool = False) -> None:
         self.observed: list[tuple[list[str], int, str]] = []
+        self.reports: list[dict[str, Any]] = []
         self.ticks = 0
         self.fail = fail
+
+    def report(self, status: dict[str, Any]) -> None:
+        if self.fail:
+            raise RuntimeError("a broken statistics plugin")
+        self.reports.append(status)
 
     def observe(self, frame, version: str) -> None:
         if self.fail:
@@ -605,11 +647,14 @@ def test_statistics_see_each_decoded_input_and_never_fail_a_request(world, tmp_p
     assert statistics.ticks >= 2
     if fail:
         assert statistics.observed == []
-        assert agent.status()["statistics_errors"] >= 2  # one observe, one tick at least
+        assert agent.status()["statistics_errors"] >= 3  # observe, tick and report, at least
     else:
         # Each successful prediction once, as the frame the model saw; not the refused one.
-        assert statistics.observed == [(COLUMNS, len(ROWS), "1"), (COLUMNS, 2, "1")]
-        assert agent.status()["statistics"] is True
+        assert statistics.observed == [(COLUMNS, len(ROWS), "beacon/1"), (COLUMNS, 2, "beacon/1")]
+        assert agent.status()["statistics"] == {}  # this one has no state() to show
+        assert statistics.reports[0]["health"] == "no model"
+        assert statistics.reports[-1]["version"] == "1"
+        assert statistics.reports[-1]["health"] == "healthy"
 
 
 def test_statistics_absent_or_broken_is_a_message_not_an_error(
@@ -627,7 +672,7 @@ def test_statistics_absent_or_broken_is_a_message_not_an_error(
     assert load_statistics(agent) is None
     assert "statistics: not available in this version of steward" in capsys.readouterr().out
 
-    def broken(**options: Any) -> None:
+    def broken(*args: Any, **options: Any) -> None:
         raise OSError("the spool folder is read-only")
 
     monkeypatch.setitem(
@@ -638,6 +683,15 @@ def test_statistics_absent_or_broken_is_a_message_not_an_error(
         "statistics: cannot start (OSError: the spool folder is read-only); serving without them"
         in capsys.readouterr().out
     )
+
+    def refusing(*args: Any, **options: Any) -> None:
+        raise ValueError("window_seconds 0.5: a whole number of seconds")
+
+    monkeypatch.setitem(
+        sys.modules, STATISTICS_MODULE, types.SimpleNamespace(EdgeStatistics=refusing)
+    )
+    with pytest.raises(DeploymentError, match=r"^statistics: window_seconds 0.5: a whole"):
+        load_statistics(agent)
 
 
 def test_a_release_the_agent_died_installing_twice_is_not_tried_again(world, tmp_path):

@@ -466,7 +466,23 @@ def status(uploads: str, as_json: bool) -> None:
     "--statistics/--no-statistics",
     default=True,
     show_default=True,
-    help="Keep per-column statistics of the inputs (when this steward has them).",
+    help="Keep per-column sketches of the inputs per time window (never the rows).",
+)
+@click.option(
+    "--uploads",
+    default=None,
+    help="Where the statistics and the device's reports go: a folder, file:// or "
+    "s3://bucket/prefix (default: kept in the state folder).",
+)
+@click.option(
+    "--stats-window", default="5m", show_default=True, help="The statistics' time window."
+)
+@click.option(
+    "--spool-cap",
+    default=64,
+    show_default=True,
+    type=click.IntRange(0),
+    help="MiB of closed windows kept while --uploads is unreachable (oldest dropped, counted).",
 )
 def agent(
     channel: str,
@@ -479,6 +495,9 @@ def agent(
     interval: str,
     jitter: float,
     statistics: bool,
+    uploads: str | None,
+    stats_window: str,
+    spool_cap: int,
 ) -> None:
     """Serve the installed model and follow a channel, until SIGTERM.
 
@@ -495,6 +514,10 @@ def agent(
         seconds = parse_duration(interval)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--interval") from None
+    try:
+        window = parse_duration(stats_window)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stats-window") from None
     raise SystemExit(
         run_agent(
             channel=channel,
@@ -507,5 +530,8 @@ def agent(
             interval=seconds,
             jitter=jitter,
             statistics=statistics,
+            uploads=uploads,
+            window_seconds=window,
+            spool_cap_bytes=spool_cap << 20,
         )
     )

@@ -87,9 +87,11 @@ def _now() -> str:
 
 class Agent:
     """One device's agent on ``channel``, trusting ``trusted_root``, keeping its state in
-    ``state_dir`` and serving on ``host``:``port``. ``statistics`` (optional) is told about
-    every successful prediction (``observe(frame, version)``) and ticked in every loop
-    iteration (``tick()``)."""
+    ``state_dir`` and serving on ``host``:``port``. ``statistics`` (optional, an
+    :class:`~mlflow_steward.deployment.edge.stats.EdgeStatistics` or anything with its
+    methods) is told about every successful prediction (``observe(frame, "NAME/VERSION")``),
+    ticked in every loop iteration (``tick()``, at least every few seconds), given the device's
+    report when it changes (``report(dict)``) and closed at stop (``close()``)."""
 
     def __init__(
         self,
@@ -162,9 +164,49 @@ class Agent:
             "failed_releases": sorted(self.failed.values(), key=lambda f: f["release"]["release"]),
             "checks": self.checks,
             "interval": self.interval,
-            "statistics": self.statistics is not None,
+            "statistics": self._statistics_state(),
             "statistics_errors": self.server.statistics_errors + self._tick_errors,
         }
+
+    def _statistics_state(self) -> dict[str, Any] | None:
+        """``None`` without statistics; else what they report of themselves (``state()``)."""
+        if self.statistics is None:
+            return None
+        state = getattr(self.statistics, "state", None)
+        try:
+            return dict(state()) if callable(state) else {}
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _report(self) -> None:
+        """Tell the statistics (which upload it as the device's report) what this device serves
+        and how its last check went."""
+        report = getattr(self.statistics, "report", None)
+        if not callable(report):
+            return
+        serving = self.server.serving
+        check = self.last_check or {}
+        failing = check.get("result") in ("refused", "failed", "skipped")
+        try:
+            report(
+                {
+                    "model": serving.name if serving else None,
+                    "version": serving.version if serving else None,
+                    "release": serving.release if serving else None,
+                    "health": "healthy" if serving else "no model",
+                    "channel": self.reader.url,
+                    "last_check": check.get("result"),
+                    "update_failed": {
+                        "release": check.get("release"),
+                        "reason": check.get("reason"),
+                    }
+                    if failing
+                    else None,
+                }
+            )
+        except Exception:
+            self._tick_errors += 1
+            _logger.exception("statistics failed to take the device's report")
 
     def _event(self, event: str, **fields: Any) -> None:
         path = self.state / EVENTS
@@ -238,6 +280,7 @@ class Agent:
             self._interrupted(attempting, current)
         if current is not None:
             self._serve_installed(current)
+        self._report()
 
     def _interrupted(self, attempting: dict[str, Any], current: Installed | None) -> None:
         """The last run died while installing ``attempting``: count it, unless it got as far
@@ -491,6 +534,7 @@ class Agent:
             detail.get("release"),
         )
         if changed:
+            self._report()
             self.installer.record(last_check=record)
             if result not in ("installed", "refused"):  # those have their own event
                 self._event("check", **record)
@@ -524,9 +568,17 @@ def _check_root(trusted_root: str | os.PathLike[str]) -> None:
         )
 
 
-def load_statistics(agent: Agent) -> Any:
-    """The statistics of :mod:`mlflow_steward.deployment.edge.stats` for ``agent`` (``None``,
-    with a message, when that module is not in this installation)."""
+def load_statistics(
+    agent: Agent,
+    *,
+    uploads: str | None = None,
+    window_seconds: float = 300,
+    spool_cap_bytes: int = 64 << 20,
+) -> Any:
+    """:class:`EdgeStatistics` (:mod:`mlflow_steward.deployment.edge.stats`) for ``agent``:
+    windows of ``window_seconds`` spooled in the state folder (at most ``spool_cap_bytes``) and
+    uploaded, with the device's reports, to ``uploads``. ``None``, with a message, when this
+    steward has no statistics or they cannot start; a bad option is a :class:`DeploymentError`."""
     try:
         module = importlib.import_module(STATISTICS_MODULE)
     except ModuleNotFoundError as exc:
@@ -536,23 +588,46 @@ def load_statistics(agent: Agent) -> Any:
             agent.say(f"statistics: need {exc.name} (not installed); serving without them")
         return None
     try:
-        return module.EdgeStatistics(
-            state_dir=agent.state / "statistics",
+        statistics = module.EdgeStatistics(
+            agent.state,
             device_id=agent.device_id,
             group=agent.group,
-            channel=agent.channel,
+            window_seconds=window_seconds,
+            spool_cap_bytes=spool_cap_bytes,
+            uploads=uploads,
         )
+    except ValueError as exc:  # an option they refuse
+        raise DeploymentError(f"statistics: {exc}") from None
     except Exception as exc:  # statistics are never a reason not to serve
         agent.say(f"statistics: cannot start ({type(exc).__name__}: {exc}); serving without them")
         return None
+    where = f"uploaded to {uploads}" if uploads else "kept in the state folder (no --uploads)"
+    agent.say(f"statistics: {window_seconds:g}s windows, {where}")
+    return statistics
 
 
-def run_agent(*, statistics: bool = True, **options: Any) -> int:
+def run_agent(
+    *,
+    statistics: bool = True,
+    uploads: str | None = None,
+    window_seconds: float = 300,
+    spool_cap_bytes: int = 64 << 20,
+    **options: Any,
+) -> int:
     """Run an agent in this process until SIGTERM (the ``steward edge agent`` command)."""
     logging.basicConfig(level=logging.WARNING)
     agent = Agent(**options)
     if statistics:
-        agent.use_statistics(load_statistics(agent))
+        agent.use_statistics(
+            load_statistics(
+                agent,
+                uploads=uploads,
+                window_seconds=window_seconds,
+                spool_cap_bytes=spool_cap_bytes,
+            )
+        )
+    elif uploads:
+        agent.say("--uploads without statistics: nothing is uploaded (--no-statistics)")
     with contextlib.suppress(KeyboardInterrupt):
         return agent.run()
     return 0

@@ -93,7 +93,8 @@ def answer(model: Any, input_schema: Any, body: bytes, content_type: str) -> tup
 
 class ModelServer:
     """The device's scoring endpoint. ``status`` builds the ``/status`` answer; ``statistics``
-    (optional) gets ``observe(frame, version)`` after each successful prediction."""
+    (optional) gets ``observe(frame, "NAME/VERSION")`` after each successful prediction, with
+    the input as the model got it (held by reference: nothing changes it afterwards)."""
 
     def __init__(self, status: Callable[[], dict[str, Any]], statistics: Any = None) -> None:
         self.serving: Serving | None = None
@@ -117,7 +118,7 @@ class ModelServer:
         recording = _Recording(serving.model)
         status, payload, mimetype = answer(recording, serving.input_schema, body, content_type)
         if status == 200 and self.statistics is not None and recording.data is not None:
-            self._observe(recording.data, serving.version)
+            self._observe(recording.data, f"{serving.name}/{serving.version}")
         return status, payload, mimetype, serving
 
     def _observe(self, data: Any, version: str) -> None:
