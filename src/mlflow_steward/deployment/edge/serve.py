@@ -45,6 +45,11 @@ class Serving:
     def input_schema(self) -> Any:
         return self.model.metadata.get_input_schema()
 
+    @functools.cached_property
+    def key(self) -> str:
+        """``NAME/VERSION``, as the statistics file what this model answered."""
+        return f"{self.name}/{self.version}"
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "version": self.version, "release": self.release}
 
@@ -118,7 +123,7 @@ class ModelServer:
         recording = _Recording(serving.model)
         status, payload, mimetype = answer(recording, serving.input_schema, body, content_type)
         if status == 200 and self.statistics is not None and recording.data is not None:
-            self._observe(recording.data, f"{serving.name}/{serving.version}")
+            self._observe(recording.data, serving.key)
         return status, payload, mimetype, serving
 
     def _observe(self, data: Any, version: str) -> None:
