@@ -32,6 +32,7 @@ State folder (``--state-dir``)::
     events.jsonl              one JSON line per event (start, install, refusal, ...); rotated
                               to events.jsonl.1 past 1 MiB
     tuf/metadata/             the trusted metadata (what refuses rollbacks), tuf/downloads/
+    stats/                    the statistics' spool and state (stats.py), when they are on
 
 For tests, ``MLFLOW_STEWARD_EDGE_AGENT_PAUSE=STEP[:RELEASE]`` (``install``, ``swap`` or
 ``commit``) makes the agent stop at that step of an install (of that release only), writing
