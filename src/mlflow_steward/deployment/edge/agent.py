@@ -432,6 +432,9 @@ class Agent:
             return self._checked(
                 started, "failed", release=release.release, reason="unhealthy", error=str(exc)
             )
+        except Exception:  # not the release's fault (a full disk): tried again next time
+            self.installer.record(attempting=None)
+            raise
         new = Serving(installed.model, release.model, release.version, release.release)
         previous = self.server.swap(new)
         self.installer.record(attempting=None)
