@@ -418,6 +418,12 @@ def _kill_scenario(step: str, root: Path, url: str, slow_url: str, bundles) -> d
         seen["first_prediction"] = agent.predict()
         agent.wait_serving("2")
         seen["prediction"] = agent.predict()
+        # /status shows v2 as soon as the reference is swapped; its event follows at once.
+        deadline = time.monotonic() + 10
+        while step != "commit" and time.monotonic() < deadline:
+            if any(e["event"] == "installed" for e in agent.events()[restarted:]):
+                break
+            time.sleep(0.05)
         seen["events"] = agent.events()[restarted:]
         seen["folders"] = _release_folders(state)
         seen["links"] = sorted(p.name for p in state.glob(".current.*"))

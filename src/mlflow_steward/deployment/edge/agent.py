@@ -438,6 +438,7 @@ class Agent:
         new = Serving(installed.model, release.model, release.version, release.release)
         previous = self.server.swap(new)
         self.installer.record(attempting=None)
+        self._event("installed", **new.describe(), previous=previous and previous.describe())
         keep = {installed.folder.name}
         current_before = self._folder_of(previous)
         if current_before is not None:
@@ -446,7 +447,6 @@ class Agent:
         self.reader.forget()
         self.failed = {k: v for k, v in self.failed.items() if int(k) > release.release}
         self.installer.record(failed_releases=self.failed)
-        self._event("installed", **new.describe(), previous=previous and previous.describe())
         self.say(
             f"installed and serving {new.name} v{new.version} (release {new.release})"
             + (f", was v{previous.version}" if previous is not None else "")
