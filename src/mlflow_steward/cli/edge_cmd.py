@@ -5,6 +5,9 @@ Imports stay light here: python-tuf, MLflow and pandas are imported inside the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 
@@ -81,6 +84,36 @@ _keys_option = click.option(
     "STEWARD_EDGE_KEY_<ROLE> (or STEWARD_EDGE_KEY_<ROLE>_<n>) variables sign too.",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _device_options(state_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A device's --channel, --trusted-root and --state-dir (``pull`` and ``agent``)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option(
+                    "--channel",
+                    required=True,
+                    help="The channel: http(s)://, s3://bucket/prefix, file:// or a folder.",
+                ),
+                click.option(
+                    "--trusted-root",
+                    required=True,
+                    type=click.Path(dir_okay=False, exists=True),
+                    help="The channel's root metadata this device trusts (metadata/1.root.json).",
+                ),
+                click.option(
+                    "--state-dir", required=True, type=click.Path(file_okay=False), help=state_help
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 _lock_wait_option = click.option(
     "--lock-wait",
     type=click.FloatRange(min=0),
@@ -321,23 +354,7 @@ def keys_rotate(channel: str, keys: str, role: str, lock_wait: float, as_json: b
 
 
 @edge.command()
-@click.option(
-    "--channel",
-    required=True,
-    help="The channel: http(s)://, s3://bucket/prefix, file:// or a folder.",
-)
-@click.option(
-    "--trusted-root",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="The channel's root metadata this device trusts (metadata/1.root.json).",
-)
-@click.option(
-    "--state-dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Where the device keeps the trusted metadata and downloads.",
-)
+@_device_options("Where the device keeps the trusted metadata and downloads.")
 @_json_option
 def pull(channel: str, trusted_root: str, state_dir: str, as_json: bool) -> None:
     """Check a channel as a device does and download its current bundle, verified by TUF.
@@ -433,18 +450,8 @@ def status(uploads: str, as_json: bool) -> None:
 
 
 @edge.command()
-@click.option("--channel", required=True, help="The channel: http(s)://, file:// or a folder.")
-@click.option(
-    "--trusted-root",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="The channel's root metadata this device trusts (metadata/1.root.json).",
-)
-@click.option(
-    "--state-dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="The device's folder: installs, trusted metadata, status and events (one agent each).",
+@_device_options(
+    "The device's folder: installs, trusted metadata, status and events (one agent each)."
 )
 @click.option("--port", required=True, type=click.IntRange(1, 65535), help="Port to serve on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")

@@ -291,8 +291,8 @@ def judge_sketches(
         INVALID,
         ColumnFinding,
         Verdict,
+        detector_options,
     )
-    from mlflow_steward.plugins.options import defaults
 
     registry = {**BUILTIN, **dict(detectors or {})}
     capable = sketch_detectors(registry)
@@ -349,10 +349,9 @@ def judge_sketches(
     found: dict[str, ColumnFinding] = {}
     for chosen, columns in groups.items():
         detector = registry[chosen]
-        options = {**defaults(detector.options), **(dict(params or {}) if chosen == method else {})}
-        if chosen in limits and "threshold" not in options:
-            options["threshold"] = limits[chosen]
-        results = detector.measure_sketches(columns, options)
+        results = detector.measure_sketches(
+            columns, detector_options(detector, chosen, method, params, limits)
+        )
         for name, (ref, cur) in columns.items():
             if name not in results:
                 raise RuntimeError(f"detector {chosen!r} returned no result for column {name!r}")

@@ -93,6 +93,22 @@ def _pick(
     return "chi-square" if n_current < large_sample else "jensen-shannon"
 
 
+def detector_options(
+    detector: Detector,
+    chosen: str,
+    method: str,
+    params: Mapping[str, Any] | None,
+    limits: Mapping[str, float],
+) -> dict[str, Any]:
+    """What ``detector`` (registered as ``chosen``) is given, from rows or from sketches: every
+    declared option's default, then the monitor's params when it was the one asked for
+    (``method``), and the configured threshold unless the params set one."""
+    options = {**defaults(detector.options), **(dict(params or {}) if chosen == method else {})}
+    if chosen in limits and "threshold" not in options:
+        options["threshold"] = limits[chosen]
+    return options
+
+
 def judge(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -224,11 +240,9 @@ def judge(
     joint: dict[tuple[str, float, float], list[str]] = {}
     for chosen, columns in groups.items():
         detector = registry[chosen]
-        # Every declared option reaches the detector: defaults, then the given params.
-        options = {**defaults(detector.options), **(dict(params or {}) if chosen == method else {})}
-        if chosen in limits and "threshold" not in options:
-            options["threshold"] = limits[chosen]
-        results = detector.measure(columns, options)
+        results = detector.measure(
+            columns, detector_options(detector, chosen, method, params, limits)
+        )
         for name, (ref_values, cur_values) in columns.items():
             if name not in results:
                 raise RuntimeError(f"detector {chosen!r} returned no result for column {name!r}")
