@@ -542,3 +542,95 @@ def agent(
             spool_cap_bytes=spool_cap << 20,
         )
     )
+
+
+@edge.group()
+def rollout() -> None:
+    """Follow staged rollouts (publish --rollout) and halt a failing one."""
+
+
+_uploads_option = click.option(
+    "--uploads",
+    required=True,
+    help="Where the devices upload their reports: a folder, file:// or s3://bucket/prefix.",
+)
+
+
+def _echo_rollout(state: object) -> None:
+    from mlflow_steward.deployment.edge.rollout import RolloutState
+
+    assert isinstance(state, RolloutState)
+    rate = "n/a" if state.failure_rate is None else f"{state.failure_rate:.0%}"
+    click.echo(
+        f"release {state.release} ({state.model} v{state.version}): step {state.step + 1}/"
+        f"{len(state.steps)} ({state.steps[state.step]}%), {state.included} of {state.devices} "
+        f"reporting devices included, {state.on} on it, {len(state.failed)} failing; failure "
+        f"rate {rate} (halts over {state.max_failure_rate:.0%}): {state.verdict}"
+        + (f" by release {state.halted_by}" if state.halted_by is not None else "")
+    )
+    if state.failed:
+        click.echo(f"  failing: {', '.join(state.failed)}")
+
+
+@rollout.command("status")
+@_channel_option
+@_uploads_option
+@_json_option
+def rollout_status(channel: str, uploads: str, as_json: bool) -> None:
+    """The channel's staged rollout: step, devices included, failure rate, verdict."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.governed import read_rollout
+
+    state = read_rollout(channel, uploads)
+    if as_json:
+        echo_json(state.to_dict() if state is not None else None)
+    elif state is None:
+        click.echo(f"no staged rollout on {channel}")
+    else:
+        _echo_rollout(state)
+
+
+@rollout.command("check")
+@_channel_option
+@_uploads_option
+@_keys_option
+@_lock_wait_option
+@_json_option
+@click.pass_context
+def rollout_check(
+    ctx: click.Context,
+    channel: str,
+    uploads: str,
+    keys: str | None,
+    lock_wait: float,
+    as_json: bool,
+) -> None:
+    """Halt the staged rollout when its failure rate is over its --max-failure-rate.
+
+    The failure rate is the share of the devices that run the release or failed installing it
+    that report failing. Halting publishes the previous release again, with no plan and marked
+    as halting the staged one: the devices the rollout reached go back to it, the others stay.
+    Governed: policies decide `deploy` (operation halt) on the version that goes back out.
+    """
+    from mlflow_steward.cli.main import context_of, echo_json
+    from mlflow_steward.deployment.edge.governed import check_rollout
+
+    state, halt = check_rollout(
+        context_of(ctx).session(), channel, uploads, keys, lock_wait=lock_wait
+    )
+    if as_json:
+        echo_json(
+            {
+                "rollout": state.to_dict() if state is not None else None,
+                "halted_by": halt.to_dict() if halt is not None else None,
+            }
+        )
+        return
+    if state is None:
+        click.echo(f"no staged rollout on {channel}")
+        return
+    _echo_rollout(state)
+    if halt is not None:
+        click.echo(
+            f"halted: published {halt.model} v{halt.version} again as release {halt.release}"
+        )

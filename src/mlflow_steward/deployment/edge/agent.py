@@ -41,6 +41,7 @@ For tests, ``MLFLOW_STEWARD_EDGE_AGENT_PAUSE=STEP[:RELEASE]`` (``install``, ``sw
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import importlib
@@ -79,11 +80,51 @@ TICK_SECONDS = 5.0
 MAX_BACKOFF = 3600.0
 #: After the agent died this many times while installing one release, it is not tried again.
 MAX_DEATHS = 2
+#: The device's health: of the last HEALTH_WINDOW predictions the served release answered, at
+#: least HEALTH_MIN_REQUESTS and more than MAX_ERROR_RATE of them server errors (HTTP 5xx: the
+#: model raised) is ``failing``. A client's bad request (4xx) is not the model's failure.
+HEALTH_WINDOW = 20
+HEALTH_MIN_REQUESTS = 5
+MAX_ERROR_RATE = 0.5
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Watched:
+    """The served model, noting whether each of its last predictions raised (the device's
+    health). MLflow's scoring answers a model that raises with HTTP 400, as it answers a bad
+    request: only here can the two be told apart. A bounded deque: appends are atomic, no lock
+    on the request path."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.metadata = model.metadata
+        self.outcomes: collections.deque[bool] = collections.deque(maxlen=HEALTH_WINDOW)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        try:
+            answered = self.model.predict(data, params=params)
+        except BaseException:
+            self.outcomes.append(True)
+            raise
+        self.outcomes.append(False)
+        return answered
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def health(self) -> dict[str, Any]:
+        """``{"health": "healthy" | "failing", "recent": {...}}``."""
+        recent = list(self.outcomes)
+        errors = sum(recent)
+        failing = len(recent) >= HEALTH_MIN_REQUESTS and errors > MAX_ERROR_RATE * len(recent)
+        return {
+            "health": "failing" if failing else "healthy",
+            "recent": {"predictions": len(recent), "errors": errors},
+        }
 
 
 class Agent:
@@ -140,6 +181,10 @@ class Agent:
         self._retry_at: dict[str, float] = {}
         self._lock: IO[str] | None = None
         self._tick_errors = 0
+        #: A newer release the channel has that its staged rollout has not reached this
+        #: device with yet (``None``: none).
+        self.waiting: dict[str, Any] | None = None
+        self._reported: dict[str, Any] | None = None
 
     def use_statistics(self, statistics: Any) -> None:
         self.statistics = statistics
@@ -160,6 +205,8 @@ class Agent:
             "pid": os.getpid(),
             "started": self.started,
             "installed": serving.describe() if serving is not None else None,
+            **self._health(),
+            "waiting": self.waiting,
             "last_check": self.last_check,
             "last_refusal": self.last_refusal,
             "failed_releases": sorted(self.failed.values(), key=lambda f: f["release"]["release"]),
@@ -168,6 +215,16 @@ class Agent:
             "statistics": self._statistics_state(),
             "statistics_errors": self.server.statistics_errors + self._tick_errors,
         }
+
+    def _health(self) -> dict[str, Any]:
+        """The served model's health: ``failing`` when, of its last :data:`HEALTH_WINDOW`
+        predictions, at least :data:`HEALTH_MIN_REQUESTS` and more than :data:`MAX_ERROR_RATE`
+        of them raised."""
+        serving = self.server.serving
+        if serving is None:
+            return {"health": "no model"}
+        watched = serving.model
+        return watched.health() if isinstance(watched, _Watched) else {"health": "healthy"}
 
     def _statistics_state(self) -> dict[str, Any] | None:
         """``None`` without statistics; else what they report of themselves (``state()``)."""
@@ -180,31 +237,35 @@ class Agent:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _report(self) -> None:
-        """Tell the statistics (which upload it as the device's report) what this device serves
-        and how its last check went."""
+        """Tell the statistics (which upload it as the device's report) what this device serves,
+        how healthy it is, which release waits for its rollout step and how its last check
+        went; only when that changed."""
         report = getattr(self.statistics, "report", None)
         if not callable(report):
             return
         serving = self.server.serving
         check = self.last_check or {}
         failing = check.get("result") in ("refused", "failed", "skipped")
+        document = {
+            "model": serving.name if serving else None,
+            "version": serving.version if serving else None,
+            "release": serving.release if serving else None,
+            **self._health(),
+            "waiting": self.waiting,
+            "channel": self.reader.url,
+            "last_check": check.get("result"),
+            "update_failed": {
+                "release": check.get("release"),
+                "reason": check.get("reason"),
+            }
+            if failing
+            else None,
+        }
+        if document == self._reported:
+            return
+        self._reported = document
         try:
-            report(
-                {
-                    "model": serving.name if serving else None,
-                    "version": serving.version if serving else None,
-                    "release": serving.release if serving else None,
-                    "health": "healthy" if serving else "no model",
-                    "channel": self.reader.url,
-                    "last_check": check.get("result"),
-                    "update_failed": {
-                        "release": check.get("release"),
-                        "reason": check.get("reason"),
-                    }
-                    if failing
-                    else None,
-                }
-            )
+            report(document)
         except Exception:
             self._tick_errors += 1
             _logger.exception("statistics failed to take the device's report")
@@ -308,7 +369,7 @@ class Agent:
             self.say(f"the installed {current.folder.name} fails its health check: {exc}")
             return
         serving = Serving(
-            model,
+            _Watched(model),
             str(current.manifest["model"]),
             str(current.manifest["version"]),
             int(release.get("release", 0)),
@@ -358,6 +419,7 @@ class Agent:
                 self.check()
                 due = time.monotonic() + self.next_wait()
             self._tick()
+            self._report()  # when the health changed
             self.stopping.wait(max(0.0, min(TICK_SECONDS, due - time.monotonic())))
 
     def _tick(self) -> None:
@@ -383,28 +445,75 @@ class Agent:
 
     def _check(self, started: float) -> dict[str, Any]:
         from mlflow_steward.deployment.edge.reader import ChannelRefused, ChannelUnreachable
+        from mlflow_steward.deployment.edge.rollout import current_step, release_for
 
         try:
-            latest = self.reader.latest()
+            releases = self.reader.releases()
         except ChannelUnreachable as exc:
             return self._checked(started, "unreachable", error=str(exc))
         except ChannelRefused as exc:
             self._refusal(None, exc.reason, str(exc))
             return self._checked(started, "refused", reason=exc.reason, error=str(exc))
+        if not releases:
+            self.waiting = None
+            return self._checked(started, "empty")
+        # A staged release reaches this device at its step: until then the newest release
+        # that includes it is the one to run (the previous one, usually).
+        now = time.time()
+        chosen = release_for(self.device_id, releases, now)
+        newest = releases[-1]
+        self.waiting = None
+        if chosen is None or newest.release > chosen.release:
+            plan = newest.rollout or {}
+            self.waiting = {
+                "release": newest.release,
+                "model": newest.model,
+                "version": newest.version,
+                "step": current_step(plan, now) if plan else None,
+                "steps": plan.get("steps"),
+            }
         serving = self.server.serving
         have = serving.release if serving is not None else 0
-        if latest is None:
-            return self._checked(started, "empty")
-        if latest.release <= have:
-            return self._checked(started, "current", release=latest.release)
-        failed = self.failed.get(str(latest.release))
+        if chosen is None:
+            return self._checked(started, "waiting", release=newest.release)
+        if chosen.release <= have:
+            return self._checked(started, "current", release=chosen.release)
+        if serving is not None and self._same_bundle(serving, chosen):
+            return self._adopt(started, serving, chosen)
+        failed = self.failed.get(str(chosen.release))
         if failed is not None and (
-            failed["final"] or time.monotonic() < self._retry_at.get(str(latest.release), 0.0)
+            failed["final"] or time.monotonic() < self._retry_at.get(str(chosen.release), 0.0)
         ):
             return self._checked(
-                started, "skipped", release=latest.release, reason=failed["reason"]
+                started, "skipped", release=chosen.release, reason=failed["reason"]
             )
-        return self._update(started, latest)
+        return self._update(started, chosen)
+
+    def _same_bundle(self, serving: Serving, release: Release) -> bool:
+        """Whether ``release`` is the bundle the device serves (published again: a halted
+        rollout, a rollback to the version it runs)."""
+        if (serving.name, serving.version) != (release.model, release.version):
+            return False
+        current = self.installer.current()
+        installed = (current.release or {}) if current is not None else {}
+        return bool(release.sha256) and installed.get("sha256") == release.sha256
+
+    def _adopt(self, started: float, serving: Serving, release: Release) -> dict[str, Any]:
+        """Take ``release`` as what the device runs without installing anything: its bundle is
+        the one served (a device a halted rollout never reached stays as it is)."""
+        from mlflow_steward.deployment.edge.install import RELEASE_FILE
+
+        current = self.installer.current()
+        if current is not None:
+            write_whole(current.folder / RELEASE_FILE, json.dumps(release.to_dict()).encode())
+        adopted = Serving(serving.model, serving.name, serving.version, release.release)
+        self.server.swap(adopted)
+        self._event("adopted", **adopted.describe(), previous=serving.describe())
+        self.say(
+            f"release {release.release} is the {serving.name} v{serving.version} served: "
+            "nothing to install"
+        )
+        return self._checked(started, "adopted", release=release.release)
 
     def _update(self, started: float, release: Release) -> dict[str, Any]:
         from mlflow_steward.deployment.edge.reader import ChannelRefused, ChannelUnreachable
@@ -435,7 +544,7 @@ class Agent:
         except Exception:  # not the release's fault (a full disk): tried again next time
             self.installer.record(attempting=None)
             raise
-        new = Serving(installed.model, release.model, release.version, release.release)
+        new = Serving(_Watched(installed.model), release.model, release.version, release.release)
         previous = self.server.swap(new)
         self.installer.record(attempting=None)
         self._event("installed", **new.describe(), previous=previous and previous.describe())
@@ -456,7 +565,15 @@ class Agent:
     def _folder_of(self, serving: Serving | None) -> str | None:
         if serving is None:
             return None
+        from mlflow_steward.deployment.edge.install import RELEASE_FILE
+
         matches = sorted(self.installer.releases.glob(f"{serving.release}-v{serving.version}*"))
+        if not matches:  # an adopted release: the folder of the release first installed
+            for folder in sorted(self.installer.releases.glob(f"*-v{serving.version}*")):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    known = json.loads((folder / RELEASE_FILE).read_text())
+                    if known.get("release") == serving.release:
+                        matches.append(folder)
         return matches[-1].name if matches else None
 
     def _serves_example(self, installed: Installed) -> None:

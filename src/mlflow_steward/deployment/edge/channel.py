@@ -73,6 +73,9 @@ class Release:
     sha256: str
     #: A staged rollout's plan (:mod:`.rollout`), ``None``: every device at once.
     rollout: dict[str, Any] | None = None
+    #: Set when this release halted a staged rollout (:mod:`.rollout`): the release it
+    #: halted and why.
+    halts: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,6 +95,7 @@ def release_of(path: str, target: Any) -> Release | None:
         length=target.length,
         sha256=target.hashes.get("sha256", ""),
         rollout=custom.get("rollout"),
+        halts=custom.get("halts"),
     )
 
 
@@ -347,12 +351,17 @@ class Channel:
         self._resign(root, snapshot, timestamp, targets.signed.version)
 
     def publish(
-        self, bundle: str | os.PathLike[str], *, rollout: dict[str, Any] | None = None
+        self,
+        bundle: str | os.PathLike[str],
+        *,
+        rollout: dict[str, Any] | None = None,
+        halts: dict[str, Any] | None = None,
     ) -> Release:
         """Add ``bundle`` as the channel's newest release and re-sign (targets, snapshot,
         timestamp). Publishing a bundle that is there already makes it the newest again.
         ``rollout`` (from :func:`.rollout.parse_plan`) stages it: the plan, started now, is
-        signed with the release."""
+        signed with the release. ``halts`` (JSON without floats) records, signed, the staged
+        release this one halts (:func:`.rollout.halt`)."""
         import time
 
         from tuf.api.metadata import TargetFile
@@ -376,6 +385,7 @@ class Channel:
                     "digest": manifest["digest"],
                     "created": manifest["created"],
                     **({"rollout": {**rollout, "start": int(time.time())}} if rollout else {}),
+                    **({"halts": halts} if halts else {}),
                 }
             }
             known = targets.signed.targets.get(target_path)

@@ -125,6 +125,7 @@ def governed_publish(
                 tmp,
                 progress=progress,
                 operation="publish",
+                channel=str(target.location),
                 **({"rollout": rollout} if rollout else {}),
                 **context,
             )
@@ -152,9 +153,109 @@ def governed_publish(
             "target_kind": KIND,
             "operation": "publish",
             "requested": manifest.get("requested") or uri,
+            "channel": str(target.location),
             "production": bool(context.pop("production", False)),
             **({"rollout": rollout} if rollout else {}),
             **context,
         },
     )
     return session.governed(event, lambda: target.publish(source, rollout=rollout))
+
+
+# -- staged rollouts -----------------------------------------------------------------------------
+
+
+def read_rollout(
+    channel: str | os.PathLike[str], uploads: str | os.PathLike[str], now: float | None = None
+) -> Any:
+    """The channel's staged rollout as the devices reporting to ``uploads`` see it
+    (:class:`~.rollout.RolloutState`; ``None``: no staged rollout)."""
+    import time
+
+    from mlflow_steward.deployment.edge.channel import Channel
+    from mlflow_steward.deployment.edge.rollout import rollout_state
+    from mlflow_steward.deployment.edge.stats import read_devices
+
+    releases = Channel(channel).releases()
+    reports = read_devices(str(uploads))
+    return rollout_state(releases, reports, time.time() if now is None else now)
+
+
+def governed_halt(
+    session: Any,
+    state: Any,
+    channel: str | os.PathLike[str],
+    keys: str | os.PathLike[str] | None,
+    *,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Any:
+    """Halt the staged release of ``state`` (:class:`~.rollout.RolloutState`): publish the
+    release before it again, with no plan (every device runs it: those the rollout reached go
+    back, the others stay) and ``halts`` naming the halted release and the failures, signed in
+    its ``custom``. Governed as ``deploy`` (operation ``halt``) on the version that goes back
+    out; returns the channel's new :class:`Release`."""
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    target = Channel(channel, keys, lock_wait=lock_wait)
+    releases = target.releases()
+    previous = next(
+        (
+            r
+            for r in reversed(releases)
+            if r.release < state.release and (r.model, r.version) != (state.model, state.version)
+        ),
+        None,
+    )
+    if previous is None:
+        raise DeploymentError(
+            f"cannot halt release {state.release} ({state.model} v{state.version}): the channel "
+            "has no earlier release to go back to; nothing was published"
+        )
+    stored = target.stored(previous.model, previous.version)
+    if stored is None:
+        raise DeploymentError(f"{target.location} no longer holds {previous.path}")
+    rate = state.failure_rate
+    halts = {
+        "release": state.release,
+        "model": state.model,
+        "version": state.version,
+        "step": state.step,
+        "failed": len(state.failed),
+        "failure_rate": format(rate, ".4g") if rate is not None else None,
+        "max_failure_rate": format(state.max_failure_rate, ".4g"),
+    }
+    resolve(session, f"models:/{previous.model}/{previous.version}")
+    event = session.version_event(
+        "deploy",
+        previous.model,
+        previous.version,
+        {
+            "target": TARGET,
+            "target_kind": KIND,
+            "operation": "halt",
+            "requested": f"models:/{previous.model}/{previous.version}",
+            "channel": str(target.location),
+            "production": False,
+            "halts": {**halts, "devices": list(state.failed)},
+        },
+    )
+    with target.local_copy(stored) as path:
+        return session.governed(event, lambda: target.publish(path, halts=halts))
+
+
+def check_rollout(
+    session: Any,
+    channel: str | os.PathLike[str],
+    uploads: str | os.PathLike[str],
+    keys: str | os.PathLike[str] | None,
+    *,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+    now: float | None = None,
+) -> tuple[Any, Any]:
+    """Read the channel's staged rollout from the devices' reports; when its failure rate is
+    over the plan's threshold, halt it (:func:`governed_halt`). Returns ``(state, the halting
+    release or None)``."""
+    state = read_rollout(channel, uploads, now)
+    if state is None or state.verdict != "halt":
+        return state, None
+    return state, governed_halt(session, state, channel, keys, lock_wait=lock_wait)

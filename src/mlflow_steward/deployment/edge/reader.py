@@ -146,7 +146,7 @@ class ChannelReader:
         self.state = Path(state_dir) / "tuf"
         self.metadata_dir = self.state / "metadata"
         self.downloads = self.state / "downloads"
-        self._seen: tuple[bytes, Release | None] | None = None
+        self._seen: tuple[bytes, list[Release]] | None = None
         self._fetcher: Any = None
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         self.downloads.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,8 @@ class ChannelReader:
                 f"{what} refused: {type(exc).__name__}: {exc}", type(exc).__name__
             ) from None
 
-    def _refresh(self) -> tuple[Any, Release | None]:
-        """Refresh the trusted metadata; the updater and the channel's current release."""
+    def _refresh(self) -> tuple[Any, list[Release]]:
+        """Refresh the trusted metadata; the updater and the channel's releases, oldest first."""
         from tuf.api.metadata import Metadata, Targets
 
         updater = self._updater()
@@ -202,19 +202,25 @@ class ChannelReader:
         if self._seen is None or self._seen[0] != data:
             targets = Metadata[Targets].from_bytes(data).signed.targets
             found = [r for r in (release_of(p, t) for p, t in targets.items()) if r is not None]
-            self._seen = (data, max(found, key=lambda r: r.release, default=None))
+            self._seen = (data, sorted(found, key=lambda r: r.release))
         return updater, self._seen[1]
 
     def latest(self) -> Release | None:
         """Refresh the trusted metadata and return the channel's current release (``None`` for
         a channel with nothing published)."""
-        return self._refresh()[1]
+        found = self._refresh()[1]
+        return found[-1] if found else None
+
+    def releases(self) -> list[Release]:
+        """Refresh the trusted metadata and return every release it names, oldest first (a
+        staged rollout's device picks among them: :func:`.rollout.release_for`)."""
+        return list(self._refresh()[1])
 
     def fetch(self, release: Release | None = None) -> Fetched | None:
         """Download ``release`` (default: the current one) through the updater, verified
         against its metadata; ``None`` when the channel has nothing published."""
-        updater, current = self._refresh()
-        release = release or current
+        updater, found = self._refresh()
+        release = release or (found[-1] if found else None)
         if release is None:
             return None
         info = self._call(f"finding {release.path}", lambda: updater.get_targetinfo(release.path))

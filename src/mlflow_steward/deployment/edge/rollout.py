@@ -18,6 +18,11 @@ A device not included stays on the release it runs (:func:`release_for` picks th
 that includes it). Halting a rollout is publishing the previous version again: a release with no
 plan includes every device.
 
+The controller's side (:func:`rollout_state`): from the devices' reports, the share of the
+devices on a staged release (or that failed installing it) that fail; over the plan's
+``max_failure_rate``, the verdict is ``halt`` (:func:`~.governed.check_rollout` publishes the
+previous version again, marked ``halts`` in its signed ``custom``).
+
 Nothing here reads a clock or a file: the caller passes ``now``.
 """
 
@@ -26,7 +31,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from mlflow_steward.errors import DeploymentError
@@ -154,3 +160,111 @@ def release_for(device_id: str, releases: Iterable[R], now: float) -> R | None:
 
     ordered = sorted(releases, key=lambda r: int(custom(r)["release"]), reverse=True)
     return next((r for r in ordered if included(device_id, custom(r), now)), None)
+
+
+# -- the controller's side -----------------------------------------------------------------------
+
+#: The reasons a device gives for not installing a release that count against the release (a
+#: refused download is the channel's or the network's fault, not the release's).
+RELEASE_FAILURES = ("unhealthy", "interrupted")
+
+
+def device_outcome(report: Mapping[str, Any], release: int) -> str | None:
+    """What ``report`` (a device's report, :func:`~.stats.read_devices`) says of ``release``:
+    ``"failed"`` (it failed installing it, or it runs it and reports ``health: failing``),
+    ``"healthy"`` (it runs it and is not failing), ``None`` (it does not run it)."""
+    failed = report.get("update_failed")
+    if (
+        isinstance(failed, Mapping)
+        and failed.get("release") == release
+        and failed.get("reason") in RELEASE_FAILURES
+    ):
+        return "failed"
+    if report.get("release") == release:
+        return "failed" if report.get("health") == "failing" else "healthy"
+    return None
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """A staged release's rollout as the devices report it."""
+
+    release: int
+    model: str
+    version: str
+    steps: list[int]
+    #: The index of the current step (its share is ``steps[step]`` percent).
+    step: int
+    #: Devices that reported, and how many of them the current step includes.
+    devices: int
+    included: int
+    #: Devices running the release, and those failing on it or failing to install it.
+    on: int
+    failed: list[str]
+    max_failure_rate: float
+    #: ``failed / (on + failed installs)``; ``None`` while no device has tried the release.
+    failure_rate: float | None
+    #: ``proceeding``, ``complete`` (at its last step), ``halt`` (over the threshold: to be
+    #: halted) or ``halted`` (by release ``halted_by``).
+    verdict: str
+    halted_by: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _field(release: Any, name: str) -> Any:
+    return release.get(name) if isinstance(release, Mapping) else getattr(release, name)
+
+
+def rollout_state(
+    releases: Sequence[Any], reports: Iterable[Mapping[str, Any]], now: float
+) -> RolloutState | None:
+    """The state of the channel's staged rollout: the newest release when it has a plan, or the
+    one the newest release halted. ``releases`` are :class:`~.channel.Release` objects or their
+    dicts (any order); ``reports`` the devices' reports. ``None``: no staged rollout."""
+    ordered = sorted(releases, key=lambda r: int(_field(r, "release")))
+    if not ordered:
+        return None
+    newest = ordered[-1]
+    staged, halted_by = newest, None
+    halts = _field(newest, "halts")
+    if isinstance(halts, Mapping):
+        halted = [r for r in ordered if _field(r, "release") == halts.get("release")]
+        if not halted:
+            return None
+        staged, halted_by = halted[0], int(_field(newest, "release"))
+    plan = _field(staged, "rollout")
+    if plan is None:
+        return None
+    number = int(_field(staged, "release"))
+    custom = {"model": _field(staged, "model"), "release": number, "rollout": plan}
+    steps, _, _ = _checked(plan)
+    step = current_step(plan, now)
+    usable = [r for r in reports if "error" not in r and r.get("device")]
+    outcomes = {str(r["device"]): device_outcome(r, number) for r in usable}
+    failed = sorted(d for d, o in outcomes.items() if o == "failed")
+    tried = sum(o is not None for o in outcomes.values())
+    threshold = failure_threshold(plan)
+    rate = len(failed) / tried if tried else None
+    if halted_by is not None:
+        verdict = "halted"
+    elif rate is not None and rate > threshold:
+        verdict = "halt"
+    else:
+        verdict = "complete" if step == len(steps) - 1 else "proceeding"
+    return RolloutState(
+        release=number,
+        model=str(_field(staged, "model")),
+        version=str(_field(staged, "version")),
+        steps=[int(s) for s in steps],
+        step=step,
+        devices=len(usable),
+        included=sum(included(d, custom, now) for d in outcomes),
+        on=sum(1 for r in usable if r.get("release") == number),
+        failed=failed,
+        max_failure_rate=threshold,
+        failure_rate=rate,
+        verdict=verdict,
+        halted_by=halted_by,
+    )
