@@ -215,22 +215,47 @@ def test_check_halts_once_through_the_governed_path(world, tmp_path):
 
     governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan)
     write_reports(uploads, [report("a", 2), report("b", 1)])
-    state, halt = check_rollout(session, channel, uploads, keys)
-    assert (state.release, state.verdict, halt) == (2, "proceeding", None)
+    state, halt, step = check_rollout(session, channel, uploads, keys)
+    assert (state.release, state.verdict, halt, step) == (2, "proceeding", None, None)
 
     write_reports(uploads, [report("a", 2, "failing")])
-    state, halt = check_rollout(session, channel, uploads, keys)
+    state, halt, _ = check_rollout(session, channel, uploads, keys)
     assert (state.verdict, state.failed, state.failure_rate) == ("halt", ["a"], 1.0)
     assert (halt.version, halt.release, halt.rollout) == ("1", 3, None)
     assert (halt.halts["release"], halt.halts["failure_rate"]) == (2, "1")
     # Checked again: halted already, nothing more published.
-    state, again = check_rollout(session, channel, uploads, keys)
+    state, again, _ = check_rollout(session, channel, uploads, keys)
     assert (state.verdict, state.halted_by, again) == ("halted", 3, None)
     assert [(r.version, r.release) for r in Channel(channel).releases()] == [("2", 2), ("1", 3)]
     halts = [e for e in deploy_entries(registry, channel) if e.details["operation"] == "halt"]
     assert [(e.version, e.outcome, e.details["halts"]["release"]) for e in halts] == [
         ("1", "applied", 2)
     ]
+
+
+def test_check_records_each_step_once(world, tmp_path):
+    registry, bundles = world
+    channel, keys, uploads = tmp_path / "channel", tmp_path / "keys", tmp_path / "uploads"
+    Channel(channel, keys).init()
+    session = registry.session()
+    governed_publish(session, str(bundles["1"]), channel, keys)
+    plan = parse_plan("10%,50%,100%", "10m", "25%")
+    start = governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan).rollout[
+        "start"
+    ]
+    write_reports(uploads, [report("a", 2), report("b", 1)])
+    recorded = []
+    for now in (start + 1, start + 601, start + 700, start + 1201, start + 5000):
+        state, halt, step = check_rollout(session, channel, uploads, keys, now=now)
+        assert halt is None
+        recorded.append(step.seq if step is not None else None)
+    # A new entry when step 2 and step 3 are first seen, none at the other checks.
+    assert [seq is not None for seq in recorded] == [False, True, False, True, False]
+    steps = [e for e in deploy_entries(registry, channel) if e.details["operation"] != "publish"]
+    assert [(e.details["operation"], e.details["step"], e.details["share"], e.outcome)
+            for e in steps] == [("rollout-step", 1, 50, "observed"),
+                                ("rollout-step", 2, 100, "observed")]  # fmt: skip
+    assert state.verdict == "complete"
 
 
 # -- four agents ---------------------------------------------------------------------------------

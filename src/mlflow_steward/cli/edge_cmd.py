@@ -605,7 +605,8 @@ def rollout_check(
     lock_wait: float,
     as_json: bool,
 ) -> None:
-    """Halt the staged rollout when its failure rate is over its --max-failure-rate.
+    """Halt the staged rollout when its failure rate is over its --max-failure-rate; else
+    record in the audit log a step it reached since the last check.
 
     The failure rate is the share of the devices that run the release or failed installing it
     that report failing. Halting publishes the previous release again, with no plan and marked
@@ -615,7 +616,7 @@ def rollout_check(
     from mlflow_steward.cli.main import context_of, echo_json
     from mlflow_steward.deployment.edge.governed import check_rollout
 
-    state, halt = check_rollout(
+    state, halt, step = check_rollout(
         context_of(ctx).session(), channel, uploads, keys, lock_wait=lock_wait
     )
     if as_json:
@@ -623,6 +624,7 @@ def rollout_check(
             {
                 "rollout": state.to_dict() if state is not None else None,
                 "halted_by": halt.to_dict() if halt is not None else None,
+                "step_recorded": step.seq if step is not None else None,
             }
         )
         return
@@ -630,6 +632,8 @@ def rollout_check(
         click.echo(f"no staged rollout on {channel}")
         return
     _echo_rollout(state)
+    if step is not None:
+        click.echo(f"recorded step {state.step + 1} in the audit log (#{step.seq})")
     if halt is not None:
         click.echo(
             f"halted: published {halt.model} v{halt.version} again as release {halt.release}"

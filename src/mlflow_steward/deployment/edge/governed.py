@@ -243,6 +243,45 @@ def governed_halt(
         return session.governed(event, lambda: target.publish(path, halts=halts))
 
 
+def record_step(session: Any, state: Any, channel: str | os.PathLike[str]) -> Any:
+    """Record in the audit log that ``state``'s rollout reached its current step, once per step
+    (a ``deploy`` entry, operation ``rollout-step``, outcome ``observed``; the first step is the
+    publish's own entry). Steps advance with time, as the signed plan says, so this records
+    what happened rather than asking policies. Returns the new entry, or ``None``."""
+    from mlflow_steward.deployment.edge.channel import Channel
+    from mlflow_steward.plugins.events import Decision
+
+    if state.step == 0:
+        return None
+    location = str(Channel(channel).location)
+    seen = {
+        e.details.get("step")
+        for e in session.audit.entries(model=state.model, action="deploy")
+        if e.details.get("operation") == "rollout-step"
+        and e.details.get("channel") == location
+        and e.details.get("release") == state.release
+    }
+    if state.step in seen:
+        return None
+    event = session.version_event(
+        "deploy",
+        state.model,
+        state.version,
+        {
+            "target": TARGET,
+            "target_kind": KIND,
+            "operation": "rollout-step",
+            "channel": location,
+            "release": state.release,
+            "step": state.step,
+            "share": state.steps[state.step],
+            "failure_rate": state.failure_rate,
+            "failed": len(state.failed),
+        },
+    )
+    return session.governor.record(event, Decision(event, ()), "observed")
+
+
 def check_rollout(
     session: Any,
     channel: str | os.PathLike[str],
@@ -251,11 +290,14 @@ def check_rollout(
     *,
     lock_wait: float = DEFAULT_LOCK_WAIT,
     now: float | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, Any]:
     """Read the channel's staged rollout from the devices' reports; when its failure rate is
-    over the plan's threshold, halt it (:func:`governed_halt`). Returns ``(state, the halting
-    release or None)``."""
+    over the plan's threshold, halt it (:func:`governed_halt`), else record a step it reached
+    since the last check (:func:`record_step`). Returns ``(state, the halting release or None,
+    the step's audit entry or None)``."""
     state = read_rollout(channel, uploads, now)
-    if state is None or state.verdict != "halt":
-        return state, None
-    return state, governed_halt(session, state, channel, keys, lock_wait=lock_wait)
+    if state is None or state.verdict == "halted":
+        return state, None, None
+    if state.verdict != "halt":
+        return state, None, record_step(session, state, channel)
+    return state, governed_halt(session, state, channel, keys, lock_wait=lock_wait), None
