@@ -194,6 +194,40 @@ def test_the_failure_rate_is_over_the_devices_that_tried_the_release():
     assert rollout_state([], [], 1001) is None
 
 
+class Raising:
+    """A model that raises on a true input."""
+
+    metadata = None
+
+    def predict(self, data: Any, params: Any = None) -> int:
+        if data:
+            raise ValueError("no")
+        return 1
+
+
+def test_a_device_is_failing_when_most_of_its_last_predictions_raised():
+    from mlflow_steward.deployment.edge.agent import HEALTH_WINDOW, _Watched
+
+    watched = _Watched(Raising())
+    assert watched.health() == {"health": "healthy", "recent": {"predictions": 0, "errors": 0}}
+    for _ in range(4):  # too few to judge
+        with pytest.raises(ValueError, match="no"):
+            watched.predict(True)
+    assert watched.health()["health"] == "healthy"
+    with pytest.raises(ValueError, match="no"):
+        watched.predict(True)
+    assert watched.health() == {"health": "failing", "recent": {"predictions": 5, "errors": 5}}
+    for _ in range(5):  # half is not more than half
+        assert watched.predict(False) == 1
+    assert watched.health()["health"] == "healthy"
+    for _ in range(HEALTH_WINDOW):  # only the last predictions count
+        watched.predict(False)
+    assert watched.health() == {
+        "health": "healthy",
+        "recent": {"predictions": HEALTH_WINDOW, "errors": 0},
+    }
+
+
 def write_reports(uploads: Path, reports: list[dict[str, Any]]) -> None:
     (uploads / "devices").mkdir(parents=True, exist_ok=True)
     for r in reports:
