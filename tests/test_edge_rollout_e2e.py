@@ -24,7 +24,12 @@ import pytest
 
 from mlflow_steward.deployment.edge.bundle import build_bundle
 from mlflow_steward.deployment.edge.channel import Channel
-from mlflow_steward.deployment.edge.governed import check_rollout, governed_publish, read_rollout
+from mlflow_steward.deployment.edge.governed import (
+    check_rollout,
+    governed_halt,
+    governed_publish,
+    read_rollout,
+)
 from mlflow_steward.deployment.edge.rollout import (
     device_bucket,
     device_outcome,
@@ -260,6 +265,15 @@ def test_check_halts_once_through_the_governed_path(world, tmp_path):
     # Checked again: halted already, nothing more published.
     state, again, _ = check_rollout(session, channel, uploads, keys)
     assert (state.verdict, state.halted_by, again) == ("halted", 3, None)
+    # A second halt decided on the same reports (a concurrent check) publishes nothing.
+    stale = rollout_state(
+        [r.to_dict() for r in Channel(channel).releases() if r.release == 2],
+        [report("a", 2, "failing")],
+        time.time(),
+    )
+    assert stale.verdict == "halt"
+    with pytest.raises(DeploymentError, match="no longer the channel's newest"):
+        governed_halt(session, stale, channel, keys)
     assert [(r.version, r.release) for r in Channel(channel).releases()] == [("2", 2), ("1", 3)]
     halts = [e for e in deploy_entries(registry, channel) if e.details["operation"] == "halt"]
     assert [(e.version, e.outcome, e.details["halts"]["release"]) for e in halts] == [

@@ -198,6 +198,12 @@ def governed_halt(
 
     target = Channel(channel, keys, lock_wait=lock_wait)
     releases = target.releases()
+    if not releases or releases[-1].release != state.release:
+        # Another check halted it meanwhile, or a newer release superseded it.
+        raise DeploymentError(
+            f"release {state.release} is no longer the channel's newest (release "
+            f"{releases[-1].release if releases else None} is): nothing was published"
+        )
     previous = next(
         (
             r
