@@ -318,6 +318,7 @@ def test_disabled_builtin_is_not_registered(monkeypatch):
         "require-identity",
         "protect-aliases",
         "deploy-requires-alias",
+        "edge-bundle",
         "content-digest",
         "protect-prompt-markers",
     }

@@ -36,20 +36,49 @@ def _progress(message: str) -> None:
     help="The bundle file (ending in .tar.gz or .tgz), or else a folder for "
     "<name>-<version>.tar.gz.",
 )
+@click.option(
+    "--onnx",
+    is_flag=True,
+    help="Add the scikit-learn model converted to ONNX, with a parity check against the "
+    "original on the baseline sample (needs the edge-onnx extra).",
+)
+@click.option(
+    "--parity-tolerance",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="With --onnx: largest difference, relative to max(1, |value|), between the ONNX "
+    "model's outputs and the original's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
-def build(ctx: click.Context, model_uri: str, output: str, as_json: bool) -> None:
+def build(
+    ctx: click.Context,
+    model_uri: str,
+    output: str,
+    onnx: bool,
+    parity_tolerance: float,
+    as_json: bool,
+) -> None:
     """Build the bundle of MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION).
 
     One archive with the MLflow model, its pinned requirements, the version's content digest
     (checked against the digest recorded at registration), the input example, the baseline's
     column summaries and a manifest. Governed: policies decide `deploy` with target
-    steward-edge, kind edge, operation build, before anything is downloaded.
+    steward-edge, kind edge, operation build, with the bundle's size and ONNX facts, before
+    anything is written to OUTPUT.
     """
     from mlflow_steward.cli.main import context_of, echo_json
     from mlflow_steward.deployment.edge.governed import governed_build
 
-    built = governed_build(context_of(ctx).session(), model_uri, output, progress=_progress)
+    built = governed_build(
+        context_of(ctx).session(),
+        model_uri,
+        output,
+        progress=_progress,
+        onnx=onnx,
+        parity_tolerance=parity_tolerance,
+    )
     if as_json:
         echo_json({"path": str(built.path), **built.manifest})
         return

@@ -67,6 +67,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.content_digest", "mlflow_steward.governance.policies.content_digest"),
     ("builtin.prompt_markers", "mlflow_steward.governance.policies.prompt_markers"),
     ("builtin.deploy_requires_alias", "mlflow_steward.governance.policies.deploy_requires_alias"),
+    ("builtin.edge_bundle", "mlflow_steward.governance.policies.edge_bundle"),
     ("builtin.onprem", "mlflow_steward.deployment.onprem.plugin"),
     ("builtin.edge", "mlflow_steward.deployment.edge.plugin"),
     ("builtin.detectors", "mlflow_steward.monitoring.detectors"),

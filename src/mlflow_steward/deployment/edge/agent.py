@@ -207,6 +207,7 @@ class Agent:
             "installed": serving.describe() if serving is not None else None,
             **self._health(),
             "waiting": self.waiting,
+            "runtime": serving.runtime if serving is not None else None,
             "last_check": self.last_check,
             "last_refusal": self.last_refusal,
             "failed_releases": sorted(self.failed.values(), key=lambda f: f["release"]["release"]),

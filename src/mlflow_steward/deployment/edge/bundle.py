@@ -6,6 +6,7 @@ A bundle is a gzipped tar whose members all sit under ``bundle/``::
     bundle/model/...              the MLflow model, as the registry serves it
     bundle/requirements.txt       the model's pinned requirements
     bundle/baseline-summary.json  per-column summaries of the logged baseline (when there is one)
+    bundle/onnx/model.onnx        the scikit-learn model converted to ONNX (``--onnx``)
 
 The manifest names the model, version and alias it was built from, the version's content digest
 (``governance/digest.py``: the digest recorded at registration, checked against the downloaded
@@ -14,6 +15,10 @@ the model (the agent's health check predicts on it), the creation time and stewa
 
 A device trusts a bundle because the channel's TUF metadata names its length and hashes; the
 manifest's per-file hashes let an installer check what it unpacked, file by file.
+
+With ``onnx=True`` the model (scikit-learn only) is converted with skl2onnx (``onnx.py``) and
+its predictions checked against the original's on the baseline sample (else the input
+example); the manifest's ``onnx`` entry records the file, the opset and that parity check.
 """
 
 from __future__ import annotations
@@ -165,7 +170,7 @@ def column_summaries(data: Any) -> dict[str, Any]:
     return out
 
 
-def _baseline_summary(client: Any, mv: Any, target: str) -> dict[str, Any] | None:
+def _baseline(client: Any, mv: Any, target: str) -> Any:
     from mlflow_steward.errors import MonitoringError
     from mlflow_steward.governance.facts import model_id_of
     from mlflow_steward.monitoring.baseline import load_baseline
@@ -175,12 +180,57 @@ def _baseline_summary(client: Any, mv: Any, target: str) -> dict[str, Any] | Non
         baseline = load_baseline(client, model_id, mv.run_id, target)
     except MonitoringError:
         return None
+    return baseline
+
+
+def _baseline_summary(baseline: Any) -> dict[str, Any]:
     return {
         "source": baseline.info.get("source"),
         "rows": baseline.info.get("rows"),
         "sample_rows": baseline.info.get("sample_rows"),
         "columns": column_summaries(baseline.features),
     }
+
+
+def bundle_path(output: str | os.PathLike[str], name: str, version: str) -> Path:
+    """Where a bundle of ``name`` ``version`` built with ``-o output`` is written: ``output``
+    when it names a ``.tar.gz`` or ``.tgz`` file, else ``<name>-<version>.tar.gz`` in it."""
+    out = Path(output)
+    if out.is_dir() or not out.name.endswith((".tar.gz", ".tgz")):
+        out = out / f"{name}-{version}.tar.gz"
+    return out
+
+
+def _sample(staging: Path, model_dir: Path, baseline: Any) -> tuple[Any, str]:
+    """The rows the parity check predicts on: the baseline's, else the input example's."""
+    import pandas as pd
+
+    if baseline is not None:
+        return baseline.features, "baseline"
+    example = _input_example(model_dir)
+    if example is None:
+        raise DeploymentError(
+            "the ONNX parity check needs rows to predict on: log a baseline "
+            "(mlflow_steward.log_baseline) or an input example with the model"
+        )
+    data = json.loads((staging / example).read_text())
+    if isinstance(data, dict) and "data" in data:
+        return pd.DataFrame(data["data"], columns=data.get("columns")), "input example"
+    return pd.DataFrame(data), "input example"
+
+
+def _onnx(staging: Path, model_dir: Path, baseline: Any, tolerance: float) -> dict[str, Any]:
+    from mlflow_steward.deployment.edge import onnx
+
+    path = staging / onnx.ONNX_FILE
+    original, opset = onnx.convert(model_dir, path)
+    frame, source = _sample(staging, model_dir, baseline)
+    columns = onnx.input_columns(model_dir)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DeploymentError(f"the parity check's {source} has no column {missing}")
+    check = onnx.parity(original, path, frame, columns, tolerance)
+    return {"file": onnx.ONNX_FILE, "opset": opset, "parity": {**check, "sample": source}}
 
 
 def build_bundle(
@@ -192,12 +242,16 @@ def build_bundle(
     requested: str,
     output: str | os.PathLike[str],
     progress: Any = None,
+    onnx: bool = False,
+    parity_tolerance: float = 1e-5,
 ) -> BuiltBundle:
     """Build the bundle of registered ``name`` ``version`` (``requested`` is the URI the user
     gave, e.g. ``models:/fraud@production``) into the file ``output`` (a name ending in
     ``.tar.gz`` or ``.tgz``), or else into the folder ``output``, as
     ``<name>-<version>.tar.gz``. The file appears whole
-    (written beside it, then renamed)."""
+    (written beside it, then renamed). ``onnx``: add the model converted to ONNX, with its
+    parity check (``parity_tolerance``); a model that cannot be converted is an error and
+    nothing is written."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
@@ -206,9 +260,9 @@ def build_bundle(
 
     check_model_name(name)
     say = progress or (lambda message: None)
-    out = Path(output)
-    if out.is_dir() or not out.name.endswith((".tar.gz", ".tgz")):
-        out = out / f"{name}-{version}.tar.gz"
+    if not parity_tolerance >= 0:
+        raise DeploymentError(f"--parity-tolerance {parity_tolerance}: use a number >= 0")
+    out = bundle_path(output, name, version)
     out.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri, registry_uri)
     mv = client.get_model_version(name, version)
@@ -232,9 +286,24 @@ def build_bundle(
             )
         requirements, pinned_here, unpinned = _requirements(model_dir)
         (staging / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
-        summary = _baseline_summary(client, mv, f"models:/{name}/{version}")
+        baseline = _baseline(client, mv, f"models:/{name}/{version}")
+        summary = _baseline_summary(baseline) if baseline is not None else None
         if summary is not None:
             (staging / "baseline-summary.json").write_text(json.dumps(summary, indent=2))
+        onnx_entry = None
+        if onnx:
+            say("converting the model to ONNX")
+            try:
+                onnx_entry = _onnx(staging, model_dir, baseline, parity_tolerance)
+            except DeploymentError as exc:
+                raise DeploymentError(
+                    f"models:/{name}/{version}: no ONNX model (--onnx): {exc}"
+                ) from None
+            parity = onnx_entry["parity"]
+            say(
+                f"ONNX parity on {parity['rows']} rows of the {parity['sample']}: max abs diff "
+                f"{parity['max_abs_diff']:.3g}, {'ok' if parity['ok'] else 'FAILED'}"
+            )
         files = {
             p.relative_to(staging).as_posix(): _sha256(p)
             for p in sorted(staging.rglob("*"))
@@ -254,6 +323,7 @@ def build_bundle(
             "pinned_at_build": pinned_here,
             "unpinned_requirements": unpinned,
             "baseline": "baseline-summary.json" if summary is not None else None,
+            "onnx": onnx_entry,
             "files": files,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "steward_version": __version__,

@@ -1,6 +1,7 @@
 """Edge steps as governed actions: policies decide ``deploy`` (target ``steward-edge``, kind
-``edge``, with the operation) before anything is built or published, and the decision is
-audited."""
+``edge``, with the operation) before anything is written or published, and the decision is
+audited. A build is made in a temporary folder first, so that policies see its facts (size, ONNX
+model and parity check: :func:`bundle_facts`)."""
 
 from __future__ import annotations
 
@@ -37,42 +38,78 @@ def resolve(session: Any, model_uri: str) -> tuple[str, str]:
         raise DeploymentError(f"unknown model {model_uri!r}: {exc}") from None
 
 
+def bundle_facts(manifest: dict[str, Any], size: int) -> dict[str, Any]:
+    """What policies see of a built bundle in the ``deploy`` event's context: ``bundle_size``
+    (bytes) and ``onnx`` (``{present, parity_ok, max_abs_diff, label_agreement}``)."""
+    entry = manifest.get("onnx") or {}
+    parity = entry.get("parity") or {}
+    return {
+        "bundle_size": int(size),
+        "onnx": {
+            "present": bool(entry),
+            "parity_ok": parity.get("ok") if entry else None,
+            "max_abs_diff": parity.get("max_abs_diff"),
+            "label_agreement": parity.get("label_agreement"),
+        },
+    }
+
+
 def governed_build(
     session: Any,
     model_uri: str,
     output: str | os.PathLike[str],
     *,
     progress: Callable[[str], None] | None = None,
+    onnx: bool = False,
+    parity_tolerance: float = 1e-5,
     **context: Any,
 ) -> BuiltBundle:
-    """Build the bundle of ``model_uri`` once policies allowed ``deploy`` (operation
-    ``build``); a refusal raises :class:`~mlflow_steward.errors.PolicyDenied` and builds nothing."""
+    """Build the bundle of ``model_uri`` in a temporary folder, then ask policies ``deploy``
+    (operation ``build``) with the bundle's facts (:func:`bundle_facts`) and move it to
+    ``output`` only when they allow; a refusal raises
+    :class:`~mlflow_steward.errors.PolicyDenied` and writes nothing."""
+    import shutil
+    import tempfile
+
+    from mlflow_steward.deployment.edge.bundle import bundle_path
+
     name, version = resolve(session, model_uri)
-    event = session.version_event(
-        "deploy",
-        name,
-        version,
-        {
-            "target": TARGET,
-            "target_kind": KIND,
-            "operation": context.pop("operation", "build"),
-            "requested": model_uri,
-            "production": bool(context.pop("production", False)),
-            **context,
-        },
-    )
-    return session.governed(
-        event,
-        lambda: build_bundle(
+    with tempfile.TemporaryDirectory(prefix="steward-edge-build-") as tmp:
+        staged = build_bundle(
             tracking_uri=session.tracking_uri,
             registry_uri=session.registry_uri,
             name=name,
             version=version,
             requested=model_uri,
-            output=output,
+            output=tmp,
             progress=progress,
-        ),
-    )
+            onnx=onnx,
+            parity_tolerance=parity_tolerance,
+        )
+        event = session.version_event(
+            "deploy",
+            name,
+            version,
+            {
+                "target": TARGET,
+                "target_kind": KIND,
+                "operation": context.pop("operation", "build"),
+                "requested": model_uri,
+                "production": bool(context.pop("production", False)),
+                **bundle_facts(staged.manifest, staged.path.stat().st_size),
+                **context,
+            },
+        )
+        out = bundle_path(output, name, version)
+
+        def write() -> BuiltBundle:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_name(f".{out.name}.partial")
+            shutil.copyfile(staged.path, partial)
+            os.replace(partial, out)
+            return BuiltBundle(out, staged.manifest)
+
+        return session.governed(event, write)
 
 
 def governed_publish(
@@ -118,6 +155,7 @@ def governed_publish(
                     rollout=rollout,
                     **context,
                 )
+        staging: dict[str, Any] = {**({"rollout": rollout} if rollout else {}), **context}
         with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
             built = governed_build(
                 session,
@@ -126,8 +164,7 @@ def governed_publish(
                 progress=progress,
                 operation="publish",
                 channel=str(target.location),
-                **({"rollout": rollout} if rollout else {}),
-                **context,
+                **staging,
             )
             return target.publish(built.path, rollout=rollout)
     manifest = read_manifest(source)
@@ -155,6 +192,7 @@ def governed_publish(
             "requested": manifest.get("requested") or uri,
             "channel": str(target.location),
             "production": bool(context.pop("production", False)),
+            **bundle_facts(manifest, os.path.getsize(source)),
             **({"rollout": rollout} if rollout else {}),
             **context,
         },

@@ -69,8 +69,13 @@ def health_check(installed: Installed) -> Any:
     import mlflow.pyfunc
     import pandas as pd
 
+    from mlflow_steward.deployment.edge import onnx
+
     try:
         model = mlflow.pyfunc.load_model(str(installed.model_dir))
+        # ONNX Runtime serves when the bundle has a checked ONNX model and it is installed;
+        # the example below is predicted by whichever serves.
+        model = onnx.load(installed.folder, installed.manifest)[0] or model
     except Exception as exc:
         raise DeploymentError(f"the model does not load: {type(exc).__name__}: {exc}") from None
     example = installed.manifest.get("input_example")

@@ -50,6 +50,11 @@ class Serving:
         """``NAME/VERSION``, as the statistics file what this model answered."""
         return f"{self.name}/{self.version}"
 
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime`` for a bundle's ONNX model, else ``pyfunc``."""
+        return str(getattr(self.model, "runtime", "pyfunc"))
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "version": self.version, "release": self.release}
 

@@ -14,6 +14,7 @@ DECIDE_ON_THE_CALLING_THREAD = frozenset(
         "require-identity",
         "protect-aliases",
         "deploy-requires-alias",
+        "edge-bundle",
         "protect-prompt-markers",
         "content-digest",
     }
