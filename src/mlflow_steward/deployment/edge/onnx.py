@@ -189,7 +189,10 @@ class OnnxModel:
                 f"{', '.join(self.columns)})",
                 error_code=INVALID_PARAMETER_VALUE,
             )
-        matrix = frame[self.columns].to_numpy(np.float32)
+        # Selecting columns costs ~200 us, 20x the session's run on one row: skipped when the
+        # frame has the signature's columns in order (what MLflow's decoding gives).
+        ordered = frame if frame.columns.tolist() == self.columns else frame[self.columns]
+        matrix = ordered.to_numpy(np.float32)
         out = self._session.run([self._output], {INPUT: matrix})[0]
         return np.asarray(out).ravel() if out.ndim == 2 and out.shape[1] == 1 else out
 
