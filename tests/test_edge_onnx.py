@@ -267,3 +267,33 @@ def test_an_agent_serves_the_onnx_bundle_with_onnx_runtime(built, tmp_path):
         assert code == 400
         assert "the input has no column 'x1', 'x2'" in body["message"]
         assert requests.get(f"{agent.url}/ping", timeout=10).status_code == 200
+
+
+def test_publishing_a_bundle_file_is_decided_on_its_facts(registry, built, tmp_path):
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    channel, keys = tmp_path / "channel", tmp_path / "keys"
+    Channel(channel, keys).init()
+    plain = tmp_path / "plain.tar.gz"
+    _steward(registry, "edge", "build", "models:/beacon/1", "-o", str(plain))
+    config = _policy(tmp_path, "{require_onnx: true}")
+    publish = ("edge", "publish", "--channel", str(channel), "--keys", str(keys))
+    proc = _steward(registry, *publish, str(plain), config=config, check=False)
+    assert proc.returncode != 0
+    assert "[edge-bundle] the bundle has no ONNX model" in proc.stderr
+    assert Channel(channel, keys).releases() == []
+    _steward(registry, *publish, built["path"], config=config)
+    assert [r.version for r in Channel(channel, keys).releases()] == ["1"]
+
+
+def test_the_health_check_runs_on_the_onnx_model(built, tmp_path):
+    from mlflow_steward.deployment.edge.install import Installed, health_check
+    from mlflow_steward.deployment.edge.onnx import OnnxModel
+
+    manifest = unpack(built["path"], tmp_path / "u")
+    installed = Installed(tmp_path / "u", manifest)
+    assert isinstance(health_check(installed), OnnxModel)
+    # An ONNX model that does not load fails the install's health check.
+    (tmp_path / "u" / "bundle" / "onnx" / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(DeploymentError, match="the model does not load"):
+        health_check(installed)
