@@ -35,7 +35,6 @@ def _s3(spec: Any, context: Any) -> Any:
     ``since``). boto3 finds credentials as usual; ``MLFLOW_S3_ENDPOINT_URL`` (MLflow's setting)
     or ``AWS_ENDPOINT_URL`` points it at another endpoint (MinIO, moto)."""
     import io
-    import os
     from datetime import UTC, datetime
     from pathlib import PurePosixPath
 
@@ -45,16 +44,17 @@ def _s3(spec: Any, context: Any) -> Any:
 
     if not isinstance(spec, str) or not spec.startswith("s3://"):
         raise MonitoringError(f"s3: expected s3://bucket/prefix, got {spec!r}")
+    from mlflow_steward import s3
+
     try:
-        import boto3
         from botocore.exceptions import BotoCoreError, ClientError
+
+        client = s3.client()
     except ImportError:
         raise MonitoringError(
             "the s3 data source needs boto3: pip install 'mlflow-steward[s3]'"
         ) from None
     bucket, _, prefix = spec.removeprefix("s3://").partition("/")
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    client = boto3.client("s3", endpoint_url=endpoint or None)
     frames = []
     try:
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

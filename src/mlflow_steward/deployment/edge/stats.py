@@ -152,18 +152,11 @@ class _S3:
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from mlflow_steward import s3
 
-            endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get(
-                "AWS_ENDPOINT_URL"
-            )
             # Short timeouts, one retry: an agent's loop must not hang on a dead network (the
             # window stays spooled and is tried again later).
-            config = Config(
-                connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}
-            )
-            self._client = boto3.client("s3", endpoint_url=endpoint or None, config=config)
+            self._client = s3.client(connect_timeout=3, read_timeout=10, attempts=2)
         return self._client
 
     def put(self, key: str, data: bytes) -> None:

@@ -202,14 +202,12 @@ def s3_client() -> Any:
     """A boto3 S3 client: the endpoint from ``MLFLOW_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL``
     (else AWS), credentials as boto3 finds them; short timeouts and few retries, so an
     unreachable endpoint fails in seconds."""
+    from mlflow_steward import s3
+
     try:
-        import boto3
-        from botocore.config import Config
+        return s3.client(connect_timeout=5, read_timeout=30, attempts=2)
     except ImportError:
         raise DeploymentError(f"S3 channels need boto3: {S3_HINT}") from None
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
-    return boto3.client("s3", endpoint_url=endpoint or None, config=config)
 
 
 def s3_error_code(exc: BaseException) -> str | None:
