@@ -285,12 +285,11 @@ def judge_sketches(
     ones that can judge from sketches."""
     from mlflow_steward.monitoring.detectors import BUILTIN, DEFAULT_THRESHOLDS
     from mlflow_steward.monitoring.verdict import (
-        DRIFT,
-        HEALTHY,
         INSUFFICIENT,
         INVALID,
         ColumnFinding,
         Verdict,
+        combine,
         detector_options,
     )
 
@@ -369,11 +368,7 @@ def judge_sketches(
                 r.note or "from sketches",
             )
     findings = [found[name] for name in reference]
-    weight = dict(weights or {})
-    total = sum(weight.get(f.column, 1.0) for f in findings)
-    drifted = [f.column for f in findings if f.drifted]
-    share = sum(weight.get(c, 1.0) for c in drifted) / total if total else 0.0
-    status = DRIFT if drifted and share >= drift_share else HEALTHY
+    status, drifted, share = combine(findings, weights, drift_share)
     return Verdict(status, findings, drifted, share, quality, settings)
 
 

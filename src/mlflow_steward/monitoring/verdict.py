@@ -93,6 +93,19 @@ def _pick(
     return "chi-square" if n_current < large_sample else "jensen-shannon"
 
 
+def combine(
+    judged: list[ColumnFinding], weights: Mapping[str, float] | None, drift_share: float
+) -> tuple[str, list[str], float]:
+    """The verdict's status, drifted columns and weighted drifted share from the judged columns'
+    findings (from rows or from sketches): drift when the drifted columns' share of the weight
+    reaches ``drift_share``."""
+    weight = dict(weights or {})
+    total = sum(weight.get(f.column, 1.0) for f in judged)
+    drifted = [f.column for f in judged if f.drifted]
+    share = sum(weight.get(c, 1.0) for c in drifted) / total if total else 0.0
+    return (DRIFT if drifted and share >= drift_share else HEALTHY), drifted, share
+
+
 def detector_options(
     detector: Detector,
     chosen: str,
@@ -287,9 +300,5 @@ def judge(
         return Verdict(INVALID, ordered, [], 0.0, quality, settings)
     if not judged:
         return Verdict(INSUFFICIENT, ordered, [], 0.0, quality, settings)
-    weight = dict(weights or {})
-    total = sum(weight.get(f.column, 1.0) for f in judged)
-    drifted = [f.column for f in judged if f.drifted]
-    share = sum(weight.get(c, 1.0) for c in drifted) / total if total else 0.0
-    status = DRIFT if drifted and share >= drift_share else HEALTHY
+    status, drifted, share = combine(judged, weights, drift_share)
     return Verdict(status, ordered, drifted, share, quality, settings)
