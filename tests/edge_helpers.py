@@ -147,3 +147,20 @@ def shared_edge_registry(tmp_path_factory) -> EdgeRegistry:
     registry = build_edge_registry(root)
     ready.touch()
     return registry
+
+
+def beacon_bundles(registry: EdgeRegistry, root: Path) -> dict[str, Path]:
+    """Bundles of beacon v1 and v2 from ``registry``, built into ``root``."""
+    from mlflow_steward.deployment.edge.bundle import build_bundle
+
+    return {
+        version: build_bundle(
+            tracking_uri=registry.db_uri,
+            registry_uri=registry.db_uri,
+            name="beacon",
+            version=version,
+            requested=f"models:/beacon/{version}",
+            output=root / f"beacon-{version}.tar.gz",
+        ).path
+        for version in ("1", "2")
+    }

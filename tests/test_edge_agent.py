@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from mlflow_steward.deployment.edge.bundle import build_bundle, unpack
+from mlflow_steward.deployment.edge.bundle import unpack
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.errors import DeploymentError
@@ -39,7 +39,7 @@ from tests.edge_agent_helpers import (
     utc_now,
     with_broken_example,
 )
-from tests.edge_helpers import COLUMNS, shared_edge_registry, static_server
+from tests.edge_helpers import COLUMNS, beacon_bundles, shared_edge_registry, static_server
 
 pytestmark = pytest.mark.slow
 
@@ -53,17 +53,9 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("edge-agent")
     registry = shared_edge_registry(tmp_path_factory)
-    bundles = {}
+    bundles = beacon_bundles(registry, root)
     expected = {}
     for version in ("1", "2"):
-        bundles[version] = build_bundle(
-            tracking_uri=registry.db_uri,
-            registry_uri=registry.db_uri,
-            name="beacon",
-            version=version,
-            requested=f"models:/beacon/{version}",
-            output=root / f"beacon-{version}.tar.gz",
-        ).path
         unpack(bundles[version], root / f"unpacked-{version}")
         model = mlflow.pyfunc.load_model(str(root / f"unpacked-{version}" / "bundle" / "model"))
         expected[version] = [int(p) for p in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_steward.deployment.edge.bundle import build_bundle
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.edge.reader import ChannelReader, ChannelRefused
-from tests.edge_helpers import shared_edge_registry, static_server
+from tests.edge_helpers import beacon_bundles, shared_edge_registry, static_server
 
 BIN = Path(sys.executable).parent
 
@@ -27,16 +26,7 @@ BIN = Path(sys.executable).parent
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge-channel")
     registry = shared_edge_registry(tmp_path_factory)
-    bundles = {}
-    for version in ("1", "2"):
-        bundles[version] = build_bundle(
-            tracking_uri=registry.db_uri,
-            registry_uri=registry.db_uri,
-            name="beacon",
-            version=version,
-            requested=f"models:/beacon/{version}",
-            output=root / f"beacon-{version}.tar.gz",
-        ).path
+    bundles = beacon_bundles(registry, root)
     return registry, bundles
 
 

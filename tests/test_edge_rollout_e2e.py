@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from mlflow_steward.deployment.edge.bundle import build_bundle
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.edge.governed import (
     check_rollout,
@@ -38,7 +37,7 @@ from mlflow_steward.deployment.edge.rollout import (
 )
 from mlflow_steward.errors import DeploymentError
 from tests.edge_agent_helpers import BIN, AgentProcess, agents
-from tests.edge_helpers import COLUMNS, EXAMPLE, shared_edge_registry
+from tests.edge_helpers import COLUMNS, EXAMPLE, beacon_bundles, shared_edge_registry
 
 #: Raises on rows with x1 > 1 (tests.edge_agent_helpers.ROWS has one), else predicts x0 <= 0.
 FRAGILE_MODEL = textwrap.dedent(
@@ -108,17 +107,7 @@ def world(tmp_path_factory):
     """The shared registry; bundles of v1 and v2 and a fragile v2."""
     root = tmp_path_factory.mktemp("edge-rollout")
     registry = shared_edge_registry(tmp_path_factory)
-    bundles = {
-        version: build_bundle(
-            tracking_uri=registry.db_uri,
-            registry_uri=registry.db_uri,
-            name="beacon",
-            version=version,
-            requested=f"models:/beacon/{version}",
-            output=root / f"beacon-{version}.tar.gz",
-        ).path
-        for version in ("1", "2")
-    }
+    bundles = beacon_bundles(registry, root)
     bundles["fragile"] = fragile_bundle(bundles["2"], root / "beacon-2-fragile.tar.gz", root)
     return registry, bundles
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_steward.deployment.edge.bundle import build_bundle
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.edge.reader import (
     ChannelReader,
@@ -27,7 +26,7 @@ from mlflow_steward.deployment.edge.reader import (
 from mlflow_steward.deployment.edge.storage import ChannelLocked
 from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.errors import DeploymentError
-from tests.edge_helpers import shared_edge_registry
+from tests.edge_helpers import beacon_bundles, shared_edge_registry
 
 BIN = Path(sys.executable).parent
 BUCKET = "edge-channels"
@@ -67,17 +66,7 @@ def s3():
 def world(s3, tmp_path_factory):
     root = tmp_path_factory.mktemp("edge-s3")
     registry = shared_edge_registry(tmp_path_factory)
-    bundles = {
-        version: build_bundle(
-            tracking_uri=registry.db_uri,
-            registry_uri=registry.db_uri,
-            name="beacon",
-            version=version,
-            requested=f"models:/beacon/{version}",
-            output=root / f"beacon-{version}.tar.gz",
-        ).path
-        for version in ("1", "2")
-    }
+    bundles = beacon_bundles(registry, root)
     return registry, bundles
 
 
