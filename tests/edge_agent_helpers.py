@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,7 +48,7 @@ class AgentProcess:
         *,
         group: str | None = None,
         interval: str = "1s",
-        uploads: Path | None = None,
+        uploads: Path | str | None = None,
     ) -> None:
         self.channel, self.trusted_root, self.state = channel, trusted_root, state
         self.group, self.interval, self.uploads = group, interval, uploads
@@ -189,6 +190,111 @@ def utc_now() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# -- what the agents answer --------------------------------------------------------------------
+
+#: One client's answers: ``(HTTP status or 0 for no answer, predictions, version that answered)``.
+Answers = dict[tuple[str | None, int], list[tuple[int, Any, str | None]]]
+
+
+def own_predictions(bundles: dict[str, Path], root: Path) -> dict[str, list[int]]:
+    """Each of v1's and v2's own predictions on ROWS: its model loaded from its bundle, in this
+    process (not through an agent)."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from mlflow_steward.deployment.edge.bundle import unpack
+
+    expected = {}
+    for version in ("1", "2"):
+        unpack(bundles[version], root / f"unpacked-{version}")
+        model = mlflow.pyfunc.load_model(str(root / f"unpacked-{version}" / "bundle" / "model"))
+        expected[version] = [int(p) for p in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
+    assert expected["1"] != expected["2"]
+    return expected
+
+
+def switch_under_load(both: tuple[AgentProcess, ...], publish: Callable[[], None]) -> Answers:
+    """Two client threads per agent send ROWS without pause while ``publish()`` publishes v2;
+    once every agent serves v2 (and a second more), the clients stop. Each client's answers, in
+    the order it got them."""
+    answers: Answers = {}
+    stop = threading.Event()
+
+    def client(agent: AgentProcess, n: int) -> None:
+        mine = answers.setdefault((agent.group, n), [])
+        with requests.Session() as http:
+            while not stop.is_set():
+                try:
+                    resp = http.post(f"{agent.url}/invocations", json=split_payload(), timeout=30)
+                    body = resp.json().get("predictions")
+                    version = resp.headers.get("X-Steward-Model-Version")
+                    mine.append((resp.status_code, body, version))
+                except requests.RequestException as exc:
+                    mine.append((0, repr(exc), None))
+
+    clients = [threading.Thread(target=client, args=(a, n)) for a in both for n in range(2)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(1)
+        publish()
+        for agent in both:
+            agent.wait_serving("2")
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+    assert len(answers) == 2 * len(both)
+    return answers
+
+
+def assert_switched_once(answers: Answers, expected: dict[str, list[int]]) -> None:
+    """No request failed, each answer is the answering version's own predictions, and each
+    client's answers went from v1 to v2 once, never back."""
+    for who, got in answers.items():
+        failed = [a for a in got if a[0] != 200]
+        assert failed == [], (who, failed[:5])
+        assert all(body == expected[v] for _, body, v in got)
+        versions = [v for _, _, v in got]
+        switch = versions.index("2")
+        assert switch > 0
+        assert set(versions[:switch]) == {"1"}
+        assert set(versions[switch:]) == {"2"}
+
+
+def rows_sent(answers: Answers, before: dict[str | None, int]) -> dict[str, dict[str, int]]:
+    """The rows each group's agent answered per version: ``before`` (rows answered by v1 before
+    the clients started) and the clients' requests of len(ROWS) rows each."""
+    sent = {str(group): {"1": rows, "2": 0} for group, rows in before.items()}
+    for (group, _n), got in answers.items():
+        for _, _, version in got:
+            sent[str(group)][str(version)] += len(ROWS)
+    return sent
+
+
+def assert_statistics_arrive(uploads: str, sent: dict[str, dict[str, int]]) -> None:
+    """The rows uploaded to ``uploads`` per group and version become ``sent`` (windows close and
+    upload in the agents' loop: none lost, none twice), and each device reports v2 healthy."""
+    from mlflow_steward.deployment.edge.stats import read_devices, read_uploads
+
+    def counted() -> dict[str, dict[str, int]]:
+        return {
+            group: {
+                version: read_uploads(uploads, "beacon", version, group=group).rows
+                for version in versions
+            }
+            for group, versions in sent.items()
+        }
+
+    deadline = time.monotonic() + 60
+    while counted() != sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert counted() == sent
+    reports = [(d["group"], d["model"], d["version"], d["health"]) for d in read_devices(uploads)]
+    assert reports == [(group, "beacon", "2", "healthy") for group in sorted(sent)]
 
 
 # -- changing a channel under running agents ---------------------------------------------------

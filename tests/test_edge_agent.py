@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import requests
 
-from mlflow_steward.deployment.edge.bundle import unpack
 from mlflow_steward.deployment.edge.channel import Channel
 from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.errors import DeploymentError
@@ -32,10 +31,15 @@ from tests.edge_agent_helpers import (
     ROWS,
     AgentProcess,
     agents,
+    assert_statistics_arrive,
+    assert_switched_once,
+    own_predictions,
+    rows_sent,
     sign_targets_with,
     split_payload,
     staged,
     stored_bundle,
+    switch_under_load,
     utc_now,
     with_broken_example,
 )
@@ -48,18 +52,10 @@ pytestmark = pytest.mark.slow
 def world(tmp_path_factory):
     """Bundles of v1 and v2, an unhealthy bundle of v2, and each version's own predictions on
     ROWS (its model loaded from the bundle, in this process)."""
-    import mlflow.pyfunc
-    import pandas as pd
-
     root = tmp_path_factory.mktemp("edge-agent")
     registry = shared_edge_registry(tmp_path_factory)
     bundles = beacon_bundles(registry, root)
-    expected = {}
-    for version in ("1", "2"):
-        unpack(bundles[version], root / f"unpacked-{version}")
-        model = mlflow.pyfunc.load_model(str(root / f"unpacked-{version}" / "bundle" / "model"))
-        expected[version] = [int(p) for p in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
-    assert expected["1"] != expected["2"]
+    expected = own_predictions(bundles, root)
     bundles["unhealthy"] = with_broken_example(bundles["2"], root / "beacon-2-unhealthy.tar.gz")
     return root, bundles, expected
 
@@ -126,55 +122,13 @@ def test_two_agents_install_serve_and_switch_without_a_failed_request(world, tmp
 
         # v2 published while clients keep both agents busy: every request answered, by v1
         # until the switch and by v2 after it, each with its own predictions.
-        answers: dict[tuple[str, int], list[tuple[int, Any, str | None]]] = {}
-        stop = threading.Event()
-
-        def client(agent: AgentProcess, n: int) -> None:
-            mine = answers.setdefault((agent.group, n), [])
-            with requests.Session() as http:
-                while not stop.is_set():
-                    try:
-                        resp = http.post(
-                            f"{agent.url}/invocations", json=split_payload(), timeout=30
-                        )
-                        body = resp.json().get("predictions")
-                        version = resp.headers.get("X-Steward-Model-Version")
-                        mine.append((resp.status_code, body, version))
-                    except requests.RequestException as exc:
-                        mine.append((0, repr(exc), None))
-
-        clients = [threading.Thread(target=client, args=(a, n)) for a in both for n in range(2)]
-        for thread in clients:
-            thread.start()
-        try:
-            time.sleep(1)
-            Channel(channel, keys).publish(bundles["2"])
-            for agent in both:
-                agent.wait_serving("2")
-            time.sleep(1)
-        finally:
-            stop.set()
-            for thread in clients:
-                thread.join(60)
-        assert len(answers) == 4
-        for who, got in answers.items():
-            failed = [a for a in got if a[0] != 200]
-            assert failed == [], (who, failed[:5])
-            assert all(body == expected[v] for _, body, v in got)
-            # Each client's requests follow one another: v1 until the switch, v2 after it.
-            versions = [v for _, _, v in got]
-            switch = versions.index("2")
-            assert switch > 0
-            assert set(versions[:switch]) == {"1"}
-            assert set(versions[switch:]) == {"2"}
+        answers = switch_under_load(both, lambda: Channel(channel, keys).publish(bundles["2"]))
+        assert_switched_once(answers, expected)
 
         # The statistics: every row each agent answered (the first part's five requests of
         # four rows, then the clients'), under the version that answered it, uploaded once.
-        sent = {a.group: {"1": 5 * len(ROWS), "2": 0} for a in both}
-        for (group, _n), got in answers.items():
-            for _, _, version in got:
-                sent[group][version] += len(ROWS)
-        assert_statistics_arrive(uploads, sent)
+        before = {a.group: 5 * len(ROWS) for a in both}
+        assert_statistics_arrive(str(uploads), rows_sent(answers, before))
 
         events = [e["event"] for e in both[0].events()]
         assert events[:1] == ["started"]
@@ -186,30 +140,6 @@ def test_two_agents_install_serve_and_switch_without_a_failed_request(world, tmp
             "1-v1",
             "2-v2",
         ]
-
-
-def assert_statistics_arrive(uploads: Path, sent: dict[str, dict[str, int]]) -> None:
-    """The rows uploaded per group and version become ``sent`` (windows close and upload in
-    the agents' loop), and each device reports the version it serves."""
-    from mlflow_steward.deployment.edge.stats import read_devices, read_uploads
-
-    def counted() -> dict[str, dict[str, int]]:
-        return {
-            group: {
-                version: read_uploads(str(uploads), "beacon", version, group=group).rows
-                for version in versions
-            }
-            for group, versions in sent.items()
-        }
-
-    deadline = time.monotonic() + 60
-    while counted() != sent and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert counted() == sent
-    reports = [
-        (d["group"], d["model"], d["version"], d["health"]) for d in read_devices(str(uploads))
-    ]
-    assert reports == [(group, "beacon", "2", "healthy") for group in sorted(sent)]
 
 
 # -- attacks: each in its own channel and agent, side by side -------------------------------------

@@ -1,8 +1,9 @@
 """Channels on an S3 prefix, against moto's threaded S3 server over HTTP on 127.0.0.1 (one per
 module): `steward edge channel init/show/unlock`, `publish`, `keys rotate`, a device's
 `steward edge pull` and ChannelReader through boto3 and over plain HTTP (a public bucket), the
-attacks refused, the publishers' lock, keys from the environment, and `mlflow deployments
-create -t steward-edge:s3://...`."""
+attacks refused, the publishers' lock, keys from the environment, `mlflow deployments
+create -t steward-edge:s3://...`, and two `steward edge agent` processes on an S3 channel
+uploading their statistics to s3://."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ from mlflow_steward.deployment.edge.reader import (
 from mlflow_steward.deployment.edge.storage import ChannelLocked
 from mlflow_steward.deployment.onprem.ports import free_port
 from mlflow_steward.errors import DeploymentError
+from tests.edge_agent_helpers import (
+    ROWS,
+    AgentProcess,
+    agents,
+    assert_statistics_arrive,
+    assert_switched_once,
+    own_predictions,
+    rows_sent,
+    switch_under_load,
+)
 from tests.edge_helpers import beacon_bundles, shared_edge_registry
 
 BIN = Path(sys.executable).parent
@@ -629,3 +640,47 @@ def test_without_boto3_the_extra_is_named(monkeypatch, tmp_path):
     with pytest.raises(DeploymentError, match="need boto3"):
         Channel(f"s3://{BUCKET}/x", tmp_path).init()
     assert not tmp_path.joinpath("root-1.pem").exists()
+
+
+# -- two agents on an S3 channel ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_agents_on_an_s3_channel_install_switch_and_upload_once(s3, world, tmp_path):
+    """Two real `steward edge agent --channel s3://...` processes (separate state folders, boto3
+    pointed at moto by MLFLOW_S3_ENDPOINT_URL as a device would be) install v1 and answer the
+    model's own predictions; v2 replaces it under client load with no failed request and each
+    client switching once; every row they answered arrives in the s3:// uploads once, and the
+    devices report v2 healthy there."""
+    client, _ = s3
+    _, bundles = world
+    expected = own_predictions(bundles, tmp_path)
+    uri, uploads, keys = fresh_uri("agents"), fresh_uri("uploads"), tmp_path / "keys"
+    Channel(uri, keys).init()
+    trusted = tmp_path / "trusted-root.json"
+    trusted.write_bytes(Channel(uri).storage.read("metadata/1.root.json"))
+    with agents(
+        AgentProcess(uri, trusted, tmp_path / "north", group="north", uploads=uploads),
+        AgentProcess(uri, trusted, tmp_path / "south", group="south", uploads=uploads),
+    ) as both:
+        for agent in both:  # reading the empty channel through boto3
+            status = agent.wait_for("checked", lambda s: s.get("last_check") is not None)
+            assert (status["last_check"]["result"], status["channel"]) == ("empty", uri)
+        Channel(uri, keys).publish(bundles["1"])
+        for agent in both:
+            assert agent.wait_serving("1")["installed"] == {
+                "model": "beacon",
+                "version": "1",
+                "release": 1,
+            }
+            assert agent.predict() == (200, expected["1"], "1")
+
+        answers = switch_under_load(both, lambda: Channel(uri, keys).publish(bundles["2"]))
+        assert_switched_once(answers, expected)
+        assert_statistics_arrive(uploads, rows_sent(answers, {a.group: len(ROWS) for a in both}))
+        for agent in both:
+            statistics = agent.status()["statistics"]
+            assert (statistics["dropped"], statistics["last_error"]) == (0, None), statistics
+        # The devices only read the channel: nothing of theirs was written under it.
+        assert not [k for k in keys_in(client, uri) if not k.startswith(("metadata/", "targets/"))
+                    and k != "steward-channel.json"]  # fmt: skip
