@@ -442,3 +442,103 @@ def test_a_failing_staged_release_is_halted_and_rolled_back(world, tmp_path):
     assert log.returncode == 0, log.stderr
     shown = [e for e in json.loads(log.stdout) if e["details"].get("channel") == str(channel)]
     assert [e["details"]["operation"] for e in shown] == ["publish", "publish", "halt"]
+
+
+# -- rollout watch: the check on a schedule ------------------------------------------------------
+
+
+def test_watch_halts_a_failing_rollout_once_survives_an_outage_and_stops_on_sigterm(
+    world, tmp_path
+):
+    """`steward edge rollout watch --every 0.5s` as a real process, on devices' reports written
+    as agents upload them: it logs each check, logs an unreachable channel as one line and goes
+    on, halts the rollout once its reports say failing (one `halt` on the audit log, while the
+    process keeps checking and reporting it halted), and stops cleanly on SIGTERM."""
+    import signal
+
+    registry, bundles = world
+    channel, keys, uploads = tmp_path / "channel", tmp_path / "keys", tmp_path / "uploads"
+    Channel(channel, keys).init()
+    session = registry.session()
+    governed_publish(session, str(bundles["1"]), channel, keys)
+    plan = parse_plan("50%,100%", "10m", "25%")
+    governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan)
+    write_reports(uploads, [report("a", 2), report("b", 1)])
+    out, err = tmp_path / "watch.out", tmp_path / "watch.err"
+    argv = [BIN / "steward", "edge", "rollout", "watch", "--channel", channel]
+    argv += ["--uploads", uploads, "--keys", keys, "--every", "0.5s"]
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [*map(str, argv)], env=registry.env(), cwd=registry.root, stdout=stdout, stderr=stderr
+        )
+    try:
+
+        def lines(path: Path, text: str) -> list[str]:
+            assert proc.poll() is None, (proc.returncode, out.read_text(), err.read_text())
+            return [line for line in path.read_text().splitlines() if text in line]
+
+        wait("a check logged", lambda: lines(out, "): proceeding"), timeout=90)
+        # The channel gone for a while: each check says why in one line, the watch goes on.
+        channel.rename(tmp_path / "away")
+        failure = wait("a failed check logged", lambda: lines(err, "check failed:"))[0]
+        assert str(channel) in failure
+        assert "Traceback" not in err.read_text()
+        (tmp_path / "away").rename(channel)
+        seen = len(lines(out, "): proceeding"))
+        wait("checked again", lambda: len(lines(out, "): proceeding")) > seen)
+
+        # Device a (the rollout reached it) reports failing: halted once, watched on.
+        write_reports(uploads, [report("a", 2, "failing"), report("b", 1)])
+        halted = wait("halted", lambda: lines(out, "halted: published beacon v1 again"))
+        assert halted[0].endswith("as release 3")
+        wait("checked twice since", lambda: len(lines(out, "): halted by release 3")) >= 2)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, err.read_text()
+    assert out.read_text().splitlines()[-1].endswith(" stopped")
+    halts = [e for e in deploy_entries(registry, channel) if e.details["operation"] == "halt"]
+    assert [(e.version, e.outcome, e.details["halts"]["release"]) for e in halts] == [
+        ("1", "applied", 2)
+    ]
+    assert [(r.version, r.release) for r in Channel(channel).releases()][-1] == ("1", 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--every", "soon"], "'soon' is not a duration"),
+        (["--every", "0s"], "the interval must be more than 0"),
+        (["--every", "1s", "--max-runs", "0"], "--max-runs"),
+        (["--every", "1s", "--uploads", "ftp://host/x"], "scheme ftp:// is not supported"),
+    ],
+)
+def test_watch_refuses_bad_options_in_one_line(world, tmp_path, args, message):
+    registry, _ = world
+    channel = tmp_path / "channel"
+    Channel(channel, tmp_path / "keys").init()
+    uploads = ["--uploads", str(tmp_path / "uploads")] if "--uploads" not in args else []
+    proc = steward(registry, "edge", "rollout", "watch", "--channel", channel, *uploads, *args)
+    assert proc.returncode == 2, proc.stdout
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_watch_with_max_runs_exits_with_the_last_checks_outcome(world, tmp_path):
+    """--max-runs 2 on a channel that is not there: two failed checks logged, exit 1; on a
+    channel with no staged rollout: 0, each check logged."""
+    registry, _ = world
+    channel, uploads = tmp_path / "channel", tmp_path / "uploads"
+    argv = ["edge", "rollout", "watch", "--channel", channel, "--uploads", uploads]
+    argv += ["--every", "0.1s", "--max-runs", "2"]
+    proc = steward(registry, *argv)
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.count("check failed:") == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    Channel(channel, tmp_path / "keys").init()
+    uploads.mkdir()
+    proc = steward(registry, *argv)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(f"no staged rollout on {channel}") == 2

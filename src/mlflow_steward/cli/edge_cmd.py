@@ -585,20 +585,26 @@ _uploads_option = click.option(
 )
 
 
-def _echo_rollout(state: object) -> None:
+def _rollout_lines(state: object) -> list[str]:
     from mlflow_steward.deployment.edge.rollout import RolloutState
 
     assert isinstance(state, RolloutState)
     rate = "n/a" if state.failure_rate is None else f"{state.failure_rate:.0%}"
-    click.echo(
+    lines = [
         f"release {state.release} ({state.model} v{state.version}): step {state.step + 1}/"
         f"{len(state.steps)} ({state.steps[state.step]}%), {state.included} of {state.devices} "
         f"reporting devices included, {state.on} on it, {len(state.failed)} failing; failure "
         f"rate {rate} (halts over {state.max_failure_rate:.0%}): {state.verdict}"
         + (f" by release {state.halted_by}" if state.halted_by is not None else "")
-    )
+    ]
     if state.failed:
-        click.echo(f"  failing: {', '.join(state.failed)}")
+        lines.append(f"  failing: {', '.join(state.failed)}")
+    return lines
+
+
+def _echo_rollout(state: object) -> None:
+    for line in _rollout_lines(state):
+        click.echo(line)
 
 
 @rollout.command("status")
@@ -657,13 +663,110 @@ def rollout_check(
             }
         )
         return
+    for line in _check_lines(channel, state, halt, step):
+        click.echo(line)
+
+
+def _check_lines(channel: str, state: Any, halt: Any, step: Any) -> list[str]:
+    """What ``rollout check`` prints of one check's result."""
     if state is None:
-        click.echo(f"no staged rollout on {channel}")
-        return
-    _echo_rollout(state)
+        return [f"no staged rollout on {channel}"]
+    lines = _rollout_lines(state)
     if step is not None:
-        click.echo(f"recorded step {state.step + 1} in the audit log (#{step.seq})")
+        lines.append(f"recorded step {state.step + 1} in the audit log (#{step.seq})")
     if halt is not None:
-        click.echo(
+        lines.append(
             f"halted: published {halt.model} v{halt.version} again as release {halt.release}"
         )
+    return lines
+
+
+@rollout.command("watch")
+@_channel_option
+@_uploads_option
+@_keys_option
+@click.option(
+    "--every",
+    required=True,
+    help="How often to check (e.g. 1m): well under the plan's --step-wait.",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many checks (default: until SIGTERM or Ctrl-C).",
+)
+@_lock_wait_option
+@click.pass_context
+def rollout_watch(
+    ctx: click.Context,
+    channel: str,
+    uploads: str,
+    keys: str | None,
+    every: str,
+    max_runs: int | None,
+    lock_wait: float,
+) -> None:
+    """Run `rollout check` every --every until SIGTERM or Ctrl-C (or --max-runs checks).
+
+    Each check prints its result with the time (UTC). A check that fails (the channel or the
+    uploads unreachable, a policy refusing the halt) prints one error line to stderr and the
+    watch goes on; the next check decides afresh. Exits 0 when stopped, or after --max-runs
+    checks when the last one succeeded (1 when it failed).
+    """
+    import signal
+    import threading
+    from datetime import UTC, datetime
+
+    from mlflow_steward.cli.main import context_of
+    from mlflow_steward.deployment.edge.channel import Channel
+    from mlflow_steward.deployment.edge.governed import watch_rollout
+    from mlflow_steward.deployment.edge.stats import destination
+    from mlflow_steward.plugins.options import parse_duration
+
+    try:
+        seconds = parse_duration(every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if not seconds > 0:
+        raise click.BadParameter("the interval must be more than 0", param_hint="--every")
+    Channel(channel)  # a malformed --channel is an error now, not at every check
+    try:
+        destination(uploads)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--uploads") from None
+    session = context_of(ctx).session()
+    stop = threading.Event()
+
+    def stopped(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stopped)
+
+    def stamp() -> str:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def report(state: Any, halt: Any, step: Any) -> None:
+        for line in _check_lines(channel, state, halt, step):
+            click.echo(f"{stamp()} {line}")
+
+    def failed(message: str) -> None:
+        click.echo(f"{stamp()} check failed: {message}", err=True)
+
+    click.echo(f"{stamp()} watching {channel} every {every} (Ctrl-C or SIGTERM stops)")
+    ok = watch_rollout(
+        session,
+        channel,
+        uploads,
+        keys,
+        every=seconds,
+        report=report,
+        failed=failed,
+        stop=stop,
+        max_runs=max_runs,
+        lock_wait=lock_wait,
+    )
+    click.echo(f"{stamp()} stopped")
+    if not ok and not stop.is_set():
+        raise SystemExit(1)

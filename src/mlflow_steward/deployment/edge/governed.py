@@ -345,3 +345,53 @@ def check_rollout(
     if state.verdict != "halt":
         return state, None, record_step(session, state, channel)
     return state, governed_halt(session, state, channel, keys, lock_wait=lock_wait), None
+
+
+def watch_rollout(
+    session: Any,
+    channel: str | os.PathLike[str],
+    uploads: str | os.PathLike[str],
+    keys: str | os.PathLike[str] | None,
+    *,
+    every: float,
+    report: Callable[[Any, Any, Any], None],
+    failed: Callable[[str], None],
+    stop: Any,
+    max_runs: int | None = None,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> bool:
+    """Run :func:`check_rollout` every ``every`` seconds until ``stop`` (a
+    :class:`threading.Event`) is set or ``max_runs`` checks ran (``steward edge rollout watch``).
+    Each check's result goes to ``report(state, halt, step)``. A check that raises (the channel
+    or the uploads unreachable, a policy refusing the halt, a lock held too long) goes to
+    ``failed`` as one line and the next check runs on time: the next check decides afresh from
+    what the channel and the devices say then. Returns whether the last check succeeded."""
+    import time
+
+    ok, runs = True, 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            report(*check_rollout(session, channel, uploads, keys, lock_wait=lock_wait))
+            ok = True
+        except Exception as exc:  # a watch outlives any one check: logged, tried again
+            failed(_one_line(exc))
+            ok = False
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            break
+        stop.wait(max(0.0, every - (time.monotonic() - started)))
+    return ok
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as the CLI shows an error: steward's and MLflow's messages (a policy's refusal)
+    as they are, anything else with its type."""
+    from mlflow_steward.errors import StewardError
+
+    message = " ".join(str(getattr(exc, "message", None) or exc).split())
+    if isinstance(exc, StewardError) or "MlflowException" in {
+        c.__name__ for c in type(exc).__mro__
+    }:
+        return message
+    return f"{type(exc).__name__}: {message}"
