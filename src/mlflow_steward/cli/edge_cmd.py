@@ -50,6 +50,27 @@ def _progress(message: str) -> None:
     help="With --onnx: largest difference, relative to max(1, |value|), between the ONNX "
     "model's outputs and the original's.",
 )
+@click.option(
+    "--wheels",
+    is_flag=True,
+    help="Add the wheels of the pinned requirements and their dependencies (pip download), "
+    "for an offline install on the device: steward edge install-deps.",
+)
+@click.option(
+    "--wheels-platform",
+    "platforms",
+    multiple=True,
+    metavar="TAG",
+    help="With --wheels: the devices' platform tag, as pip download --platform takes it "
+    "(e.g. manylinux2014_aarch64; repeat for several). Default: this machine's.",
+)
+@click.option(
+    "--wheels-python-version",
+    "python_version",
+    default=None,
+    metavar="X.Y",
+    help="With --wheels: the devices' Python version (default: this one's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
 def build(
@@ -58,6 +79,9 @@ def build(
     output: str,
     onnx: bool,
     parity_tolerance: float,
+    wheels: bool,
+    platforms: tuple[str, ...],
+    python_version: str | None,
     as_json: bool,
 ) -> None:
     """Build the bundle of MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION).
@@ -65,12 +89,14 @@ def build(
     One archive with the MLflow model, its pinned requirements, the version's content digest
     (checked against the digest recorded at registration), the input example, the baseline's
     column summaries and a manifest. Governed: policies decide `deploy` with target
-    steward-edge, kind edge, operation build, with the bundle's size and ONNX facts, before
-    anything is written to OUTPUT.
+    steward-edge, kind edge, operation build, with the bundle's size (wheels included), ONNX
+    and wheels facts, before anything is written to OUTPUT.
     """
     from mlflow_steward.cli.main import context_of, echo_json
     from mlflow_steward.deployment.edge.governed import governed_build
 
+    if (platforms or python_version) and not wheels:
+        raise click.UsageError("--wheels-platform and --wheels-python-version need --wheels")
     built = governed_build(
         context_of(ctx).session(),
         model_uri,
@@ -78,6 +104,9 @@ def build(
         progress=_progress,
         onnx=onnx,
         parity_tolerance=parity_tolerance,
+        wheels=wheels,
+        platforms=platforms,
+        python_version=python_version,
     )
     if as_json:
         echo_json({"path": str(built.path), **built.manifest})
@@ -86,6 +115,30 @@ def build(
         f"{built.path}: {built.model} v{built.version} ({built.digest}), "
         f"{len(built.manifest['files'])} files"
     )
+
+
+@edge.command("install-deps")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    help="The Python whose environment gets the packages (default: the one steward runs in, "
+    "where the agent loads models).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was installed as JSON.")
+def install_deps(bundle: str, python: str | None, as_json: bool) -> None:
+    """Install BUNDLE's pinned requirements from the wheels it carries (built with --wheels),
+    with no package index: pip install --no-index --find-links. The bundle is checked against
+    its manifest first."""
+    from mlflow_steward.cli.main import echo_json
+    from mlflow_steward.deployment.edge.bundle import install_wheels
+
+    entry = install_wheels(bundle, python)
+    if as_json:
+        echo_json(entry)
+        return
+    click.echo(f"installed {bundle}'s requirements from its {len(entry['files'])} wheels")
 
 
 def _expiry(values: tuple[str, ...]) -> dict[str, int]:

@@ -7,6 +7,8 @@ A bundle is a gzipped tar whose members all sit under ``bundle/``::
     bundle/requirements.txt       the model's pinned requirements
     bundle/baseline-summary.json  per-column summaries of the logged baseline (when there is one)
     bundle/onnx/model.onnx        the scikit-learn model converted to ONNX (``--onnx``)
+    bundle/wheels/*.whl           wheels of the requirements and their dependencies, for an
+                                  offline install (``--wheels``: :func:`install_wheels`)
 
 The manifest names the model, version and alias it was built from, the version's content digest
 (``governance/digest.py``: the digest recorded at registration, checked against the downloaded
@@ -19,6 +21,11 @@ manifest's per-file hashes let an installer check what it unpacked, file by file
 With ``onnx=True`` the model (scikit-learn only) is converted with skl2onnx (``onnx.py``) and
 its predictions checked against the original's on the baseline sample (else the input
 example); the manifest's ``onnx`` entry records the file, the opset and that parity check.
+
+With ``wheels=True`` ``pip download`` fetches wheels (only wheels: a device has no compiler) of
+the pinned requirements and everything they need, for this machine's platform or the ones
+named; the manifest's ``wheels`` entry lists them with their SHA-256 (they are in ``files`` too,
+so unpacking checks them). A device installs them with no index: :func:`install_wheels`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +51,9 @@ from mlflow_steward.errors import DeploymentError
 FORMAT = "steward-edge-bundle/1"
 ROOT = "bundle"
 MANIFEST = "manifest.json"
+WHEELS = "wheels"
+#: The longest ``pip download`` or ``pip install`` of a bundle's wheels may take.
+PIP_TIMEOUT = 1800
 #: Model names that can be part of a channel's target paths and of file names on every device.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: A requirement pinned to one version (``name==1.2.3``, extras and markers allowed).
@@ -244,6 +256,9 @@ def build_bundle(
     progress: Any = None,
     onnx: bool = False,
     parity_tolerance: float = 1e-5,
+    wheels: bool = False,
+    platforms: tuple[str, ...] = (),
+    python_version: str | None = None,
 ) -> BuiltBundle:
     """Build the bundle of registered ``name`` ``version`` (``requested`` is the URI the user
     gave, e.g. ``models:/fraud@production``) into the file ``output`` (a name ending in
@@ -251,7 +266,8 @@ def build_bundle(
     ``<name>-<version>.tar.gz``. The file appears whole
     (written beside it, then renamed). ``onnx``: add the model converted to ONNX, with its
     parity check (``parity_tolerance``); a model that cannot be converted is an error and
-    nothing is written."""
+    nothing is written. ``wheels``: add the wheels of the requirements (:func:`_download_wheels`;
+    ``platforms`` and ``python_version`` are pip's, for devices unlike this machine)."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
@@ -304,6 +320,14 @@ def build_bundle(
                 f"ONNX parity on {parity['rows']} rows of the {parity['sample']}: max abs diff "
                 f"{parity['max_abs_diff']:.3g}, {'ok' if parity['ok'] else 'FAILED'}"
             )
+        wheels_entry = None
+        if wheels:
+            say("downloading the requirements' wheels (pip download)")
+            wheels_entry = _download_wheels(staging, platforms, python_version)
+            say(
+                f"{len(wheels_entry['files'])} wheels, {wheels_entry['bytes'] / 1e6:.1f} MB, "
+                f"for {', '.join(wheels_entry['platforms']) or 'this platform'}"
+            )
         files = {
             p.relative_to(staging).as_posix(): _sha256(p)
             for p in sorted(staging.rglob("*"))
@@ -324,6 +348,7 @@ def build_bundle(
             "unpinned_requirements": unpinned,
             "baseline": "baseline-summary.json" if summary is not None else None,
             "onnx": onnx_entry,
+            "wheels": wheels_entry,
             "files": files,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "steward_version": __version__,
@@ -339,6 +364,82 @@ def build_bundle(
                 tar.add(staging / rel, arcname=f"{ROOT}/{rel}", recursive=False)
         os.replace(partial, out)
     return BuiltBundle(out, manifest)
+
+
+def _pip_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """pip's own error (its ``ERROR:`` lines), else the last line it wrote."""
+    lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return " ".join(errors or lines[-1:]) or f"pip exited with {proc.returncode}"
+
+
+def _download_wheels(
+    staging: Path, platforms: tuple[str, ...], python_version: str | None
+) -> dict[str, Any]:
+    """``pip download`` the wheels of ``staging``'s requirements.txt (and of what they depend
+    on) into ``staging/wheels``; the manifest's ``wheels`` entry."""
+    folder = staging / WHEELS
+    folder.mkdir()
+    requirements = staging / "requirements.txt"
+    if requirements.read_text().strip():
+        argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-input"]
+        argv += ["--disable-pip-version-check", "-r", str(requirements), "-d", str(folder)]
+        for platform in platforms:
+            argv += ["--platform", platform]
+        if python_version:
+            argv += ["--python-version", python_version]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise DeploymentError(
+                f"--wheels: pip download took over {PIP_TIMEOUT} s; nothing was written"
+            ) from None
+        if proc.returncode != 0:
+            raise DeploymentError(
+                f"--wheels: pip download of the pinned requirements failed: {_pip_error(proc)}; "
+                "nothing was written"
+            )
+    found = sorted(p for p in folder.iterdir() if p.is_file())
+    return {
+        "folder": WHEELS,
+        "files": {p.name: _sha256(p) for p in found},
+        "bytes": sum(p.stat().st_size for p in found),
+        "platforms": list(platforms),
+        "python_version": python_version,
+    }
+
+
+def install_wheels(
+    path: str | os.PathLike[str], python: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Install the requirements of the bundle at ``path`` from the wheels it carries, with no
+    index (``pip install --no-index --find-links``), into the environment of ``python`` (default:
+    this one, where the agent runs). The bundle is unpacked and checked against its manifest
+    first. Returns the manifest's ``wheels`` entry."""
+    with tempfile.TemporaryDirectory(prefix="steward-edge-deps-") as tmp:
+        manifest = unpack(path, Path(tmp, "unpacked"))
+        entry = manifest.get("wheels")
+        if not entry:
+            raise DeploymentError(
+                f"{path} carries no wheels: build it with `steward edge build --wheels`"
+            )
+        root = Path(tmp, "unpacked", ROOT)
+        if not (root / "requirements.txt").read_text().strip():
+            return dict(entry)
+        argv = [str(python or sys.executable), "-m", "pip", "install", "--no-index"]
+        argv += ["--disable-pip-version-check", "--no-input", "--find-links", str(root / WHEELS)]
+        argv += ["-r", str(root / "requirements.txt")]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+        except FileNotFoundError:
+            raise DeploymentError(f"--python {python}: no such program") from None
+        except subprocess.TimeoutExpired:
+            raise DeploymentError(f"pip install took over {PIP_TIMEOUT} s") from None
+        if proc.returncode != 0:
+            raise DeploymentError(
+                f"{path}: pip install from the bundle's wheels failed: {_pip_error(proc)}"
+            )
+        return dict(entry)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -40,11 +40,18 @@ def resolve(session: Any, model_uri: str) -> tuple[str, str]:
 
 def bundle_facts(manifest: dict[str, Any], size: int) -> dict[str, Any]:
     """What policies see of a built bundle in the ``deploy`` event's context: ``bundle_size``
-    (bytes) and ``onnx`` (``{present, parity_ok, max_abs_diff, label_agreement}``)."""
+    (bytes, the wheels included), ``onnx`` (``{present, parity_ok, max_abs_diff,
+    label_agreement}``) and ``wheels`` (``{present, count, bytes}``)."""
     entry = manifest.get("onnx") or {}
     parity = entry.get("parity") or {}
+    wheels = manifest.get("wheels") or {}
     return {
         "bundle_size": int(size),
+        "wheels": {
+            "present": bool(wheels),
+            "count": len(wheels.get("files") or {}),
+            "bytes": int(wheels.get("bytes") or 0),
+        },
         "onnx": {
             "present": bool(entry),
             "parity_ok": parity.get("ok") if entry else None,
@@ -62,6 +69,9 @@ def governed_build(
     progress: Callable[[str], None] | None = None,
     onnx: bool = False,
     parity_tolerance: float = 1e-5,
+    wheels: bool = False,
+    platforms: tuple[str, ...] = (),
+    python_version: str | None = None,
     **context: Any,
 ) -> BuiltBundle:
     """Build the bundle of ``model_uri`` in a temporary folder, then ask policies ``deploy``
@@ -85,6 +95,9 @@ def governed_build(
             progress=progress,
             onnx=onnx,
             parity_tolerance=parity_tolerance,
+            wheels=wheels,
+            platforms=platforms,
+            python_version=python_version,
         )
         event = session.version_event(
             "deploy",

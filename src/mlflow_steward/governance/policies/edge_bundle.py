@@ -68,6 +68,11 @@ def steward_policies() -> Iterator[Policy]:
                 "the bundle's ONNX model must have passed its parity check",
                 False,
             ),
-            Option("max_size_mb", "number", "largest bundle, in MB (10^6 bytes)", None),
+            Option(
+                "max_size_mb",
+                "number",
+                "largest bundle, in MB (10^6 bytes), its wheels included",
+                None,
+            ),
         ),
     )
