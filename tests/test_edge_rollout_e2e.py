@@ -270,16 +270,23 @@ def test_check_halts_once_through_the_governed_path(world, tmp_path):
     ]
 
 
-def test_check_records_each_step_once(world, tmp_path):
+def staged_release(world: Any, tmp_path: Path, steps: str) -> tuple[Any, Path, Path, Path, Any]:
+    """A folder channel with v1 published, then v2 staged at ``steps`` (10 minutes each,
+    halting over 25% failing): ``(registry, channel, keys, uploads folder, v2's release)``."""
     registry, bundles = world
     channel, keys, uploads = tmp_path / "channel", tmp_path / "keys", tmp_path / "uploads"
     Channel(channel, keys).init()
     session = registry.session()
     governed_publish(session, str(bundles["1"]), channel, keys)
-    plan = parse_plan("10%,50%,100%", "10m", "25%")
-    start = governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan).rollout[
-        "start"
-    ]
+    plan = parse_plan(steps, "10m", "25%")
+    staged = governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan)
+    return registry, channel, keys, uploads, staged
+
+
+def test_check_records_each_step_once(world, tmp_path):
+    registry, channel, keys, uploads, staged = staged_release(world, tmp_path, "10%,50%,100%")
+    session = registry.session()
+    start = staged.rollout["start"]
     write_reports(uploads, [report("a", 2), report("b", 1)])
     recorded = []
     for now in (start + 1, start + 601, start + 700, start + 1201, start + 5000):
@@ -456,13 +463,7 @@ def test_watch_halts_a_failing_rollout_once_survives_an_outage_and_stops_on_sigt
     process keeps checking and reporting it halted), and stops cleanly on SIGTERM."""
     import signal
 
-    registry, bundles = world
-    channel, keys, uploads = tmp_path / "channel", tmp_path / "keys", tmp_path / "uploads"
-    Channel(channel, keys).init()
-    session = registry.session()
-    governed_publish(session, str(bundles["1"]), channel, keys)
-    plan = parse_plan("50%,100%", "10m", "25%")
-    governed_publish(session, str(bundles["2"]), channel, keys, rollout=plan)
+    registry, channel, keys, uploads, _ = staged_release(world, tmp_path, "50%,100%")
     write_reports(uploads, [report("a", 2), report("b", 1)])
     out, err = tmp_path / "watch.out", tmp_path / "watch.err"
     argv = [BIN / "steward", "edge", "rollout", "watch", "--channel", channel]
