@@ -118,3 +118,21 @@ def test_a_bundle_that_is_not_the_release_named_is_refused(device_world, tmp_pat
     with pytest.raises(DeploymentError, match="metadata names"):
         Installer(tmp_path / "dev").install(bundles["2"], release)
     assert Installer(tmp_path / "dev").current() is None
+
+
+@pytest.mark.parametrize("wheels", [True, False])
+def test_a_model_missing_a_package_names_install_deps_when_the_bundle_has_wheels(tmp_path, wheels):
+    """A model whose code imports a package the device lacks fails its health check; when the
+    bundle carries wheels, the reason says how to install them."""
+    from mlflow_steward.deployment.edge.install import Installed, health_check
+
+    model = tmp_path / "bundle" / "model"
+    model.mkdir(parents=True)
+    (model / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: steward_no_such_package\n"
+    )
+    manifest = {"wheels": {"files": {"x-1-py3-none-any.whl": "0" * 64}} if wheels else None}
+    with pytest.raises(DeploymentError) as refused:
+        health_check(Installed(tmp_path, manifest))
+    assert "the model does not load: ModuleNotFoundError" in str(refused.value)
+    assert ("`steward edge install-deps`" in str(refused.value)) is wheels

@@ -77,7 +77,15 @@ def health_check(installed: Installed) -> Any:
         # the example below is predicted by whichever serves.
         model = onnx.load(installed.folder, installed.manifest)[0] or model
     except Exception as exc:
-        raise DeploymentError(f"the model does not load: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if isinstance(exc, ImportError) and installed.manifest.get("wheels"):
+            hint = (
+                " (the bundle carries its requirements' wheels: install them on the device "
+                "with `steward edge install-deps`)"
+            )
+        raise DeploymentError(
+            f"the model does not load: {type(exc).__name__}: {exc}{hint}"
+        ) from None
     example = installed.manifest.get("input_example")
     if not example:
         return model
