@@ -5,12 +5,13 @@ It trains real scikit-learn models on a data set scikit-learn ships, registers t
 governed ``steward+sqlite`` registry with plain MLflow calls, shows refusals with their reasons,
 fixes what was missing and promotes. Then it deploys ``@production`` on-prem (a real MLflow scoring
 server behind steward's gateway), sends predictions, updates blue/green under load, shows a bad
-release rolled back automatically, lets a monitor roll back a drifting release, and verifies the
-audit log.
+release rolled back automatically, and lets a monitor roll back a drifting release. Then it
+publishes to edge devices (a TUF channel in a folder, two agent processes), lets a monitor judge
+their statistics and roll them back, and verifies the audit log.
 
 Modules, by job: :mod:`.data` (the workspace, its environment, the data set), :mod:`.training`,
-:mod:`.governance`, :mod:`.deploy` (with :mod:`.gateway`), :mod:`.monitor`, :mod:`.audit` and
-:mod:`.output`. MLflow, pandas and scikit-learn are imported by the functions that use them.
+:mod:`.governance`, :mod:`.deploy` (with :mod:`.gateway`), :mod:`.monitor`, :mod:`.edge`,
+:mod:`.audit` and :mod:`.output`. MLflow, pandas and scikit-learn are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlflow_steward.demo import output
 from mlflow_steward.demo.audit import audit_steps
 from mlflow_steward.demo.data import DemoData, Workspace
 from mlflow_steward.demo.deploy import deploy_steps
+from mlflow_steward.demo.edge import edge_steps
 from mlflow_steward.demo.governance import governance_steps
 from mlflow_steward.demo.monitor import monitor_steps
 from mlflow_steward.demo.training import train_first_models
@@ -42,8 +44,9 @@ def run(folder: str, *, keep: bool = False, port: int = 0, keep_serving: bool = 
         deployment = deploy_steps(data, port)
         try:
             monitor_steps(data, deployment)
-            audit_steps(workspace)
         finally:
+            # Stopped before the edge leg, whose rollback would move it too (it follows
+            # @production), unless it is to keep serving.
             if keep_serving:
                 click.echo(f"    deployment {data.name!r} keeps serving at {deployment.endpoint}")
             else:
@@ -51,6 +54,8 @@ def run(folder: str, *, keep: bool = False, port: int = 0, keep_serving: bool = 
                 click.echo(
                     f"    deployment {data.name!r} stopped (--keep-serving leaves it running)"
                 )
+        edge_steps(data)
+        audit_steps(workspace)
     output.try_it_yourself(workspace, data.name, refused_version, keep_serving)
 
 

@@ -1,4 +1,4 @@
-"""Steps 15-16: the audit log, and its hash chain verified."""
+"""Steps 18-19: the audit log, and its hash chain verified."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def audit_steps(workspace: Workspace) -> None:
     from mlflow_steward.records import db
     from mlflow_steward.records.audit import AuditLog
 
-    step(15, "The audit log (steward audit log)")
+    step(18, "The audit log (steward audit log)")
     log = AuditLog(db.get_engine(workspace.db_uri))
     for e in log.entries():
         target = (
@@ -25,7 +25,7 @@ def audit_steps(workspace: Workspace) -> None:
             f"({e.outcome[:70]})"
         )
 
-    step(16, "Verifying the audit chain (steward audit verify)")
+    step(19, "Verifying the audit chain (steward audit verify)")
     result = log.verify()
     if not result.ok:
         raise click.ClickException(f"audit chain broken: {result.problem}")

@@ -17,6 +17,8 @@ from mlflow_steward.demo.output import step
 from mlflow_steward.demo.training import log_model
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mlflow_steward.lifecycle.session import StewardSession
     from mlflow_steward.monitoring.runner import MonitorRun
 
@@ -61,15 +63,12 @@ def monitor_steps(data: DemoData, deployment: Deployment) -> None:
     step(13, f"Monitoring normal traffic: {len(data.X_test)} rows, then `steward monitor run`")
     gateway.send(endpoint, data.X_test)
     _wait_for_logged_rows(folder, version, len(data.X_test))
-    _judge(session, "verdict")
+    judge(session, "verdict")
 
     step(14, "Drifted traffic: a recalibrated scanner reads every 'mean'/'worst' value 40% high")
-    shifted = data.X_test.copy()
-    scaled = [c for c in shifted.columns if c.startswith(("mean", "worst"))]
-    shifted[scaled] = shifted[scaled] * 1.4
-    gateway.send(endpoint, shifted)
+    gateway.send(endpoint, recalibrated(data.X_test))
     _wait_for_logged_rows(folder, version, 2 * len(data.X_test))
-    result = _judge(session, "verdict")
+    result = judge(session, "verdict")
     holder = MlflowClient().get_model_version_by_alias(name, "production").version
     served = host.get(name).version
     if result.status != "drift" or str(holder) == version:
@@ -97,14 +96,29 @@ def _wait_for_logged_rows(folder: Path, version: str, expected: int) -> None:
         time.sleep(0.3)
 
 
-def _judge(session: StewardSession, title: str) -> MonitorRun:
-    """Runs the monitor (``steward monitor run``) and shows its verdict."""
+def recalibrated(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` as a recalibrated scanner reads them: every 'mean'/'worst' value 40% high."""
+    shifted = rows.copy()
+    scaled = [c for c in shifted.columns if c.startswith(("mean", "worst"))]
+    shifted[scaled] = shifted[scaled] * 1.4
+    return shifted
+
+
+def judge(
+    session: StewardSession,
+    title: str,
+    monitors: tuple[str, ...] = (),
+    *,
+    what: str = "logged rows",
+) -> MonitorRun:
+    """Runs the one monitor of ``monitors`` (every monitor when empty: ``steward monitor run``)
+    and shows its verdict on ``what``."""
     from mlflow_steward.monitoring.runner import MonitorRunner
 
-    [result] = MonitorRunner(session).run()
+    [result] = MonitorRunner(session).run(monitors)
     color = {"healthy": "green", "drift": "yellow"}.get(result.status, "red")
     click.secho(
-        f"    {title}: {result.status.upper()} on {result.rows} logged rows of v{result.version}",
+        f"    {title}: {result.status.upper()} on {result.rows} {what} of v{result.version}",
         fg=color,
         bold=True,
     )

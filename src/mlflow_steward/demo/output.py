@@ -42,6 +42,10 @@ def try_it_yourself(workspace: Workspace, name: str, refused_version: str, servi
     click.echo(f"  steward history {name}")
     click.echo(f"  steward deploy history {name}")
     click.echo("  steward monitor run --monitor breast-cancer-production")
+    edge = workspace.root / "edge"
+    if (edge / "channel").is_dir():
+        click.echo(f"  steward edge channel show --channel {edge / 'channel'}")
+        click.echo(f"  steward edge status --uploads {edge / 'uploads'}")
     if serving:
         click.echo(f"  steward deploy status {name}")
         click.echo(f"  steward deploy delete {name}")
