@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploying import processes_naming
+
 STEWARD = str(Path(sys.executable).with_name("steward"))
 USER, MONITOR, GATEWAY = "quickstart-user", "steward-monitor", "steward-gateway"
 EVIDENCE = "steward-evidence"
 
 #: Every audit entry the quickstart makes up to `steward audit verify` (actor, action, version,
 #: decision), by the step of the README's "What the quickstart shows" that makes it: this list
-#: is where the "43 entries" the quickstart prints come from.
+#: is where the "61 entries" the quickstart prints come from.
 QUICKSTART_LOG = [
     # 1. the unsigned model: its model is created, the version refused, the empty model removed
     (USER, "create_registered_model", None, "allowed"),
@@ -74,6 +76,46 @@ QUICKSTART_LOG = [
     (MONITOR, "deploy", "3", "allowed"),
     (MONITOR, "deployment_update", "3", "allowed"),
     (EVIDENCE, "record_evidence", "3", "allowed"),  # what the deploy rested on
+    # the on-prem deployment stops before the edge leg (it follows @production too)
+    (USER, "deployment_delete", "3", "allowed"),
+    # 9. @production (v3) published to the edge channel: the steward-edge target's create
+    (USER, "deploy", "3", "allowed"),
+    (USER, "deployment_create", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the deploy rested on
+    # v6 with a baseline: registered, tagged, promoted, then published (the target's update)
+    (USER, "create_model_version", "6", "allowed"),
+    (USER, "set_model_version_tag", "6", "allowed"),
+    (USER, "set_alias", "6", "allowed"),
+    (EVIDENCE, "record_evidence", "6", "allowed"),  # what the promotion rested on
+    (USER, "deploy", "6", "allowed"),
+    (USER, "deployment_update", "6", "allowed"),
+    (EVIDENCE, "record_evidence", "6", "allowed"),  # what the deploy rested on
+    # the edge monitor's run (drift on north's sketches), tagging v6's status and last run
+    (MONITOR, "set_model_version_tag", "6", "allowed"),
+    (MONITOR, "set_model_version_tag", "6", "allowed"),
+    # its rule rolls @production back to v3, and the edge deployment republishes v3
+    (MONITOR, "set_alias", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the promotion rested on
+    (MONITOR, "deploy", "3", "allowed"),
+    (MONITOR, "deployment_update", "3", "allowed"),
+    (EVIDENCE, "record_evidence", "3", "allowed"),  # what the deploy rested on
+]
+#: The columns the quickstart's drifted inputs scale by 1.4 (demo.monitor.recalibrated).
+SHIFTED = [
+    f"{kind} {measure}"
+    for kind in ("mean", "worst")
+    for measure in (
+        "radius",
+        "texture",
+        "perimeter",
+        "area",
+        "smoothness",
+        "compactness",
+        "concavity",
+        "concave points",
+        "symmetry",
+        "fractal dimension",
+    )
 ]
 
 
@@ -122,11 +164,25 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
         "now serves v3" in out
     )
     assert re.search(r"#\d+ +steward-monitor +set_alias +breast-cancer/3@production +allowed", out)
+    assert "deployment 'breast-cancer' stopped" in out
+    # Edge: v3 then v6 published, the agents follow; north's drift rolls @production back and
+    # the channel republishes v3.
+    assert "PUBLISHED v3 as release 1" in out
+    assert "north-1: HTTP 200 from v3: [0, 1, 1, 1, 1]" in out
+    assert "UPDATED: both agents verified release 2 (TUF), health-checked v6 and serve it" in out
+    assert "verdict: DRIFT on 143 rows sketched on north's devices of v6" in out
+    assert (
+        "rule -> rollback: moved @production from v6 back to v3; deployment breast-cancer-edge "
+        "now serves v3" in out
+    )
+    assert "north-1 serves v3 and south-1 serves v3" in out
+    assert "agents stopped: north-1, south-1" in out
     # The count `verify` prints is the quickstart's decisions and steps, listed in QUICKSTART_LOG.
     assert f"audit log OK: {len(QUICKSTART_LOG)} entries, hash chain intact" in out
-    assert "deployment 'breast-cancer' stopped" in out
 
     root = tmp_path / "qs"
+    edge = root / "edge"
+    _check_edge_leg(root, edge)
     env = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "MLFLOW_STEWARD_CONFIG": str(root / "steward.yaml"),
@@ -157,13 +213,26 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     ]
     monitor_runs = _steward("monitor", "run", "--no-log", "--json", env=env)
     assert monitor_runs.returncode == 1, monitor_runs.stdout
-    [run] = json.loads(monitor_runs.stdout)["runs"]
-    assert run["status"] == "error"
-    # @production is v3 again, logged without a baseline; the runner loads the baseline before
-    # the data (a source is told the model's columns), so that is what it names first (the
-    # deployment is gone too).
-    assert "models:/breast-cancer/3 has no baseline to compare with" in run["error"], run
-    assert run["actions"] == []
+    runs = json.loads(monitor_runs.stdout)["runs"]
+    assert [r["monitor"] for r in runs] == ["breast-cancer-production", "breast-cancer-edge"]
+    for run in runs:
+        assert run["status"] == "error"
+        # @production is v3 again, logged without a baseline; the runner loads the baseline
+        # before the data (a source is told the model's columns), so that is what it names
+        # first (the deployment is gone too).
+        assert "models:/breast-cancer/3 has no baseline to compare with" in run["error"], run
+        assert run["actions"] == []
+    channel = _steward("edge", "channel", "show", "--channel", str(edge / "channel"), env=env)
+    # v3's bundle is one target, republished as release 3 by the rollback.
+    assert re.findall(r"release (\d+): breast-cancer v(\d+)", channel.stdout) == [
+        ("2", "6"),
+        ("3", "3"),
+    ], channel.stdout
+    fleet = _steward("edge", "status", "--uploads", str(edge / "uploads"), env=env)
+    assert re.findall(r"(\S+-1) +breast-cancer v(\d+) +(\w+)", fleet.stdout) == [
+        ("north-1", "3", "healthy"),
+        ("south-1", "3", "healthy"),
+    ], fleet.stdout
     requests = list((root / "home" / "deployments" / "breast-cancer" / "requests").glob("*.jsonl"))
     assert requests, "the gateway logged no requests"
 
@@ -176,10 +245,81 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     # whoever runs it (`quickstart-user`, or MLFLOW_STEWARD_ACTOR as in these tests).
     person = logged[0][0]
     expected = [(person if actor == USER else actor, *rest) for actor, *rest in QUICKSTART_LOG]
-    assert logged[: len(QUICKSTART_LOG)] == expected
-    assert logged[len(QUICKSTART_LOG) :] == [(person, "deployment_delete", "3", "allowed")]
+    assert logged == expected  # nothing after: the agents' processes are not audited steps
+    with sqlite3.connect(root / "mlflow.db") as conn:
+        edge_steps = conn.execute(
+            "SELECT actor, action, version FROM steward_audit WHERE action LIKE 'deploy%' AND "
+            "json_extract(details, '$.target') = 'steward-edge' ORDER BY seq"
+        ).fetchall()
+    # The two publishes and the monitor's republish, each decided (`deploy`) and then done.
+    assert edge_steps == [
+        (person, "deploy", "3"),
+        (person, "deployment_create", "3"),
+        (person, "deploy", "6"),
+        (person, "deployment_update", "6"),
+        (MONITOR, "deploy", "3"),
+        (MONITOR, "deployment_update", "3"),
+    ]
+
+    # South's inputs were the test rows unchanged: judged from its sketches the same way, v6 is
+    # healthy there (the drift came from north alone).
+    south = tmp_path / "south.yaml"
+    south.write_text(
+        "monitors:\n  south:\n    model: models:/breast-cancer/6\n"
+        f"    data: {{edge: {{uploads: {edge / 'uploads'}, group: south}}}}\n"
+        "    thresholds: {wasserstein: 0.25}\n"
+    )
+    judged = _steward(
+        "monitor", "run", "--no-log", "--json", env={**env, "MLFLOW_STEWARD_CONFIG": str(south)}
+    )
+    [run] = json.loads(judged.stdout)["runs"]
+    assert (run["status"], run["rows"], run["drifted"]) == ("healthy", 143, []), run
+
     with sqlite3.connect(root / "mlflow.db") as conn:
         conn.execute("UPDATE steward_audit SET actor = 'mallory' WHERE seq = 7")
     broken = _steward("audit", "verify", env=env)
     assert broken.returncode == 1
     assert "BROKEN at entry 7" in broken.stderr
+
+
+def _check_edge_leg(root: Path, edge: Path) -> None:
+    """The edge leg, from what its agents and the monitor left: each agent installed v3, v6,
+    then v3 again, and stopped; none is left running; their uploaded statistics hold every row
+    they answered, once; the edge monitor's recorded verdict names exactly the shifted
+    columns."""
+    from mlflow_steward.deployment.edge.stats import read_uploads
+
+    for device, group in (("north-1", "north"), ("south-1", "south")):
+        events = [
+            json.loads(line)
+            for line in (edge / "devices" / device / "events.jsonl").read_text().splitlines()
+        ]
+        installed = [(e["version"], e["release"]) for e in events if e["event"] == "installed"]
+        assert installed == [("3", 1), ("6", 2), ("3", 3)], (device, events)
+        assert events[-1]["event"] == "stopped", (device, events[-1])
+        window = read_uploads(str(edge / "uploads"), "breast-cancer", "6", group=group)
+        assert (window.rows, window.devices) == (143, [device]), window
+    assert processes_naming(str(edge)) == []
+    with sqlite3.connect(root / "mlflow.db") as conn:
+        [(status, detail)] = conn.execute(
+            "SELECT status, detail FROM steward_monitor_runs WHERE monitor = 'breast-cancer-edge'"
+        ).fetchall()
+    assert status == "drift"
+    assert sorted(json.loads(detail)["drifted"]) == sorted(SHIFTED)
+
+
+@pytest.mark.parametrize("module", ["tuf", "securesystemslib", "datasketches"])
+def test_edge_steps_without_the_edge_extra_say_what_to_install_and_do_nothing(
+    module, monkeypatch, capsys
+):
+    """Without a module of the `edge` extra the edge leg is one note naming the module and the
+    install command; it touches nothing (its demo data is not even read)."""
+    from mlflow_steward.demo.edge import edge_steps
+
+    monkeypatch.setitem(sys.modules, module, None)  # importlib.util.find_spec: not installed
+    edge_steps(None)
+    out = capsys.readouterr().out
+    assert "[15] Edge devices: skipped" in out
+    assert (
+        f"needs the edge extra ({module} not installed): pip install 'mlflow-steward[edge]'" in out
+    )
