@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,12 +150,12 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
         r"SWITCHED to version 3: \d+ requests during the update, 0 failed; "
         r"answered by v1 then v3\n",  # each client: v1, then v3 only, never back
         out,
-    ), out[-4000:]
+    ), _step(out, 9)
     assert re.search(
         r"ROLLED BACK automatically to version 3: automatic rollback: error rate of "
         r"v4 was \d+\.\d% over the last \d+ requests",
         out,
-    ), out[-4000:]
+    ), _step(out, 10)
     assert re.search(r"auto-rollback +v4 -> v3 +by steward-gateway", out)
     # Monitoring: healthy on normal traffic, drift on the shifted traffic, rolled back by the rule.
     assert "verdict: HEALTHY on 143 logged rows of v5" in out
@@ -282,6 +283,13 @@ def test_quickstart_end_to_end_then_by_hand(tmp_path):
     assert "BROKEN at entry 7" in broken.stderr
 
 
+def _step(out: str, n: int) -> str:
+    """Step ``n`` of the quickstart's output (to show when its assertion fails)."""
+    start = out.find(f"[{n}] ")
+    end = out.find(f"[{n + 1}] ", start)
+    return out[start : end if end > 0 else None]
+
+
 def _check_edge_leg(root: Path, edge: Path) -> None:
     """The edge leg, from what its agents and the monitor left: each agent installed v3, v6,
     then v3 again, and stopped; none is left running; their uploaded statistics hold every row
@@ -323,3 +331,33 @@ def test_edge_steps_without_the_edge_extra_say_what_to_install_and_do_nothing(
     assert (
         f"needs the edge extra ({module} not installed): pip install 'mlflow-steward[edge]'" in out
     )
+
+
+@pytest.mark.slow
+def test_the_edge_legs_agents_are_stopped_when_a_step_fails(tmp_path):
+    """The quickstart's agents are real processes: when a step fails while they run, every one
+    is stopped (SIGTERM: each records `stopped`) before the error goes on, and none is left."""
+    from mlflow_steward.demo.edge import DEVICES, running
+    from mlflow_steward.deployment.edge.channel import Channel
+
+    channel, uploads = tmp_path / "edge" / "channel", tmp_path / "edge" / "uploads"
+    trusted_root = Channel(channel, tmp_path / "edge" / "keys").init()["trusted_root"]
+    started = []
+
+    def a_step_fails_while_they_run() -> None:
+        with running(channel, trusted_root, uploads) as agents:
+            started.extend(agents)
+            deadline = time.monotonic() + 120
+            while not all(a.status() for a in agents):  # both answer (on an empty channel)
+                assert time.monotonic() < deadline, [a.log.read_text() for a in agents]
+                time.sleep(0.2)
+            raise RuntimeError("a step failed")
+
+    with pytest.raises(RuntimeError, match="a step failed"):
+        a_step_fails_while_they_run()
+    assert [a.device for a in started] == [device for device, _ in DEVICES]
+    assert [a.process.returncode for a in started] == [0, 0]
+    for agent in started:
+        events = (agent.state / "events.jsonl").read_text().splitlines()
+        assert json.loads(events[-1])["event"] == "stopped"
+    assert processes_naming(str(channel)) == []
