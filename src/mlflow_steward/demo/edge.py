@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -205,10 +206,13 @@ def edge_steps(data: DemoData) -> None:
     name = data.name
     root = data.workspace.root / "edge"
     channel, keys, uploads = root / "channel", root / "keys", root / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)  # the monitor reads it before the first upload
     host = DeploymentHost(
         data.workspace.session(), progress=lambda message: click.echo(f"      {message}")
     )
+    if host.store.get(DEPLOYMENT) is not None:  # an earlier run's, with --keep
+        host.delete(DEPLOYMENT)
+    shutil.rmtree(root, ignore_errors=True)
+    uploads.mkdir(parents=True)  # the monitor reads it before the first upload
 
     step(15, "Edge devices: a TUF channel in a folder, @production published to it as a bundle")
     created = Channel(channel, keys).init()
