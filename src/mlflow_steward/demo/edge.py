@@ -238,14 +238,17 @@ def edge_steps(data: DemoData) -> None:
             "    agents started (steward edge agent), trusting the channel's first root: "
             + ", ".join(f"{a.device} (group {a.group}) at {a.endpoint}" for a in agents)
         )
-        # Trained while the agents start.
-        v_new = _release_with_baseline(data)
+        v_new = _release_with_baseline(data)  # trained while the agents start
         wait_serving(agents, current)
         for agent in agents:
             status, version, predictions = gateway.predict(agent.endpoint, data.X_test.head(5))
             click.echo(f"    {agent.device}: HTTP {status} from v{version}: {predictions}")
 
         step(16, f"Publishing v{v_new}, now @production, to the channel (steward deploy update)")
+        click.echo(
+            f"    version {v_new}, trained with steward.log_baseline(...), took @production "
+            "while the agents started"
+        )
         info = host.update(DEPLOYMENT)
         wait_serving(agents, v_new)
         click.secho(
@@ -261,18 +264,14 @@ def edge_steps(data: DemoData) -> None:
 
 
 def _release_with_baseline(data: DemoData) -> str:
-    """Registers and promotes a release trained with steward.log_baseline(...)."""
+    """Registers and promotes a release trained with steward.log_baseline(...); its version."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = data.fit(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)))
     logged, _ = log_model(data, model, "logreg-c1-edge", fitted=model, baseline=True)
-    version = promote(data, logged.model_uri)
-    click.echo(
-        f"    version {version} (trained with steward.log_baseline(...)) now holds @production"
-    )
-    return version
+    return promote(data, logged.model_uri)
 
 
 def _device_traffic(data: DemoData, agents: list[EdgeAgent], uploads: Path, version: str) -> None:
