@@ -45,8 +45,8 @@ An example that cannot run on a test machine as written is preceded by
 ``<!-- covered-by: tests/test_x.py::test_name -->``, naming the test that runs the same path for
 real; this module checks that the named test exists. Those left: installing into a fresh venv
 (README command 1, run from a fresh clone and, for ``steward quickstart``, by test_quickstart),
-the quickstart's by-hand commands (they follow a two-minute quickstart run; test_quickstart runs
-them), an nginx snippet (no nginx on a test machine), the plugin
+the quickstart's by-hand commands (they follow a quickstart run of a few minutes;
+test_quickstart runs them), an nginx snippet (no nginx on a test machine), the plugin
 template's own development loop (run in its folder by test_plugin_template) and the README's
 summary of the approvals walk-through (docs/server.md runs it whole).
 """
