@@ -5,6 +5,7 @@ Imports stay light here: python-tuf, MLflow and pandas are imported inside the c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -596,6 +597,9 @@ def agent(
     healthy (requests in flight finish on the old model). Anything refused is recorded in
     /status and <state-dir>/events.jsonl while the installed version keeps serving.
     """
+    # A device serves offline: MLflow's usage telemetry would only wait, at every exit, on a
+    # network the device may not have. Off unless the operator sets the variable.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow_steward.deployment.edge.agent import run_agent
     from mlflow_steward.plugins.options import parse_duration
 
