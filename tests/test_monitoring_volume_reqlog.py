@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlflow_steward.cli.main import cli
+from mlflow_steward.deployment.onprem import reqlog
 from mlflow_steward.deployment.onprem.reqlog import (
     COLUMNS,
     RequestLog,
@@ -230,3 +231,126 @@ def test_monitor_check_on_old_and_new_logs_and_bad_input(workspace, tmp_path):
     assert shifted["status"] == "drift"
     assert shifted["drifted"] == ["age"]
     assert not any("0.1.0" in q for q in shifted["quality"])
+
+
+# -- the writer decodes a batch column by column, as it decodes each request on its own ---------
+
+_S = ["amount", "age", "city"]
+
+
+def _split(*rows, columns=_S) -> dict:
+    return {"dataframe_split": {"columns": columns, "data": [list(r) for r in rows]}}
+
+
+#: (version, status, request body, response body): every layout MLflow's scoring server takes,
+#: runs of the same columns broken by another version, other columns and bodies that are not
+#: tables, and values that change a column's type.
+MIXED: list[tuple[str, int, bytes, bytes]] = [
+    *[("1", 200, _split((1.5 * i, i, "x")), b'{"predictions": [0]}') for i in range(4)],
+    ("1", 200, _split((1, 2, "y"), (2.5, 3, None), (True, 4, "z")), b'{"predictions": [1, 0, 1]}'),
+    ("2", 200, _split((9.5, 9, "v2")), b'{"predictions": [1]}'),  # another signature
+    ("1", 200, _split((3.5, 5, "x")), b"[1]"),  # predictions as a bare list
+    ("1", 200, {"dataframe_records": [{"amount": 2, "age": 5, "city": "r"}]}, b"{}"),
+    ("1", 200, {"dataframe_records": [{"age": 6}, {"city": "s", "extra": [1, 2]}]}, b"{}"),
+    ("1", 200, {"inputs": {"amount": [4.0, 5.0], "age": [1, 2], "city": ["i", "j"]}}, b"[0, 1]"),
+    ("1", 200, {"instances": [[6.0, 7, "k"]]}, b'{"predictions": [{"p": 0.5}]}'),  # named by sig
+    ("1", 200, {"dataframe_split": {"data": [[7.0, 8, "n"]]}}, b'{"predictions": [2]}'),
+    ("1", 200, _split((1.0, {"nested": 1}, "o")), b'{"predictions": [0, 1]}'),  # wrong length
+    ("1", 200, _split((1.0, 2.0), columns=["amount", "amount"]), b"[0]"),  # one column twice
+    ("1", 200, _split((1.0,), columns=["__version__"]), b"[0]"),  # a metadata column's name
+    ("1", 200, b'{"dataframe_split": {"columns": ["amount"], "data": [[1.0]', b"[0]"),  # cut off
+    ("1", 200, b"[" * 100_000, b"[0]"),  # too deep for Python's decoder
+    ("1", 200, b"amount\n1.0\n", b"[0]"),  # CSV
+    ("1", 200, _split((1.0, 1, "p")), b"not json"),
+    ("1", 400, _split((1.0, 1, "q")), b'{"error_code": "BAD_REQUEST"}'),
+    ("1", 200, _split((2.0, 1, "x"), (3.0, 2, "x")), b'{"predictions": [1, 1]}'),
+    ("1", 200, _split(("text", 1, "x")), b"[0]"),  # a string in a double column: all text
+    *[("1", 200, _split((0.5 * i, i, "t")), b"[1]") for i in range(5)],
+]
+
+
+def _write(folder: Path, requests, *, fmt: str = "parquet", rotate_rows: int = 1_000) -> None:
+    log = RequestLog(folder, deployment="fraud", fmt=fmt, rotate_rows=rotate_rows, flush_seconds=60)
+    log.set_signature("1", SIGNATURE)
+    log.set_signature("2", {"amount": "float", "age": "long", "city": "string"})
+    for i, (version, status, body, response) in enumerate(requests):
+        log.add(
+            request_id=f"r{i}",
+            version=version,
+            status=status,
+            latency_ms=0.1 * i,
+            content_type="application/json",
+            request=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            response=response,
+        )
+    log.close()  # one batch: the flush thread waits a minute
+
+
+def _segments(folder: Path, fmt: str) -> list:
+    files = sorted(folder.glob(f"requests-*.rows.{fmt}"))
+    if fmt == "jsonl":
+        return [[json.loads(line) for line in f.read_text().splitlines()] for f in files]
+    return [pq.read_table(f) for f in files]
+
+
+def _without_ts(segment, fmt: str):
+    if fmt == "jsonl":
+        return [{k: v for k, v in row.items() if k != "__ts__"} for row in segment]
+    return segment.drop_columns(["__ts__"])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rotate_rows"), [("parquet", 1_000), ("parquet", 7), ("jsonl", 1_000), ("jsonl", 7)]
+)
+def test_a_batch_is_written_as_each_request_decoded_on_its_own_would_be(
+    tmp_path, monkeypatch, fmt, rotate_rows
+):
+    """The writer decodes runs of requests with the same columns together; the segments it
+    writes (columns, types, values, nulls, request ids, order, rotation) are those of decoding
+    every request on its own, for a batch that mixes layouts, versions and bad bodies."""
+    _write(tmp_path / "batched", MIXED, fmt=fmt, rotate_rows=rotate_rows)
+    with monkeypatch.context() as patch:
+        patch.setattr(reqlog, "_bulk", lambda *args: None)  # every request on its own
+        _write(tmp_path / "each", MIXED, fmt=fmt, rotate_rows=rotate_rows)
+    batched, each = _segments(tmp_path / "batched", fmt), _segments(tmp_path / "each", fmt)
+    assert len(batched) == len(each) == (1 if rotate_rows == 1_000 else 5)  # 33 rows
+    for ours, theirs in zip(batched, each, strict=True):
+        if fmt == "parquet":
+            assert ours.schema == theirs.schema
+            assert ours["__ts__"].null_count == 0
+        assert _without_ts(ours, fmt) == _without_ts(theirs, fmt)
+    if fmt == "parquet" and rotate_rows == 1_000:
+        (table,) = batched
+        ids = table["__request_id__"].to_pylist()
+        assert ids[:8] == ["r0", "r1", "r2", "r3", "r4", "r4", "r4", "r5"]
+        assert table.schema.field("amount").type == pa.string()  # the "text" sent for a double
+        assert table.schema.field("age").type == pa.string()  # {"nested": 1} became text
+        rows = {(r["__request_id__"], r["__row__"]): r for r in table.to_pylist()}
+        assert rows[("r4", 1)]["city"] is None
+        assert rows[("r4", 2)]["amount"] == "True"
+        assert rows[("r13", 0)]["amount"] == "2.0"  # one column twice: the last value
+        assert rows[("r14", None)]["__request__"].startswith('{"dataframe_split"')
+        assert rows[("r16", None)]["__request__"] == "[" * 100_000  # too deep: kept as text
+        assert rows[("r19", None)]["__status__"] == 400
+
+
+def test_runs_of_uniform_requests_are_typed_by_the_signature(tmp_path, monkeypatch):
+    """The common case, batched: 1-row and 3-row requests of doubles (some sent as integers)
+    are written as float64 with their predictions, identical to the per-request path."""
+    uniform = [
+        ("1", 200, _split((i, i, "c"), *([(0.5, 1, "d")] * (i % 3))), b'{"predictions": [1]}')
+        for i in range(50)
+    ]
+    _write(tmp_path / "batched", uniform)
+    with monkeypatch.context() as patch:
+        patch.setattr(reqlog, "_bulk", lambda *args: None)
+        _write(tmp_path / "each", uniform)
+    (ours,), (theirs,) = _segments(tmp_path / "batched", "parquet"), _segments(
+        tmp_path / "each", "parquet"
+    )
+    assert ours.drop_columns(["__ts__"]) == theirs.drop_columns(["__ts__"])
+    assert ours.schema.field("amount").type == pa.float64()
+    assert ours["amount"].to_pylist()[:2] == [0.0, 1.0]
+    assert ours["__prediction__"].null_count == ours.num_rows - sum(
+        1 for i in range(50) if i % 3 == 0
+    )

@@ -81,6 +81,7 @@ META = (
     RAW_REQUEST,
     RAW_RESPONSE,
 )
+_META = frozenset(META)
 #: The infix that marks a row segment's name.
 ROWS = ".rows"
 
@@ -115,7 +116,7 @@ def read_signature(model_path: str | os.PathLike[str]) -> dict[str, str] | None:
     return {str(c["name"]): str(c["type"]) for c in inputs}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     request_id: str
     ts: datetime
@@ -158,7 +159,7 @@ class RequestLog:
         self._buffer: list[_Pending] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # the flush thread and close() both write
-        self._segment: list[dict[str, Any]] = []  # rows of the open segment not yet written
+        self._segment: list[_Rows] = []  # rows of the open segment not yet written
         self._segment_path: Path | None = None
         self._segment_rows = 0
         self._segment_started = 0.0
@@ -230,29 +231,35 @@ class RequestLog:
     def _write(self, pending: list[_Pending]) -> None:
         if self._due():
             self._close_segment()
-        for item in pending:
-            rows = decode(item, self.deployment, self.signatures.get(item.version))
-            if self._segment_path is None:
-                self._segment_path = self._new_segment()
-            self._segment.extend(rows)
-            self._segment_rows += len(rows)
-            if self._segment_rows >= self.rotate_rows:
-                self._close_segment()
+        for part in decode_batch(pending, self.deployment, self.signatures):
+            # A segment rotates after the request that fills it (a request is never split).
+            first = start = row = 0
+            for index, size in enumerate(part.sizes, 1):
+                if self._segment_path is None:
+                    self._segment_path = self._new_segment()
+                row += size
+                self._segment_rows += size
+                if self._segment_rows >= self.rotate_rows:
+                    self._segment.append(part.take(first, index, start, row))
+                    first, start = index, row
+                    self._close_segment()
+            if start < row:
+                self._segment.append(part.take(first, len(part.sizes), start, row))
         if self.fmt == "jsonl" and self._segment and self._segment_path is not None:
             _append_jsonl(self._segment_path, self._segment)
             self._segment = []
 
     def _close_segment(self) -> None:
-        path, rows = self._segment_path, self._segment
+        path, parts = self._segment_path, self._segment
         self._segment_path, self._segment = None, []
-        if path is None or not rows:
+        if path is None or not parts:
             return
         if self.fmt == "jsonl":
-            _append_jsonl(path, rows)
+            _append_jsonl(path, parts)
             return
         import pyarrow.parquet as pq
 
-        table = rows_table(rows, self._types())
+        table = rows_table(parts, self._types())
         tmp = path.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)  # readers never see a half-written file
@@ -298,7 +305,7 @@ def _table_of(payload: Any, signature: Mapping[str, str] | None) -> tuple[list[s
         rows = [r if isinstance(r, list) else [r] for r in data]
         width = len(rows[0]) if rows else 0
         columns = split.get("columns") or _named(width, signature)
-        return [str(c) for c in columns], rows
+        return list(map(str, columns)), rows
     if "dataframe_records" in payload:
         return _records(payload["dataframe_records"])
     for key in ("inputs", "instances"):
@@ -327,14 +334,12 @@ def _records(records: Any) -> tuple[list[str], list[list]]:
 
 
 _NUMBERS = {"double": float, "float": float}
+#: What a body that is not the table it claims to be raises while it is decoded.
+_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 
 
-def decode(
-    item: _Pending, deployment: str, signature: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """The rows of one logged request: one per input row of a successful request whose payload
-    is a table, else one row of metadata (with the bodies as text when they were logged)."""
-    base: dict[str, Any] = {
+def _base(item: _Pending, deployment: str) -> dict[str, Any]:
+    return {
         REQUEST_ID: item.request_id,
         TS: item.ts,
         DEPLOYMENT: deployment,
@@ -343,32 +348,55 @@ def decode(
         LATENCY: round(item.latency_ms, 3),
         CONTENT_TYPE: item.content_type,
     }
+
+
+def _parsed(
+    item: _Pending, signature: Mapping[str, str] | None, answers: dict[bytes, Any] | None = None
+) -> tuple[list[str], list[list], list] | None:
+    """(columns, rows, predictions) of a successful request whose payload is a table of named
+    columns, else None. ``answers`` keeps the responses parsed so far (many are the same bytes)."""
+    if item.request is None or item.status != 200:
+        return None
+    try:
+        columns, rows = _table_of(json.loads(item.request), signature)
+        if not rows or set(map(len, rows)) != {len(columns)}:
+            raise _NotColumns("rows of different widths")
+        if not _META.isdisjoint(columns):
+            raise _NotColumns("a column named like a metadata column")
+        response = item.response or b"{}"
+        if answers is None:
+            answer = json.loads(response)
+        elif (answer := answers.get(response, _NotColumns)) is _NotColumns:
+            answer = answers[response] = json.loads(response)
+    except _UNDECODABLE:
+        return None
+    predictions = answer.get("predictions") if isinstance(answer, dict) else answer
+    if not (isinstance(predictions, list) and len(predictions) == len(rows)):
+        predictions = [None] * len(rows)
+    return columns, rows, predictions
+
+
+def decode(
+    item: _Pending, deployment: str, signature: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of one logged request: one per input row of a successful request whose payload
+    is a table, else one row of metadata (with the bodies as text when they were logged)."""
+    base = _base(item, deployment)
     if item.request is None:
         return [base]
-    if item.status == 200:
-        try:
-            columns, rows = _table_of(json.loads(item.request), signature)
-            if not rows or any(len(r) != len(columns) for r in rows):
-                raise _NotColumns("rows of different widths")
-            if any(c in META for c in columns):
-                raise _NotColumns("a column named like a metadata column")
-            answer = json.loads(item.response or b"{}")
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            pass
-        else:
-            predictions = answer.get("predictions") if isinstance(answer, dict) else answer
-            if not (isinstance(predictions, list) and len(predictions) == len(rows)):
-                predictions = [None] * len(rows)
-            casts = [_NUMBERS.get((signature or {}).get(c, "")) for c in columns]
-            out = []
-            for i, (values, prediction) in enumerate(zip(rows, predictions, strict=True)):
-                row = {**base, ROW: i, PREDICTION: _scalar(prediction)}
-                for name, value, cast in zip(columns, values, casts, strict=True):
-                    if cast is not None and isinstance(value, int) and not isinstance(value, bool):
-                        value = cast(value)  # 1 in a double column stays a double
-                    row[name] = _scalar(value)
-                out.append(row)
-            return out
+    table = _parsed(item, signature)
+    if table is not None:
+        columns, rows, predictions = table
+        casts = [_NUMBERS.get((signature or {}).get(c, "")) for c in columns]
+        out = []
+        for i, (values, prediction) in enumerate(zip(rows, predictions, strict=True)):
+            row = {**base, ROW: i, PREDICTION: _scalar(prediction)}
+            for name, value, cast in zip(columns, values, casts, strict=True):
+                if cast is not None and isinstance(value, int) and not isinstance(value, bool):
+                    value = cast(value)  # 1 in a double column stays a double
+                row[name] = _scalar(value)
+            out.append(row)
+        return out
     return [
         {
             **base,
@@ -380,6 +408,147 @@ def decode(
     ]
 
 
+@dataclass
+class _Rows:
+    """Decoded rows of consecutive requests, column by column: each list of ``columns`` holds
+    one value a row (columns in the order the rows' keys first appear); ``sizes`` holds how many
+    rows each request gave, in order."""
+
+    columns: dict[str, list[Any]]
+    sizes: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.columns[REQUEST_ID])
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]], sizes: list[int]) -> _Rows:
+        names: dict[str, None] = {}
+        for row in rows:
+            if len(row) > len(names) or any(k not in names for k in row):
+                names.update(dict.fromkeys(row))
+        return cls({name: [row.get(name) for row in rows] for name in names}, sizes)
+
+    def take(self, first: int, last: int, start: int, stop: int) -> _Rows:
+        """Requests ``first`` to ``last`` (excluded), which are rows ``start`` to ``stop``."""
+        if first == 0 and last == len(self.sizes):
+            return self
+        return _Rows(
+            {name: values[start:stop] for name, values in self.columns.items()},
+            self.sizes[first:last],
+        )
+
+    def dicts(self) -> Iterator[dict[str, Any]]:
+        names = list(self.columns)
+        for values in zip(*self.columns.values(), strict=True):
+            yield dict(zip(names, values, strict=True))
+
+
+def _column(values: list[Any], cast: Any) -> list[Any]:
+    """One input column of decoded rows, as :func:`decode` writes each value of it."""
+    kinds = set(map(type, values))  # JSON's types: no subclasses (bool is not an int here)
+    if cast is not None and int in kinds:
+        values = [cast(v) if type(v) is int else v for v in values]
+    if dict in kinds or list in kinds:
+        values = [_scalar(v) for v in values]
+    return values
+
+
+class _Run:
+    """Consecutive requests of one version whose payloads are tables of the same columns: their
+    rows decoded together, column by column (what :func:`decode` gives row by row)."""
+
+    def __init__(self, version: str, columns: list[str]) -> None:
+        self.version, self.names = version, columns
+        self.items: list[_Pending] = []
+        self.sizes: list[int] = []
+        # The values of every row, one after the other: the parsed bodies are not kept (a list
+        # a row would be a container for the garbage collector to visit again and again).
+        self.values: list[Any] = []
+        self.predictions: list[Any] = []
+
+    def add(self, item: _Pending, rows: list[list], predictions: list) -> None:
+        self.items.append(item)
+        self.sizes.append(len(rows))
+        for row in rows:
+            self.values.extend(row)
+        self.predictions.extend(predictions)
+
+    def rows(self, deployment: str, signature: Mapping[str, str] | None) -> _Rows:
+        items, sizes, total = self.items, self.sizes, len(self.predictions)
+
+        def each(values: list[Any]) -> list[Any]:  # a request's value on each of its rows
+            if total == len(items):
+                return values
+            return [v for v, n in zip(values, sizes, strict=True) for _ in range(n)]
+
+        columns: dict[str, list[Any]] = {
+            REQUEST_ID: each([i.request_id for i in items]),
+            TS: each([i.ts for i in items]),
+            DEPLOYMENT: [deployment] * total,
+            VERSION: [self.version] * total,
+            STATUS: [200] * total,
+            LATENCY: each([round(i.latency_ms, 3) for i in items]),
+            CONTENT_TYPE: each([i.content_type for i in items]),
+            ROW: [0] * total if total == len(items) else [i for n in sizes for i in range(n)],
+            PREDICTION: _column(self.predictions, None),
+        }
+        width = len(self.names)
+        for j, name in enumerate(self.names):
+            cast = _NUMBERS.get((signature or {}).get(name, ""))
+            columns[name] = _column(self.values[j::width], cast)
+        return _Rows(columns, sizes)
+
+
+def _bulk(
+    item: _Pending, signature: Mapping[str, str] | None, answers: dict[bytes, Any]
+) -> tuple[list[str], list[list], list] | None:
+    """:func:`_parsed`, when its rows can be decoded column by column: columns named once each."""
+    table = _parsed(item, signature, answers)
+    if table is None or len(set(table[0])) != len(table[0]):
+        return None
+    return table
+
+
+def decode_batch(
+    items: list[_Pending], deployment: str, signatures: Mapping[str, Mapping[str, str]]
+) -> list[_Rows]:
+    """The rows of logged requests, in order, as :func:`decode` gives them: consecutive requests
+    of one version with the same columns are decoded together, column by column; anything else
+    (a failed or unsampled request, a body that is not a table) request by request."""
+    parts: list[_Rows] = []
+
+    def append(part: _Rows) -> None:
+        last = parts[-1] if parts else None
+        if last is not None and list(last.columns) == list(part.columns):
+            for name, values in part.columns.items():
+                last.columns[name].extend(values)
+            last.sizes.extend(part.sizes)
+        else:
+            parts.append(part)
+
+    run: _Run | None = None
+    answers: dict[bytes, Any] = {}
+    for item in items:
+        signature = signatures.get(item.version)
+        table = _bulk(item, signature, answers)
+        if run is not None and (
+            table is None or item.version != run.version or table[0] != run.names
+        ):
+            append(run.rows(deployment, signatures.get(run.version)))
+            run = None
+        if table is None:
+            rows = decode(item, deployment, signature)
+            append(_Rows.of(rows, [len(rows)]))
+            continue
+        if run is None:
+            run = _Run(item.version, table[0])
+        run.add(item, table[1], table[2])
+    if run is not None:
+        append(run.rows(deployment, signatures.get(run.version)))
+    return parts
+
+
 def _pa_type(pa: Any, kind: str | None) -> Any:
     name = _SIGNATURE_TYPES.get(kind or "")
     if name is None:
@@ -389,7 +558,7 @@ def _pa_type(pa: Any, kind: str | None) -> Any:
     return getattr(pa, name)()
 
 
-def rows_table(rows: list[dict[str, Any]], types: Mapping[str, str] | None = None) -> Any:
+def rows_table(parts: list[_Rows], types: Mapping[str, str] | None = None) -> Any:
     """A pyarrow table of decoded rows: metadata typed, input columns typed by ``types`` (MLflow
     type names) where the values allow, else by their values (text when they are mixed)."""
     import pyarrow as pa
@@ -407,12 +576,14 @@ def rows_table(rows: list[dict[str, Any]], types: Mapping[str, str] | None = Non
         RAW_RESPONSE: pa.string(),
     }
     names: dict[str, None] = dict.fromkeys(fixed)
-    for row in rows:
-        if len(row) > len(names) or any(k not in names for k in row):
-            names.update(dict.fromkeys(row))
+    for part in parts:
+        names.update(dict.fromkeys(part.columns))
     arrays = []
     for name in names:
-        values = [row.get(name) for row in rows]
+        values: list[Any] = []
+        for part in parts:
+            column = part.columns.get(name)
+            values.extend([None] * part.count if column is None else column)
         wanted = fixed.get(name) or _pa_type(pa, (types or {}).get(name))
         arrays.append(_array(pa, values, wanted))
     return pa.Table.from_arrays(arrays, names=list(names))
@@ -436,16 +607,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+def _append_jsonl(path: Path, parts: list[_Rows]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.writelines(
             json.dumps(
-                {k: v for k, v in r.items() if v is not None},
+                {k: v for k, v in row.items() if v is not None},
                 separators=(",", ":"),
                 default=_json_default,
             )
             + "\n"
-            for r in rows
+            for part in parts
+            for row in part.dicts()
         )
 
 
@@ -506,7 +678,7 @@ def read_jsonl_rows(paths: list[Path]) -> Any:
 def _rows_records(table: Any) -> Iterator[dict[str, Any]]:
     """0.1.0-style records (one per request) rebuilt from rows: the request as
     ``dataframe_split`` of its input columns, the response as its predictions."""
-    meta = set(META)
+    meta = _META
     current: list[dict[str, Any]] = []
 
     def record(rows: list[dict[str, Any]]) -> dict[str, Any]:
