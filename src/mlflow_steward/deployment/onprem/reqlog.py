@@ -336,6 +336,7 @@ def _records(records: Any) -> tuple[list[str], list[list]]:
 _NUMBERS = {"double": float, "float": float}
 #: What a body that is not the table it claims to be raises while it is decoded.
 _UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
+_UNSEEN = object()
 
 
 def _base(item: _Pending, deployment: str) -> dict[str, Any]:
@@ -366,7 +367,7 @@ def _parsed(
         response = item.response or b"{}"
         if answers is None:
             answer = json.loads(response)
-        elif (answer := answers.get(response, _NotColumns)) is _NotColumns:
+        elif (answer := answers.get(response, _UNSEEN)) is _UNSEEN:
             answer = answers[response] = json.loads(response)
     except _UNDECODABLE:
         return None
