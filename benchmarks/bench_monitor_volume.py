@@ -88,8 +88,7 @@ def setup(root: Path, requests: int, features: int, shifted: int) -> None:
     block = 100_000
     for start in range(0, requests, block):
         values = rng.normal(size=(min(block, requests - start), features)).round(6)
-        if start >= requests // 2:
-            values[:, :shifted] += 1.0
+        values[max(0, requests // 2 - start) :, :shifted] += 1.0  # the second half shifted
         for i, row in enumerate(values.tolist(), start):
             log.add(
                 request_id=f"{i:x}",
