@@ -187,8 +187,10 @@ def _stream(window: Any, columns: Any) -> Any:
 
     seen = sketches.sketch_chunks(counted(), columns)
     note = (
-        f"the window (about {window.estimated_bytes / 2**20:,.0f} MiB) is larger than the memory "
-        f"budget ({window.budget / 2**20:,.0f} MiB): streamed in chunks"
+        "judging the window exactly would take about "
+        f"{window.estimated_bytes * sketches.EXACT_PATH_FACTOR / 2**20:,.0f} MiB (the window is "
+        f"about {window.estimated_bytes / 2**20:,.0f} MiB), larger than the memory budget "
+        f"({window.budget / 2**20:,.0f} MiB): streamed in chunks"
     )
     sketched = sketches.SketchedWindow(seen, rows, (note, *window.notes))
     return sketched, first.drop(columns=[REQUEST_ID], errors="ignore")

@@ -292,17 +292,18 @@ class MonitorRunner:
 def _streaming(
     session: StewardServices, deployment: str, context: SourceContext, budget: int
 ) -> Any:
-    """A request-log window estimated bigger than ``budget``, to be judged from sketches as it
-    streams; None when it fits (then it is read whole and judged exactly)."""
+    """A request-log window whose exact judging would not fit ``budget`` (``EXACT_PATH_FACTOR``
+    times its estimated size), to be judged from sketches as it streams; None when it fits (then
+    it is read whole and judged exactly)."""
     from mlflow_steward.deployment.onprem import reqlog
     from mlflow_steward.monitoring.data import request_log_dir
-    from mlflow_steward.monitoring.sketches import StreamingWindow
+    from mlflow_steward.monitoring.sketches import EXACT_PATH_FACTOR, StreamingWindow
 
     folder = request_log_dir(session, deployment)
     if not folder.is_dir():
         return None  # the source says why
     size = reqlog.window_bytes(folder, context.since)
-    if size <= budget:
+    if size * EXACT_PATH_FACTOR <= budget:
         return None
     batch = max(1_000, min(1_000_000, budget // 2 // 256))  # rows of ~32 columns of 8 bytes
     return StreamingWindow(

@@ -29,6 +29,15 @@ FORMAT = 1
 K = 200
 #: How many most frequent categories a categorical sketch tracks exactly (log2 of its map size).
 FREQUENT_LG_MAX = 10
+#: How many times a request-log window's estimated size (reqlog.window_bytes) judging it
+#: exactly holds: the frame, its float copies, each column's sorted copies, and the process
+#: around them. Measured with bench_monitor_volume.py (20 float features, 31 logged columns,
+#: 2026-12-06): 20,000 rows peaked at 373 MiB, 300,000 at 640 MiB, 1,000,000 (estimate 237 MiB)
+#: at 1,183 MiB, about 3.5 times the estimate plus the process's ~360 MiB. Five times the
+#: estimate must fit the budget, so a 1 GiB budget streams that 1M-row window instead.
+EXACT_PATH_FACTOR = 5
+
+
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
 
