@@ -135,7 +135,7 @@ def test_a_model_that_is_not_scikit_learn_is_a_clear_error_and_nothing_is_writte
         check=False,
     )
     assert proc.returncode != 0
-    assert "--parity-tolerance -1.0: use a number >= 0" in proc.stderr
+    assert "'--parity-tolerance': -1.0 is not in the range x>=0" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
 

@@ -27,6 +27,23 @@ def _progress(message: str) -> None:
     click.echo(f"  {message}", err=True)
 
 
+_onnx_option = click.option(
+    "--onnx",
+    is_flag=True,
+    help="Add the scikit-learn model converted to ONNX, with a parity check against the "
+    "original on the baseline sample (needs the edge-onnx extra).",
+)
+_parity_tolerance_option = click.option(
+    "--parity-tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-5,
+    show_default=True,
+    help="Largest difference, relative to max(1, |value|), between the ONNX model's outputs "
+    "and the original's (the parity check, run at build and again before a bundle is "
+    "published).",
+)
+
+
 @edge.command()
 @click.argument("model_uri")
 @click.option(
@@ -37,20 +54,8 @@ def _progress(message: str) -> None:
     help="The bundle file (ending in .tar.gz or .tgz), or else a folder for "
     "<name>-<version>.tar.gz.",
 )
-@click.option(
-    "--onnx",
-    is_flag=True,
-    help="Add the scikit-learn model converted to ONNX, with a parity check against the "
-    "original on the baseline sample (needs the edge-onnx extra).",
-)
-@click.option(
-    "--parity-tolerance",
-    type=float,
-    default=1e-5,
-    show_default=True,
-    help="With --onnx: largest difference, relative to max(1, |value|), between the ONNX "
-    "model's outputs and the original's.",
-)
+@_onnx_option
+@_parity_tolerance_option
 @click.option(
     "--wheels",
     is_flag=True,
@@ -346,6 +351,8 @@ def channel_unlock(channel: str, as_json: bool) -> None:
     metavar="RATE",
     help="The share of failed installs at which the rollout halts, e.g. 5%.",
 )
+@_onnx_option
+@_parity_tolerance_option
 @_lock_wait_option
 @_json_option
 @click.pass_context
@@ -358,6 +365,8 @@ def publish(
     rollout: str | None,
     step_wait: str | None,
     max_failure_rate: str | None,
+    onnx: bool,
+    parity_tolerance: float,
     lock_wait: float,
     as_json: bool,
 ) -> None:
@@ -365,7 +374,10 @@ def publish(
 
     The bundle becomes the channel's newest release: targets, snapshot and timestamp are signed
     again (needs the targets, snapshot and timestamp keys), atomically for readers. Governed:
-    policies decide `deploy` (target steward-edge, kind edge, operation publish).
+    policies decide `deploy` (target steward-edge, kind edge, operation publish) on facts
+    steward measures from the bundle, never on its manifest's word: its size, its files
+    against their SHA-256s, the model's content digest against the registry's, and the ONNX
+    parity check run again. A bundle that is not what its manifest says is refused.
 
     With --rollout the release is staged: its plan is signed with it, and each device decides
     from a hash of its id whether the current step includes it (the others stay on the release
@@ -391,6 +403,8 @@ def publish(
         lock_wait=lock_wait,
         rollout=plan,
         production=production,
+        onnx=onnx,
+        parity_tolerance=parity_tolerance,
     )
     if as_json:
         echo_json(release.to_dict())

@@ -239,15 +239,19 @@ class DeploymentHost:
         model: ResolvedModel,
         options: Mapping[str, Any],
         write: Callable[[], Any],
+        facts: Mapping[str, Any] | None = None,
         **context: Any,
     ) -> DeploymentEvent:
         """Decide ``deploy`` under the model's write lock; on allow, run the before-deploy hooks
-        and ``write`` (which reserves the state), all before any process starts."""
+        and ``write`` (which reserves the state), all before any process starts. ``facts``:
+        what the target measured of what it deploys (:meth:`TargetClient.prepare`); they
+        cannot replace the host's own keys."""
         event = self.session.version_event(
             "deploy",
             model.name,
             model.version,
             {
+                **(facts or {}),
                 "deployment": name,
                 "target": target.target.name,
                 "target_kind": target.target.kind,
@@ -379,6 +383,7 @@ class DeploymentHost:
             info,
             model,
             lambda: client.create(info, model, None),
+            client=client,
             kind="create",
             write=reserve,
             on_failure={"status": "failed"},
@@ -416,6 +421,7 @@ class DeploymentHost:
             info,
             model,
             lambda: client.update(info, model, traffic),
+            client=client,
             kind="canary" if traffic is not None and traffic < 100 else "update",
             from_version=info.version,
             # Recorded before the target acts, so the rollout itself runs with them.
@@ -435,6 +441,7 @@ class DeploymentHost:
                 info,
                 stable,
                 lambda: client.rollback(info, None),
+                client=client,
                 kind="rollback",
                 from_version=canary[0],
                 rollback=True,
@@ -455,6 +462,7 @@ class DeploymentHost:
             info,
             model,
             lambda: client.rollback(info, model),
+            client=client,
             kind="rollback",
             from_version=info.version,
             rollback=previous in served,
@@ -471,6 +479,7 @@ class DeploymentHost:
             info,
             self.resolve(f"models:/{info.model}/{canary[0]}"),
             lambda: client.promote_canary(info),
+            client=client,
             kind="promote",
             from_version=info.version,
         )
@@ -482,18 +491,23 @@ class DeploymentHost:
         model: ResolvedModel,
         work: Callable[[], DeploymentInfo],
         *,
+        client: TargetClient,
         kind: str,
         from_version: str | None = None,
         write: Callable[[], Any] = lambda: None,
         on_failure: Mapping[str, Any] | None = None,
         **context: Any,
     ) -> DeploymentInfo:
-        """Decide the step (``action: deploy``), then let the target work and record the result."""
+        """Let the target prepare the step (:meth:`TargetClient.prepare`), decide it (``action:
+        deploy``) with the facts it measured, then let the target work and record the result."""
         registered = self.target(info.target)
-        step = self._govern(operation, info.name, registered, model, info.options, write, **context)
-        return self._run(
-            step, info, work, kind=kind, from_version=from_version, on_failure=on_failure
-        )
+        with client.prepare(operation, info, model) as facts:
+            step = self._govern(
+                operation, info.name, registered, model, info.options, write, facts, **context
+            )
+            return self._run(
+                step, info, work, kind=kind, from_version=from_version, on_failure=on_failure
+            )
 
     def delete(self, name: str) -> None:
         info = self.store.require(name)

@@ -4,7 +4,8 @@ the state a deployment is in, and the interface a target's client implements."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -116,6 +117,17 @@ class TargetClient(abc.ABC):
 
     def validate(self, name: str, options: Mapping[str, Any]) -> None:  # noqa: B027
         """Refuse a deployment that cannot work (a port in use, ...) before anything starts."""
+
+    @contextlib.contextmanager
+    def prepare(
+        self, operation: str, info: DeploymentInfo, model: ResolvedModel
+    ) -> Iterator[Mapping[str, Any]]:
+        """Make what a step deploys before governance decides it, and yield facts measured
+        from it: the host adds them to the ``deploy`` event's context, so that policies decide
+        on what will be deployed (the edge target builds its bundle here and yields its size and
+        ONNX facts). The step (``create``, ``update``, ``rollback``, ``promote_canary``) runs
+        inside the context, which then ends, refused or not. By default nothing is made."""
+        yield {}
 
     @abc.abstractmethod
     def create(

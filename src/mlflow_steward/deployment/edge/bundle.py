@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,7 +135,7 @@ def _requirements(model_dir: Path) -> tuple[list[str], list[str], list[str]]:
     return out, pinned_here, unpinned
 
 
-def _input_example(model_dir: Path) -> str | None:
+def input_example(model_dir: Path) -> str | None:
     """The input example's file inside the model (``saved_input_example_info`` in MLmodel)."""
     import yaml
 
@@ -182,7 +183,8 @@ def column_summaries(data: Any) -> dict[str, Any]:
     return out
 
 
-def _baseline(client: Any, mv: Any, target: str) -> Any:
+def logged_baseline(client: Any, mv: Any, target: str) -> Any:
+    """The baseline logged with version ``mv`` (``target`` names it in errors), or ``None``."""
     from mlflow_steward.errors import MonitoringError
     from mlflow_steward.governance.facts import model_id_of
     from mlflow_steward.monitoring.baseline import load_baseline
@@ -219,7 +221,7 @@ def _sample(staging: Path, model_dir: Path, baseline: Any) -> tuple[Any, str]:
 
     if baseline is not None:
         return baseline.features, "baseline"
-    example = _input_example(model_dir)
+    example = input_example(model_dir)
     if example is None:
         raise DeploymentError(
             "the ONNX parity check needs rows to predict on: log a baseline "
@@ -231,18 +233,28 @@ def _sample(staging: Path, model_dir: Path, baseline: Any) -> tuple[Any, str]:
     return pd.DataFrame(data), "input example"
 
 
-def _onnx(staging: Path, model_dir: Path, baseline: Any, tolerance: float) -> dict[str, Any]:
+def parity_check(root: Path, original: Any, baseline: Any, tolerance: float) -> dict[str, Any]:
+    """The parity check of ``root``'s ``onnx/model.onnx`` against ``original`` (the bundle's
+    scikit-learn model) on the baseline's rows, else the model's input example
+    (:func:`.onnx.parity`, with ``sample`` saying which)."""
     from mlflow_steward.deployment.edge import onnx
 
-    path = staging / onnx.ONNX_FILE
-    original, opset = onnx.convert(model_dir, path)
-    frame, source = _sample(staging, model_dir, baseline)
+    model_dir = root / "model"
+    frame, source = _sample(root, model_dir, baseline)
     columns = onnx.input_columns(model_dir)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DeploymentError(f"the parity check's {source} has no column {missing}")
-    check = onnx.parity(original, path, frame, columns, tolerance)
-    return {"file": onnx.ONNX_FILE, "opset": opset, "parity": {**check, "sample": source}}
+    check = onnx.parity(original, root / onnx.ONNX_FILE, frame, columns, tolerance)
+    return {**check, "sample": source}
+
+
+def _onnx(staging: Path, model_dir: Path, baseline: Any, tolerance: float) -> dict[str, Any]:
+    from mlflow_steward.deployment.edge import onnx
+
+    original, opset = onnx.convert(model_dir, staging / onnx.ONNX_FILE)
+    parity = parity_check(staging, original, baseline, tolerance)
+    return {"file": onnx.ONNX_FILE, "opset": opset, "parity": parity}
 
 
 def build_bundle(
@@ -271,13 +283,13 @@ def build_bundle(
     import mlflow.artifacts
     from mlflow import MlflowClient
 
+    from mlflow_steward.deployment.edge.onnx import check_tolerance
     from mlflow_steward.governance.digest import digest_local
     from mlflow_steward.plugins.events import DIGEST_TAG
 
     check_model_name(name)
     say = progress or (lambda message: None)
-    if not parity_tolerance >= 0:
-        raise DeploymentError(f"--parity-tolerance {parity_tolerance}: use a number >= 0")
+    check_tolerance(parity_tolerance)
     out = bundle_path(output, name, version)
     out.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri, registry_uri)
@@ -302,7 +314,7 @@ def build_bundle(
             )
         requirements, pinned_here, unpinned = _requirements(model_dir)
         (staging / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
-        baseline = _baseline(client, mv, f"models:/{name}/{version}")
+        baseline = logged_baseline(client, mv, f"models:/{name}/{version}")
         summary = _baseline_summary(baseline) if baseline is not None else None
         if summary is not None:
             (staging / "baseline-summary.json").write_text(json.dumps(summary, indent=2))
@@ -342,7 +354,7 @@ def build_bundle(
             "digest": digest,
             "digest_recorded": recorded is not None,
             "run_id": mv.run_id,
-            "input_example": _input_example(model_dir),
+            "input_example": input_example(model_dir),
             "requirements": requirements,
             "pinned_at_build": pinned_here,
             "unpinned_requirements": unpinned,
@@ -462,6 +474,11 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DeploymentError(
             f"{path}: the manifest's version {manifest.get('version')!r} is not a number"
         )
+    files = manifest.get("files")
+    if not isinstance(manifest.get("digest"), str) or not (
+        isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+    ):
+        raise DeploymentError(f"{path}: the manifest has no digest or no file list")
     return manifest
 
 
@@ -472,8 +489,13 @@ def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> dict[s
     manifest = read_manifest(path)
     target = Path(dest)
     target.mkdir(parents=True)
-    with tarfile.open(path, "r:gz") as tar:
-        tar.extractall(target, filter="data")
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            tar.extractall(target, filter="data")
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
+        raise DeploymentError(
+            f"{path}: the bundle's archive is damaged or unsafe ({type(exc).__name__}: {exc})"
+        ) from None
     root = target / ROOT
     found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     expected = set(manifest["files"]) | {MANIFEST}

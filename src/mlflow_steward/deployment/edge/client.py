@@ -1,25 +1,34 @@
 """The ``steward-edge`` target's client: a deployment is a model published to one channel.
 
-The host has resolved the version and asked governance (``deploy``, kind ``edge``) before any
-method here runs; the client builds the bundle (or reuses the one the channel holds for that
-version) and publishes it.
+Before governance decides a step, the host lets the client :meth:`~EdgeClient.prepare` it: the
+client builds the bundle (or takes the one the channel holds for that version) and measures it,
+and policies (``deploy``, kind ``edge``) decide with its size and ONNX facts; on allow the
+client publishes that same file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow_steward.deployment.edge.bundle import build_bundle, check_model_name
+from mlflow_steward.deployment.edge.bundle import check_model_name
 from mlflow_steward.deployment.edge.channel import Channel
+from mlflow_steward.deployment.edge.facts import measure
+from mlflow_steward.deployment.edge.governed import stage
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.plugins.targets import DeploymentInfo, ResolvedModel, TargetClient
 
 
 class EdgeClient(TargetClient):
+    def __init__(self, target: Any, context: Any) -> None:
+        super().__init__(target, context)
+        #: The bundle :meth:`prepare` made for each model URI, while its step runs.
+        self._prepared: dict[str, Path] = {}
+
     def _channel(self, options: Mapping[str, Any]) -> Channel:
         return Channel(str(options["channel"]), options.get("keys") or None)
 
@@ -29,25 +38,52 @@ class EdgeClient(TargetClient):
         for role in ("targets", "snapshot", "timestamp"):
             channel._signers(root, role)
 
-    def _publish(self, info: DeploymentInfo, model: ResolvedModel) -> DeploymentInfo:
+    @contextlib.contextmanager
+    def prepare(
+        self, operation: str, info: DeploymentInfo, model: ResolvedModel
+    ) -> Iterator[Mapping[str, Any]]:
+        """The bundle the step publishes, in a folder of its own: the one the channel holds for
+        the version (a version's bundle never changes), else a new build (with an ONNX model
+        when the deployment's ``onnx`` option is set). Yields its measured facts
+        (:func:`.facts.measure`), which policies decide on."""
         check_model_name(model.name)
+        tolerance = float(info.options["parity_tolerance"])
+        with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
+            path = stage(
+                self._channel(info.options),
+                model.name,
+                model.version,
+                model.requested,
+                Path(tmp, "bundle.tar.gz"),
+                tracking_uri=self.context.tracking_uri,
+                registry_uri=self.context.registry_uri,
+                progress=self.context.progress,
+                onnx=bool(info.options["onnx"]),
+                parity_tolerance=tolerance,
+            )
+            _, facts = measure(
+                path,
+                tracking_uri=self.context.tracking_uri,
+                registry_uri=self.context.registry_uri,
+                parity_tolerance=tolerance,
+                progress=self.context.progress,
+                expect=(model.name, model.version),
+            )
+            self._prepared[model.uri] = path
+            try:
+                yield facts
+            finally:
+                del self._prepared[model.uri]
+
+    def _publish(self, info: DeploymentInfo, model: ResolvedModel) -> DeploymentInfo:
+        path = self._prepared.get(model.uri)
+        if path is None:
+            raise DeploymentError(
+                f"{model.uri}: no bundle was prepared (the deployment host prepares it before "
+                "governance decides the step)"
+            )
         channel = self._channel(info.options)
-        stored = channel.stored(model.name, model.version)
-        if stored is not None:
-            with channel.local_copy(stored) as path:
-                release = channel.publish(path)
-        else:
-            with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
-                built = build_bundle(
-                    tracking_uri=self.context.tracking_uri,
-                    registry_uri=self.context.registry_uri,
-                    name=model.name,
-                    version=model.version,
-                    requested=model.requested,
-                    output=Path(tmp),
-                    progress=self.context.progress,
-                )
-                release = channel.publish(built.path)
+        release = channel.publish(path)
         self.context.progress(f"published {model.uri} as release {release.release}")
         info.version = model.version
         info.status = "serving"  # what the devices following the channel install

@@ -1,20 +1,28 @@
 """Edge steps as governed actions: policies decide ``deploy`` (target ``steward-edge``, kind
 ``edge``, with the operation) before anything is written or published, and the decision is
-audited. A build is made in a temporary folder first, so that policies see its facts (size, ONNX
-model and parity check: :func:`bundle_facts`)."""
+audited. Every decision is made on a bundle file that exists, in a folder of steward's own (a
+build is made in a temporary folder first; a file to publish is copied there), with the facts
+steward measures from it (size, model digest, ONNX model and parity: :mod:`.facts`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from mlflow_steward.deployment.edge.bundle import BuiltBundle, build_bundle, check_model_name
+from mlflow_steward.deployment.edge.bundle import (
+    BuiltBundle,
+    build_bundle,
+    check_model_name,
+    read_manifest,
+)
 from mlflow_steward.deployment.edge.storage import DEFAULT_LOCK_WAIT
 from mlflow_steward.errors import DeploymentError, RegistryURIError
 
 TARGET = "steward-edge"
 KIND = "edge"
+T = TypeVar("T")
 
 
 def resolve(session: Any, model_uri: str) -> tuple[str, str]:
@@ -38,27 +46,84 @@ def resolve(session: Any, model_uri: str) -> tuple[str, str]:
         raise DeploymentError(f"unknown model {model_uri!r}: {exc}") from None
 
 
-def bundle_facts(manifest: dict[str, Any], size: int) -> dict[str, Any]:
-    """What policies see of a built bundle in the ``deploy`` event's context: ``bundle_size``
-    (bytes, the wheels included), ``onnx`` (``{present, parity_ok, max_abs_diff,
-    label_agreement}``) and ``wheels`` (``{present, count, bytes}``)."""
-    entry = manifest.get("onnx") or {}
-    parity = entry.get("parity") or {}
-    wheels = manifest.get("wheels") or {}
-    return {
-        "bundle_size": int(size),
-        "wheels": {
-            "present": bool(wheels),
-            "count": len(wheels.get("files") or {}),
-            "bytes": int(wheels.get("bytes") or 0),
-        },
-        "onnx": {
-            "present": bool(entry),
-            "parity_ok": parity.get("ok") if entry else None,
-            "max_abs_diff": parity.get("max_abs_diff"),
-            "label_agreement": parity.get("label_agreement"),
-        },
-    }
+def _governed_bundle(
+    session: Any,
+    path: Path,
+    context: dict[str, Any],
+    write: Callable[[dict[str, Any]], T],
+    *,
+    parity_tolerance: float = 1e-5,
+    expect: tuple[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> T:
+    """Measure the bundle at ``path`` (:func:`.facts.measure`: its size and ONNX facts, never
+    its manifest's word), then decide ``deploy`` on the version it holds with those facts in
+    the event; on allow run ``write(manifest)``. A bundle that is not what its manifest says is
+    refused as ``edge-bundle-integrity``; both refusals are audited. ``path`` must be a copy
+    no one else writes (the file measured is the file written). ``expect``: the ``(model,
+    version)`` the bundle must hold."""
+    from mlflow_steward.deployment.edge.facts import INTEGRITY, BundleRefused, measure
+
+    manifest = read_manifest(path)
+    name, version = manifest["model"], manifest["version"]
+    uri = f"models:/{name}/{version}"
+    resolve(session, uri)
+    base = {"target": TARGET, "target_kind": KIND, "requested": uri, **context}
+    try:
+        manifest, facts = measure(
+            path,
+            tracking_uri=session.tracking_uri,
+            registry_uri=session.registry_uri,
+            parity_tolerance=parity_tolerance,
+            progress=progress,
+            expect=expect,
+        )
+    except BundleRefused as exc:
+        event = session.version_event("deploy", name, version, base)
+        raise session.governor.refuse(event, INTEGRITY, str(exc)) from None
+    event = session.version_event("deploy", name, version, {**base, **facts})
+    return session.governed(event, lambda: write(manifest))
+
+
+def stage(
+    channel: Any,
+    model: str,
+    version: str,
+    requested: str,
+    out: Path,
+    *,
+    tracking_uri: str,
+    registry_uri: str,
+    progress: Callable[[str], None] | None = None,
+    onnx: bool = False,
+    parity_tolerance: float = 1e-5,
+) -> Path:
+    """The bundle to publish of ``model`` ``version`` to ``channel``, written to ``out``: the
+    one the channel holds (published before: the same bytes again, a version's bundle never
+    changes once devices may have it), else a new build (with ONNX when ``onnx``)."""
+    import shutil
+
+    stored = channel.stored(model, version)
+    if stored is None:
+        return build_bundle(
+            tracking_uri=tracking_uri,
+            registry_uri=registry_uri,
+            name=model,
+            version=version,
+            requested=requested,
+            output=out,
+            progress=progress,
+            onnx=onnx,
+            parity_tolerance=parity_tolerance,
+        ).path
+    with channel.local_copy(stored) as copy:
+        shutil.copyfile(copy, out)
+    if onnx and not read_manifest(out).get("onnx"):
+        raise DeploymentError(
+            f"{requested}: the channel holds {model} v{version} already, without an ONNX model, "
+            "and a published version never changes; publish it without ONNX"
+        )
+    return out
 
 
 def governed_build(
@@ -72,11 +137,11 @@ def governed_build(
     wheels: bool = False,
     platforms: tuple[str, ...] = (),
     python_version: str | None = None,
-    **context: Any,
+    production: bool = False,
 ) -> BuiltBundle:
     """Build the bundle of ``model_uri`` in a temporary folder, then ask policies ``deploy``
-    (operation ``build``) with the bundle's facts (:func:`bundle_facts`) and move it to
-    ``output`` only when they allow; a refusal raises
+    (operation ``build``) with the bundle's measured facts (:func:`.facts.measure`) and copy it
+    to ``output`` only when they allow; a refusal raises
     :class:`~mlflow_steward.errors.PolicyDenied` and writes nothing."""
     import shutil
     import tempfile
@@ -99,30 +164,19 @@ def governed_build(
             platforms=platforms,
             python_version=python_version,
         )
-        event = session.version_event(
-            "deploy",
-            name,
-            version,
-            {
-                "target": TARGET,
-                "target_kind": KIND,
-                "operation": context.pop("operation", "build"),
-                "requested": model_uri,
-                "production": bool(context.pop("production", False)),
-                **bundle_facts(staged.manifest, staged.path.stat().st_size),
-                **context,
-            },
-        )
-        out = bundle_path(output, name, version)
+        out = bundle_path(output, staged.model, staged.version)
 
-        def write() -> BuiltBundle:
+        def write(manifest: dict[str, Any]) -> BuiltBundle:
             out.parent.mkdir(parents=True, exist_ok=True)
             partial = out.with_name(f".{out.name}.partial")
             shutil.copyfile(staged.path, partial)
             os.replace(partial, out)
-            return BuiltBundle(out, staged.manifest)
+            return BuiltBundle(out, manifest)
 
-        return session.governed(event, write)
+        context = {"operation": "build", "requested": model_uri, "production": production}
+        return _governed_bundle(
+            session, staged.path, context, write, parity_tolerance=parity_tolerance
+        )
 
 
 def governed_publish(
@@ -134,83 +188,60 @@ def governed_publish(
     progress: Callable[[str], None] | None = None,
     lock_wait: float = DEFAULT_LOCK_WAIT,
     rollout: dict[str, Any] | None = None,
-    **context: Any,
+    onnx: bool = False,
+    parity_tolerance: float = 1e-5,
+    production: bool = False,
 ) -> Any:
-    """Publish ``source`` to ``channel`` (a folder or ``s3://bucket/prefix``): a bundle file, or a ``models:/`` URI (built
-    first). Governed as ``deploy`` (operation ``publish``) on the version the bundle holds; a
-    bundle whose content digest is not the one recorded for that version at registration is
-    refused before policies are asked. ``rollout`` (a plan from :func:`.rollout.parse_plan`)
-    stages the release; policies see it in the event's details. Returns the channel's new
-    :class:`Release`."""
+    """Publish ``source`` to ``channel`` (a folder or ``s3://bucket/prefix``): a bundle file, or
+    a ``models:/`` URI (built first, with an ONNX model when ``onnx``; a version the channel
+    holds already is published again as it was). Governed as ``deploy`` (operation ``publish``)
+    on the version the bundle holds, decided on the bundle's measured facts
+    (:func:`_governed_bundle`: a file is copied first, and the copy measured and published).
+    ``rollout`` (a plan from :func:`.rollout.parse_plan`) stages the release; policies see it in
+    the event's details. Returns the channel's new :class:`Release`."""
+    import shutil
     import tempfile
 
-    from mlflow import MlflowClient
-
-    from mlflow_steward.deployment.edge.bundle import read_manifest
     from mlflow_steward.deployment.edge.channel import Channel
-    from mlflow_steward.plugins.events import DIGEST_TAG
 
     target = Channel(channel, keys, lock_wait=lock_wait)
     target.settings  # noqa: B018 -- "not a channel" before anything is built
-    if source.startswith("models:/"):
-        name, version = resolve(session, source)
-        stored = target.stored(name, version)
-        if stored is not None:
-            # Published before: the same bytes become the newest release again (a version's
-            # bundle never changes once devices may have it).
-            with target.local_copy(stored) as path:
-                return governed_publish(
-                    session,
-                    str(path),
-                    channel,
-                    keys,
-                    lock_wait=lock_wait,
-                    rollout=rollout,
-                    **context,
-                )
-        staging: dict[str, Any] = {**({"rollout": rollout} if rollout else {}), **context}
-        with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
-            built = governed_build(
-                session,
+    context = {
+        "operation": "publish",
+        "channel": str(target.location),
+        "production": production,
+        **({"rollout": rollout} if rollout else {}),
+    }
+    expect = resolve(session, source) if source.startswith("models:/") else None
+    with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
+        path = Path(tmp, "bundle.tar.gz")
+        if expect is None:
+            try:
+                shutil.copyfile(source, path)
+            except OSError as exc:
+                raise DeploymentError(f"cannot read {source}: {exc.strerror or exc}") from None
+        else:
+            context["requested"] = source
+            stage(
+                target,
+                *expect,
                 source,
-                tmp,
+                path,
+                tracking_uri=session.tracking_uri,
+                registry_uri=session.registry_uri,
                 progress=progress,
-                operation="publish",
-                channel=str(target.location),
-                **staging,
+                onnx=onnx,
+                parity_tolerance=parity_tolerance,
             )
-            return target.publish(built.path, rollout=rollout)
-    manifest = read_manifest(source)
-    name, version = manifest["model"], manifest["version"]
-    uri = f"models:/{name}/{version}"
-    resolve(session, uri)
-    recorded = (
-        MlflowClient(session.tracking_uri, session.registry_uri)
-        .get_model_version(name, version)
-        .tags.get(DIGEST_TAG)
-    )
-    if recorded is not None and recorded != manifest["digest"]:
-        raise DeploymentError(
-            f"{source}: the bundle holds artifacts with digest {manifest['digest']}, but "
-            f"{uri} was registered with {recorded}; it was not built from that version"
+        return _governed_bundle(
+            session,
+            path,
+            context,
+            lambda manifest: target.publish(path, rollout=rollout),
+            parity_tolerance=parity_tolerance,
+            expect=expect,
+            progress=progress,
         )
-    event = session.version_event(
-        "deploy",
-        name,
-        version,
-        {
-            "target": TARGET,
-            "target_kind": KIND,
-            "operation": "publish",
-            "requested": manifest.get("requested") or uri,
-            "channel": str(target.location),
-            "production": bool(context.pop("production", False)),
-            **bundle_facts(manifest, os.path.getsize(source)),
-            **({"rollout": rollout} if rollout else {}),
-            **context,
-        },
-    )
-    return session.governed(event, lambda: target.publish(source, rollout=rollout))
 
 
 # -- staged rollouts -----------------------------------------------------------------------------
@@ -281,23 +312,20 @@ def governed_halt(
         "failure_rate": format(rate, ".4g") if rate is not None else None,
         "max_failure_rate": format(state.max_failure_rate, ".4g"),
     }
-    resolve(session, f"models:/{previous.model}/{previous.version}")
-    event = session.version_event(
-        "deploy",
-        previous.model,
-        previous.version,
-        {
-            "target": TARGET,
-            "target_kind": KIND,
-            "operation": "halt",
-            "requested": f"models:/{previous.model}/{previous.version}",
-            "channel": str(target.location),
-            "production": False,
-            "halts": {**halts, "devices": list(state.failed)},
-        },
-    )
+    context = {
+        "operation": "halt",
+        "channel": str(target.location),
+        "production": False,
+        "halts": {**halts, "devices": list(state.failed)},
+    }
     with target.local_copy(stored) as path:
-        return session.governed(event, lambda: target.publish(path, halts=halts))
+        return _governed_bundle(
+            session,
+            Path(path),
+            context,
+            lambda manifest: target.publish(path, halts=halts),
+            expect=(previous.model, previous.version),
+        )
 
 
 def record_step(session: Any, state: Any, channel: str | os.PathLike[str]) -> Any:

@@ -64,38 +64,51 @@ def input_columns(model_dir: Path) -> list[str]:
     return columns
 
 
-def _flavor(model_dir: Path) -> str | None:
+def check_tolerance(tolerance: float) -> None:
+    if not tolerance >= 0:  # NaN too
+        raise DeploymentError(f"--parity-tolerance {tolerance}: use a number >= 0")
+
+
+def _check_flavor(model_dir: Path) -> None:
     import yaml
 
     try:
         mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
     except OSError:
-        return None
+        mlmodel = {}
     flavors = mlmodel.get("flavors") or {}
-    return "sklearn" if "sklearn" in flavors else next(iter(flavors), None)
+    if "sklearn" not in flavors:
+        raise DeploymentError(
+            "ONNX conversion is for scikit-learn models; this model's flavor is "
+            f"{next(iter(flavors), None)!r}"
+        )
+
+
+def load_sklearn(model_dir: Path) -> Any:
+    """The scikit-learn model in ``model_dir`` (what ONNX is converted from and checked
+    against). Raises :class:`DeploymentError` naming why it cannot."""
+    _check_flavor(model_dir)
+    import mlflow.sklearn
+
+    try:
+        return mlflow.sklearn.load_model(str(model_dir))
+    except Exception as exc:
+        raise DeploymentError(
+            f"the scikit-learn model does not load: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def convert(model_dir: Path, out: Path) -> tuple[Any, int]:
     """Convert the scikit-learn model in ``model_dir`` to ONNX at ``out``; returns the original
     model (for the parity check) and the ONNX opset. Raises :class:`DeploymentError` naming
     why it cannot."""
-    flavor = _flavor(model_dir)
-    if flavor != "sklearn":
-        raise DeploymentError(
-            f"ONNX conversion is for scikit-learn models; this model's flavor is {flavor!r}"
-        )
+    _check_flavor(model_dir)
     _require("skl2onnx", "onnxruntime")
-    import mlflow.sklearn
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     columns = input_columns(model_dir)
-    try:
-        original = mlflow.sklearn.load_model(str(model_dir))
-    except Exception as exc:
-        raise DeploymentError(
-            f"the scikit-learn model does not load: {type(exc).__name__}: {exc}"
-        ) from None
+    original = load_sklearn(model_dir)
     try:
         onx = convert_sklearn(
             original,

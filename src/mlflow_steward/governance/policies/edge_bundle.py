@@ -1,6 +1,8 @@
 """Built-in policy ``edge-bundle``: what an edge bundle must be to be built or published: an ONNX
 model, a passed ONNX parity check, a size cap. Decides from the facts the edge steps put in the
-``deploy`` event's context (``bundle_size``, ``onnx``: see ``deployment/edge/governed.py``)."""
+``deploy`` event's context (``bundle_size``, ``onnx``), which steward measures from the bundle
+file, never reads from its manifest (``deployment/edge/facts.py``). An edge decision without
+them is refused when a requirement is set (fail closed)."""
 
 from __future__ import annotations
 
@@ -40,11 +42,21 @@ def check(event: ActionEvent, options: Mapping[str, Any]) -> PolicyVerdict:
             "the bundle has no ONNX model; build it with `steward edge build --onnx`"
         )
     if options["require_parity"]:
-        if not onnx.get("parity_ok"):
+        if onnx.get("parity_ok") is None:
             return PolicyVerdict.deny(
-                "the bundle's ONNX model failed its parity check against the original "
-                f"(max abs diff {onnx.get('max_abs_diff')}, label agreement "
-                f"{onnx.get('label_agreement')})"
+                "the bundle's ONNX parity check could not be run again here, and a manifest's "
+                f"word is not taken: {onnx.get('unchecked') or 'no result'}"
+            )
+        if not onnx["parity_ok"]:
+            return PolicyVerdict.deny(
+                "the bundle's ONNX model failed its parity check against the original, run "
+                "again by steward ("
+                + (
+                    onnx.get("error")
+                    or f"tolerance {onnx.get('tolerance')}: max abs diff "
+                    f"{onnx.get('max_abs_diff')}, label agreement {onnx.get('label_agreement')}"
+                )
+                + ")"
             )
         reasons.append("ONNX parity passed")
     elif options["require_onnx"]:
