@@ -455,37 +455,43 @@ def install_wheels(
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of the bundle at ``path`` (a clear error when it is not a bundle)."""
+    """The manifest of the bundle at ``path`` (a clear error, naming the file, when it is not a
+    bundle)."""
+    label = Path(path).name
+    name = f"{ROOT}/{MANIFEST}"
     try:
         with tarfile.open(path, "r:gz") as tar:
-            member = tar.extractfile(f"{ROOT}/{MANIFEST}")
+            # The first member (as built): read without reading the rest of the archive.
+            first = tar.next()
+            member = tar.extractfile(first if first and first.name == name else name)
             if member is None:
                 raise KeyError(MANIFEST)
             manifest = json.load(io.TextIOWrapper(member, encoding="utf-8"))
-    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+    except (OSError, EOFError, zlib.error, tarfile.TarError, KeyError, ValueError) as exc:
         raise DeploymentError(
-            f"{path} is not a steward edge bundle ({type(exc).__name__}: {exc}); build one "
+            f"{label} is not a steward edge bundle ({type(exc).__name__}: {exc}); build one "
             "with `steward edge build models:/NAME@ALIAS`"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DeploymentError(f"{path}: unknown bundle format (expected {FORMAT})")
+        raise DeploymentError(f"{label}: unknown bundle format (expected {FORMAT})")
     check_model_name(str(manifest.get("model", "")))
     if not str(manifest.get("version", "")).isdigit():
         raise DeploymentError(
-            f"{path}: the manifest's version {manifest.get('version')!r} is not a number"
+            f"{label}: the manifest's version {manifest.get('version')!r} is not a number"
         )
     files = manifest.get("files")
     if not isinstance(manifest.get("digest"), str) or not (
         isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
     ):
-        raise DeploymentError(f"{path}: the manifest has no digest or no file list")
+        raise DeploymentError(f"{label}: the manifest has no digest or no file list")
     return manifest
 
 
 def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> dict[str, Any]:
     """Unpack the bundle at ``path`` into the new folder ``dest`` and check every file against
-    the manifest (nothing outside ``bundle/``, no links, no file missing or extra or changed).
-    Returns the manifest."""
+    the manifest (nothing outside ``bundle/``, no links, no file missing or extra or changed:
+    a truncated archive has files missing). Returns the manifest."""
+    label = Path(path).name
     manifest = read_manifest(path)
     target = Path(dest)
     target.mkdir(parents=True)
@@ -494,17 +500,17 @@ def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> dict[s
             tar.extractall(target, filter="data")
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise DeploymentError(
-            f"{path}: the bundle's archive is damaged or unsafe ({type(exc).__name__}: {exc})"
+            f"{label}: the bundle's archive is damaged or unsafe ({type(exc).__name__}: {exc})"
         ) from None
     root = target / ROOT
     found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     expected = set(manifest["files"]) | {MANIFEST}
     if found != expected:
         raise DeploymentError(
-            f"{path}: the bundle's files do not match its manifest (extra: "
+            f"{label}: the bundle's files do not match its manifest (extra: "
             f"{sorted(found - expected)}, missing: {sorted(expected - found)})"
         )
     for rel, sha in manifest["files"].items():
         if _sha256(root / rel) != sha:
-            raise DeploymentError(f"{path}: {rel} does not match the manifest's SHA-256")
+            raise DeploymentError(f"{label}: {rel} does not match the manifest's SHA-256")
     return manifest

@@ -214,7 +214,8 @@ def governed_publish(
     }
     expect = resolve(session, source) if source.startswith("models:/") else None
     with tempfile.TemporaryDirectory(prefix="steward-edge-") as tmp:
-        path = Path(tmp, "bundle.tar.gz")
+        # A file keeps its name: errors about the copy name the file the user gave.
+        path = Path(tmp, Path(source).name if expect is None else "bundle.tar.gz")
         if expect is None:
             try:
                 shutil.copyfile(source, path)
