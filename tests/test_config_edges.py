@@ -83,3 +83,16 @@ def test_finite_durations_still_parse():
     assert parse_duration(0) == 0.0
     assert parse_duration("1.5m") == 90.0
     assert parse_duration(10**6) == 1e6
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1e-4", 1e-4), ("2E3", 2000.0), ("0.5", 0.5), ("3", 3)]
+)
+def test_a_number_option_from_the_command_line_reads_exponents(raw, expected):
+    # YAML 1.1 reads 1e-4 (no dot) as text: `-C parity_tolerance=1e-4` was refused.
+    from mlflow_steward.plugins.options import Option, coerce, from_text
+
+    option = Option("tolerance", "number", "a tolerance", 1.0)
+    assert coerce(option, from_text(option, raw)) == expected
+    with pytest.raises(ValueError, match="expected a number, got 'abc'"):
+        coerce(option, from_text(option, "abc"))

@@ -102,14 +102,16 @@ def rewrite(
     return dst
 
 
-def publish(registry, channel, bundle: Path, *args: str, policy: str | None = None, env=None):
+def publish(registry, channel, source, *args: str, policy: str | None = None, env=None):
+    """``steward edge publish SOURCE`` to ``channel``, with the edge-bundle policy and
+    ``policy``'s options when given."""
     folder, keys = channel
     extra = dict(env or {})
     if policy is not None:
-        config = bundle.with_suffix(".yaml")
+        config = folder.parent / "steward.yaml"
         config.write_text(f"policies:\n  - use: edge-bundle\n    with: {policy}\n")
         extra["MLFLOW_STEWARD_CONFIG"] = str(config)
-    command = ["edge", "publish", "--channel", folder, "--keys", keys, bundle, *args]
+    command = ["edge", "publish", "--channel", folder, "--keys", keys, source, *args]
     return subprocess.run(
         [str(BIN / "steward"), *map(str, command)],
         env=registry.env(**extra),
@@ -152,7 +154,7 @@ def test_an_honest_onnx_bundle_is_published_on_measured_facts(registry, channel,
     assert proc.returncode == 0, proc.stderr
     assert [r.version for r in Channel(*channel).releases()] == ["1"]
     entry = last_publish(registry)
-    assert entry.outcome != "refused"
+    assert entry.outcome == "applied"
     onnx = entry.details["onnx"]
     # Measured again at publish: the baseline's 80 rows, from the registry.
     assert (onnx["present"], onnx["parity_ok"], onnx["rows"], onnx["sample"]) == (
@@ -379,3 +381,28 @@ def test_parity_that_cannot_be_checked_here_is_refused(registry, channel, bundle
     proc = publish(registry, channel, bundles["strict"], env=env)
     assert proc.returncode == 0, proc.stderr
     assert last_publish(registry).details["onnx"]["parity_ok"] is None
+
+
+def test_publishing_a_model_uri_with_onnx(registry, channel):
+    from mlflow_steward.deployment.edge.bundle import read_manifest
+
+    proc = publish(
+        registry, channel, "models:/beacon@production", "--onnx", "--parity-tolerance", "1e-4",
+        policy="{require_parity: true}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    target = Channel(*channel)
+    (release,) = target.releases()
+    with target.local_copy(target.stored("beacon", "1")) as path:
+        parity = read_manifest(path)["onnx"]["parity"]
+    assert (release.version, parity["ok"], parity["tolerance"]) == ("1", True, 1e-4)
+    entry = last_publish(registry)
+    assert entry.details["requested"] == "models:/beacon@production"
+    assert entry.details["onnx"]["parity_ok"] is True
+    # A version the channel holds without ONNX cannot get one: its bundle never changes.
+    assert publish(registry, channel, "models:/beacon/2").returncode == 0
+    proc = publish(registry, channel, "models:/beacon/2", "--onnx")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "holds beacon v2 already, without an ONNX model" in proc.stderr
+    assert [r.version for r in target.releases()] == ["1", "2"]

@@ -141,9 +141,15 @@ def from_text(option: Option, raw: Any) -> Any:
     if option.kind == "str_list":
         return [part.strip() for part in raw.split(",") if part.strip()]
     try:
-        return yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+    if option.kind == "number" and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as text
+            return float(raw)
+        except ValueError:
+            pass
+    return value
 
 
 def parse_pairs(items: Iterable[str], flag: str) -> dict[str, str]:
