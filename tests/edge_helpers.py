@@ -51,9 +51,10 @@ class EdgeRegistry:
         return StewardSession(registry_uri=self.registry_uri, config=load_config(str(self.config)))
 
 
-def build_edge_registry(root: Path) -> EdgeRegistry:
+def build_edge_registry(root: Path, v2_code: str | None = None) -> EdgeRegistry:
     """``beacon`` v1 (x0 > 0, with a baseline, @production) and v2 (the opposite), registered
-    through steward's governed store so their content digests are recorded."""
+    through steward's governed store so their content digests are recorded. ``v2_code``: v2 is
+    instead this models-from-code pyfunc (its source), with v1's input example."""
     import mlflow
     import numpy as np
     import pandas as pd
@@ -78,6 +79,15 @@ def build_edge_registry(root: Path) -> EdgeRegistry:
         example = pd.DataFrame(EXAMPLE, columns=COLUMNS)
         for i, labels in enumerate((y, 1 - y)):
             model = LogisticRegression().fit(X, labels)
+            if i == 1 and v2_code is not None:
+                code = root / "v2_model.py"
+                code.write_text(v2_code)
+                with mlflow.start_run():
+                    info = mlflow.pyfunc.log_model(
+                        name="model", python_model=str(code), input_example=example
+                    )
+                    mlflow.register_model(info.model_uri, "beacon")
+                continue
             with mlflow.start_run():
                 info = mlflow.sklearn.log_model(
                     model,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -138,6 +139,47 @@ def test_a_model_that_is_not_scikit_learn_is_a_clear_error_and_nothing_is_writte
     assert "'--parity-tolerance': -1.0 is not in the range x>=0" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_building_a_model_that_cannot_be_converted_is_one_line(tmp_path):
+    """`steward edge build --onnx` on a registered model that is not scikit-learn: one line
+    naming why, exit 1, nothing written."""
+    import mlflow
+    import mlflow.pyfunc
+
+    class Doubler(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input * 2
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(db)
+    try:
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=Doubler())
+        mlflow.register_model(info.model_uri, "doubler")
+    finally:
+        mlflow.set_tracking_uri(None)
+    (tmp_path / "steward.yaml").write_text("policies: []\n")
+    proc = subprocess.run(
+        [str(BIN / "steward"), "edge", "build", "models:/doubler/1", "--onnx", "-o", "out"],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": db,
+            "MLFLOW_REGISTRY_URI": f"steward+{db}",
+            "MLFLOW_STEWARD_CONFIG": str(tmp_path / "steward.yaml"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("  ")]
+    assert errors == [
+        "Error: models:/doubler/1: no ONNX model (--onnx): ONNX conversion is for scikit-learn "
+        "models; this model's flavor is 'python_function'"
+    ], proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failed_parity_is_recorded_and_the_agent_would_not_serve_it(registry, tmp_path):

@@ -10,11 +10,8 @@ the halt. Before that, the controller's decision on reports written by hand (no 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import subprocess
-import tarfile
 import textwrap
 import time
 from pathlib import Path
@@ -37,7 +34,7 @@ from mlflow_steward.deployment.edge.rollout import (
 )
 from mlflow_steward.errors import DeploymentError
 from tests.edge_agent_helpers import BIN, AgentProcess, agents
-from tests.edge_helpers import COLUMNS, EXAMPLE, beacon_bundles, shared_edge_registry
+from tests.edge_helpers import beacon_bundles, build_edge_registry, shared_edge_registry
 
 #: Raises on rows with x1 > 1 (tests.edge_agent_helpers.ROWS has one), else predicts x0 <= 0.
 FRAGILE_MODEL = textwrap.dedent(
@@ -58,58 +55,21 @@ FRAGILE_MODEL = textwrap.dedent(
 )
 
 
-def fragile_bundle(src: Path, dst: Path, tmp: Path) -> Path:
-    """``src`` (a bundle of beacon v2) with its model replaced by :data:`FRAGILE_MODEL` (a
-    models-from-code pyfunc with the same input example), the manifest's file hashes updated:
-    a bundle that installs and passes its health check, then fails in production."""
-    import mlflow.pyfunc
-    import pandas as pd
-
-    code = tmp / "fragile_model.py"
-    code.write_text(FRAGILE_MODEL)
-    model_dir = tmp / "fragile"
-    mlflow.pyfunc.save_model(
-        str(model_dir),
-        python_model=str(code),
-        input_example=pd.DataFrame(EXAMPLE, columns=COLUMNS),
-    )
-    with tarfile.open(src) as tin:
-        members = [(m, tin.extractfile(m).read()) for m in tin.getmembers() if m.isfile()]
-    manifest = json.loads(dict((m.name, d) for m, d in members)["bundle/manifest.json"])
-    files = {k: v for k, v in manifest["files"].items() if not k.startswith("model/")}
-    added = {
-        f"model/{p.relative_to(model_dir).as_posix()}": p.read_bytes()
-        for p in sorted(model_dir.rglob("*"))
-        if p.is_file()
-    }
-    files.update({rel: hashlib.sha256(data).hexdigest() for rel, data in added.items()})
-    manifest["files"] = files
-    assert manifest["input_example"] in files
-
-    def add(tout: tarfile.TarFile, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(f"bundle/{name}")
-        info.size = len(data)
-        tout.addfile(info, io.BytesIO(data))
-
-    with tarfile.open(dst, "w:gz") as tout:
-        add(tout, "manifest.json", json.dumps(manifest).encode())
-        for member, data in members:
-            rel = member.name.removeprefix("bundle/")
-            if rel != "manifest.json" and not rel.startswith("model/"):
-                add(tout, rel, data)
-        for rel, data in added.items():
-            add(tout, rel, data)
-    return dst
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The shared registry; bundles of v1 and v2."""
+    root = tmp_path_factory.mktemp("edge-rollout")
+    registry = shared_edge_registry(tmp_path_factory)
+    return registry, beacon_bundles(registry, root)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """The shared registry; bundles of v1 and v2 and a fragile v2."""
-    root = tmp_path_factory.mktemp("edge-rollout")
-    registry = shared_edge_registry(tmp_path_factory)
-    bundles = beacon_bundles(registry, root)
-    bundles["fragile"] = fragile_bundle(bundles["2"], root / "beacon-2-fragile.tar.gz", root)
-    return registry, bundles
+def fragile_world(tmp_path_factory):
+    """A registry of its own whose beacon v2 is :data:`FRAGILE_MODEL` (registered: a bundle
+    whose model is not its version's is refused at publish); bundles of v1 and v2."""
+    root = tmp_path_factory.mktemp("edge-rollout-fragile")
+    registry = build_edge_registry(root / "registry", v2_code=FRAGILE_MODEL)
+    return registry, beacon_bundles(registry, root)
 
 
 def steward(registry: Any, *args: Any) -> subprocess.CompletedProcess[str]:
@@ -316,12 +276,12 @@ def wait(what: str, predicate: Any, timeout: float = 60) -> Any:
 
 
 @pytest.mark.slow
-def test_a_failing_staged_release_is_halted_and_rolled_back(world, tmp_path):
+def test_a_failing_staged_release_is_halted_and_rolled_back(fragile_world, tmp_path):
 
     from mlflow_steward.deployment.edge.stats import read_devices
     from tests.edge_agent_helpers import ROWS
 
-    registry, bundles = world
+    registry, bundles = fragile_world
     channel, keys, uploads = tmp_path / "channel", tmp_path / "keys", tmp_path / "uploads"
     Channel(channel, keys).init()
     uploads.mkdir()
@@ -346,7 +306,7 @@ def test_a_failing_staged_release_is_halted_and_rolled_back(world, tmp_path):
             registry,
             "edge",
             "publish",
-            bundles["fragile"],
+            bundles["2"],
             "--channel",
             channel,
             "--keys",
