@@ -53,6 +53,10 @@ def setup(root: Path, requests: int, features: int, shifted: int) -> None:
     db_uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(db_uri)
     mlflow.set_registry_uri(db_uri)
+    # the model's artifacts beside the registry (not ./mlruns of the working folder), so that
+    # a --keep folder holds everything a later run reads
+    artifacts = (root / "artifacts").as_uri()
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("volume", artifacts))
     names = [f"f{j:02d}" for j in range(features)]
 
     class Identity(mlflow.pyfunc.PythonModel):
