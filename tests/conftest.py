@@ -22,6 +22,26 @@ from mlflow_steward.records import db
 # traffic on 127.0.0.1.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist, not called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile``, except that each page of test_docs_examples.py is a group of its own:
+    the pages share nothing (each runs in its own sandbox) and several take minutes (in one CI
+    run: deployment.md 208 s, server.md 126 s, edge.md 84 s; about 700 s in all), which as one
+    file all went to one worker."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class PagesApart(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/test_docs_examples.py::test_every_example_on_the_page"):
+                return nodeid
+            return super()._split_scope(nodeid)
+
+    return PagesApart(config, log)
+
+
 EXAMPLE_CONFIG = textwrap.dedent("""\
     policies:
       - use: require-signature
