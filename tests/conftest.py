@@ -16,6 +16,7 @@ import pytest
 from mlflow_steward import env as steward_env
 from mlflow_steward.plugins.manager import reset_plugin_manager
 from mlflow_steward.records import db
+from tests.mlflow_db import empty_mlflow_db
 
 # MLflow's usage telemetry would try to reach the internet from the test process and the
 # servers the tests start (it reads this before MLflow is first imported): tests keep all their
@@ -131,7 +132,7 @@ class Workspace:
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.chdir(tmp_path)
-    ws = Workspace(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "steward.yaml")
+    ws = Workspace(tmp_path, empty_mlflow_db(tmp_path / "mlflow.db"), tmp_path / "steward.yaml")
     ws.write_config(EXAMPLE_CONFIG)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", ws.db_uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", ws.registry_uri)

@@ -10,6 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import model_requirements
+from tests.mlflow_db import empty_mlflow_db
+
 MODELS = Path(__file__).parent / "deploy_models"
 COLUMNS = ["x0", "x1", "x2"]
 
@@ -53,7 +56,7 @@ def build_registry(db_path: Path) -> str:
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    uri = f"sqlite:///{db_path}"
+    uri = f"sqlite:///{db_path}" if db_path.exists() else empty_mlflow_db(db_path)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
@@ -70,6 +73,7 @@ def build_registry(db_path: Path) -> str:
                     signature=infer_signature(X, model.predict(X)),
                     input_example=example,
                     registered_model_name="fraud",
+                    pip_requirements=model_requirements.sklearn(),
                 )
         for code in ("fails_to_load", "fails_health", "flaky", "slow"):
             with mlflow.start_run():
@@ -78,6 +82,7 @@ def build_registry(db_path: Path) -> str:
                     python_model=str(MODELS / f"{code}.py"),
                     input_example=example,
                     registered_model_name="fraud",
+                    pip_requirements=model_requirements.pyfunc(),
                 )
         MlflowClient(uri, uri).set_registered_model_alias("fraud", "production", "1")
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests import model_requirements
 from tests.monitoring_helpers import batch, train
 
 
@@ -108,6 +109,7 @@ def logged_run() -> str:
                 name="model",
                 signature=infer_signature(X, model.predict(X)),
                 input_example=X.head(2),
+                pip_requirements=model_requirements.sklearn(),
             )
     finally:
         _forget_uris(uri)
@@ -308,6 +310,7 @@ def traced_fraud(port: int | None = None) -> dict[str, str]:
                 name="model",
                 signature=infer_signature(X, model.predict(X)),
                 input_example=X.head(2),
+                pip_requirements=model_requirements.sklearn(),
             )
             mlflow.models.evaluate(
                 info.model_uri,

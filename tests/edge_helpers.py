@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_steward.deployment.onprem.ports import free_port
+from tests import model_requirements
+from tests.mlflow_db import empty_mlflow_db
 
 COLUMNS = ["x0", "x1", "x2"]
 EXAMPLE = [[-0.5, 0.1, 0.2], [1.0, 0.3, -0.2]]
@@ -65,7 +67,7 @@ def build_edge_registry(root: Path, v2_code: str | None = None) -> EdgeRegistry:
     from mlflow_steward import log_baseline
 
     root.mkdir(parents=True, exist_ok=True)
-    db_uri = f"sqlite:///{root / 'mlflow.db'}"
+    db_uri = empty_mlflow_db(root / "mlflow.db")
     config = root / "steward.yaml"
     config.write_text("policies: []\n")
     saved = {k: os.environ.get(k) for k in ("MLFLOW_STEWARD_CONFIG", "MLFLOW_TRACKING_URI")}
@@ -84,7 +86,10 @@ def build_edge_registry(root: Path, v2_code: str | None = None) -> EdgeRegistry:
                 code.write_text(v2_code)
                 with mlflow.start_run():
                     info = mlflow.pyfunc.log_model(
-                        name="model", python_model=str(code), input_example=example
+                        name="model",
+                        python_model=str(code),
+                        input_example=example,
+                        pip_requirements=model_requirements.pyfunc(),
                     )
                     mlflow.register_model(info.model_uri, "beacon")
                 continue

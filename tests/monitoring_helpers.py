@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlflow_steward.deployment.onprem.ports import free_port
+from tests import model_requirements
 
 COLUMNS = ["amount", "age", "score"]
 
@@ -39,6 +40,7 @@ def train(registry_uri: str, name: str = "fraud", seed: int = 0, governed: bool 
             name="model",
             signature=infer_signature(X, model.predict(X)),
             input_example=X.head(2),
+            pip_requirements=model_requirements.sklearn(),
         )
         steward.log_baseline(X, y, model.predict(X), model_info=info)
     return str(mlflow.register_model(info.model_uri, name).version)

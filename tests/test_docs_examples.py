@@ -77,6 +77,7 @@ from sybil.parsers.markdown.codeblock import CodeBlockParser
 
 from mlflow_steward.deployment.onprem.ports import free_port
 from tests.deploying import processes_naming
+from tests.mlflow_db import empty_mlflow_db
 from tests.plugin_install import pip_install
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -400,6 +401,7 @@ def test_every_example_on_the_page_runs(page: Path, tmp_path: Path, monkeypatch)
     examples = list(document.examples())
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
+    empty_mlflow_db(sandbox / "mlflow.db")  # what MLflow makes on first use, copied
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

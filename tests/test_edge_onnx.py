@@ -18,6 +18,7 @@ import requests
 
 from mlflow_steward.deployment.edge.bundle import build_bundle, unpack
 from mlflow_steward.errors import DeploymentError
+from tests import model_requirements
 from tests.edge_agent_helpers import BIN, ROWS, AgentProcess, agents
 from tests.edge_helpers import COLUMNS, shared_edge_registry, static_server
 
@@ -155,7 +156,9 @@ def test_building_a_model_that_cannot_be_converted_is_one_line(tmp_path):
     mlflow.set_tracking_uri(db)
     try:
         with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(name="model", python_model=Doubler())
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=Doubler(), pip_requirements=model_requirements.pyfunc()
+            )
         mlflow.register_model(info.model_uri, "doubler")
     finally:
         mlflow.set_tracking_uri(None)

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_steward.cli.main import cli
 from mlflow_steward.deployment.onprem.reqlog import RequestLog
 from mlflow_steward.errors import MonitoringError
+from tests import model_requirements
 from tests.monitoring_helpers import log_served
 
 
@@ -38,7 +39,10 @@ def _train(workspace, *, baseline: bool = True, log_input: bool = False):
             X.to_csv(path, index=False)
             mlflow.log_input(mlflow.data.from_pandas(X, source=str(path)), context="training")
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(X, model.predict(X))
+            model,
+            name="model",
+            signature=infer_signature(X, model.predict(X)),
+            pip_requirements=model_requirements.sklearn(),
         )
         if baseline:
             steward.log_baseline(X, y, model.predict(X), model_info=info)

@@ -107,7 +107,11 @@ def test_monitor_check_with_alibi_ks_on_a_registered_version(tmp_path, monkeypat
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(ref, model.predict(ref))
+            model,
+            name="model",
+            signature=infer_signature(ref, model.predict(ref)),
+            # named, not inferred (MLflow loads the model in a new process to infer them: ~5 s)
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
         )
         steward.log_baseline(ref, model_info=info)
     mlflow.register_model(info.model_uri, "fraud")

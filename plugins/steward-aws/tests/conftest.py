@@ -196,6 +196,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
                     name="model",
                     signature=infer_signature(X, model.predict(X)),
                     input_example=X.head(2),
+                    # named, not inferred (MLflow loads the model in a new process: ~5 s each)
+                    pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
                 )
                 steward.log_baseline(X, labels, model.predict(X), model_info=logged)
             # Registered after the baseline: the digest recorded covers it.

@@ -335,7 +335,10 @@ def test_artifacts_changed_after_registration_are_not_deployed(aws, registry):
     try:
         with mlflow.start_run():
             logged = mlflow.sklearn.log_model(
-                model, name="model", signature=infer_signature(X, model.predict(X))
+                model,
+                name="model",
+                signature=infer_signature(X, model.predict(X)),
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
             )
         version = mlflow.register_model(logged.model_uri, "fraud-tampered").version
         client = MlflowClient(registry.db_uri, registry.registry_uri)

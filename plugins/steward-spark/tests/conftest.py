@@ -110,7 +110,11 @@ def world(tmp_path_factory) -> Iterator[World]:
     mlflow.set_registry_uri(db_uri)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(X[NUMERIC], model.predict(X[NUMERIC]))
+            model,
+            name="model",
+            signature=infer_signature(X[NUMERIC], model.predict(X[NUMERIC])),
+            # named, not inferred (MLflow loads the model in a new process to infer them: ~5 s)
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
         )
         steward.log_baseline(X, y, model.predict(X[NUMERIC]), model_info=info)
     mlflow.register_model(info.model_uri, "fraud")

@@ -42,6 +42,7 @@ def log_model(
             if signature
             else None,
             input_example=data.X_test.head(3) if signature else None,
+            pip_requirements=requirements(),
             **options,
         )
         if baseline:
@@ -49,6 +50,22 @@ def log_model(
                 data.X_train, data.y_train, fitted.predict(data.X_train), model_info=logged
             )
     return logged, accuracy
+
+
+def requirements() -> list[str]:
+    """The demo models' requirements: scikit-learn and the two formats MLflow saves its models
+    in (skops, cloudpickle), pinned to the installed versions, as MLflow pins them. Named rather
+    than inferred: MLflow infers a model's requirements by loading it in a new Python process,
+    about 5 s for each of the quickstart's models."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("scikit-learn", "skops", "cloudpickle"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:  # skops: not a dependency of every MLflow release
+            continue
+    return pins
 
 
 @dataclass(frozen=True)
