@@ -17,7 +17,7 @@ import requests
 
 from mlflow_steward.config import parse_config
 from mlflow_steward.deployment.host import DeploymentHost
-from mlflow_steward.deployment.onprem.ports import free_port
+from mlflow_steward.deployment.onprem.ports import free_port, gateway_alive
 from mlflow_steward.deployment.onprem.reqlog import read_request_log
 from mlflow_steward.errors import DeploymentError
 from mlflow_steward.governance.governor import PolicyDenied
@@ -588,3 +588,29 @@ def test_a_request_slower_than_request_timeout_gets_504(deploy, tmp_path):
         time.sleep(0.2)
     statuses = {r["request_id"]: r["status"] for r in read_request_log(log_dir)}
     assert statuses["late-1"] == 504
+
+
+def test_create_returns_with_the_gateways_pid_recorded_so_delete_waits_for_the_log(
+    deploy, tmp_path
+):
+    """`create` returns once the gateway's runtime (its pid) is recorded, so `delete` waits for
+    the gateway to stop, and the Parquet request log it writes as it stops is there when
+    `delete` returns. Before, the gateway said "serving" first and recorded its pid after; under
+    load `create` read the runtime in between and recorded it without the pid, and `delete`
+    returned at once (docs/deployment.md read the folder before the file was written, in CI).
+    The race is lost only under load: the old order also passed this test here at load 6, so it
+    guards the promise, not the ordering itself."""
+    host = deploy()
+    port = free_port()
+    logs = tmp_path / "requests"
+    config = {"port": port, "request_log_format": "parquet", "request_log_dir": str(logs)}
+    host.create("pq", "models:/fraud@production", target="steward-onprem", config=config | FAST)
+    pid = host.store.require("pq").runtime.get("pid")
+    assert gateway_alive(pid, "pq"), host.store.require("pq").runtime
+    assert _post(f"http://127.0.0.1:{port}", BATCH).ok
+    host.delete("pq")
+    assert not gateway_alive(pid, "pq")
+    files = sorted(p.name for p in logs.iterdir())
+    assert [name.split("-")[-1] for name in files] == ["1.rows.parquet"], files
+    records = read_request_log(logs)
+    assert [(r["deployment"], r["version"], r["status"]) for r in records] == [("pq", "1", 200)]

@@ -467,12 +467,17 @@ class Gateway(Rollouts, AdminAPI):
             self.stable = max(started, key=lambda sw: sw[1])[0]
         others = [s for s, _ in started if s is not self.stable]
         self.canary = others[0] if others else None
-        self.phase = "canary" if self.canary else "serving"
+        phase = "canary" if self.canary else "serving"
+        # Recorded before /status says so: `steward deploy create` returns, and records the
+        # runtime it reads, as soon as the phase is serving. Written after, the gateway's pid
+        # could be lost to that record, and `delete` would then not wait for the gateway to stop
+        # (nor signal it), returning before the request log was written.
+        await self.save_runtime(status=phase, reason=None)
+        self.phase = phase
         self.say(
             f"serving v{self.stable.version}"
             + (f" with canary v{self.canary.version}" if self.canary else "")
         )
-        await self.save_runtime(status=self.phase, reason=None)
 
     def _record_stopped(self) -> None:
         info = self.store.get(self.name)
