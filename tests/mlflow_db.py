@@ -1,21 +1,20 @@
 """New MLflow databases for tests, copied from one made once per process.
 
 MLflow makes a new SQLite database by running its whole chain of alembic migrations: 1.5 s on a
-quiet machine, 5 s on a busy one, and the suite makes hundreds. A test whose subject is not
+quiet machine, 5 s on a busy one, and the suite makes many. A test whose subject is not
 database creation starts from a copy instead: the same file MLflow would have made (its tables
 at this MLflow's head, ``alembic_version``), without the default experiment, which MLflow's
 tracking store creates on first use, with the copy's own artifact location, exactly as on a new
 file. steward's tables are not in it: the code under test creates them, as it does on a database
 MLflow made.
 
-Tests of creation itself (tests/test_migrations.py, tests/test_db.py, the quickstart, the smoke
-tests of an edge of the tested range) make their databases the ordinary way.
+Tests of creation itself (tests/test_migrations.py, tests/test_db.py), the quickstart and the
+servers tests start (``mlflow server`` on a new file) make their databases the ordinary way.
 """
 
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -54,5 +53,4 @@ def empty_mlflow_db(path: Path) -> str:
             _template = _make_template()
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_template, path)
-    os.chmod(path, 0o644)
     return f"sqlite:///{path}"

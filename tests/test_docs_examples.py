@@ -250,23 +250,25 @@ def _check_ini(example: Example) -> None:
 
 # A pipe into a reader that may stop reading early (head, grep -q, grep -m): with pipefail, the
 # writer's SIGPIPE fails the block whenever it had more to write, so it passes or fails by timing.
-EARLY_READER = re.compile(r"\|\s*(head\b|grep\s+(-\w*[qm]\w*\b))[^\n]*")
+EARLY_READER = re.compile(
+    r"\|\s*(head\b|grep\s+(-\w*[qm]\w*\b|--(quiet|silent|max-count)\b))[^\n]*"
+)
 
 
 def _run_bash(example: Example) -> None:
     if _covered(example):
         return
     source = _offline_pip(_substituted(example.parsed, example.namespace))
-    url = example.namespace.pop("__background__", None)
-    if url is not None:
-        _start_in_background(example, source, url)
-        return
     early = EARLY_READER.search(source)
     assert early is None, (
         f"{example.path}:{example.line}: `{early.group(0).strip()}` under pipefail: the reader "
         "exits before the writer is done, which then dies of SIGPIPE (exit 141) on some runs "
         "and not others; read the whole input instead (sed -n 1p, grep -x ... >/dev/null)"
     )
+    url = example.namespace.pop("__background__", None)
+    if url is not None:
+        _start_in_background(example, source, url)
+        return
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", source],
         cwd=example.namespace["__sandbox__"],
