@@ -270,27 +270,16 @@ def postgres_uri() -> Iterator[str]:
 
 @pytest.fixture
 def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A boto3 S3 client of moto's threaded S3 server on a free 127.0.0.1 port, with the
-    environment that makes MLflow and boto3 use it (test credentials, MLFLOW_S3_ENDPOINT_URL)."""
+    """A boto3 S3 client of moto's threaded S3 server on a free 127.0.0.1 port (empty: see
+    tests/moto_s3.py), with the environment that makes MLflow and boto3 use it."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    from mlflow_steward.deployment.onprem.ports import free_port
+    from tests.moto_s3 import moto_server, s3_environment
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        }.items():
+    with moto_server() as endpoint:
+        for key, value in s3_environment(endpoint).items():
             monkeypatch.setenv(key, value)
-        yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
+        yield boto3.client("s3", endpoint_url=endpoint)
 
 
 @pytest.fixture(scope="session")

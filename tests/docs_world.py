@@ -126,25 +126,16 @@ def production_backends(
     page's environment; moto takes any credentials), the
     server's ``/etc/steward/steward.yaml`` in the sandbox, and 127.0.0.1 for 0.0.0.0."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    from mlflow_steward.deployment.onprem.ports import free_port
     from tests.conftest import postgres_database
+    from tests.moto_s3 import moto_server, s3_environment
 
     substitutions["postgresql://mlflow@db.internal:5432/mlflow"] = cleanup.enter_context(
         postgres_database()
     )
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    moto.start()
-    cleanup.callback(moto.stop)
-    substitutions["http://s3.internal:9000"] = f"http://127.0.0.1:{port}"
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        MLFLOW_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-    )
+    endpoint = cleanup.enter_context(moto_server())
+    substitutions["http://s3.internal:9000"] = endpoint
+    env.update(s3_environment(endpoint))
     boto3.client(
         "s3",
         endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],

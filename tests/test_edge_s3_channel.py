@@ -38,6 +38,7 @@ from tests.edge_agent_helpers import (
     switch_under_load,
 )
 from tests.edge_helpers import beacon_bundles, shared_edge_registry
+from tests.moto_s3 import moto_server, s3_environment
 
 BIN = Path(sys.executable).parent
 BUCKET = "edge-channels"
@@ -48,29 +49,16 @@ def s3():
     """moto's S3 on a free port of 127.0.0.1, the environment pointing boto3 at it, and the
     bucket; the server is stopped at the end."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in {
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "MLFLOW_S3_ENDPOINT_URL": endpoint,
-            }.items():
-                mp.setenv(key, value)
-            for name in list(os.environ):
-                if name.startswith("STEWARD_EDGE_KEY_"):
-                    mp.delenv(name)
-            client = boto3.client("s3", endpoint_url=endpoint)
-            client.create_bucket(Bucket=BUCKET)
-            yield client, endpoint
-    finally:
-        server.stop()
+    with moto_server() as endpoint, pytest.MonkeyPatch.context() as mp:
+        for key, value in s3_environment(endpoint).items():
+            mp.setenv(key, value)
+        for name in list(os.environ):
+            if name.startswith("STEWARD_EDGE_KEY_"):
+                mp.delenv(name)
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket=BUCKET)
+        yield client, endpoint
 
 
 @pytest.fixture(scope="module")

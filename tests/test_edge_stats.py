@@ -6,6 +6,7 @@ Time is a test clock given to ``EdgeStatistics``: windows close when the test mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -297,27 +298,26 @@ def moto_port():
 @pytest.fixture
 def s3(moto_port, monkeypatch):
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
-    }.items():
+    from tests.moto_s3 import moto_server, s3_environment
+
+    for key, value in s3_environment(f"http://127.0.0.1:{moto_port}").items():
         monkeypatch.setenv(key, value)
 
     class Moto:
-        server: ThreadedMotoServer | None = None
+        running: contextlib.ExitStack | None = None
+        started = False
 
         def start(self) -> None:
-            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port)
-            self.server.start()
+            self.running = contextlib.ExitStack()
+            # empty the first time; a restart keeps what the test stored
+            self.running.enter_context(moto_server(moto_port, reset=not self.started))
+            self.started = True
 
         def stop(self) -> None:
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
+            if self.running is not None:
+                self.running.close()
+                self.running = None
 
     moto = Moto()
     moto.start()
