@@ -24,23 +24,43 @@ from tests.mlflow_db import empty_mlflow_db
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+DOCS_PAGE = "tests/test_docs_examples.py::test_every_example_on_the_page"
+
+
+def _unit(nodeid: str) -> str:
+    """What one xdist worker runs as a whole: a test file (its module-scoped servers start once),
+    except that each page of test_docs_examples.py is a unit of its own (the pages share nothing:
+    each runs in its own sandbox)."""
+    return nodeid if nodeid.startswith(DOCS_PAGE) else nodeid.split("::", 1)[0]
+
+
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist, not called
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``--dist loadfile``, except that each page of test_docs_examples.py is a group of its own:
-    the pages share nothing (each runs in its own sandbox) and several take minutes (in one CI
-    run: deployment.md 208 s, server.md 126 s, edge.md 84 s; about 700 s in all), which as one
-    file all went to one worker."""
+    """``--dist loadfile`` over the units of ``_unit``, in collection order, which
+    ``pytest_collection_modifyitems`` makes slow units first. xdist's own order (most tests
+    first) sent single-test units last: the docs pages (deployment.md alone takes 3 minutes)
+    then ran while the other worker had nothing left to do."""
     if config.getoption("dist", None) != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class PagesApart(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith("tests/test_docs_examples.py::test_every_example_on_the_page"):
-                return nodeid
-            return super()._split_scope(nodeid)
+    config.option.loadscopereorder = False
 
-    return PagesApart(config, log)
+    class Units(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return Units(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the units holding a ``slow`` test (an end-to-end run of real processes) go
+    first, the many short ones after them fill in at the end; the order within a unit is kept.
+    Outside xdist the order is pytest's."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = {_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _unit(item.nodeid) not in slow)  # stable
 
 
 EXAMPLE_CONFIG = textwrap.dedent("""\

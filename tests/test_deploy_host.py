@@ -257,6 +257,7 @@ def file_target_path(tmp_path_factory) -> Path:
     return install_test_dist("steward-file-target", tmp_path_factory.mktemp("file-target"))
 
 
+@pytest.mark.slow
 def test_installed_third_party_target_through_mlflow_cli(registered, file_target_path, tmp_path):
     env = {
         **os.environ,

@@ -364,6 +364,7 @@ def _without_onnxruntime(tmp_path: Path) -> dict[str, str]:
     return {"PYTHONPATH": str(shadow.parent)}
 
 
+@pytest.mark.slow
 def test_parity_that_cannot_be_checked_here_is_refused(registry, channel, bundles, tmp_path):
     env = _without_onnxruntime(tmp_path)
     # The manifest says parity passed (devices serve ONNX on it): refused whatever the policy.
@@ -383,6 +384,7 @@ def test_parity_that_cannot_be_checked_here_is_refused(registry, channel, bundle
     assert last_publish(registry).details["onnx"]["parity_ok"] is None
 
 
+@pytest.mark.slow
 def test_publishing_a_model_uri_with_onnx(registry, channel):
     from mlflow_steward.deployment.edge.bundle import read_manifest
 

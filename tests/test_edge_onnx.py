@@ -314,6 +314,7 @@ def test_an_agent_serves_the_onnx_bundle_with_onnx_runtime(built, tmp_path):
         assert requests.get(f"{agent.url}/ping", timeout=10).status_code == 200
 
 
+@pytest.mark.slow
 def test_publishing_a_bundle_file_is_decided_on_its_facts(registry, built, tmp_path):
     from mlflow_steward.deployment.edge.channel import Channel
 

@@ -296,6 +296,7 @@ def test_mlflow_deployments_create_with_onnx_is_decided_on_the_built_bundle(fres
     assert entry.details["bundle_size"] == Channel(channel, keys).releases()[-1].length
 
 
+@pytest.mark.slow
 def test_steward_deploy_is_decided_on_its_bundles_facts(fresh):
     registry, channel, keys, env = fresh
     deploy = (BIN / "steward", "deploy", "create", "-t", "steward-edge", "-m", "models:/beacon/1")
