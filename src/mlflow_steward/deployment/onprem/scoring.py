@@ -1,8 +1,11 @@
 """Run one MLflow pyfunc scoring server for a local model directory (a child of the gateway).
 
-``--env-manager local`` replaces this process with MLflow's scoring server (uvicorn), so the gateway
-holds the server's own process; ``virtualenv`` first builds the model's environment (MLflow caches
-it) and serves from it, as ``mlflow models serve --env-manager virtualenv`` does.
+``--env-manager local`` runs MLflow's scoring server (uvicorn, with the command and environment
+``mlflow models serve`` would use) in this very process, so the gateway holds the server's own
+process, and MLflow, imported once to build the command, is not imported a second time by a new
+interpreter (``exec`` of ``python -m uvicorn`` cost about 0.85 CPU seconds more a start here);
+``virtualenv`` first builds the model's environment (MLflow caches it) and serves from it, as
+``mlflow models serve --env-manager virtualenv`` does.
 """
 
 from __future__ import annotations
@@ -36,8 +39,14 @@ def main(argv: list[str] | None = None) -> None:
             workers=args.workers,
             timeout=args.timeout,
         )
+        # command is `python -m uvicorn ARGS...`: run uvicorn's command line here instead
+        import uvicorn
+
+        os.environ.clear()
+        os.environ.update(env)  # os.environ's copy plus the model's path, as MLflow passes them
         sys.stdout.flush()
-        os.execve(command[0], command, env)
+        uvicorn.main(args=command[3:], prog_name="uvicorn")
+        return
     from mlflow.models.flavor_backend_registry import get_flavor_backend
 
     backend = get_flavor_backend(
