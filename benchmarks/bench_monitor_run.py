@@ -59,7 +59,12 @@ def setup(root: Path, models: int, rows: int, columns: int) -> str:
         rng = np.random.default_rng(i)
         X = pd.DataFrame(rng.normal(size=(rows, columns)).astype("float32"), columns=names)
         with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(name="model", python_model=Identity())
+            # requirements named: MLflow would otherwise infer them in a new process per model
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Identity(),
+                pip_requirements=mlflow.pyfunc.get_default_pip_requirements(),
+            )
             steward.log_baseline(X, model_info=info)
         mlflow.register_model(info.model_uri, f"model-{i:03d}")
         current = pd.DataFrame(rng.normal(size=(rows, columns)).astype("float32"), columns=names)
