@@ -69,3 +69,33 @@ def test_wide_and_tied_large_samples_equal_scipy():
     ref32, cur32 = ref[:, 1:].astype(np.float32), cur[:, 1:].astype(np.float32)
     expected32 = [stats.ks_2samp(ref32[:, j], cur32[:, j]).statistic for j in range(2)]
     assert ks_columns(ref32, cur32).statistic.tolist() == expected32
+
+
+def test_large_samples_split_over_threads_equal_scipy_column_by_column():
+    """Above THREADED_MIN_VALUES the columns go to one thread a core in groups; each group
+    chooses keys or the searchsorted merge for itself (the wide column forces the merge in its
+    group only) and every statistic is still scipy's."""
+    import os
+
+    from mlflow_steward.monitoring import stats as steward_stats
+
+    rng = np.random.default_rng(5)
+    n1, n2 = 120_000, 110_000
+    wide = np.concatenate([[5e-324, 1e308], rng.normal(size=n1 - 2)])
+    ref = np.column_stack(
+        [wide, rng.integers(-3, 4, size=n1), *(rng.normal(size=n1) for _ in range(3))]
+    )
+    cur = np.column_stack(
+        [
+            rng.normal(size=n2),
+            rng.integers(-3, 5, size=n2),
+            *(rng.normal(size=n2) for _ in range(3)),
+        ]
+    )
+    cur[:, 4] += 0.02
+    assert (n1 + n2) * 5 >= steward_stats.THREADED_MIN_VALUES
+    cores = len(os.sched_getaffinity(0))
+    assert steward_stats._threads((n1 + n2) * 5, 5) == min(cores, 5)
+    result = ks_columns(ref, cur)
+    expected = [stats.ks_2samp(ref[:, j], cur[:, j]).statistic for j in range(5)]
+    assert result.statistic.tolist() == expected
